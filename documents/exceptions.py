@@ -1,0 +1,31 @@
+"""Errors the documents domain raises; ``bokehsite.errors`` turns them into JSON answers."""
+
+from rest_framework import status
+
+from bokehsite.errors import ApiError
+
+
+class MalformedBody(ApiError):
+    code = "malformed_body"
+
+
+class InvalidDocument(ApiError):
+    """The body parsed, but Bokeh cannot load it as a document."""
+
+    code = "invalid_document"
+
+
+class UnknownModelType(InvalidDocument):
+    code = "unknown_model_type"
+
+
+class TitleTaken(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "title_taken"
+
+
+class DocumentNotFound(ApiError):
+    """Also answers for documents the caller may not see, so that their existence does not leak."""
+
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"

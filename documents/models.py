@@ -1,0 +1,57 @@
+import uuid
+
+from bokeh.core.serialization import Buffer
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from bokehsite.client import wire
+
+
+class Visibility(models.TextChoices):
+    PRIVATE = "private", "Private"
+    PUBLIC = "public", "Public"
+
+
+class Document(models.Model):
+    """A stored Bokeh document.
+
+    ``doc`` is Bokeh's own document JSON (``bokeh.document.Document.to_json()``) in which every
+    array refers by id to a binary buffer; ``buffers`` holds those buffers, packed as a bundle
+    with an empty payload (see ``bokehsite.client.wire``). ``version`` counts content changes.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
+    title = models.CharField(max_length=200)
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    doc = models.JSONField(help_text="Bokeh document JSON; arrays refer to binary buffers by id.")
+    buffers = models.BinaryField(default=b"", help_text="The binary buffers that the document JSON refers to.")
+    version = models.PositiveIntegerField(default=1)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated"]
+        constraints = [models.UniqueConstraint(fields=["owner", "title"], name="document_title_unique_per_owner")]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("documents:page", args=[self.id])
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.id}-{self.version}"'
+
+    def set_content(self, doc_json: dict, buffers: list[Buffer]) -> None:
+        self.doc = doc_json
+        self.buffers = wire.pack({}, buffers)
+
+    def buffer_list(self) -> list[Buffer]:
+        return wire.unpack(self.buffers)[1] if self.buffers else []
+
+    def to_bundle(self) -> bytes:
+        """The document as the API and the plot page receive it."""
+        return wire.replace_payload(self.buffers, {"doc": self.doc})

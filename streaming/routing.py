@@ -1,0 +1,3 @@
+"""Websocket routes; the live document channel mounts here."""
+
+websocket_urlpatterns: list = []
