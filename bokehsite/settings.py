@@ -175,7 +175,7 @@ REST_FRAMEWORK = {
         "documents.parsers.JSONParser",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "bokehsite.errors.exception_handler",
+    "EXCEPTION_HANDLER": "bokehsite.error_handler.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

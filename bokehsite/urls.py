@@ -6,3 +6,6 @@ urlpatterns = [
     path("api/", include("documents.api_urls")),
     path("", include("documents.urls")),
 ]
+
+handler404 = "bokehsite.views.page_not_found"
+handler500 = "bokehsite.views.server_error"

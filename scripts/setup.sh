@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs bokehsite into ./.venv. Sourced by serve.sh and test.sh; safe to run again.
+#   scripts/setup.sh          server and client
+#   scripts/setup.sh dev      also the test tools and Chromium for the browser tests
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+requirements=requirements.txt
+[ "${1:-}" = dev ] && requirements=requirements-dev.txt
+
+# Reinstall only when the requirement files change.
+stamp=".venv/.installed-$(cat requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)-$(basename $requirements .txt)"
+if [ ! -e "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r "$requirements" -e .
+  touch "$stamp"
+fi
+
+if [ "${1:-}" = dev ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: /usr/bin/chromium is missing; browser tests need it (apt-get install chromium)" >&2
+  fi
+fi

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the whole test suite.
+#   1. on the embedded defaults: SQLite and the in-memory channel layer;
+#   2. where they answer, again on PostgreSQL with the Redis channel layer.
+# With CI=true a missing PostgreSQL, Redis or Chromium fails the run instead of skipping.
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev
+py=.venv/bin/python
+
+POSTGRES_URL=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/bokehsite}
+REDIS_TEST_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
+
+echo "== SQLite, in-memory channel layer"
+env -u DATABASE_URL -u REDIS_URL "$py" -m pytest "$@"
+
+missing=$("$py" scripts/services.py "$POSTGRES_URL" "$REDIS_TEST_URL")
+if [ -n "$missing" ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "CI: $missing is not answering" >&2
+    exit 1
+  fi
+  echo "== skipped the PostgreSQL + Redis run: $missing is not answering"
+  exit 0
+fi
+echo "== PostgreSQL, Redis channel layer"
+DATABASE_URL=$POSTGRES_URL REDIS_URL=$REDIS_TEST_URL "$py" -m pytest -m "not browser" "$@"

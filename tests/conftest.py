@@ -1,0 +1,82 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bokeh.document import Document as BokehDocument
+from bokeh.plotting import figure
+from rest_framework.test import APIClient
+
+from tests.live import DaphneServer, database_url
+
+IN_CI = os.environ.get("CI") == "true"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """Keep the SQLite test database in a file, so that a Daphne child process can share it."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def line_document(n: int = 5, *, title: str = "line") -> BokehDocument:
+    """The seed's line plot (or a longer one), as a Bokeh document."""
+    p = figure(width=400, height=400)
+    if n == 5:
+        p.line([1, 2, 3, 4, 5], [6, 7, 2, 4, 5], line_width=2, name="ex_line")
+    else:
+        x = np.arange(n, dtype=float)
+        p.line(x, np.sin(x / 50), line_width=2, name="ex_line")
+    doc = BokehDocument(title=title)
+    doc.add_root(p)
+    return doc
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup):
+    """A real Daphne process serving the test database (use with transactional tests)."""
+    from django.conf import settings
+
+    with DaphneServer(env={"DATABASE_URL": database_url(settings.DATABASES["default"])}) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is missing; scripts/setup.sh dev installs it")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the tests' own ORM calls are
+    # still plain sequential code, so Django's async-safety guard does not apply to them.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that records console errors and failed requests in ``page.problems``."""
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    page = context.new_page()
+    page.problems = []
+    page.on("console", lambda m: page.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.problems.append(f"page error: {e}"))
+    page.on("response", lambda r: page.problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
+    yield page
+    context.close()

@@ -1,0 +1,66 @@
+"""Settings come from the environment, with safe defaults; bad values fail loudly."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.live import ROOT
+
+PRINT = """
+import django, json
+from django.conf import settings
+django.setup()
+print(json.dumps({
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "db_name": str(settings.DATABASES["default"]["NAME"]),
+    "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "debug": settings.DEBUG,
+    "multi_user": settings.BOKEHSITE_MULTI_USER,
+    "secret": settings.SECRET_KEY,
+    "hosts": settings.ALLOWED_HOSTS,
+    "first_app": settings.INSTALLED_APPS[0],
+}))
+"""
+CLEAR = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "BOKEHSITE_MULTI_USER")
+
+
+def load_settings(tmp_path, **env):
+    base = {k: v for k, v in os.environ.items() if k not in CLEAR}
+    full = {**base, "DJANGO_SETTINGS_MODULE": "bokehsite.settings", "BOKEHSITE_DATA_DIR": str(tmp_path), **env}
+    return subprocess.run([sys.executable, "-c", PRINT], cwd=ROOT, env=full, capture_output=True, text=True)
+
+
+def test_defaults_are_sqlite_in_memory_layer_and_no_debug(tmp_path):
+    result = load_settings(tmp_path)
+    values = json.loads(result.stdout)
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["db_name"] == str(tmp_path / "db.sqlite3")
+    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["debug"] is False and values["multi_user"] is False
+    assert values["first_app"] == "daphne"
+    assert values["hosts"] == ["localhost", "127.0.0.1", "[::1]"]
+
+
+def test_a_generated_secret_key_is_kept_private_and_reused(tmp_path):
+    first = json.loads(load_settings(tmp_path).stdout)["secret"]
+    second = json.loads(load_settings(tmp_path).stdout)["secret"]
+    assert first == second and len(first) >= 50
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_environment_selects_postgresql_and_redis(tmp_path):
+    values = json.loads(load_settings(
+        tmp_path, DATABASE_URL="postgres://u@db.example:5432/site", REDIS_URL="redis://r.example:6379/0",
+        SECRET_KEY="k" * 50, DEBUG="true", ALLOWED_HOSTS="a.example, b.example", BOKEHSITE_MULTI_USER="1",
+    ).stdout)
+    assert values["engine"] == "django.db.backends.postgresql" and values["db_name"] == "site"
+    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert values["secret"] == "k" * 50 and values["debug"] is True and values["multi_user"] is True
+    assert values["hosts"] == ["a.example", "b.example"]
+
+
+def test_a_bad_boolean_fails_loudly(tmp_path):
+    result = load_settings(tmp_path, BOKEHSITE_MULTI_USER="maybe")
+    assert result.returncode != 0
+    assert "BOKEHSITE_MULTI_USER must be a boolean" in result.stderr
