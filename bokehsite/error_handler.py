@@ -30,7 +30,7 @@ def _first_message(messages: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApiError):
-        return Response(error_body(exc.code, exc.detail, exc.field), status=exc.status_code)
+        return Response(error_body(exc.code, exc.detail, exc.field, **exc.extra), status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge("request body is larger than the configured limit", field="body")
         return Response(error_body(exc.code, exc.detail, exc.field), status=exc.status_code)

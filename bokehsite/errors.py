@@ -11,10 +11,11 @@ class ApiError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     code = "bad_request"
 
-    def __init__(self, detail: str, *, field: str | None = None, code: str | None = None):
+    def __init__(self, detail: str, *, field: str | None = None, code: str | None = None, **extra: object):
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        self.extra = extra  # more members of the error body, e.g. the current version on a conflict
         if code:
             self.code = code
 

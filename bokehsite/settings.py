@@ -161,6 +161,15 @@ BOKEHSITE_MULTI_USER = envbool("BOKEHSITE_MULTI_USER", "0")
 BOKEHSITE_DEFAULT_USERNAME = "defaultuser"
 # Largest request body the API accepts (documents carry their arrays, so this is generous).
 BOKEHSITE_MAX_BODY_BYTES = envint("BOKEHSITE_MAX_BODY_BYTES", str(512 * 1024 * 1024))
+# Live documents: how many each process keeps in memory, how often the event log is folded
+# into a snapshot, and how many versions of history stay rebuildable.
+BOKEHSITE_LIVE_DOCUMENTS = envint("BOKEHSITE_LIVE_DOCUMENTS", "32")
+BOKEHSITE_SNAPSHOT_EVERY = envint("BOKEHSITE_SNAPSHOT_EVERY", "500")
+BOKEHSITE_HISTORY = envint("BOKEHSITE_HISTORY", "10000")
+# A viewer more than this many versions behind gets no more frames until it catches up...
+BOKEHSITE_VIEWER_WINDOW = envint("BOKEHSITE_VIEWER_WINDOW", "64")
+# ...and then the missed changes from the log, or a snapshot when more than this many.
+BOKEHSITE_CATCHUP_LIMIT = envint("BOKEHSITE_CATCHUP_LIMIT", "1000")
 # Django refuses to read request.body past this; our parsers enforce the limit above instead.
 DATA_UPLOAD_MAX_MEMORY_SIZE = BOKEHSITE_MAX_BODY_BYTES
 

@@ -16,14 +16,14 @@ class DocumentAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "version", "created", "updated", "models", "size"]
     fields = ["id", "title", "owner", "visibility", "version", "created", "updated", "models", "size"]
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).defer("buffers")
-
     @admin.display(description="Bokeh models")
     def models(self, document: Document) -> str:
-        counts = Counter(obj.get("name") for obj in model_objects(document.doc))
+        snapshot = document.snapshots.defer("buffers").first()
+        counts = Counter(obj.get("name") for obj in model_objects(snapshot.doc)) if snapshot else Counter()
         return ", ".join(f"{name} ×{n}" if n > 1 else name for name, n in counts.most_common())
 
     @admin.display(description="Stored size")
     def size(self, document: Document) -> str:
-        return filesizeformat(len(document.buffers)) + " of arrays"
+        snapshots = document.snapshots.values_list("buffers", flat=True)
+        events = document.events.count()
+        return f"{filesizeformat(sum(len(b) for b in snapshots))} in {len(snapshots)} snapshot(s), {events} logged change(s)"

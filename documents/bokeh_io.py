@@ -38,7 +38,7 @@ def load(doc_json: Any, buffers: list[Buffer], *, field: str = "doc") -> BokehDo
     try:
         return BokehDocument.from_json(Serialized(doc_json, list(buffers)))
     except (DeserializationError, KeyError, TypeError, ValueError, AttributeError) as e:
-        raise InvalidDocument(f"Bokeh cannot load it: {_describe(e)}", field=field) from None
+        raise InvalidDocument(f"Bokeh cannot load it: {describe(e)}", field=field) from None
 
 
 def dump(document: BokehDocument) -> tuple[dict[str, Any], list[Buffer]]:
@@ -53,7 +53,7 @@ def canonical(doc_json: Any, buffers: list[Buffer]) -> tuple[dict[str, Any], lis
     return dump(load(doc_json, buffers))
 
 
-def _describe(error: Exception) -> str:
+def describe(error: Exception) -> str:
     if isinstance(error, KeyError):
         return f"missing key {error.args[0]!r}"
     return str(error) or type(error).__name__

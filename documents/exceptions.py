@@ -29,3 +29,28 @@ class DocumentNotFound(ApiError):
 
     status_code = status.HTTP_404_NOT_FOUND
     code = "not_found"
+
+
+class InvalidPatch(ApiError):
+    """Bokeh cannot apply the change to the current document."""
+
+    code = "invalid_patch"
+
+
+class VersionConflict(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "version_conflict"
+
+    def __init__(self, base_version: int, current_version: int):
+        super().__init__(
+            f"the change was made against version {base_version}, but the document is at version {current_version}",
+            field="base_version", current_version=current_version,
+        )
+
+
+class HistoryTruncated(ApiError):
+    status_code = status.HTTP_410_GONE
+    code = "history_truncated"
+
+    def __init__(self, version: int):
+        super().__init__(f"version {version} is no longer in the document's history", field="version")

@@ -16,17 +16,15 @@ class Visibility(models.TextChoices):
 class Document(models.Model):
     """A stored Bokeh document.
 
-    ``doc`` is Bokeh's own document JSON (``bokeh.document.Document.to_json()``) in which every
-    array refers by id to a binary buffer; ``buffers`` holds those buffers, packed as a bundle
-    with an empty payload (see ``bokehsite.client.wire``). ``version`` counts content changes.
+    Its content lives in ``Snapshot`` rows and the ``Event`` log: the document at version V is
+    the newest snapshot at or before V with the events after it applied. ``version`` counts
+    content changes; every accepted change bumps it by one.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
     title = models.CharField(max_length=200)
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
-    doc = models.JSONField(help_text="Bokeh document JSON; arrays refer to binary buffers by id.")
-    buffers = models.BinaryField(default=b"", help_text="The binary buffers that the document JSON refers to.")
     version = models.PositiveIntegerField(default=1)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -41,9 +39,27 @@ class Document(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("documents:page", args=[self.id])
 
+
+class Snapshot(models.Model):
+    """The whole document at one version: Bokeh's document JSON, whose arrays refer by id to
+    ``buffers`` (packed as a bundle with an empty payload, see ``bokehsite.client.wire``)."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="snapshots")
+    version = models.PositiveIntegerField()
+    doc = models.JSONField(help_text="Bokeh document JSON; arrays refer to binary buffers by id.")
+    buffers = models.BinaryField(default=b"", help_text="The binary buffers that the document JSON refers to.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [models.UniqueConstraint(fields=["document", "version"], name="snapshot_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} @ {self.version}"
+
     @property
-    def etag(self) -> str:
-        return f'"{self.id}-{self.version}"'
+    def size(self) -> int:
+        return len(self.buffers)
 
     def set_content(self, doc_json: dict, buffers: list[Buffer]) -> None:
         self.doc = doc_json
@@ -55,3 +71,37 @@ class Document(models.Model):
     def to_bundle(self) -> bytes:
         """The document as the API and the plot page receive it."""
         return wire.replace_payload(self.buffers, {"doc": self.doc})
+
+
+class EventKind(models.TextChoices):
+    PATCH = "patch", "Patch"
+    REPLACE = "replace", "Replace"
+
+
+class Event(models.Model):
+    """One accepted change: the change from ``version - 1`` to ``version``.
+
+    A patch holds Bokeh's PATCH-DOC content (``{"events": [...]}``) with its binary buffers,
+    whose ids are unique within the document's log. A replace says the whole document was
+    replaced; the snapshot at the same version holds the new content.
+    """
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="events")
+    version = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=EventKind.choices, default=EventKind.PATCH)
+    patch = models.JSONField(null=True, blank=True)
+    buffers = models.BinaryField(default=b"")
+    size = models.PositiveIntegerField(default=0, help_text="Bytes of JSON and buffers.")
+    origin = models.CharField(max_length=100, blank=True, help_text="The connection the change came from.")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version"]
+        constraints = [models.UniqueConstraint(fields=["document", "version"], name="event_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} v{self.version} {self.kind}"
+
+    def buffer_list(self) -> list[Buffer]:
+        return wire.unpack(self.buffers)[1] if self.buffers else []

@@ -36,3 +36,19 @@ class ContentSerializer(serializers.Serializer):
 
 class CreateSerializer(TitleSerializer, ContentSerializer):
     pass
+
+
+class PatchSerializer(serializers.Serializer):
+    """A change: Bokeh's PATCH-DOC content, optionally only for one base version."""
+
+    patch = serializers.JSONField()
+    base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+
+
+class VersionQuerySerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, required=False)
+
+
+class SinceQuerySerializer(serializers.Serializer):
+    since = serializers.IntegerField(min_value=0)
+    limit = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)

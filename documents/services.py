@@ -8,23 +8,21 @@ from typing import Any
 from bokeh.core.serialization import Buffer
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 
-from documents import bokeh_io
+from bokehsite.client import wire
+from documents import bokeh_io, live
 from documents.exceptions import DocumentNotFound, TitleTaken
-from documents.models import Document, Visibility
+from documents.live import Change
+from documents.models import Document, Event, Snapshot, Visibility
 
 User = AbstractBaseUser | AnonymousUser
-
-# Columns too big for a metadata query; only content endpoints load them.
-CONTENT_FIELDS = ("doc", "buffers")
-
 
 def owned_documents(user: User) -> QuerySet[Document]:
     """The documents ``user`` owns, without their content."""
     if not user.is_authenticated:
         return Document.objects.none()
-    return Document.objects.filter(owner=user).defer(*CONTENT_FIELDS)
+    return Document.objects.filter(owner=user)
 
 
 def readable_documents(user: User) -> QuerySet[Document]:
@@ -35,21 +33,33 @@ def readable_documents(user: User) -> QuerySet[Document]:
     return Document.objects.filter(owner=user) | published
 
 
-def get_readable(user: User, document_id: uuid.UUID | str, *, content: bool = False) -> Document:
-    return _get(readable_documents(user), document_id, content)
+def get_readable(user: User, document_id: uuid.UUID | str) -> Document:
+    return _get(readable_documents(user), document_id)
 
 
-def get_writable(user: User, document_id: uuid.UUID | str, *, content: bool = False) -> Document:
-    return _get(owned_documents(user), document_id, content)
+def get_writable(user: User, document_id: uuid.UUID | str) -> Document:
+    return _get(owned_documents(user), document_id)
 
 
-def _get(queryset: QuerySet[Document], document_id: uuid.UUID | str, content: bool) -> Document:
-    if content:
-        queryset = queryset.defer(None)
+def _get(queryset: QuerySet[Document], document_id: uuid.UUID | str) -> Document:
     try:
         return queryset.get(pk=document_id)
     except (Document.DoesNotExist, ValueError):
         raise DocumentNotFound("no such document") from None
+
+
+def connection_access(user: User, document_id: uuid.UUID | str) -> tuple[Document, str]:
+    """The document a live connection opens, and its role: "write" or "read".
+
+    Raises:
+        DocumentNotFound: the user may not see it (or it does not exist).
+    """
+    document = get_readable(user, document_id)
+    return document, "write" if user.is_authenticated and document.owner_id == user.pk else "read"
+
+
+def current_version(document: Document) -> int:
+    return Document.objects.values_list("version", flat=True).get(pk=document.pk)
 
 
 def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers: list[Buffer]) -> Document:
@@ -61,23 +71,54 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
     document = Document(owner=owner, title=title)
-    document.set_content(doc_json, buffers)
-    _save_with_title(document, force_insert=True)
+    with transaction.atomic():
+        _save_with_title(document, force_insert=True)
+        snapshot = Snapshot(document=document, version=document.version)
+        snapshot.set_content(doc_json, buffers)
+        snapshot.save()
     return document
 
 
-def replace_document(document: Document, doc_json: Any, buffers: list[Buffer]) -> Document:
-    """Replace a document's whole content; its version goes up by one.
+def replace_document(
+    document: Document, doc_json: Any, buffers: list[Buffer], *, author: Any = None, origin: str = ""
+) -> Document:
+    """Replace a document's whole content; its version goes up by one and viewers reload.
 
     Raises:
         InvalidDocument: Bokeh cannot load the JSON; the stored document is unchanged.
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
-    document.set_content(doc_json, buffers)
-    document.version = F("version") + 1
-    document.save(update_fields=["doc", "buffers", "version", "updated"])
+    live.replace(document, doc_json, buffers, author=author, origin=origin)
     document.refresh_from_db(fields=["version", "updated"])
     return document
+
+
+def apply_patch(
+    document: Document, patch: Any, buffers: list[Buffer], *,
+    author: Any = None, origin: str = "", base_version: int | None = None,
+) -> Change:
+    """Apply a change (Bokeh's PATCH-DOC content) to a document; see ``documents.live.apply_patch``."""
+    return live.apply_patch(document.id, patch, buffers, author=author, origin=origin, base_version=base_version)
+
+
+def document_bundle(document: Document, version: int | None = None) -> tuple[int, bytes]:
+    """The document as a bundle, at ``version`` (default: the current one), and that version.
+
+    Raises:
+        HistoryTruncated: the log no longer holds ``version``.
+    """
+    if version is None:
+        return live.current_bundle(document.id)
+    return version, live.bundle_at(document.id, version)
+
+
+def events_after(document: Document, version: int, limit: int) -> list[Event]:
+    """Up to ``limit`` changes after ``version``, in order.
+
+    Raises:
+        HistoryTruncated: the log no longer holds them; only a snapshot brings a reader up to date.
+    """
+    return live.log_after(document.id, version, limit)
 
 
 def rename_document(document: Document, title: str) -> Document:
@@ -102,7 +143,8 @@ def delete_document(document: Document) -> None:
     document.delete()
 
 
-def load_bokeh_document(document: Document):
-    """The stored document as a live Bokeh ``Document``."""
-    return bokeh_io.load(document.doc, document.buffer_list())
+def load_bokeh_document(document: Document, version: int | None = None):
+    """The stored document (at ``version``, default the current one) as a new Bokeh ``Document``."""
+    header, buffers = wire.unpack(document_bundle(document, version)[1])
+    return bokeh_io.load(header["doc"], buffers)
 

@@ -1,3 +1,7 @@
-"""Websocket routes; the live document channel mounts here."""
+from django.urls import path
 
-websocket_urlpatterns: list = []
+from streaming.consumers import DocumentConsumer
+
+websocket_urlpatterns = [
+    path("ws/documents/<uuid:pk>/", DocumentConsumer.as_asgi()),
+]

@@ -111,7 +111,11 @@ def test_a_bad_replacement_leaves_the_stored_document_unchanged(api):
     response = api.put(f"/api/documents/{created['id']}/doc/", {"doc": doc}, format="json")
     assert_error(response, 400, "unknown_model_type", "doc")
     after = Document.objects.get(pk=created["id"])
-    assert (after.version, after.doc, bytes(after.buffers)) == (before.version, before.doc, bytes(before.buffers))
+    assert after.version == before.version
+    assert [(s.version, s.doc, bytes(s.buffers)) for s in after.snapshots.all()] == [
+        (s.version, s.doc, bytes(s.buffers)) for s in before.snapshots.all()
+    ]
+    assert not after.events.exists()
 
 
 def test_an_id_that_is_not_a_uuid_is_not_found(api):

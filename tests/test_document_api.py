@@ -50,8 +50,9 @@ def test_it_creates_a_document_from_plain_json_and_stores_columns_as_binary(api)
     response = api.post("/api/documents/", {"title": "plain", "doc": doc_json}, format="json")
     assert response.status_code == 201, response.content
     stored = Document.objects.get(pk=response.json()["id"])
-    assert "[6, 7, 2, 4, 5]" not in json.dumps(stored.doc)
-    assert len(stored.buffer_list()) == 2
+    snapshot = stored.snapshots.get()
+    assert "[6, 7, 2, 4, 5]" not in json.dumps(snapshot.doc)
+    assert len(snapshot.buffer_list()) == 2
     assert services.load_bokeh_document(stored).get_model_by_name("ex_line").data_source.data["x"].tolist() == [1, 2, 3, 4, 5]
 
 

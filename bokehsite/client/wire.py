@@ -57,6 +57,14 @@ def replace_payload(bundle: bytes | memoryview, payload: Mapping[str, Any]) -> b
     return b"".join([_HEAD.pack(MAGIC, len(head)), head, view[_HEAD.size + head_len:]])
 
 
+def update_payload(bundle: bytes | memoryview, **members: Any) -> bytes:
+    """A bundle with ``members`` added to the payload of ``bundle``, and the same buffers."""
+    view, head_len = _split(bundle)
+    header = _parse_header(view, head_len)
+    head = serialize_json({**header, **members}).encode()
+    return b"".join([_HEAD.pack(MAGIC, len(head)), head, view[_HEAD.size + head_len:]])
+
+
 def _split(data: bytes | memoryview) -> tuple[memoryview, int]:
     view = memoryview(data).cast("B")
     if len(view) < _HEAD.size:
@@ -142,6 +150,20 @@ def _binary_column(value: Any, buffers: list[Buffer]) -> Any:
         "dtype": array.dtype.name,
         "order": "little",
     }
+
+
+def rename_buffers(content: Any, buffers: list[Buffer], prefix: str) -> tuple[Any, list[Buffer]]:
+    """``content`` and ``buffers`` with every buffer id prefixed, so several can share a bundle."""
+    names = {b.id: f"{prefix}{b.id}" for b in buffers}
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("type") == "bytes" and isinstance(node.get("data"), dict) and node["data"].get("id") in names:
+                return {**node, "data": {"id": names[node["data"]["id"]]}}
+            return {k: rename(v) if isinstance(v, (dict, list)) else v for k, v in node.items()}
+        return [rename(v) if isinstance(v, (dict, list)) else v for v in node]
+
+    return rename(content), [Buffer(names[b.id], b.data) for b in buffers]
 
 
 def model_objects(node: Any) -> Iterable[dict[str, Any]]:

@@ -1,0 +1,293 @@
+"""Live documents: applying changes through Bokeh, the event log, snapshots and history.
+
+Each process keeps the current Bokeh document of recently changed documents in memory, so
+a change is validated by applying it to a live ``bokeh.document.Document`` instead of
+rebuilding the document from the database. The database stays the truth: a change is accepted
+by one transaction that bumps ``Document.version`` from the version the live document is at
+(``UPDATE ... WHERE version = V``) and appends the event. A process whose live document is
+behind (another process wrote in between) finds that UPDATE matching nothing, catches up from
+the log and tries again, so writers on any number of processes apply changes in one order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from bokeh.core.serialization import Buffer, DeserializationError, Serialized
+from bokeh.document import Document as BokehDocument
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from bokehsite.client import wire
+from documents import bokeh_io
+from documents.exceptions import HistoryTruncated, InvalidPatch, VersionConflict
+from documents.models import Document, Event, EventKind, Snapshot
+
+# The kinds of PATCH-DOC event a stored document accepts: changes to the document's state.
+PATCH_EVENT_KINDS = frozenset(
+    {"ModelChanged", "ColumnDataChanged", "ColumnsStreamed", "ColumnsPatched", "TitleChanged", "RootAdded", "RootRemoved"}
+)
+
+
+@dataclass
+class Change:
+    """An accepted change, as it is broadcast to viewers."""
+
+    document_id: uuid.UUID
+    version: int
+    kind: str
+    patch: dict[str, Any] | None = None
+    buffers: list[Buffer] = field(default_factory=list)
+    origin: str = ""
+
+
+class LiveDocument:
+    """A Bokeh document at ``version``, with what folding needs to know."""
+
+    def __init__(self, document_id: uuid.UUID):
+        self.document_id = document_id
+        self.lock = threading.RLock()
+        self.doc: BokehDocument | None = None
+        self.version = 0
+        self.snapshot_version = 0
+        self.snapshot_size = 0
+        self.log_size = 0  # bytes of events since the snapshot
+        self._bundle: tuple[int, bytes] | None = None
+
+    def load(self) -> None:
+        """Rebuild from the newest snapshot and the events after it."""
+        snapshot = Snapshot.objects.filter(document_id=self.document_id).order_by("-version").first()
+        if snapshot is None:
+            raise Document.DoesNotExist(f"document {self.document_id} has no content")
+        self.doc = bokeh_io.load(snapshot.doc, snapshot.buffer_list())
+        self.version = self.snapshot_version = snapshot.version
+        self.snapshot_size = snapshot.size
+        self.log_size = 0
+        self._bundle = (snapshot.version, snapshot.to_bundle())
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Apply the events that other writers appended since ``version``."""
+        for event in Event.objects.filter(document_id=self.document_id, version__gt=self.version).order_by("version"):
+            if event.version != self.version + 1 or event.kind == EventKind.REPLACE:
+                return self.load()  # history pruned under us, or replaced: start again from a snapshot
+            _apply(self.doc, event.patch, event.buffer_list())
+            self.version = event.version
+            self.log_size += event.size
+
+    def bundle(self) -> bytes:
+        """The document at ``version`` as a bundle (cached until the next change)."""
+        if self._bundle is None or self._bundle[0] != self.version:
+            doc_json, buffers = bokeh_io.dump(self.doc)
+            self._bundle = (self.version, wire.pack({"doc": doc_json}, buffers))
+        return self._bundle[1]
+
+
+class _Cache:
+    """The live documents of this process, least recently used dropped first."""
+
+    def __init__(self) -> None:
+        self._documents: OrderedDict[uuid.UUID, LiveDocument] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, document_id: uuid.UUID) -> LiveDocument:
+        with self._lock:
+            live = self._documents.get(document_id)
+            if live is None:
+                live = self._documents[document_id] = LiveDocument(document_id)
+            self._documents.move_to_end(document_id)
+            while len(self._documents) > settings.BOKEHSITE_LIVE_DOCUMENTS:
+                self._documents.popitem(last=False)
+            return live
+
+    def discard(self, document_id: uuid.UUID) -> None:
+        with self._lock:
+            self._documents.pop(document_id, None)
+
+
+live_documents = _Cache()
+
+
+def _live(document_id: uuid.UUID) -> LiveDocument:
+    """The live document, caught up with the log. Call with nothing locked."""
+    live = live_documents.get(document_id)
+    with live.lock:
+        if live.doc is None:
+            live.load()
+    return live
+
+
+def _apply(doc: BokehDocument, patch: Any, buffers: list[Buffer]) -> None:
+    doc.apply_json_patch(Serialized(patch, list(buffers)))
+
+
+def _check_shape(patch: Any) -> list[dict[str, Any]]:
+    if not isinstance(patch, dict) or not isinstance(patch.get("events"), list) or not patch["events"]:
+        raise InvalidPatch("must be a PATCH-DOC object: {\"events\": [event, ...]} with at least one event", field="patch")
+    for event in patch["events"]:
+        kind = event.get("kind") if isinstance(event, dict) else None
+        if kind not in PATCH_EVENT_KINDS:
+            raise InvalidPatch(f"unsupported event kind {kind!r}; expected one of {', '.join(sorted(PATCH_EVENT_KINDS))}", field="patch")
+    return patch["events"]
+
+
+def apply_patch(
+    document_id: uuid.UUID,
+    patch: Any,
+    buffers: list[Buffer],
+    *,
+    author: Any = None,
+    origin: str = "",
+    base_version: int | None = None,
+) -> Change:
+    """Accept a change: apply it through Bokeh, append it to the log and bump the version.
+
+    Args:
+        patch: Bokeh's PATCH-DOC content, ``{"events": [...]}``; arrays refer to ``buffers``.
+        origin: the connection it came from, so that it is not echoed back there.
+        base_version: when given, the change applies only to this version (optimistic write).
+
+    Raises:
+        InvalidPatch: Bokeh cannot apply it; nothing is stored.
+        VersionConflict: ``base_version`` is not the current version.
+    """
+    _check_shape(patch)
+    live = _live(document_id)
+    with live.lock:
+        while True:
+            if base_version is not None and base_version != live.version:
+                live.catch_up()
+                if base_version != live.version:
+                    raise VersionConflict(base_version, live.version)
+            version = live.version + 1
+            stored_patch, stored_buffers = wire.rename_buffers(patch, buffers, f"{version}.")
+            size = len(json.dumps(stored_patch, separators=(",", ":"))) + sum(len(b.data) for b in stored_buffers)
+            with transaction.atomic():
+                claimed = Document.objects.filter(pk=document_id, version=live.version).update(
+                    version=version, updated=timezone.now()
+                )
+                if not claimed:
+                    if not Document.objects.filter(pk=document_id).exists():
+                        raise Document.DoesNotExist(f"document {document_id} is gone")
+                    live.catch_up()  # another process wrote first
+                    continue
+                try:
+                    _apply(live.doc, stored_patch, stored_buffers)
+                except (DeserializationError, KeyError, TypeError, ValueError, AttributeError) as e:
+                    live.doc = None  # partly applied: rebuild on next use
+                    raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_io.describe(e)}", field="patch") from None
+                Event.objects.create(
+                    document_id=document_id, version=version, kind=EventKind.PATCH, patch=stored_patch,
+                    buffers=wire.pack({}, stored_buffers), size=size, origin=origin, author=author,
+                )
+                change = Change(document_id, version, EventKind.PATCH, stored_patch, stored_buffers, origin)
+                _on_commit_broadcast(change)
+            live.version = version
+            live.log_size += size
+            break
+        if _should_fold(live):
+            fold(live)
+    return change
+
+
+def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer], *, author: Any = None, origin: str = "") -> Change:
+    """Replace the whole content (already validated and canonical) as a new version."""
+    live = live_documents.get(document.id)
+    with live.lock:
+        with transaction.atomic():
+            current = Document.objects.select_for_update().get(pk=document.id)
+            version = current.version + 1
+            Document.objects.filter(pk=document.id).update(version=version, updated=timezone.now())
+            snapshot = Snapshot(document_id=document.id, version=version)
+            snapshot.set_content(doc_json, buffers)
+            snapshot.save()
+            Event.objects.create(document_id=document.id, version=version, kind=EventKind.REPLACE, origin=origin, author=author)
+            change = Change(document.id, version, EventKind.REPLACE, origin=origin)
+            _on_commit_broadcast(change)
+        live.doc = None  # rebuilt from the new snapshot on next use
+        prune(document.id, version)
+    return change
+
+
+def _on_commit_broadcast(change: Change) -> None:
+    from streaming import broadcast  # the one module that knows the channel layer
+
+    transaction.on_commit(lambda: broadcast.change_accepted(change))
+
+
+def _should_fold(live: LiveDocument) -> bool:
+    return (
+        live.version - live.snapshot_version >= settings.BOKEHSITE_SNAPSHOT_EVERY
+        or live.log_size > max(live.snapshot_size, 64 * 1024)
+    )
+
+
+def fold(live: LiveDocument) -> None:
+    """Write the live document as a snapshot, then drop history past the retention window."""
+    doc_json, buffers = bokeh_io.dump(live.doc)
+    snapshot = Snapshot(document_id=live.document_id, version=live.version)
+    snapshot.set_content(doc_json, buffers)
+    snapshot.save()
+    live.snapshot_version, live.snapshot_size, live.log_size = live.version, snapshot.size, 0
+    prune(live.document_id, live.version)
+
+
+def prune(document_id: uuid.UUID, version: int) -> None:
+    """Keep the versions in ``[version - BOKEHSITE_HISTORY, version]`` rebuildable, drop the rest."""
+    oldest_kept = version - settings.BOKEHSITE_HISTORY
+    base = Snapshot.objects.filter(document_id=document_id, version__lte=max(oldest_kept, 0)).order_by("-version").first()
+    if base is None:
+        return
+    Snapshot.objects.filter(document_id=document_id, version__lt=base.version).delete()
+    Event.objects.filter(document_id=document_id, version__lte=base.version).delete()
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def current_bundle(document_id: uuid.UUID) -> tuple[int, bytes]:
+    """The current version of a document and the document as a bundle."""
+    live = _live(document_id)
+    with live.lock:
+        live.catch_up()
+        return live.version, live.bundle()
+
+
+def bundle_at(document_id: uuid.UUID, version: int) -> bytes:
+    """The document as it was at ``version``.
+
+    Raises:
+        HistoryTruncated: the log no longer holds that version.
+    """
+    snapshot = Snapshot.objects.filter(document_id=document_id, version__lte=version).order_by("-version").first()
+    if snapshot is None:
+        raise HistoryTruncated(version)
+    events = list(Event.objects.filter(document_id=document_id, version__gt=snapshot.version, version__lte=version))
+    if [e.version for e in events] != list(range(snapshot.version + 1, version + 1)):
+        raise HistoryTruncated(version)
+    if not events:
+        return snapshot.to_bundle()
+    doc = bokeh_io.load(snapshot.doc, snapshot.buffer_list())
+    for event in events:
+        _apply(doc, event.patch, event.buffer_list())
+    doc_json, buffers = bokeh_io.dump(doc)
+    return wire.pack({"doc": doc_json}, buffers)
+
+
+def log_after(document_id: uuid.UUID, version: int, limit: int) -> list[Event]:
+    """Up to ``limit`` events after ``version``, in order.
+
+    Raises:
+        HistoryTruncated: the log no longer holds the event after ``version``.
+    """
+    events = list(Event.objects.filter(document_id=document_id, version__gt=version).order_by("version")[:limit])
+    current = Document.objects.values_list("version", flat=True).get(pk=document_id)
+    if version < current and (not events or events[0].version != version + 1):
+        raise HistoryTruncated(version + 1)
+    return events

@@ -1,0 +1,154 @@
+"""The websocket of one document: every viewer and client session of it connects here.
+
+The consumer authenticates (``streaming.auth``), checks access, relays accepted changes in
+version order, and hands incoming changes to ``documents.services``. It keeps no queue of its
+own: the event log is the queue. A client that is more than ``BOKEHSITE_VIEWER_WINDOW``
+versions behind what it has confirmed (``applied``) receives nothing more until it catches up;
+then it gets everything it missed in one frame, read from the log, or a snapshot when the log no
+longer holds it all. So a slow viewer never holds up the producer or other viewers, and a
+connection's memory stays bounded whatever the rate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from bokehsite.errors import ApiError
+from documents import services
+from documents.exceptions import DocumentNotFound, HistoryTruncated
+from documents.models import EventKind
+from streaming import broadcast, messages
+from streaming.messages import ProtocolError
+
+logger = logging.getLogger(__name__)
+db = database_sync_to_async
+
+
+class ReadOnly(ApiError):
+    code = "forbidden"
+
+
+class DocumentConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        await self.accept()  # first, so that a refusal reaches the client as a message
+        try:
+            self.document, self.role = await db(services.connection_access)(
+                self.scope["user"], self.scope["url_route"]["kwargs"]["pk"]
+            )
+        except DocumentNotFound as e:
+            await self.send_error(e)
+            await self.close(code=4404)
+            return
+        self.group = broadcast.group_name(self.document.id)
+        self.synced = False
+        self.sent = 0  # the version the client has been sent up to
+        self.applied = 0  # the version the client says it has applied
+        self.behind = False  # changes happened that the client has not been sent yet
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        version = await db(services.current_version)(self.document)
+        await self.send_json({"type": "hello", "version": version, "role": self.role,
+                              "window": settings.BOKEHSITE_VIEWER_WINDOW})
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        message = {}
+        try:
+            message, buffers = messages.parse(text_data, bytes_data)
+            await getattr(self, f"on_{message['type']}")(message, buffers)
+        except ApiError as e:
+            await self.send_error(e, message.get("id"))
+        except Exception:
+            logger.exception("websocket message failed")
+            await self.send_json({"type": "error", "code": "server_error", "id": message.get("id"),
+                                  "detail": "the server failed to handle the message; the error is logged"})
+
+    # --- what clients send -----------------------------------------------------------------
+
+    async def on_sync(self, message, buffers) -> None:
+        """The client has ``version`` (or nothing: null); send it what it misses."""
+        version = messages.version(message, required=False)
+        if version is not None and version > await db(services.current_version)(self.document):
+            version = None  # from the future (another server's data?): start over
+        self.synced = True
+        self.sent = self.applied = -1 if version is None else version
+        await self.catch_up()
+
+    async def on_applied(self, message, buffers) -> None:
+        self.applied = max(self.applied, min(messages.version(message), self.sent))
+        if self.behind and self.has_room():
+            await self.catch_up()
+
+    async def on_patch(self, message, buffers) -> None:
+        if self.role != "write":
+            raise ReadOnly("this connection may view the document but not change it")
+        change = await db(services.apply_patch)(
+            self.document, message.get("patch"), buffers,
+            author=self.scope["user"] if self.scope["user"].is_authenticated else None,
+            origin=self.channel_name,
+            base_version=messages.version(message, "base_version", required=False),
+        )
+        await self.send_json({"type": "ack", "id": message.get("id"), "version": change.version})
+
+    async def on_ping(self, message, buffers) -> None:
+        await self.send_json({"type": "pong", "id": message.get("id")})
+
+    # --- what the channel layer sends --------------------------------------------------------
+
+    async def document_changed(self, event) -> None:
+        version = event["version"]
+        if not self.synced or version <= self.sent:
+            return
+        if self.behind or version != self.sent + 1 or event["frame"] is None or not self.has_room():
+            self.behind = True  # a gap, a replace, or a slow client: the log fills it in
+            if self.has_room():
+                await self.catch_up()
+            return
+        own = event["origin"] == self.channel_name
+        await self.send(bytes_data=broadcast.own_frame(version) if own else event["frame"])
+        self.sent = version
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def has_room(self) -> bool:
+        return self.sent - self.applied < settings.BOKEHSITE_VIEWER_WINDOW
+
+    async def catch_up(self) -> None:
+        """Send everything after ``self.sent`` in one frame, or a snapshot."""
+        self.behind = False
+        limit = settings.BOKEHSITE_CATCHUP_LIMIT
+        try:
+            events = await db(services.events_after)(self.document, self.sent, limit + 1) if self.sent >= 0 else None
+        except HistoryTruncated:
+            events = None
+        if events is None or len(events) > limit or any(e.kind == EventKind.REPLACE for e in events):
+            version, bundle = await db(services.document_bundle)(self.document)
+            await self.send(bytes_data=broadcast.snapshot_frame(version, bundle))
+            self.sent = self.applied = version
+            return
+        if not events:
+            return
+        items, buffers = [], []
+        for event in events:
+            if event.origin == self.channel_name:
+                items.append({"version": event.version, "own": True})
+            else:
+                items.append({"version": event.version, "patch": event.patch})
+                buffers.extend(event.buffer_list())
+        frame = broadcast.patches_frame(items, buffers, start=self.sent, version=events[-1].version)
+        await self.send(bytes_data=frame)
+        self.sent = events[-1].version
+
+    async def send_json(self, message) -> None:
+        await self.send(text_data=json.dumps(message))
+
+    async def send_error(self, error: ApiError, request_id=None) -> None:
+        await self.send_json({"type": "error", "code": error.code, "detail": error.detail,
+                              "field": error.field, "id": request_id, **error.extra})
