@@ -19,5 +19,9 @@ def document_page(request: HttpRequest, pk) -> HttpResponse:
         document = services.get_readable(acting_user(request), pk)
     except DocumentNotFound:
         raise Http404("no such document") from None
-    doc_url = reverse("api:document-doc", args=[document.id])
-    return render(request, "documents/plot.html", {"document": document, "doc_url": doc_url})
+    context = {
+        "document": document,
+        "doc_url": reverse("api:document-doc", args=[document.id]),
+        "ws_path": f"/ws/documents/{document.id}/",
+    }
+    return render(request, "documents/plot.html", context)

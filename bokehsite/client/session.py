@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import uuid
 from typing import Any
@@ -10,9 +11,11 @@ from urllib.parse import urljoin
 import requests
 from bokeh.core.serialization import Serialized
 from bokeh.document import Document
+from bokeh.model import Model
 
 from bokehsite.client import wire
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
+from bokehsite.client.live import LiveLink
 
 DEFAULT_URL = "http://localhost:8000/"
 
@@ -40,6 +43,8 @@ class Session:
         self.title: str | None = None
         self.document = Document()
         self.info: dict[str, Any] | None = None
+        self._link: LiveLink | None = None
+        atexit.register(self._close_link)
 
     # --- the current document, as output_server() / show() use it -----------------------------
 
@@ -47,18 +52,46 @@ class Session:
         """Work on the document called ``title``, starting from an empty local document."""
         if not title or not isinstance(title, str):
             raise ValueError("a document title must be a non-empty string")
+        self._close_link()
         self.title = title
         self.document = Document()
         self.info = None
 
     def push(self, doc: Document | None = None) -> dict[str, Any]:
-        """Store ``doc`` (default: this session's document) under the current title."""
+        """Store ``doc`` (default: this session's document) under the current title.
+
+        The first push stores the whole document; from then on every change Bokeh reports
+        (``source.stream``, ``source.patch``, ``source.data = ...``, property changes, roots
+        added or removed) is sent as it happens, and ``push()`` waits until the server has
+        acknowledged them all.
+        """
         if self.title is None:
             raise RuntimeError("no document title: call output_server(title) or session.use_doc(title) first")
         doc = doc if doc is not None else self.document
+        if self._link is not None and self._link.doc is doc:
+            self.info = {**self.info, "version": self._link.flush()}
+            return self.info
+        self._close_link()
         self.info = self.push_document(doc, self.title)
         self.document = doc
+        self._link = LiveLink(self, doc, self.info["id"], self.info["version"])
         return self.info
+
+    def store_objects(self, *objs: Model) -> None:
+        """Send the whole current state of ``objs``: for in-place edits Bokeh cannot see,
+        such as ``shuffle(source.data["y"])``. The document must have been pushed."""
+        if self._link is None:
+            raise RuntimeError("nothing pushed yet: call show(obj) or session.push() first")
+        self._link.store_objects(*objs)
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate this session's requests."""
+        return {}
+
+    def _close_link(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
 
     @property
     def url(self) -> str | None:
@@ -72,6 +105,8 @@ class Session:
         self.close()
 
     def close(self) -> None:
+        """Send any queued changes, then disconnect."""
+        self._close_link()
         self.http.close()
 
     def __repr__(self) -> str:
@@ -133,7 +168,7 @@ class Session:
         self, method: str, path: str, *, content_type: str | None = None, accept: str = "application/json", **kwargs: Any
     ) -> requests.Response:
         url = urljoin(self.root_url, path)
-        headers = {"Accept": accept}
+        headers = {"Accept": accept, **self.auth_headers()}
         if content_type:
             headers["Content-Type"] = content_type
         try:

@@ -129,12 +129,22 @@ def binary_columns(serialized: Serialized[Any]) -> None:
     are never touched.
     """
     for obj in model_objects(serialized.content):
-        if not _is_column_source(obj.get("name")):
-            continue
-        data = obj.get("attributes", {}).get("data")
-        if not isinstance(data, dict) or data.get("type") != "map":
-            continue
-        data["entries"] = [(key, _binary_column(value, serialized.buffers)) for key, value in data.get("entries", [])]
+        if _is_column_source(obj.get("name")):
+            _binary_map(obj.get("attributes", {}).get("data"), serialized.buffers)
+
+
+def binary_event(event: dict[str, Any], buffers: list[Buffer]) -> dict[str, Any]:
+    """The same for one serialized change event: streamed, replaced or assigned columns."""
+    if event.get("kind") in ("ColumnsStreamed", "ColumnDataChanged"):
+        _binary_map(event.get("data"), buffers)
+    elif event.get("kind") == "ModelChanged" and event.get("attr") == "data":
+        _binary_map(event.get("new"), buffers)
+    return event
+
+
+def _binary_map(data: Any, buffers: list[Buffer]) -> None:
+    if isinstance(data, dict) and data.get("type") == "map":
+        data["entries"] = [(key, _binary_column(value, buffers)) for key, value in data.get("entries", [])]
 
 
 def _binary_column(value: Any, buffers: list[Buffer]) -> Any:

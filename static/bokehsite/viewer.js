@@ -36,22 +36,128 @@
     return {header, buffers, version: Number(response.headers.get("X-Document-Version"))};
   }
 
-  async function render(element) {
-    const {header, buffers, version} = await fetchBundle(element.dataset.docUrl);
+  async function embed(element, docJson, buffers) {
     const {Document} = Bokeh.require("document");
-    const doc = Document.from_json(header.doc, undefined, buffers);
+    const doc = Document.from_json(docJson, undefined, buffers);
     element.replaceChildren();
     await Bokeh.embed.add_document_standalone(doc, element);
-    element.dataset.version = String(version);
-    element.dataset.state = "rendered";
     return doc;
   }
 
-  window.bokehsite = {unpack, fetchBundle, render};
+  async function render(element) {
+    const {header, buffers, version} = await fetchBundle(element.dataset.docUrl);
+    const doc = await embed(element, header.doc, buffers);
+    element.dataset.version = String(version);
+    element.dataset.state = "rendered";
+    return {doc, version};
+  }
+
+  // Keeps a rendered document in step with the server over the document's websocket.
+  // Frames: "hello" (current version), "patches" (from A to B; items are Bokeh PATCH-DOC
+  // contents, or {own: true} for our own changes), "snapshot" (a whole new document), "error".
+  class LiveView {
+    constructor(element, doc, version, status) {
+      this.element = element;
+      this.doc = doc;
+      this.version = version;
+      this.status = status;
+      this.window = 64;
+      this.reported = version;
+      this.delay = 500;
+      this.ackTimer = null;
+      this.connect();
+    }
+
+    setStatus(state, text) {
+      this.element.dataset.live = state;
+      if (this.status) {
+        this.status.dataset.status = state;
+        this.status.textContent = text;
+      }
+    }
+
+    connect() {
+      const url = new URL(this.element.dataset.wsPath, location.href);
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      this.setStatus("connecting", "connecting…");
+      const ws = this.ws = new WebSocket(url);
+      ws.binaryType = "arraybuffer";
+      ws.onmessage = (event) => this.receive(event.data).catch((error) => console.error(error));
+      ws.onclose = () => {
+        if (this.ws !== ws) return;
+        this.setStatus("reconnecting", "reconnecting…");
+        // Exponential backoff with jitter, so that a restarted server is not stampeded.
+        setTimeout(() => this.connect(), this.delay * (0.5 + Math.random()));
+        this.delay = Math.min(this.delay * 2, 30000);
+      };
+    }
+
+    send(message) {
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+    }
+
+    async receive(data) {
+      const {header, buffers} = data instanceof ArrayBuffer ? unpack(data) : {header: JSON.parse(data), buffers: new Map()};
+      switch (header.type) {
+        case "hello":
+          this.window = header.window;
+          this.delay = 500;
+          this.setStatus("live", "live");
+          this.send({type: "sync", version: this.version});
+          break;
+        case "patches":
+          this.applyPatches(header, buffers);
+          break;
+        case "snapshot":
+          if (this.doc) this.doc.clear();
+          this.doc = await embed(this.element, header.doc, buffers);
+          this.moveTo(header.version);
+          break;
+        case "error":
+          console.warn(`bokehsite: ${header.code}: ${header.detail}`);
+          break;
+      }
+    }
+
+    applyPatches(header, buffers) {
+      for (const item of header.items) {
+        if (item.version <= this.version) continue;  // already have it
+        if (item.version !== this.version + 1) {  // a gap: ask again from what we have
+          this.send({type: "sync", version: this.version});
+          return;
+        }
+        if (!item.own) this.doc.apply_json_patch(item.patch, buffers);
+        this.version = item.version;
+      }
+      this.moveTo(header.version);
+    }
+
+    moveTo(version) {
+      this.version = version;
+      this.element.dataset.version = String(version);
+      // Tell the server what we have applied, so that it keeps sending (flow control).
+      if (version - this.reported >= this.window / 2) {
+        this.reportApplied();
+      } else if (this.ackTimer === null) {
+        this.ackTimer = setTimeout(() => this.reportApplied(), 50);
+      }
+    }
+
+    reportApplied() {
+      clearTimeout(this.ackTimer);
+      this.ackTimer = null;
+      this.reported = this.version;
+      this.send({type: "applied", version: this.version});
+    }
+  }
+
+  window.bokehsite = {unpack, fetchBundle, render, LiveView};
 
   const element = document.getElementById("plot");
   if (element) {
-    render(element).catch((error) => {
+    render(element).then(({doc, version}) => {
+      if (element.dataset.wsPath) window.bokehsite.live = new LiveView(element, doc, version, document.getElementById("live-status"));
+    }).catch((error) => {
       element.dataset.state = "error";
       element.replaceChildren(Object.assign(document.createElement("p"), {className: "status error", textContent: error.message}));
       console.error(error);
