@@ -9,8 +9,11 @@ until the server has acknowledged everything queued so far.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
+import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import websockets
@@ -28,6 +31,19 @@ if TYPE_CHECKING:
 
 # Batches sent but not yet acknowledged; more would only queue up in the network.
 MAX_IN_FLIGHT = 4
+
+
+# Links still open when the interpreter exits send what they have queued first (also on Ctrl-C).
+_open_links: weakref.WeakSet[LiveLink] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_links() -> None:
+    for link in list(_open_links):
+        try:
+            link.close(timeout=10)
+        except BokehsiteError as e:
+            print(f"bokehsite: changes not sent before exit: {e}", file=sys.stderr)
 
 
 def websocket_url(root_url: str, document_id: str) -> str:
@@ -54,6 +70,7 @@ class LiveLink:
         self._wake: asyncio.Event | None = None
         doc.models.flush_synced()  # the server has every model now; later events refer to them by id
         doc.on_change(self._on_change)
+        _open_links.add(self)
 
     # --- what the user's thread calls ----------------------------------------------------------
 
@@ -82,6 +99,7 @@ class LiveLink:
 
     def close(self, timeout: float = 30.0) -> None:
         """Send what is queued, then disconnect."""
+        _open_links.discard(self)
         self.doc.remove_on_change(self._on_change)
         try:
             if self._pending or self._in_flight:
@@ -115,7 +133,10 @@ class LiveLink:
     def _wake_sender(self) -> None:
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None:
-            loop.call_soon_threadsafe(wake.set)
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the sender has finished; _start() begins a new one
+                pass
 
     # --- the background thread -----------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import uuid
 from typing import Any
@@ -44,7 +43,6 @@ class Session:
         self.document = Document()
         self.info: dict[str, Any] | None = None
         self._link: LiveLink | None = None
-        atexit.register(self._close_link)
 
     # --- the current document, as output_server() / show() use it -----------------------------
 
@@ -151,12 +149,21 @@ class Session:
             "PUT", f"api/documents/{document_id}/doc/", data=body, content_type=wire.CONTENT_TYPE
         ).json()
 
-    def load_document(self, title_or_id: str) -> Document:
-        """Fetch a stored document back as a Bokeh ``Document`` (model ids are kept)."""
+    def load_document(self, title_or_id: str, version: int | None = None) -> Document:
+        """Fetch a stored document back as a Bokeh ``Document`` (model ids are kept).
+
+        Args:
+            version: an earlier version, as long as the server's history still holds it.
+        """
+        return self.fetch(title_or_id, version)[0]
+
+    def fetch(self, title_or_id: str, version: int | None = None) -> tuple[Document, int]:
+        """The stored document (now, or at ``version``) and the version it is at."""
         info = self.document_info(title_or_id)
-        response = self._request("GET", f"api/documents/{info['id']}/doc/", accept=wire.CONTENT_TYPE)
+        params = {"version": version} if version is not None else None
+        response = self._request("GET", f"api/documents/{info['id']}/doc/", accept=wire.CONTENT_TYPE, params=params)
         header, buffers = wire.unpack(response.content)
-        return Document.from_json(Serialized(header["doc"], buffers))
+        return Document.from_json(Serialized(header["doc"], buffers)), int(response.headers["X-Document-Version"])
 
     def delete_document(self, title_or_id: str) -> None:
         info = self.document_info(title_or_id)

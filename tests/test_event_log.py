@@ -1,0 +1,149 @@
+"""Changes: applied through Bokeh, logged with the version bump, broadcast after commit."""
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+
+from accounts.users import default_user
+from bokehsite.client import wire
+from documents import live, services
+from documents.exceptions import HistoryTruncated, InvalidPatch, VersionConflict
+from documents.models import Event, EventKind, Snapshot
+from streaming import broadcast
+from tests.conftest import line_document
+from tests.streaming_helpers import plain, state, stream_patch
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def stored():
+    doc = line_document()
+    document = services.create_document(default_user(), "line", *services.bokeh_io.dump(doc))
+    return document, doc, doc.get_model_by_name("ex_line").data_source.id
+
+
+def append(document, doc, source_id, x, y, **kwargs):
+    return services.apply_patch(document, *plain(*stream_patch(doc, source_id, x, y)), **kwargs)
+
+
+def ys(document, version=None):
+    return services.load_bokeh_document(document, version).get_model_by_name("ex_line").data_source.data["y"].tolist()
+
+
+def test_a_change_is_applied_logged_and_bumps_the_version(stored):
+    document, doc, source = stored
+    change = append(document, doc, source, [6, 7], [8, 9], origin="conn-1")
+    assert change.version == 2
+    document.refresh_from_db()
+    assert document.version == 2
+    event = Event.objects.get(document=document)
+    assert (event.version, event.kind, event.origin) == (2, EventKind.PATCH, "conn-1")
+    assert ys(document) == [6, 7, 2, 4, 5, 8, 9]
+    assert len(event.buffer_list()) == 2 and all(b.id.startswith("2.") for b in event.buffer_list())
+
+
+def test_a_change_that_does_not_apply_leaves_nothing_behind(stored):
+    document, doc, source = stored
+    append(document, doc, source, [6], [1])
+    bad = {"events": [{"kind": "ColumnsStreamed", "model": {"id": "no-such-model"}, "attr": "data",
+                       "data": {"type": "map", "entries": [["x", [1]]]}, "rollover": None}]}
+    with pytest.raises(InvalidPatch, match="Bokeh cannot apply it"):
+        services.apply_patch(document, bad, [])
+    document.refresh_from_db()
+    assert document.version == 2 and Event.objects.count() == 1
+    assert append(document, doc, source, [7], [2]).version == 3  # the live document was rebuilt
+    assert ys(document) == [6, 7, 2, 4, 5, 1, 2]
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({}, "PATCH-DOC object"),
+    ({"events": []}, "at least one event"),
+    ({"events": [{"kind": "MessageSent"}]}, "unsupported event kind 'MessageSent'"),
+    ("nope", "PATCH-DOC object"),
+])
+def test_malformed_patches_are_refused(stored, patch, message):
+    document, _, _ = stored
+    with pytest.raises(InvalidPatch, match=message):
+        services.apply_patch(document, patch, [])
+    assert not Event.objects.exists()
+
+
+def test_an_optimistic_write_against_an_old_version_conflicts(stored):
+    document, doc, source = stored
+    append(document, doc, source, [6], [1], base_version=1)
+    with pytest.raises(VersionConflict) as raised:
+        append(document, doc, source, [7], [2], base_version=1)
+    assert raised.value.extra == {"current_version": 2}
+    assert Event.objects.count() == 1
+
+
+def test_changes_written_by_another_process_are_caught_up_first(stored):
+    document, doc, source = stored
+    append(document, doc, source, [6], [1])
+    # A second process has its own live documents; it writes, then this one writes again.
+    mine = live.live_documents
+    live.live_documents = live._Cache()
+    try:
+        append(document, doc, source, [7], [2])
+    finally:
+        live.live_documents = mine
+    assert append(document, doc, source, [8], [3]).version == 4
+    assert ys(document) == [6, 7, 2, 4, 5, 1, 2, 3]
+
+
+def test_the_log_is_folded_into_snapshots_and_old_history_dropped(stored, settings):
+    settings.BOKEHSITE_SNAPSHOT_EVERY = 3
+    settings.BOKEHSITE_HISTORY = 4
+    document, doc, source = stored
+    for i in range(9):
+        append(document, doc, source, [10 + i], [i])
+    assert sorted(Snapshot.objects.filter(document=document).values_list("version", flat=True)) == [4, 7, 10]
+    assert list(Event.objects.filter(document=document).values_list("version", flat=True)) == [5, 6, 7, 8, 9, 10]
+    assert ys(document, 6) == [6, 7, 2, 4, 5, 0, 1, 2, 3, 4]  # rebuilt from snapshot 4 and events 5, 6
+    with pytest.raises(HistoryTruncated):
+        ys(document, 3)
+    assert ys(document) == [6, 7, 2, 4, 5] + list(range(9))
+
+
+def test_a_replace_is_logged_and_rebuilds_from_its_snapshot(stored):
+    document, doc, source = stored
+    append(document, doc, source, [6], [1])
+    services.replace_document(document, *services.bokeh_io.dump(line_document(20)))
+    assert document.version == 3
+    assert Event.objects.get(version=3).kind == EventKind.REPLACE
+    assert len(ys(document)) == 20 and len(ys(document, 2)) == 6
+
+
+def test_a_change_is_broadcast_after_commit_with_its_frame(stored):
+    document, doc, source = stored
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(broadcast.group_name(document.id), channel)
+    append(document, doc, source, [6], [1], origin="conn-1")
+    message = async_to_sync(layer.receive)(channel)
+    assert (message["type"], message["version"], message["origin"]) == ("document.changed", 2, "conn-1")
+    header, buffers = wire.unpack(message["frame"])
+    assert header["type"] == "patches" and header["from"] == 1 and header["version"] == 2
+    assert header["items"][0]["patch"]["events"][0]["kind"] == "ColumnsStreamed"
+    assert len(buffers) == 2
+
+
+def test_history_rebuilds_every_version_exactly(stored):
+    document, doc, source = stored
+    versions = {1: state(services.load_bokeh_document(document))}
+    for i in range(5):
+        append(document, doc, source, [10 + i], [i])
+        versions[i + 2] = state(services.load_bokeh_document(document))
+    for version, expected in versions.items():
+        assert state(services.load_bokeh_document(document, version)) == expected
+
+
+def test_someone_elses_document_cannot_be_patched_through_the_api(stored, api):
+    document, doc, source = stored
+    other = get_user_model().objects.create(username="someone")
+    theirs = services.create_document(other, "theirs", *services.bokeh_io.dump(line_document()))
+    response = api.post(f"/api/documents/{theirs.id}/events/", {"patch": {"events": []}}, format="json")
+    assert response.status_code == 404
+    assert not Event.objects.exists()
