@@ -2,14 +2,19 @@
 
 from rest_framework import generics, status
 from rest_framework.exceptions import NotAcceptable
+from rest_framework.permissions import SAFE_METHODS, AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from documents import services
+from documents.exceptions import InvalidFrameToken
+from documents.frames import verify_frame_token
 from documents.renderers import BundleRenderer
-from documents.serializers import ContentSerializer, CreateSerializer, DocumentSerializer, TitleSerializer
+from documents.serializers import (
+    CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, ShareSerializer, TitleSerializer,
+)
 
 
 def _valid(serializer_class, request: Request) -> dict:
@@ -42,28 +47,57 @@ class DocumentDetail(APIView):
     """GET: metadata. PATCH: rename. DELETE: delete."""
 
     def get(self, request: Request, pk) -> Response:
-        document = services.get_readable(request.user, pk)
+        document = services.get_readable(request.user, pk, key=request.query_params.get("key"))
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
     def patch(self, request: Request, pk) -> Response:
-        document = services.get_writable(request.user, pk)
+        document = services.get_owned(request.user, pk)
         services.rename_document(document, _valid(TitleSerializer, request)["title"])
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
     def delete(self, request: Request, pk) -> Response:
-        services.delete_document(services.get_writable(request.user, pk))
+        services.delete_document(services.get_owned(request.user, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DocumentContent(APIView):
-    """GET: the document as a bundle. PUT: replace the whole document (bundle or JSON)."""
+    """GET: the document as a bundle. PUT: replace the whole document (bundle or JSON).
+
+    A sandboxed plot frame GETs with ``?frame_token=``: no cookies, no API token, from the opaque
+    origin ``null``. Those answers carry CORS headers; nothing else here does.
+    """
 
     renderer_classes = [BundleRenderer, JSONRenderer]
+
+    def _frame_token(self) -> str | None:
+        request = self.request  # Django's request until DRF wraps it; both have GET and method
+        if request.method in SAFE_METHODS:
+            return request.GET.get("frame_token")
+        return None
+
+    def get_authenticators(self):
+        return [] if self._frame_token() else super().get_authenticators()
+
+    def get_permissions(self):
+        return [AllowAny()] if self._frame_token() else super().get_permissions()
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self._frame_token():
+            response["Access-Control-Allow-Origin"] = "*"
+            response["Access-Control-Expose-Headers"] = "ETag, X-Document-Version"
+        return response
 
     def get(self, request: Request, pk) -> Response:
         if not isinstance(request.accepted_renderer, BundleRenderer):
             raise NotAcceptable(f"a document's content is served only as {BundleRenderer.media_type}")
-        document = services.get_readable(request.user, pk, content=True)
+        if frame_token := self._frame_token():
+            grant = verify_frame_token(frame_token)
+            if grant.document_id != pk:
+                raise InvalidFrameToken("the frame token is for another document")
+            document = services.get_for_frame(grant, content=True)
+        else:
+            document = services.get_readable(request.user, pk, content=True, key=request.query_params.get("key"))
         headers = {"ETag": document.etag, "X-Document-Version": str(document.version), "Cache-Control": "no-cache"}
         if document.etag in request.headers.get("If-None-Match", ""):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
@@ -74,3 +108,61 @@ class DocumentContent(APIView):
         data = _valid(ContentSerializer, request)
         services.replace_document(document, data["doc"], getattr(request.data, "buffers", []))
         return Response(DocumentSerializer(document, context={"request": request}).data)
+
+
+# --- sharing ---------------------------------------------------------------------------------
+
+
+def _metadata(request: Request, document) -> Response:
+    return Response(DocumentSerializer(document, context={"request": request}).data)
+
+
+class Publish(APIView):
+    """POST: make the document public. The answer's ``public_url`` is the link to hand out."""
+
+    def post(self, request: Request, pk) -> Response:
+        return _metadata(request, services.publish(services.get_owned(request.user, pk)))
+
+
+class Unpublish(APIView):
+    """POST: make the document private."""
+
+    def post(self, request: Request, pk) -> Response:
+        return _metadata(request, services.unpublish(services.get_owned(request.user, pk)))
+
+
+class SetVisibility(APIView):
+    """POST {visibility}: "private", "public" or "secret" (keeps an existing secret link)."""
+
+    def post(self, request: Request, pk) -> Response:
+        document = services.get_owned(request.user, pk)
+        return _metadata(request, services.set_visibility(document, _valid(ShareSerializer, request)["visibility"]))
+
+
+class SecretLink(APIView):
+    """POST: a new secret link (the old one stops working); the answer's ``secret_url`` is it."""
+
+    def post(self, request: Request, pk) -> Response:
+        return _metadata(request, services.regenerate_secret_link(services.get_owned(request.user, pk)))
+
+
+class Collaborators(APIView):
+    """GET: who the document is shared with. POST {username, role}: share it, or change a role."""
+
+    def get(self, request: Request, pk) -> Response:
+        document = services.get_owned(request.user, pk)
+        return Response(CollaboratorSerializer(services.collaborators(document), many=True).data)
+
+    def post(self, request: Request, pk) -> Response:
+        document = services.get_owned(request.user, pk)
+        data = _valid(CollaboratorSerializer, request)
+        collaborator = services.share(document, data["user"]["username"], data["role"])
+        return Response(CollaboratorSerializer(collaborator).data, status=status.HTTP_201_CREATED)
+
+
+class CollaboratorDetail(APIView):
+    """DELETE: stop sharing the document with this user."""
+
+    def delete(self, request: Request, pk, username: str) -> Response:
+        services.unshare(services.get_owned(request.user, pk), username)
+        return Response(status=status.HTTP_204_NO_CONTENT)

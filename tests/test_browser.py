@@ -1,4 +1,4 @@
-"""The plot page draws a pushed document in headless Chromium."""
+"""The plot page draws a pushed document, in its sandboxed frame, in headless Chromium."""
 
 import pytest
 
@@ -31,17 +31,24 @@ LINE_BLUE = (0x1F, 0x77, 0xB4)  # Bokeh's default line colour
 
 
 def open_plot(page, url):
+    """Open a plot page; returns the sandboxed frame the document renders in."""
     page.goto(url)
-    page.wait_for_selector("#plot[data-state=rendered]", timeout=30_000)
+    page.frame_locator("#plot-frame").locator("#plot[data-state=rendered]").wait_for(timeout=30_000)
     page.wait_for_timeout(300)  # let the canvas paint
+    return plot_frame(page)
+
+
+def plot_frame(page):
+    return next(frame for frame in page.frames if "/frame/" in frame.url)
 
 
 def test_the_seed_line_is_drawn(live_server_url, page):
     with Session(live_server_url) as session:
         session.use_doc("line")
         info = session.push(line_document())
-    open_plot(page, info["url"])
-    assert page.evaluate(COUNT_PIXELS, list(LINE_BLUE)) > 200
+    frame = open_plot(page, info["url"])
+    assert frame.evaluate(COUNT_PIXELS, list(LINE_BLUE)) > 200
+    assert page.locator("#plot-frame").get_attribute("data-state") == "rendered"
     assert page.problems == []
 
 
@@ -51,9 +58,9 @@ def test_a_document_without_the_line_colour_has_no_such_pixels(live_server_url, 
     with Session(live_server_url) as session:
         session.use_doc("red line")
         info = session.push(doc)
-    open_plot(page, info["url"])
-    assert page.evaluate(COUNT_PIXELS, list(LINE_BLUE)) == 0
-    assert page.evaluate(COUNT_PIXELS, [255, 0, 0]) > 200
+    frame = open_plot(page, info["url"])
+    assert frame.evaluate(COUNT_PIXELS, list(LINE_BLUE)) == 0
+    assert frame.evaluate(COUNT_PIXELS, [255, 0, 0]) > 200
     assert page.problems == []
 
 

@@ -25,8 +25,21 @@
     return {header, buffers};
   }
 
-  async function fetchBundle(url) {
-    const response = await fetch(url, {headers: {Accept: CONTENT_TYPE}, credentials: "same-origin"});
+  // In the sandboxed plot frame the document loads with the frame's signed token, never with
+  // cookies (the frame has none anyway: its origin is opaque). Without a token, as before.
+  function contentRequest(url, frameToken) {
+    if (!frameToken) return [url, {headers: {Accept: CONTENT_TYPE}, credentials: "same-origin"}];
+    const target = new URL(url, window.location.href);
+    target.searchParams.set("frame_token", frameToken);
+    return [target.href, {headers: {Accept: CONTENT_TYPE}, credentials: "omit"}];
+  }
+
+  async function fetchBundle(url, frameToken) {
+    let response = await fetch(...contentRequest(url, frameToken));
+    if (response.status === 401 && frameToken && window.bokehsiteFrame) {
+      // The token expired (a frame reloaded long after its page): ask the page for a fresh one.
+      response = await fetch(...contentRequest(url, await window.bokehsiteFrame.refreshToken()));
+    }
     if (!response.ok) {
       let detail = response.statusText;
       try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
@@ -37,7 +50,7 @@
   }
 
   async function render(element) {
-    const {header, buffers, version} = await fetchBundle(element.dataset.docUrl);
+    const {header, buffers, version} = await fetchBundle(element.dataset.docUrl, element.dataset.frameToken);
     const {Document} = Bokeh.require("document");
     const doc = Document.from_json(header.doc, undefined, buffers);
     element.replaceChildren();
