@@ -17,6 +17,12 @@ from documents.serializers import (
 )
 
 
+def _key(request: Request) -> str | None:
+    """A secret link's key (``?key=``): who holds it may view the document, so a change they may
+    not make answers 403 rather than 404."""
+    return request.query_params.get("key")
+
+
 def _valid(serializer_class, request: Request) -> dict:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
@@ -47,16 +53,16 @@ class DocumentDetail(APIView):
     """GET: metadata. PATCH: rename. DELETE: delete."""
 
     def get(self, request: Request, pk) -> Response:
-        document = services.get_readable(request.user, pk, key=request.query_params.get("key"))
+        document = services.get_readable(request.user, pk, key=_key(request))
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
     def patch(self, request: Request, pk) -> Response:
-        document = services.get_owned(request.user, pk)
+        document = services.get_owned(request.user, pk, key=_key(request))
         services.rename_document(document, _valid(TitleSerializer, request)["title"])
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
     def delete(self, request: Request, pk) -> Response:
-        services.delete_document(services.get_owned(request.user, pk))
+        services.delete_document(services.get_owned(request.user, pk, key=_key(request)))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -97,14 +103,14 @@ class DocumentContent(APIView):
                 raise InvalidFrameToken("the frame token is for another document")
             document = services.get_for_frame(grant, content=True)
         else:
-            document = services.get_readable(request.user, pk, content=True, key=request.query_params.get("key"))
+            document = services.get_readable(request.user, pk, content=True, key=_key(request))
         headers = {"ETag": document.etag, "X-Document-Version": str(document.version), "Cache-Control": "no-cache"}
         if document.etag in request.headers.get("If-None-Match", ""):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
         return Response(document.to_bundle(), headers=headers)
 
     def put(self, request: Request, pk) -> Response:
-        document = services.get_writable(request.user, pk, content=True)
+        document = services.get_writable(request.user, pk, content=True, key=_key(request))
         data = _valid(ContentSerializer, request)
         services.replace_document(document, data["doc"], getattr(request.data, "buffers", []))
         return Response(DocumentSerializer(document, context={"request": request}).data)
@@ -121,21 +127,21 @@ class Publish(APIView):
     """POST: make the document public. The answer's ``public_url`` is the link to hand out."""
 
     def post(self, request: Request, pk) -> Response:
-        return _metadata(request, services.publish(services.get_owned(request.user, pk)))
+        return _metadata(request, services.publish(services.get_owned(request.user, pk, key=_key(request))))
 
 
 class Unpublish(APIView):
     """POST: make the document private."""
 
     def post(self, request: Request, pk) -> Response:
-        return _metadata(request, services.unpublish(services.get_owned(request.user, pk)))
+        return _metadata(request, services.unpublish(services.get_owned(request.user, pk, key=_key(request))))
 
 
 class SetVisibility(APIView):
     """POST {visibility}: "private", "public" or "secret" (keeps an existing secret link)."""
 
     def post(self, request: Request, pk) -> Response:
-        document = services.get_owned(request.user, pk)
+        document = services.get_owned(request.user, pk, key=_key(request))
         return _metadata(request, services.set_visibility(document, _valid(ShareSerializer, request)["visibility"]))
 
 
@@ -143,18 +149,19 @@ class SecretLink(APIView):
     """POST: a new secret link (the old one stops working); the answer's ``secret_url`` is it."""
 
     def post(self, request: Request, pk) -> Response:
-        return _metadata(request, services.regenerate_secret_link(services.get_owned(request.user, pk)))
+        document = services.get_owned(request.user, pk, key=_key(request))
+        return _metadata(request, services.regenerate_secret_link(document))
 
 
 class Collaborators(APIView):
     """GET: who the document is shared with. POST {username, role}: share it, or change a role."""
 
     def get(self, request: Request, pk) -> Response:
-        document = services.get_owned(request.user, pk)
+        document = services.get_owned(request.user, pk, key=_key(request))
         return Response(CollaboratorSerializer(services.collaborators(document), many=True).data)
 
     def post(self, request: Request, pk) -> Response:
-        document = services.get_owned(request.user, pk)
+        document = services.get_owned(request.user, pk, key=_key(request))
         data = _valid(CollaboratorSerializer, request)
         collaborator = services.share(document, data["user"]["username"], data["role"])
         return Response(CollaboratorSerializer(collaborator).data, status=status.HTTP_201_CREATED)
@@ -164,5 +171,5 @@ class CollaboratorDetail(APIView):
     """DELETE: stop sharing the document with this user."""
 
     def delete(self, request: Request, pk, username: str) -> Response:
-        services.unshare(services.get_owned(request.user, pk), username)
+        services.unshare(services.get_owned(request.user, pk, key=_key(request)), username)
         return Response(status=status.HTTP_204_NO_CONTENT)

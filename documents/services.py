@@ -81,20 +81,20 @@ def get_readable(user: User, document_id: uuid.UUID | str, *, content: bool = Fa
     return get_document(user, document_id, "read", content=content, key=key)
 
 
-def get_writable(user: User, document_id: uuid.UUID | str, *, content: bool = False) -> Document:
+def get_writable(user: User, document_id: uuid.UUID | str, *, content: bool = False, key: str | None = None) -> Document:
     """The document if ``user`` may change its content (owner or write collaborator).
 
     Raises DocumentNotFound if they may not see it, Forbidden if they may only view it.
     """
-    return get_document(user, document_id, "write", content=content)
+    return get_document(user, document_id, "write", content=content, key=key)
 
 
-def get_owned(user: User, document_id: uuid.UUID | str) -> Document:
+def get_owned(user: User, document_id: uuid.UUID | str, *, key: str | None = None) -> Document:
     """The document if ``user`` owns it (to rename, delete, publish or share it).
 
     Raises DocumentNotFound if they may not see it, Forbidden if they may but do not own it.
     """
-    return get_document(user, document_id, "owner")
+    return get_document(user, document_id, "owner", key=key)
 
 
 def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers: list[Buffer]) -> Document:
