@@ -71,3 +71,20 @@ def test_a_deleted_documents_page_is_gone(live_server_url, page):
         session.delete_document(info["id"])
     response = page.goto(info["url"])
     assert response.status == 404
+
+
+def test_the_frame_gets_a_fresh_token_from_its_page(live_server_url, page):
+    from documents.frames import verify_frame_token
+
+    with Session(live_server_url) as session:
+        session.use_doc("refresh")
+        info = session.push(line_document())
+    frame = open_plot(page, info["url"])
+    first = frame.evaluate("window.bokehsiteFrame.token()")
+    fresh = frame.evaluate("window.bokehsiteFrame.refreshToken()")
+    assert first and frame.evaluate("window.bokehsiteFrame.token()") == fresh  # may equal first within a second
+    grant = verify_frame_token(fresh)
+    assert str(grant.document_id) == info["id"] and grant.role == "write"
+    # The frame fetches content with its token, never with cookies.
+    assert frame.evaluate("document.getElementById('plot').dataset.version") == "1"
+    assert page.problems == []
