@@ -29,7 +29,7 @@ class TokenAuthentication(BaseAuthentication):
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header.split(" ", 1)[0].lower() in tokens.SCHEMES:
+        if header.split(" ", 1)[0].lower() not in tokens.SCHEMES:
             return None
         secret = tokens.secret_from_authorization(header)
         token = tokens.authenticate_token(secret) if secret else None

@@ -39,9 +39,10 @@ class Session:
         self.timeout = timeout
         self.http = requests.Session()
         self.http.headers["User-Agent"] = "bokehsite-client"
-        saved = config.saved_login(self.root_url)
-        self.username: str | None = saved["username"] if saved else None
-        self.token: str | None = token or os.environ.get("BOKEH_API_TOKEN") or (saved["token"] if saved else None)
+        saved = config.saved_login(self.root_url) or {}
+        self.token: str | None = token or os.environ.get("BOKEH_API_TOKEN") or saved.get("token")
+        # Known only for a saved login; an explicit or environment token may be someone else's.
+        self.username: str | None = saved.get("username") if self.token == saved.get("token") else None
         self.title: str | None = None
         self.document = Document()
         self.info: dict[str, Any] | None = None
