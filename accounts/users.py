@@ -30,3 +30,31 @@ def acting_user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
     if not multi_user():
         return default_user()
     return request.user
+
+
+def registration_open() -> bool:
+    return settings.BOKEHSITE_ALLOW_REGISTRATION
+
+
+def register_user(username: str, password: str) -> AbstractBaseUser:
+    """Create an account. The caller has already applied Django's password validators.
+
+    Raises:
+        RegistrationClosed: self-registration is turned off (admins create users instead).
+        UsernameTaken: someone has this username.
+    """
+    from django.db import IntegrityError, transaction
+
+    from accounts.exceptions import RegistrationClosed, UsernameTaken
+
+    if not registration_open():
+        raise RegistrationClosed("registration is closed on this server; ask an administrator for an account")
+    User = get_user_model()
+    taken = UsernameTaken(f"the username {username!r} is taken", field="username")
+    if User.objects.filter(username__iexact=username).exists():
+        raise taken
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(username=username, password=password)
+    except IntegrityError:
+        raise taken from None

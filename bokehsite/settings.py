@@ -5,6 +5,7 @@ on SQLite and the in-memory channel layer. Nothing else in the project reads ``o
 """
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -34,6 +35,14 @@ def envint(name: str, default: str) -> int:
 
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def envrate(name: str, default: str) -> str:
+    """A rate such as ``10/min``: a count, a slash, and second, minute, hour or day."""
+    value = os.environ.get(name, default).strip()
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 10/min or 100/hour, not {value!r}")
+    return value
 
 
 DATA_DIR = Path(os.environ.get("BOKEHSITE_DATA_DIR", BASE_DIR / "var"))
@@ -153,12 +162,23 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
 MEDIA_URL = "media/"
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
 
 # --- bokehsite -------------------------------------------------------------------------------
 # Multi-user mode (the old `bokeh-server -m`); off means every request acts as DEFAULT_USERNAME.
 BOKEHSITE_MULTI_USER = envbool("BOKEHSITE_MULTI_USER", "0")
 BOKEHSITE_DEFAULT_USERNAME = "defaultuser"
+# Whether people may create their own accounts; when off, admins create them in the Django admin.
+BOKEHSITE_ALLOW_REGISTRATION = envbool("BOKEHSITE_ALLOW_REGISTRATION", "1")
+# Brute-force limits per client address, shared by the API and the HTML forms.
+BOKEHSITE_THROTTLE_RATES = {
+    "login": envrate("BOKEHSITE_LOGIN_RATE", "10/min"),
+    "register": envrate("BOKEHSITE_REGISTER_RATE", "10/hour"),
+}
+# Seconds a sandboxed plot frame's signed token stays valid (see documents/frames.py).
+BOKEHSITE_FRAME_TOKEN_MAX_AGE = envint("BOKEHSITE_FRAME_TOKEN_MAX_AGE", "300")
 # Largest request body the API accepts (documents carry their arrays, so this is generous).
 BOKEHSITE_MAX_BODY_BYTES = envint("BOKEHSITE_MAX_BODY_BYTES", str(512 * 1024 * 1024))
 # Live documents: how many each process keeps in memory, how often the event log is folded
@@ -176,6 +196,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = BOKEHSITE_MAX_BODY_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.SingleUserAuthentication",
+        "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -4,6 +4,8 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("documents.api_urls")),
+    path("api/", include(("accounts.api_urls", "api"), namespace="accounts-api")),
+    path("accounts/", include("accounts.urls")),
     path("", include("documents.urls")),
 ]
 

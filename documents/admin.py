@@ -4,11 +4,20 @@ from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
 from bokehsite.client.wire import model_objects
-from documents.models import Document
+from documents.models import Collaborator, Document
+
+
+class CollaboratorInline(admin.TabularInline):
+    model = Collaborator
+    extra = 1
+    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created"]
+    readonly_fields = ["created"]
 
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
+    inlines = [CollaboratorInline]
     list_display = ["title", "owner", "visibility", "version", "updated"]
     list_filter = ["visibility"]
     search_fields = ["title", "owner__username"]

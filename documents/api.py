@@ -2,18 +2,27 @@
 
 from rest_framework import generics, status
 from rest_framework.exceptions import NotAcceptable, NotFound
+from rest_framework.permissions import SAFE_METHODS, AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from documents import services
-from documents.renderers import BundleRenderer
 from bokehsite.client import wire
+from documents import services
+from documents.exceptions import InvalidFrameToken
+from documents.frames import verify_frame_token
+from documents.renderers import BundleRenderer
 from documents.serializers import (
-    ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, SinceQuerySerializer,
-    TitleSerializer, VersionQuerySerializer,
+    CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
+    SinceQuerySerializer, TitleSerializer, VersionQuerySerializer,
 )
+
+
+def _key(request: Request) -> str | None:
+    """A secret link's key (``?key=``): who holds it may view the document, so a change they may
+    not make answers 403 rather than 404."""
+    return request.query_params.get("key")
 
 
 def _valid(serializer_class, data) -> dict:
@@ -51,27 +60,56 @@ class DocumentDetail(APIView):
     """GET: metadata. PATCH: rename. DELETE: delete."""
 
     def get(self, request: Request, pk) -> Response:
-        document = services.get_readable(request.user, pk)
+        document = services.get_readable(request.user, pk, key=_key(request))
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
     def patch(self, request: Request, pk) -> Response:
-        document = services.get_writable(request.user, pk)
+        document = services.get_owned(request.user, pk, key=_key(request))
         services.rename_document(document, _valid(TitleSerializer, request.data)["title"])
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
     def delete(self, request: Request, pk) -> Response:
-        services.delete_document(services.get_writable(request.user, pk))
+        services.delete_document(services.get_owned(request.user, pk, key=_key(request)))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DocumentContent(APIView):
-    """GET: the document as a bundle, now or at ``?version=``. PUT: replace it (bundle or JSON)."""
+    """GET: the document as a bundle, now or at ``?version=``. PUT: replace it (bundle or JSON).
+
+    A sandboxed plot frame GETs with ``?frame_token=``: no cookies, no API token, from the opaque
+    origin ``null``. Those answers carry CORS headers; nothing else here does.
+    """
 
     renderer_classes = [BundleRenderer, JSONRenderer]
 
+    def _frame_token(self) -> str | None:
+        request = self.request  # Django's request until DRF wraps it; both have GET and method
+        if request.method in SAFE_METHODS:
+            return request.GET.get("frame_token")
+        return None
+
+    def get_authenticators(self):
+        return [] if self._frame_token() else super().get_authenticators()
+
+    def get_permissions(self):
+        return [AllowAny()] if self._frame_token() else super().get_permissions()
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self._frame_token():
+            response["Access-Control-Allow-Origin"] = "*"
+            response["Access-Control-Expose-Headers"] = "ETag, X-Document-Version"
+        return response
+
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
-        document = services.get_readable(request.user, pk)
+        if frame_token := self._frame_token():
+            grant = verify_frame_token(frame_token)
+            if grant.document_id != pk:
+                raise InvalidFrameToken("the frame token is for another document")
+            document = services.get_for_frame(grant)
+        else:
+            document = services.get_readable(request.user, pk, key=_key(request))
         asked = _valid(VersionQuerySerializer, request.query_params).get("version")
         if asked is not None and asked > document.version:
             raise NotFound(f"version {asked} does not exist yet; the document is at version {document.version}")
@@ -84,7 +122,7 @@ class DocumentContent(APIView):
         return Response(bundle, headers=headers)
 
     def put(self, request: Request, pk) -> Response:
-        document = services.get_writable(request.user, pk)
+        document = services.get_writable(request.user, pk, key=_key(request))
         data = _valid(ContentSerializer, request.data)
         services.replace_document(document, data["doc"], getattr(request.data, "buffers", []), author=request.user)
         return Response(DocumentSerializer(document, context={"request": request}).data)
@@ -97,7 +135,7 @@ class DocumentEvents(APIView):
 
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
-        document = services.get_readable(request.user, pk)
+        document = services.get_readable(request.user, pk, key=_key(request))
         query = _valid(SinceQuerySerializer, request.query_params)
         events = services.events_after(document, query["since"], query["limit"])
         items, buffers = [], []
@@ -109,10 +147,69 @@ class DocumentEvents(APIView):
         return Response(body, headers={"X-Document-Version": str(document.version)})
 
     def post(self, request: Request, pk) -> Response:
-        document = services.get_writable(request.user, pk)
+        document = services.get_writable(request.user, pk, key=_key(request))
         data = _valid(PatchSerializer, request.data)
         change = services.apply_patch(
             document, data["patch"], getattr(request.data, "buffers", []),
             author=request.user, base_version=data.get("base_version"),
         )
         return Response({"version": change.version}, status=status.HTTP_201_CREATED)
+
+
+# --- sharing ---------------------------------------------------------------------------------
+
+
+def _metadata(request: Request, document) -> Response:
+    return Response(DocumentSerializer(document, context={"request": request}).data)
+
+
+class Publish(APIView):
+    """POST: make the document public. The answer's ``public_url`` is the link to hand out."""
+
+    def post(self, request: Request, pk) -> Response:
+        return _metadata(request, services.publish(services.get_owned(request.user, pk, key=_key(request))))
+
+
+class Unpublish(APIView):
+    """POST: make the document private."""
+
+    def post(self, request: Request, pk) -> Response:
+        return _metadata(request, services.unpublish(services.get_owned(request.user, pk, key=_key(request))))
+
+
+class SetVisibility(APIView):
+    """POST {visibility}: "private", "public" or "secret" (keeps an existing secret link)."""
+
+    def post(self, request: Request, pk) -> Response:
+        document = services.get_owned(request.user, pk, key=_key(request))
+        return _metadata(request, services.set_visibility(document, _valid(ShareSerializer, request.data)["visibility"]))
+
+
+class SecretLink(APIView):
+    """POST: a new secret link (the old one stops working); the answer's ``secret_url`` is it."""
+
+    def post(self, request: Request, pk) -> Response:
+        document = services.get_owned(request.user, pk, key=_key(request))
+        return _metadata(request, services.regenerate_secret_link(document))
+
+
+class Collaborators(APIView):
+    """GET: who the document is shared with. POST {username, role}: share it, or change a role."""
+
+    def get(self, request: Request, pk) -> Response:
+        document = services.get_owned(request.user, pk, key=_key(request))
+        return Response(CollaboratorSerializer(services.collaborators(document), many=True).data)
+
+    def post(self, request: Request, pk) -> Response:
+        document = services.get_owned(request.user, pk, key=_key(request))
+        data = _valid(CollaboratorSerializer, request.data)
+        collaborator = services.share(document, data["user"]["username"], data["role"])
+        return Response(CollaboratorSerializer(collaborator).data, status=status.HTTP_201_CREATED)
+
+
+class CollaboratorDetail(APIView):
+    """DELETE: stop sharing the document with this user."""
+
+    def delete(self, request: Request, pk, username: str) -> Response:
+        services.unshare(services.get_owned(request.user, pk, key=_key(request)), username)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -9,4 +9,11 @@ urlpatterns = [
     path("documents/<uuid:pk>/", api.DocumentDetail.as_view(), name="document-detail"),
     path("documents/<uuid:pk>/doc/", api.DocumentContent.as_view(), name="document-doc"),
     path("documents/<uuid:pk>/events/", api.DocumentEvents.as_view(), name="document-events"),
+    path("documents/<uuid:pk>/publish/", api.Publish.as_view(), name="document-publish"),
+    path("documents/<uuid:pk>/unpublish/", api.Unpublish.as_view(), name="document-unpublish"),
+    path("documents/<uuid:pk>/visibility/", api.SetVisibility.as_view(), name="document-visibility"),
+    path("documents/<uuid:pk>/secret-link/", api.SecretLink.as_view(), name="document-secret-link"),
+    path("documents/<uuid:pk>/collaborators/", api.Collaborators.as_view(), name="document-collaborators"),
+    path("documents/<uuid:pk>/collaborators/<str:username>/", api.CollaboratorDetail.as_view(),
+         name="document-collaborator"),
 ]

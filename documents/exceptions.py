@@ -54,3 +54,22 @@ class HistoryTruncated(ApiError):
 
     def __init__(self, version: int):
         super().__init__(f"version {version} is no longer in the document's history", field="version")
+
+
+class Forbidden(ApiError):
+    """The caller can see the document (so it may say so) but may not do this to it."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "forbidden"
+
+
+class UserNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "user_not_found"
+
+
+class InvalidFrameToken(ApiError):
+    """A frame token that is malformed, forged, expired, or for another document."""
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "invalid_frame_token"

@@ -1,4 +1,5 @@
 import uuid
+from urllib.parse import urlencode
 
 from bokeh.core.serialization import Buffer
 from django.conf import settings
@@ -11,6 +12,7 @@ from bokehsite.client import wire
 class Visibility(models.TextChoices):
     PRIVATE = "private", "Private"
     PUBLIC = "public", "Public"
+    SECRET = "secret", "Secret link"
 
 
 class Document(models.Model):
@@ -25,6 +27,8 @@ class Document(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
     title = models.CharField(max_length=200)
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    # The key of the secret link; it grants reading only while visibility is "secret".
+    secret_key = models.CharField(max_length=64, blank=True, default="", editable=False)
     version = models.PositiveIntegerField(default=1)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -38,6 +42,13 @@ class Document(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("documents:page", args=[self.id])
+
+    def public_url(self) -> str:
+        """The public link, as the old bokeh-server wrote it: the page with ``?public=true``."""
+        return self.get_absolute_url() + "?public=true"
+
+    def secret_url(self) -> str:
+        return self.get_absolute_url() + "?" + urlencode({"key": self.secret_key})
 
 
 class Snapshot(models.Model):
@@ -105,3 +116,24 @@ class Event(models.Model):
 
     def buffer_list(self) -> list[Buffer]:
         return wire.unpack(self.buffers)[1] if self.buffers else []
+
+
+class Role(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+
+
+class Collaborator(models.Model):
+    """A user the owner shares a document with: ``read`` lets them view it, ``write`` also change it."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="collaborators")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collaborations")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.READ)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created"]
+        constraints = [models.UniqueConstraint(fields=["document", "user"], name="collaborator_unique_per_document")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"

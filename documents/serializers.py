@@ -1,7 +1,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from documents.models import Document
+from documents.models import Collaborator, Document, Role, Visibility
 
 
 class DocumentSerializer(serializers.ModelSerializer):
@@ -10,10 +10,14 @@ class DocumentSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     url = serializers.SerializerMethodField(help_text="The plot page.")
     doc_url = serializers.SerializerMethodField(help_text="The content, as a bundle.")
+    role = serializers.SerializerMethodField(help_text="The caller's role: read, write or owner.")
+    public_url = serializers.SerializerMethodField(help_text="The public link, while the document is public.")
+    secret_url = serializers.SerializerMethodField(help_text="The secret link (owners only), while there is one.")
 
     class Meta:
         model = Document
-        fields = ["id", "title", "owner", "visibility", "version", "created", "updated", "url", "doc_url"]
+        fields = ["id", "title", "owner", "visibility", "version", "created", "updated", "url", "doc_url",
+                  "role", "public_url", "secret_url"]
         read_only_fields = ["id", "owner", "visibility", "version", "created", "updated"]
         extra_kwargs = {"title": {"validators": []}}  # uniqueness is the service's to answer (409)
 
@@ -22,6 +26,20 @@ class DocumentSerializer(serializers.ModelSerializer):
 
     def get_doc_url(self, document: Document) -> str:
         return self.context["request"].build_absolute_uri(reverse("api:document-doc", args=[document.id]))
+
+    def get_role(self, document: Document) -> str:
+        # Listed and newly created documents are the caller's own; services.get_* set the role.
+        return getattr(document, "role", "owner")
+
+    def get_public_url(self, document: Document) -> str | None:
+        if document.visibility != Visibility.PUBLIC:
+            return None
+        return self.context["request"].build_absolute_uri(document.public_url())
+
+    def get_secret_url(self, document: Document) -> str | None:
+        if document.visibility != Visibility.SECRET or self.get_role(document) != "owner":
+            return None
+        return self.context["request"].build_absolute_uri(document.secret_url())
 
 
 class TitleSerializer(serializers.Serializer):
@@ -52,3 +70,17 @@ class VersionQuerySerializer(serializers.Serializer):
 class SinceQuerySerializer(serializers.Serializer):
     since = serializers.IntegerField(min_value=0)
     limit = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)
+
+
+class ShareSerializer(serializers.Serializer):
+    visibility = serializers.ChoiceField(choices=Visibility.choices)
+
+
+class CollaboratorSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.READ)
+
+    class Meta:
+        model = Collaborator
+        fields = ["username", "role", "created"]
+        read_only_fields = ["created"]

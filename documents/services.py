@@ -2,64 +2,94 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any
 
 from bokeh.core.serialization import Buffer
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from bokehsite.client import wire
 from documents import bokeh_io, live
-from documents.exceptions import DocumentNotFound, TitleTaken
+from documents.access import RoleName, allows, role_for
+from documents.exceptions import DocumentNotFound, Forbidden, TitleTaken, UserNotFound
 from documents.live import Change
-from documents.models import Document, Event, Snapshot, Visibility
+from documents.models import Collaborator, Document, Event, Role, Snapshot, Visibility
 
 User = AbstractBaseUser | AnonymousUser
 
 def owned_documents(user: User) -> QuerySet[Document]:
-    """The documents ``user`` owns, without their content."""
+    """The documents ``user`` owns."""
     if not user.is_authenticated:
         return Document.objects.none()
     return Document.objects.filter(owner=user)
 
 
+def shared_documents(user: User) -> QuerySet[Document]:
+    """The documents other people share with ``user`` as a collaborator."""
+    if not user.is_authenticated:
+        return Document.objects.none()
+    return Document.objects.filter(collaborators__user=user).exclude(owner=user)
+
+
 def readable_documents(user: User) -> QuerySet[Document]:
-    """Every document ``user`` may view: their own and the published ones."""
+    """Every document ``user`` may view without a secret link: their own, the shared, the public.
+
+    Staff may view every document (see ``documents.access``).
+    """
+    if user.is_authenticated and user.is_staff:
+        return Document.objects.all()
     published = Document.objects.filter(visibility=Visibility.PUBLIC)
     if not user.is_authenticated:
         return published
-    return Document.objects.filter(owner=user) | published
+    return Document.objects.filter(Q(owner=user) | Q(collaborators__user=user) | Q(visibility=Visibility.PUBLIC)).distinct()
 
 
-def get_readable(user: User, document_id: uuid.UUID | str) -> Document:
-    return _get(readable_documents(user), document_id)
-
-
-def get_writable(user: User, document_id: uuid.UUID | str) -> Document:
-    return _get(owned_documents(user), document_id)
-
-
-def _get(queryset: QuerySet[Document], document_id: uuid.UUID | str) -> Document:
-    try:
-        return queryset.get(pk=document_id)
-    except (Document.DoesNotExist, ValueError):
-        raise DocumentNotFound("no such document") from None
-
-
-def connection_access(user: User, document_id: uuid.UUID | str) -> tuple[Document, str]:
-    """The document a live connection opens, and its role: "write" or "read".
+def get_document(user: User, document_id: uuid.UUID | str, need: RoleName = "read", *,
+                 key: str | None = None) -> Document:
+    """The document, if ``user`` has at least the role ``need`` on it; ``document.role`` is their role.
 
     Raises:
-        DocumentNotFound: the user may not see it (or it does not exist).
+        DocumentNotFound: no such document, or ``user`` may not know it exists.
+        Forbidden: ``user`` may view it but not do what ``need`` requires.
     """
-    document = get_readable(user, document_id)
-    return document, "write" if user.is_authenticated and document.owner_id == user.pk else "read"
+    try:
+        document = Document.objects.select_related("owner").get(pk=document_id)
+    except (Document.DoesNotExist, ValueError, ValidationError):
+        raise DocumentNotFound("no such document") from None
+    role = role_for(user, document, key=key)
+    if role is None:
+        raise DocumentNotFound("no such document")
+    if not allows(role, need):
+        what = "change" if need == "write" else "manage"
+        raise Forbidden(f"you may view this document but not {what} it")
+    document.role = role
+    return document
 
 
-def current_version(document: Document) -> int:
-    return Document.objects.values_list("version", flat=True).get(pk=document.pk)
+def get_readable(user: User, document_id: uuid.UUID | str, *, key: str | None = None) -> Document:
+    """The document if ``user`` may view it, else ``DocumentNotFound``."""
+    return get_document(user, document_id, "read", key=key)
+
+
+def get_writable(user: User, document_id: uuid.UUID | str, *, key: str | None = None) -> Document:
+    """The document if ``user`` may change its content (owner or write collaborator).
+
+    Raises DocumentNotFound if they may not see it, Forbidden if they may only view it.
+    """
+    return get_document(user, document_id, "write", key=key)
+
+
+def get_owned(user: User, document_id: uuid.UUID | str, *, key: str | None = None) -> Document:
+    """The document if ``user`` owns it (to rename, delete, publish or share it).
+
+    Raises DocumentNotFound if they may not see it, Forbidden if they may but do not own it.
+    """
+    return get_document(user, document_id, "owner", key=key)
 
 
 def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers: list[Buffer]) -> Document:
@@ -121,6 +151,15 @@ def events_after(document: Document, version: int, limit: int) -> list[Event]:
     return live.log_after(document.id, version, limit)
 
 
+def current_version(document: Document) -> int:
+    return Document.objects.values_list("version", flat=True).get(pk=document.pk)
+
+
+def connection_role(document: Document) -> str:
+    """What a live connection with ``document.role`` may do: "write" (send changes) or "read"."""
+    return "write" if allows(document.role, "write") else "read"
+
+
 def rename_document(document: Document, title: str) -> Document:
     """Raises TitleTaken if the owner has another document with this title."""
     document.title = title
@@ -148,3 +187,78 @@ def load_bokeh_document(document: Document, version: int | None = None):
     header, buffers = wire.unpack(document_bundle(document, version)[1])
     return bokeh_io.load(header["doc"], buffers)
 
+
+# --- sharing ---------------------------------------------------------------------------------
+
+
+def set_visibility(document: Document, visibility: str) -> Document:
+    """Make ``document`` private, public or secret-link; a secret link gets a key if it has none."""
+    document.visibility = Visibility(visibility)
+    fields = ["visibility", "updated"]
+    if document.visibility == Visibility.SECRET and not document.secret_key:
+        document.secret_key = secrets.token_urlsafe(32)
+        fields.append("secret_key")
+    document.save(update_fields=fields)
+    return document
+
+
+def publish(document: Document) -> Document:
+    """Make ``document`` public: anyone may view it, without logging in."""
+    return set_visibility(document, Visibility.PUBLIC)
+
+
+def unpublish(document: Document) -> Document:
+    """Make ``document`` private again (a secret link stops working too)."""
+    return set_visibility(document, Visibility.PRIVATE)
+
+
+def regenerate_secret_link(document: Document) -> Document:
+    """Give ``document`` a new secret-link key, revoking the old link, and make it secret-link."""
+    document.secret_key = secrets.token_urlsafe(32)
+    document.visibility = Visibility.SECRET
+    document.save(update_fields=["secret_key", "visibility", "updated"])
+    return document
+
+
+def collaborators(document: Document) -> QuerySet[Collaborator]:
+    return document.collaborators.select_related("user")
+
+
+def share(document: Document, username: str, role: str) -> Collaborator:
+    """Give the user ``username`` the role ``role`` ("read" or "write") on ``document``.
+
+    Raises:
+        UserNotFound: there is no such user (or it is the owner, who needs no sharing).
+    """
+    try:
+        user = get_user_model().objects.get(username=username, is_active=True)
+    except get_user_model().DoesNotExist:
+        raise UserNotFound(f"no user called {username!r}", field="username") from None
+    if user.pk == document.owner_id:
+        raise UserNotFound(f"{username!r} owns this document", field="username")
+    collaborator, _ = Collaborator.objects.update_or_create(document=document, user=user, defaults={"role": Role(role)})
+    return collaborator
+
+
+def unshare(document: Document, username: str) -> None:
+    """Take away every role the user ``username`` had on ``document``.
+
+    Raises:
+        UserNotFound: ``username`` is not a collaborator on it.
+    """
+    deleted, _ = Collaborator.objects.filter(document=document, user__username=username).delete()
+    if not deleted:
+        raise UserNotFound(f"{username!r} is not a collaborator on this document", field="username")
+
+
+def get_for_frame(grant) -> Document:
+    """The document a frame token grants (``documents.frames.FrameGrant``); ``document.role`` is its role.
+
+    Raises DocumentNotFound if the document is gone.
+    """
+    try:
+        document = Document.objects.select_related("owner").get(pk=grant.document_id)
+    except Document.DoesNotExist:
+        raise DocumentNotFound("no such document") from None
+    document.role = grant.role
+    return document

@@ -7,4 +7,7 @@ app_name = "documents"
 urlpatterns = [
     path("", views.document_list, name="list"),
     path("documents/<uuid:pk>/", views.document_page, name="page"),
+    path("documents/<uuid:pk>/frame/", views.document_frame, name="frame"),
+    path("documents/<uuid:pk>/frame-token/", views.frame_token, name="frame-token"),
+    path("documents/<uuid:pk>/share/", views.share_page, name="share"),
 ]

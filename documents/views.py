@@ -1,27 +1,144 @@
-"""HTML pages: the caller's document list and the plot page."""
+"""HTML pages: the caller's document list, the plot page and its sandboxed frame, sharing."""
 
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.users import acting_user
+from bokehsite.errors import ApiError
 from documents import services
-from documents.exceptions import DocumentNotFound
+from documents.exceptions import DocumentNotFound, Forbidden, InvalidFrameToken
+from documents.frames import sign_frame_token, verify_frame_token
+from documents.models import Document, Role, Visibility
+
+# The sandbox: scripts run, but in an opaque origin, so they have neither this site's cookies
+# nor its storage, and every request they make is cross-origin.
+FRAME_CSP = "sandbox allow-scripts"
+
+
+class _LoginFirst(Exception):
+    """An anonymous visitor must log in before we say anything about this document."""
+
+
+def _viewed(request: HttpRequest, pk, need: str = "read") -> Document:
+    """The document a page shows, with ``document.role`` set to the viewer's role.
+
+    ``?public=true`` (the old bokeh-server's public link) shows the public version: the page as
+    anyone would see it, whoever asks. ``?key=`` is a secret link's key.
+    """
+    public = request.GET.get("public") == "true"
+    user = AnonymousUser() if public else acting_user(request)
+    try:
+        return services.get_document(user, pk, need, key=request.GET.get("key"))
+    except DocumentNotFound:
+        if not user.is_authenticated and not public:
+            raise _LoginFirst from None
+        raise Http404("no such document") from None
+    except Forbidden as e:
+        raise PermissionDenied(e.detail) from None
+
+
+def _share_query(request: HttpRequest) -> str:
+    """The part of the page's query that says how the viewer may see the document."""
+    params = {k: request.GET[k] for k in ("public", "key") if request.GET.get(k)}
+    return "?" + urlencode(params) if params else ""
 
 
 def document_list(request: HttpRequest) -> HttpResponse:
-    documents = services.owned_documents(acting_user(request))
-    return render(request, "documents/list.html", {"documents": documents})
+    user = acting_user(request)
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    context = {"documents": services.owned_documents(user), "shared": services.shared_documents(user).select_related("owner")}
+    return render(request, "documents/list.html", context)
 
 
 def document_page(request: HttpRequest, pk) -> HttpResponse:
     try:
-        document = services.get_readable(acting_user(request), pk)
-    except DocumentNotFound:
-        raise Http404("no such document") from None
+        document = _viewed(request, pk)
+    except _LoginFirst:
+        return redirect_to_login(request.get_full_path())
+    frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
+        {"token": sign_frame_token(document, document.role)}
+    )
     context = {
         "document": document,
-        "doc_url": reverse("api:document-doc", args=[document.id]),
-        "ws_path": f"/ws/documents/{document.id}/",
+        "role": document.role,
+        "frame_url": frame_url,
+        "token_url": reverse("documents:frame-token", args=[document.id]) + _share_query(request),
     }
     return render(request, "documents/plot.html", context)
+
+
+@require_GET
+def frame_token(request: HttpRequest, pk) -> HttpResponse:
+    """A fresh frame token for the page's frame, under the same rules as the page."""
+    try:
+        document = _viewed(request, pk)
+    except (_LoginFirst, Http404):
+        return JsonResponse({"error": "not_found", "detail": "no such document", "field": None}, status=404)
+    token = sign_frame_token(document, document.role)
+    return JsonResponse({"token": token, "role": verify_frame_token(token).role}, headers={"Cache-Control": "no-store"})
+
+
+@require_GET
+@xframe_options_sameorigin
+def document_frame(request: HttpRequest, pk) -> HttpResponse:
+    """The sandboxed frame that runs a document's code. It trusts only its frame token."""
+    try:
+        grant = verify_frame_token(request.GET.get("token", ""))
+        if grant.document_id != pk:
+            raise InvalidFrameToken("the frame token is for another document")
+        document = services.get_for_frame(grant)
+        status, context = 200, {"document": document, "token": request.GET["token"], "role": grant.role,
+                                "doc_url": reverse("api:document-doc", args=[document.id]),
+                                "ws_path": f"/ws/documents/{document.id}/"}
+    except ApiError as e:
+        status, context = e.status_code, {"error": e.detail}
+    response = render(request, "documents/frame.html", context, status=status)
+    response["Content-Security-Policy"] = FRAME_CSP
+    response["Referrer-Policy"] = "no-referrer"  # the token is in this URL
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def share_page(request: HttpRequest, pk) -> HttpResponse:
+    """Visibility, the secret link and collaborators, for the owner."""
+    try:
+        document = _viewed(request, pk, "owner")
+    except _LoginFirst:
+        return redirect_to_login(request.get_full_path())
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "visibility" and request.POST.get("visibility") in Visibility.values:
+                services.set_visibility(document, request.POST["visibility"])
+            elif action == "regenerate":
+                services.regenerate_secret_link(document)
+                messages.success(request, "New secret link made; the old one no longer works.")
+            elif action == "share" and request.POST.get("role") in Role.values:
+                services.share(document, request.POST.get("username", "").strip(), request.POST["role"])
+            elif action == "unshare":
+                services.unshare(document, request.POST.get("username", ""))
+            else:
+                messages.error(request, "Unknown action.")
+        except ApiError as e:
+            messages.error(request, e.detail)
+        return redirect("documents:share", pk=document.pk)
+    context = {
+        "document": document,
+        "collaborators": services.collaborators(document),
+        "public_url": request.build_absolute_uri(document.public_url()),
+        "secret_url": request.build_absolute_uri(document.secret_url()) if document.secret_key else None,
+        "visibilities": Visibility.choices,
+        "roles": Role.choices,
+    }
+    return render(request, "documents/share.html", context)

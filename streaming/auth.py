@@ -1,13 +1,20 @@
 """Who a websocket connection acts as.
 
-Browsers send an ``Origin`` header and carry cookies wherever a page asks them to, so the
-identity that rides on cookies (the session, or ``defaultuser`` in single-user mode) is granted
-only when the origin is one of this site's hosts. Python sessions send no ``Origin``.
+- A Python session sends ``Authorization: Token <secret>`` (or ``Bearer``), checked by the same
+  lookup as the REST API. It sends no ``Origin``.
+- A sandboxed plot frame has an opaque origin (``Origin: null``) and no cookies; it presents its
+  signed frame token as ``?frame_token=``, which grants one document and one role.
+- Otherwise the identity rides on cookies: the session, or ``defaultuser`` in single-user mode.
+  Browsers send cookies wherever a page asks them to, so this identity is granted only when the
+  ``Origin`` is one of this site's hosts.
+
+A token that does not check out leaves ``scope["auth_error"]``; the consumer answers it with an
+error message and closes the connection.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
@@ -16,7 +23,16 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 
+from accounts.tokens import secret_from_authorization, user_for_token
 from accounts.users import default_user, multi_user
+from bokehsite.errors import ApiError
+from documents.exceptions import InvalidFrameToken
+from documents.frames import verify_frame_token
+
+
+class InvalidToken(ApiError):
+    status_code = 401
+    code = "invalid_token"
 
 
 def origin_is_ours(scope) -> bool:
@@ -29,11 +45,26 @@ def origin_is_ours(scope) -> bool:
 
 
 class WebsocketUserMiddleware(AuthMiddleware):
-    """Sets ``scope["user"]``: ``defaultuser`` in single-user mode, else the session's user."""
+    """Sets ``scope["user"]``, and ``scope["frame_grant"]`` for a sandboxed frame."""
 
     async def resolve_scope(self, scope) -> None:
-        if not origin_is_ours(scope):
-            scope["user"]._wrapped = AnonymousUser()
+        scope["user"]._wrapped = AnonymousUser()
+        frame_token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("frame_token", [None])[0]
+        authorization = dict(scope.get("headers", [])).get(b"authorization")
+        if frame_token:
+            try:
+                scope["frame_grant"] = verify_frame_token(frame_token)
+            except InvalidFrameToken as e:
+                scope["auth_error"] = e
+        elif authorization and multi_user():
+            secret = secret_from_authorization(authorization.decode("latin-1"))
+            user = await database_sync_to_async(user_for_token)(secret) if secret else None
+            if user is None:
+                scope["auth_error"] = InvalidToken("the API token is not valid (unknown, revoked or expired)")
+            else:
+                scope["user"]._wrapped = user
+        elif not origin_is_ours(scope):
+            pass  # another site's page: no cookie identity
         elif not multi_user():
             scope["user"]._wrapped = await database_sync_to_async(default_user)()
         else:

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from bokehsite.errors import ApiError
 from documents import services
-from documents.exceptions import DocumentNotFound, HistoryTruncated
+from documents.exceptions import HistoryTruncated, InvalidFrameToken
 from documents.models import EventKind
 from streaming import broadcast, messages
 from streaming.messages import ProtocolError
@@ -37,13 +37,12 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept()  # first, so that a refusal reaches the client as a message
         try:
-            self.document, self.role = await db(services.connection_access)(
-                self.scope["user"], self.scope["url_route"]["kwargs"]["pk"]
-            )
-        except DocumentNotFound as e:
+            self.document = await db(self.open_document)()
+        except ApiError as e:
             await self.send_error(e)
-            await self.close(code=4404)
+            await self.close(code=4000 + e.status_code)  # 4401, 4404
             return
+        self.role = services.connection_role(self.document)
         self.group = broadcast.group_name(self.document.id)
         self.synced = False
         self.sent = 0  # the version the client has been sent up to
@@ -53,6 +52,17 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         version = await db(services.current_version)(self.document)
         await self.send_json({"type": "hello", "version": version, "role": self.role,
                               "window": settings.BOKEHSITE_VIEWER_WINDOW})
+
+    def open_document(self):
+        """The document this connection follows, with ``.role``; raises ApiError when refused."""
+        if error := self.scope.get("auth_error"):
+            raise error
+        document_id = self.scope["url_route"]["kwargs"]["pk"]
+        if grant := self.scope.get("frame_grant"):
+            if grant.document_id != document_id:
+                raise InvalidFrameToken("the frame token is for another document")
+            return services.get_for_frame(grant)
+        return services.get_readable(self.scope["user"], document_id)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):

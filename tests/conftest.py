@@ -25,9 +25,75 @@ def django_db_modify_db_settings(tmp_path_factory):
         db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
 
 
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Each test starts with empty throttle counters, and the client never touches the real home."""
+    from django.core.cache import cache
+
+    cache.clear()
+    monkeypatch.setenv("BOKEH_CONFIG_DIR", str(tmp_path / "bokeh-config"))
+    monkeypatch.delenv("BOKEH_API_TOKEN", raising=False)
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def api():
     return APIClient()
+
+
+@pytest.fixture
+def multi_user(settings):
+    """Multi-user mode (the old ``bokeh-server -m``) for in-process tests."""
+    settings.BOKEHSITE_MULTI_USER = True
+    return settings
+
+
+def make_user(username: str, *, password: str | None = None, **fields):
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    if password is None:
+        return User.objects.create(username=username, **fields)  # no password hashing: fast
+    return User.objects.create_user(username=username, password=password, **fields)
+
+
+@pytest.fixture
+def alice(db):
+    """Owns documents."""
+    return make_user("alice", password=PASSWORD)
+
+
+@pytest.fixture
+def bob(db):
+    """A collaborator (tests give him a role)."""
+    return make_user("bob", password=PASSWORD)
+
+
+@pytest.fixture
+def charlie(db):
+    """Has no access to anyone else's documents."""
+    return make_user("charlie", password=PASSWORD)
+
+
+def token_client(user) -> APIClient:
+    """An API client that authenticates as ``user`` with a fresh API token."""
+    from accounts.tokens import create_token
+
+    _, secret = create_token(user, "test")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
+    return client
+
+
+def store(owner, title: str = "line", doc: BokehDocument | None = None):
+    """Store a document for ``owner`` directly through the service layer."""
+    from documents import bokeh_io, services
+
+    return services.create_document(owner, title, *bokeh_io.dump(doc or line_document()))
 
 
 def line_document(n: int = 5, *, title: str = "line") -> BokehDocument:
@@ -49,6 +115,19 @@ def live_server_url(django_db_setup):
     from django.conf import settings
 
     with DaphneServer(env={"DATABASE_URL": database_url(settings.DATABASES["default"])}) as server:
+        yield server.url
+
+
+LIVE_RATES = {"BOKEHSITE_LOGIN_RATE": "1000/min", "BOKEHSITE_REGISTER_RATE": "1000/min"}
+
+
+@pytest.fixture(scope="session")
+def multi_user_server_url(django_db_setup):
+    """A real Daphne process in multi-user mode (``BOKEHSITE_MULTI_USER=1``) on the test database."""
+    from django.conf import settings
+
+    env = {"DATABASE_URL": database_url(settings.DATABASES["default"]), "BOKEHSITE_MULTI_USER": "1", **LIVE_RATES}
+    with DaphneServer(env=env) as server:
         yield server.url
 
 

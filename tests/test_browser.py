@@ -1,4 +1,4 @@
-"""The plot page draws a pushed document in headless Chromium."""
+"""The plot page draws a pushed document, in its sandboxed frame, in headless Chromium."""
 
 import signal
 
@@ -33,17 +33,24 @@ LINE_BLUE = (0x1F, 0x77, 0xB4)  # Bokeh's default line colour
 
 
 def open_plot(page, url):
+    """Open a plot page; returns the sandboxed frame the document renders in."""
     page.goto(url)
-    page.wait_for_selector("#plot[data-state=rendered]", timeout=30_000)
+    page.frame_locator("#plot-frame").locator("#plot[data-state=rendered]").wait_for(timeout=30_000)
     page.wait_for_timeout(300)  # let the canvas paint
+    return plot_frame(page)
+
+
+def plot_frame(page):
+    return next(frame for frame in page.frames if "/frame/" in frame.url)
 
 
 def test_the_seed_line_is_drawn(live_server_url, page):
     with Session(live_server_url) as session:
         session.use_doc("line")
         info = session.push(line_document())
-    open_plot(page, info["url"])
-    assert page.evaluate(COUNT_PIXELS, list(LINE_BLUE)) > 200
+    frame = open_plot(page, info["url"])
+    assert frame.evaluate(COUNT_PIXELS, list(LINE_BLUE)) > 200
+    assert page.locator("#plot-frame").get_attribute("data-state") == "rendered"
     assert page.problems == []
 
 
@@ -53,9 +60,9 @@ def test_a_document_without_the_line_colour_has_no_such_pixels(live_server_url, 
     with Session(live_server_url) as session:
         session.use_doc("red line")
         info = session.push(doc)
-    open_plot(page, info["url"])
-    assert page.evaluate(COUNT_PIXELS, list(LINE_BLUE)) == 0
-    assert page.evaluate(COUNT_PIXELS, [255, 0, 0]) > 200
+    frame = open_plot(page, info["url"])
+    assert frame.evaluate(COUNT_PIXELS, list(LINE_BLUE)) == 0
+    assert frame.evaluate(COUNT_PIXELS, [255, 0, 0]) > 200
     assert page.problems == []
 
 
@@ -68,27 +75,42 @@ def test_a_deleted_documents_page_is_gone(live_server_url, page):
     assert response.status == 404
 
 
+def test_the_frame_gets_a_fresh_token_from_its_page(live_server_url, page):
+    from documents.frames import verify_frame_token
+
+    with Session(live_server_url) as session:
+        session.use_doc("refresh")
+        info = session.push(line_document())
+    frame = open_plot(page, info["url"])
+    first = frame.evaluate("window.bokehsiteFrame.token()")
+    fresh = frame.evaluate("window.bokehsiteFrame.refreshToken()")
+    assert first and frame.evaluate("window.bokehsiteFrame.token()") == fresh  # may equal first within a second
+    grant = verify_frame_token(fresh)
+    assert str(grant.document_id) == info["id"] and grant.role == "write"
+    # The frame fetches content with its token, never with cookies.
+    assert frame.evaluate("document.getElementById('plot').dataset.version") == "1"
+
+
 def test_the_page_follows_the_seed_animation_live(live_server_url, page, tmp_path):
     from tests.test_live_streaming import SEED_ANIMATED, start_script, stored_version, wait_until
 
     process = start_script(SEED_ANIMATED, live_server_url, tmp_path, speedup=5)
     try:
         wait_until(lambda: stored_version("animated_line") >= 1)
-        url = Session(live_server_url).document_info("animated_line")["url"]
-        open_plot(page, url)
-        page.wait_for_selector("#live-status[data-status=live]")
-        plot = page.locator("#plot")
+        frame = open_plot(page, Session(live_server_url).document_info("animated_line")["url"])
+        frame.wait_for_selector("#live-status[data-status=live]")
+        plot = page.frame_locator("#plot-frame").locator("#plot")
         start = int(plot.get_attribute("data-version"))
         pictures = set()
         for step in range(1, 6):
-            page.wait_for_function(f"Number(document.getElementById('plot').dataset.version) >= {start + 2 * step}")
+            frame.wait_for_function(f"Number(document.getElementById('plot').dataset.version) >= {start + 2 * step}")
             page.wait_for_timeout(50)
             pictures.add(plot.screenshot())
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
     assert len(pictures) >= 3  # the line was redrawn as its data changed
-    assert page.evaluate(COUNT_PIXELS, list(LINE_BLUE)) > 20  # a 1-pixel antialiased line: few exact pixels
+    assert frame.evaluate(COUNT_PIXELS, list(LINE_BLUE)) > 20  # a 1-pixel antialiased line: few exact pixels
     assert page.problems == []
 
 
@@ -97,14 +119,17 @@ def test_the_status_shows_reconnecting_and_the_page_resumes(live_server_url, pag
         session.use_doc("resume")
         doc = line_document()
         session.push(doc)
-        open_plot(page, session.url)
-        page.wait_for_selector("#live-status[data-status=live]")
-        page.evaluate("window.bokehsite.live.ws.close()")  # as a network drop would
-        page.wait_for_selector("#live-status[data-status=reconnecting]")
+        frame = open_plot(page, session.url)
+        frame.wait_for_selector("#live-status[data-status=live]")
+        frame.evaluate("window.bokehsite.live.ws.close()")  # as a network drop would
+        frame.wait_for_selector("#live-status[data-status=reconnecting]")
         doc.get_model_by_name("ex_line").glyph.line_color = "red"
         version = session.push()["version"]
-        page.wait_for_selector("#live-status[data-status=live]", timeout=15_000)
-        page.wait_for_function(f"Number(document.getElementById('plot').dataset.version) >= {version}")
+        frame.wait_for_selector("#live-status[data-status=live]", timeout=15_000)  # with a fresh frame token
+        frame.wait_for_function(f"Number(document.getElementById('plot').dataset.version) >= {version}")
         page.wait_for_timeout(200)
-    assert page.evaluate(COUNT_PIXELS, [255, 0, 0]) > 200
+    assert frame.evaluate(COUNT_PIXELS, [255, 0, 0]) > 200
+    assert page.problems == []
+
+
     assert page.problems == []

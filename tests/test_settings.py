@@ -20,9 +20,14 @@ print(json.dumps({
     "secret": settings.SECRET_KEY,
     "hosts": settings.ALLOWED_HOSTS,
     "first_app": settings.INSTALLED_APPS[0],
+    "registration": settings.BOKEHSITE_ALLOW_REGISTRATION,
+    "rates": settings.BOKEHSITE_THROTTLE_RATES,
+    "frame_max_age": settings.BOKEHSITE_FRAME_TOKEN_MAX_AGE,
 }))
 """
-CLEAR = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "BOKEHSITE_MULTI_USER")
+CLEAR = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "BOKEHSITE_MULTI_USER",
+         "BOKEHSITE_ALLOW_REGISTRATION", "BOKEHSITE_LOGIN_RATE", "BOKEHSITE_REGISTER_RATE",
+         "BOKEHSITE_FRAME_TOKEN_MAX_AGE")
 
 
 def load_settings(tmp_path, **env):
@@ -64,3 +69,19 @@ def test_a_bad_boolean_fails_loudly(tmp_path):
     result = load_settings(tmp_path, BOKEHSITE_MULTI_USER="maybe")
     assert result.returncode != 0
     assert "BOKEHSITE_MULTI_USER must be a boolean" in result.stderr
+
+
+def test_account_settings_have_defaults_and_come_from_the_environment(tmp_path):
+    values = json.loads(load_settings(tmp_path).stdout)
+    assert values["registration"] is True and values["frame_max_age"] == 300
+    assert values["rates"] == {"login": "10/min", "register": "10/hour"}
+    values = json.loads(load_settings(
+        tmp_path, BOKEHSITE_ALLOW_REGISTRATION="0", BOKEHSITE_LOGIN_RATE="5/hour", BOKEHSITE_FRAME_TOKEN_MAX_AGE="60",
+    ).stdout)
+    assert values["registration"] is False and values["rates"]["login"] == "5/hour" and values["frame_max_age"] == 60
+
+
+def test_a_bad_rate_fails_loudly(tmp_path):
+    result = load_settings(tmp_path, BOKEHSITE_LOGIN_RATE="lots")
+    assert result.returncode != 0
+    assert "BOKEHSITE_LOGIN_RATE must be a rate such as 10/min" in result.stderr

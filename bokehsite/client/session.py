@@ -12,7 +12,7 @@ from bokeh.core.serialization import Serialized
 from bokeh.document import Document
 from bokeh.model import Model
 
-from bokehsite.client import wire
+from bokehsite.client import config, wire
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
 from bokehsite.client.live import LiveLink
 
@@ -31,14 +31,20 @@ class Session:
     Args:
         root_url: the server's address; defaults to ``$BOKEH_SERVER_URL``, else
             ``http://localhost:8000/``.
+        token: an API token for a multi-user server. Default: ``$BOKEH_API_TOKEN``, else the
+            token saved by the last ``login()`` or ``register()`` for this server.
         timeout: seconds to wait for each HTTP answer.
     """
 
-    def __init__(self, root_url: str | None = None, *, timeout: float = 60.0):
+    def __init__(self, root_url: str | None = None, token: str | None = None, *, timeout: float = 60.0):
         self.root_url = normalize_url(root_url)
         self.timeout = timeout
         self.http = requests.Session()
         self.http.headers["User-Agent"] = "bokehsite-client"
+        saved = config.saved_login(self.root_url) or {}
+        self.token: str | None = token or os.environ.get("BOKEH_API_TOKEN") or saved.get("token")
+        # Known only for a saved login; an explicit or environment token may be someone else's.
+        self.username: str | None = saved.get("username") if self.token == saved.get("token") else None
         self.title: str | None = None
         self.document = Document()
         self.info: dict[str, Any] | None = None
@@ -83,8 +89,8 @@ class Session:
         self._link.store_objects(*objs)
 
     def auth_headers(self) -> dict[str, str]:
-        """Headers that authenticate this session's requests."""
-        return {}
+        """Headers that authenticate this session's requests, HTTP and websocket alike."""
+        return {"Authorization": f"Token {self.token}"} if self.token else {}
 
     def _close_link(self) -> None:
         link, self._link = self._link, None
@@ -108,7 +114,78 @@ class Session:
         self.http.close()
 
     def __repr__(self) -> str:
-        return f"Session(root_url={self.root_url!r})"
+        return f"Session(root_url={self.root_url!r}, username={self.username!r})"
+
+    # --- accounts (multi-user servers) --------------------------------------------------------
+
+    def register(self, username: str, password: str) -> str:
+        """Create an account on the server and log in as it; the token is saved for later scripts.
+
+        Returns:
+            The new API token.
+        """
+        return self._log_in("api/auth/register/", username, password)
+
+    def login(self, username: str, password: str) -> str:
+        """Log in; the API token is saved in ``~/.bokeh/config.json`` so later scripts need no login.
+
+        Returns:
+            The new API token.
+        """
+        return self._log_in("api/auth/login/", username, password)
+
+    def logout(self) -> None:
+        """Revoke this session's token on the server and forget the saved one."""
+        if self.token:
+            try:
+                self._request("POST", "api/auth/logout/")
+            except ServerError as e:
+                if e.status != 401:  # already revoked or expired: nothing left to revoke
+                    raise
+        config.forget_login(self.root_url)
+        self.token = None
+        self.username = None
+
+    def _log_in(self, path: str, username: str, password: str) -> str:
+        body = self._request("POST", path, json={"username": username, "password": password}, auth=False).json()
+        self.token, self.username = body["token"], body["username"]
+        config.save_login(self.root_url, self.token, self.username)
+        return self.token
+
+    # --- sharing ---------------------------------------------------------------------------
+
+    def publish(self, title_or_id: str | None = None) -> str:
+        """Make a document public; by default the current one (pushed first if it never was).
+
+        Returns:
+            Its public URL (the page with ``?public=true``), which works without logging in.
+        """
+        return self._request("POST", f"api/documents/{self._share_target(title_or_id)}/publish/").json()["public_url"]
+
+    def unpublish(self, title_or_id: str | None = None) -> dict[str, Any]:
+        """Make a document private again; by default the current one. Returns its metadata."""
+        return self._request("POST", f"api/documents/{self._share_target(title_or_id)}/unpublish/").json()
+
+    def secret_link(self, title_or_id: str | None = None) -> str:
+        """A new secret link to a document (the previous one stops working); returns its URL."""
+        return self._request("POST", f"api/documents/{self._share_target(title_or_id)}/secret-link/").json()["secret_url"]
+
+    def share(self, username: str, role: str = "read", title_or_id: str | None = None) -> dict[str, Any]:
+        """Let ``username`` read (``role="read"``) or also change (``"write"``) a document."""
+        return self._request(
+            "POST", f"api/documents/{self._share_target(title_or_id)}/collaborators/",
+            json={"username": username, "role": role},
+        ).json()
+
+    def unshare(self, username: str, title_or_id: str | None = None) -> None:
+        self._request("DELETE", f"api/documents/{self._share_target(title_or_id)}/collaborators/{username}/")
+
+    def _share_target(self, title_or_id: str | None) -> str:
+        if title_or_id is not None:
+            return self.document_info(title_or_id)["id"]
+        if self.info is None:
+            self.push()  # raises if there is no current document
+        return self.info["id"]
 
     # --- documents ---------------------------------------------------------------------------
 
@@ -172,10 +249,11 @@ class Session:
     # --- plumbing ----------------------------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, *, content_type: str | None = None, accept: str = "application/json", **kwargs: Any
+        self, method: str, path: str, *, content_type: str | None = None, accept: str = "application/json",
+        auth: bool = True, **kwargs: Any,
     ) -> requests.Response:
         url = urljoin(self.root_url, path)
-        headers = {"Accept": accept, **self.auth_headers()}
+        headers = {"Accept": accept, **(self.auth_headers() if auth else {})}
         if content_type:
             headers["Content-Type"] = content_type
         try:
@@ -190,7 +268,10 @@ class Session:
 def _server_error(url: str, response: requests.Response) -> ServerError:
     try:
         body = response.json()
-        return ServerError(url, response.status_code, body["error"], body["detail"], body.get("field"))
+        detail = body["detail"]
+        if response.status_code == 401 and body["error"] in ("not_authenticated", "invalid_token"):
+            detail += "; log in with Session(root_url=url).login(username, password) or set BOKEH_API_TOKEN"
+        return ServerError(url, response.status_code, body["error"], detail, body.get("field"))
     except (ValueError, KeyError, TypeError):
         text = response.text.strip()[:200] or response.reason
         return ServerError(url, response.status_code, "http_error", text)

@@ -25,8 +25,21 @@
     return {header, buffers};
   }
 
-  async function fetchBundle(url) {
-    const response = await fetch(url, {headers: {Accept: CONTENT_TYPE}, credentials: "same-origin"});
+  // In the sandboxed plot frame the document loads with the frame's signed token, never with
+  // cookies (the frame has none anyway: its origin is opaque). Without a token, as before.
+  function contentRequest(url, frameToken) {
+    if (!frameToken) return [url, {headers: {Accept: CONTENT_TYPE}, credentials: "same-origin"}];
+    const target = new URL(url, window.location.href);
+    target.searchParams.set("frame_token", frameToken);
+    return [target.href, {headers: {Accept: CONTENT_TYPE}, credentials: "omit"}];
+  }
+
+  async function fetchBundle(url, frameToken) {
+    let response = await fetch(...contentRequest(url, frameToken));
+    if (response.status === 401 && frameToken && window.bokehsiteFrame) {
+      // The token expired (a frame reloaded long after its page): ask the page for a fresh one.
+      response = await fetch(...contentRequest(url, await window.bokehsiteFrame.refreshToken()));
+    }
     if (!response.ok) {
       let detail = response.statusText;
       try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
@@ -45,7 +58,7 @@
   }
 
   async function render(element) {
-    const {header, buffers, version} = await fetchBundle(element.dataset.docUrl);
+    const {header, buffers, version} = await fetchBundle(element.dataset.docUrl, element.dataset.frameToken);
     const doc = await embed(element, header.doc, buffers);
     element.dataset.version = String(version);
     element.dataset.state = "rendered";
@@ -76,9 +89,20 @@
       }
     }
 
-    connect() {
+    async connect(reconnecting = false) {
       const url = new URL(this.element.dataset.wsPath, location.href);
       url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      const frame = window.bokehsiteFrame;
+      if (frame) {
+        // In the sandbox the socket is admitted by the frame's signed token, never by cookies.
+        // Tokens are short-lived, so a reconnect asks the page around the frame for a fresh one.
+        try {
+          url.searchParams.set("frame_token", reconnecting ? await frame.refreshToken() : frame.token());
+        } catch (error) {
+          console.warn(`bokehsite: ${error.message}`);
+          url.searchParams.set("frame_token", frame.token());
+        }
+      }
       this.setStatus("connecting", "connecting…");
       const ws = this.ws = new WebSocket(url);
       ws.binaryType = "arraybuffer";
@@ -87,7 +111,7 @@
         if (this.ws !== ws) return;
         this.setStatus("reconnecting", "reconnecting…");
         // Exponential backoff with jitter, so that a restarted server is not stampeded.
-        setTimeout(() => this.connect(), this.delay * (0.5 + Math.random()));
+        setTimeout(() => this.connect(true), this.delay * (0.5 + Math.random()));
         this.delay = Math.min(this.delay * 2, 30000);
       };
     }

@@ -1,0 +1,35 @@
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from accounts.models import ApiToken
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are listed and revoked here; the secret is never stored, so never shown.
+
+    Admins do not create tokens here: a token's secret must reach its user, so users create
+    their own (API, tokens page or ``Session.login``).
+    """
+
+    list_display = ["prefix", "name", "user", "created", "last_used", "expires", "state"]
+    list_filter = ["revoked", "expires"]
+    search_fields = ["prefix", "name", "user__username"]
+    list_select_related = ["user"]
+    readonly_fields = ["prefix", "user", "created", "last_used", "revoked"]
+    fields = ["name", "prefix", "user", "created", "last_used", "expires", "revoked"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="State")
+    def state(self, token: ApiToken) -> str:
+        if token.is_revoked:
+            return "revoked"
+        return "expired" if token.is_expired else "active"
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked__isnull=True).update(revoked=timezone.now())
+        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)

@@ -1,0 +1,107 @@
+"""Accounts API: register, log in, log out, and API tokens. ``accounts.tokens`` decides."""
+
+from datetime import timedelta
+
+from django.contrib.auth import authenticate
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import tokens
+from accounts.exceptions import InvalidCredentials, TokenNotFound
+from accounts.models import ApiToken
+from accounts.serializers import CreateTokenSerializer, CredentialsSerializer, RegisterSerializer, TokenSerializer
+from accounts.throttling import AuthRateThrottle
+from accounts.users import register_user
+
+
+def _valid(serializer_class, request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _token_answer(user, name: str, status_code: int) -> Response:
+    token, secret = tokens.create_token(user, name)
+    body = {"token": secret, "username": user.get_username(), "token_id": token.id, "prefix": token.prefix}
+    return Response(body, status=status_code)
+
+
+class _CredentialsView(APIView):
+    # No authentication: a stale token saved by the client must not stop it from logging in again.
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AuthRateThrottle]
+
+
+class Register(_CredentialsView):
+    """POST {username, password}: create an account; answers with a new API token."""
+
+    throttle_scope = "register"
+
+    def post(self, request: Request) -> Response:
+        data = _valid(RegisterSerializer, request)
+        user = register_user(data["username"], data["password"])
+        return _token_answer(user, data.get("token_name") or "registration", status.HTTP_201_CREATED)
+
+
+class Login(_CredentialsView):
+    """POST {username, password}: answers with a new API token."""
+
+    throttle_scope = "login"
+
+    def post(self, request: Request) -> Response:
+        data = _valid(CredentialsSerializer, request)
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None:
+            raise InvalidCredentials("wrong username or password")
+        return _token_answer(user, data.get("token_name") or "login", status.HTTP_200_OK)
+
+
+class Logout(APIView):
+    """POST: revoke the API token this request carries."""
+
+    def post(self, request: Request) -> Response:
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        if token is None:
+            # Single-user mode authenticates everyone as defaultuser without looking at tokens.
+            secret = tokens.secret_from_authorization(request.headers.get("Authorization"))
+            token = tokens.authenticate_token(secret) if secret else None
+        if token is not None:
+            tokens.revoke_token(token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenList(APIView):
+    """GET: the caller's tokens (never their secrets). POST {name, expires?}: create one."""
+
+    def get(self, request: Request) -> Response:
+        return Response(TokenSerializer(tokens.tokens_of(request.user), many=True).data)
+
+    def post(self, request: Request) -> Response:
+        data = _valid(CreateTokenSerializer, request)
+        expires = data.get("expires")
+        if data.get("expires_in_days"):
+            expires = timezone.now() + timedelta(days=data["expires_in_days"])
+        token, secret = tokens.create_token(request.user, data["name"], expires=expires)
+        return Response({**TokenSerializer(token).data, "token": secret}, status=status.HTTP_201_CREATED)
+
+
+class TokenDetail(APIView):
+    """GET: one token. DELETE: revoke it."""
+
+    def _get(self, request: Request, pk) -> ApiToken:
+        token = tokens.get_token(request.user, pk)
+        if token is None:
+            raise TokenNotFound("no such token")
+        return token
+
+    def get(self, request: Request, pk) -> Response:
+        return Response(TokenSerializer(self._get(request, pk)).data)
+
+    def delete(self, request: Request, pk) -> Response:
+        tokens.revoke_token(self._get(request, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,86 @@
+"""Account pages: log in, register, log out (Django's view), and API tokens."""
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView as DjangoLoginView
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from accounts import tokens
+from accounts.exceptions import RegistrationClosed, UsernameTaken
+from accounts.forms import RegisterForm, TokenForm
+from accounts.throttling import form_wait
+from accounts.users import register_user, registration_open
+
+
+def _throttled(request: HttpRequest, template: str, context: dict, wait: float) -> HttpResponse:
+    context = {**context, "throttled": f"Too many attempts. Try again in {int(wait) + 1} seconds."}
+    response = render(request, template, context, status=429)
+    response["Retry-After"] = str(int(wait) + 1)
+    return response
+
+
+class LoginView(DjangoLoginView):
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        wait = form_wait(request, "login")
+        if wait is not None:
+            return _throttled(request, self.template_name, self.get_context_data(form=self.get_form()), wait)
+        return super().post(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "registration_open": registration_open()}
+
+
+@require_http_methods(["GET", "POST"])
+def register(request: HttpRequest) -> HttpResponse:
+    template = "accounts/register.html"
+    if not registration_open():
+        return render(request, template, {"closed": True}, status=403)
+    form = RegisterForm(request.POST or None)
+    if request.method == "POST":
+        wait = form_wait(request, "register")
+        if wait is not None:
+            return _throttled(request, template, {"form": form}, wait)
+        if form.is_valid():
+            try:
+                user = register_user(form.cleaned_data["username"], form.cleaned_data["password1"])
+            except (UsernameTaken, RegistrationClosed) as e:
+                form.add_error("username", e.detail)
+            else:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                return redirect("documents:list")
+    return render(request, template, {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_list(request: HttpRequest) -> HttpResponse:
+    """List, create (the secret is shown once, in this answer) and revoke API tokens."""
+    form = TokenForm(request.POST if request.POST.get("action") == "create" else None)
+    created = None
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            token = tokens.get_token(request.user, request.POST.get("id"))
+            if token is not None:
+                tokens.revoke_token(token)
+                messages.success(request, f"Revoked {token.prefix}… ({token.name}).")
+            return redirect("accounts:tokens")
+        if form.is_valid():
+            days = form.cleaned_data.get("expires_in_days")
+            expires = timezone.now() + timedelta(days=days) if days else None
+            token, secret = tokens.create_token(request.user, form.cleaned_data["name"], expires=expires)
+            created = {"token": token, "secret": secret}
+            form = TokenForm()
+    context = {"form": form, "tokens": tokens.tokens_of(request.user), "created": created}
+    response = render(request, "accounts/tokens.html", context, status=400 if form.errors else 200)
+    if created:
+        response["Cache-Control"] = "no-store"  # the secret must not stay in any cache
+    return response

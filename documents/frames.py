@@ -1,0 +1,68 @@
+"""Frame tokens: what a sandboxed plot frame shows to prove which document it may load.
+
+A document is code (BokehJS runs its ``CustomJS``), so a plot page renders it in a sandboxed
+frame with an opaque origin, which has neither the viewer's cookies nor their authority. The
+page hands the frame a frame token instead: signed with ``SECRET_KEY``, naming one document and
+one role (``read`` or ``write``), and valid for ``BOKEHSITE_FRAME_TOKEN_MAX_AGE`` seconds.
+
+The frame needs a token only when it loads the document and when it opens its websocket; an
+open websocket is not cut when its token expires. A page that stays open for hours and must
+reconnect asks its parent page for a fresh token (``postMessage``, see
+``static/bokehsite/frame-host.js``): the parent has the viewer's cookies and gets one from
+``/documents/<id>/frame-token/``, which applies the same access rules as the page.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from django.conf import settings
+from django.core import signing
+
+from documents.exceptions import InvalidFrameToken
+from documents.models import Document
+
+SALT = "bokehsite.documents.frame"
+FrameRole = Literal["read", "write"]
+
+
+@dataclass(frozen=True)
+class FrameGrant:
+    """What a valid frame token allows: ``role`` on the document ``document_id``."""
+
+    document_id: uuid.UUID
+    role: FrameRole
+
+
+def frame_role(role: str) -> FrameRole:
+    """A viewer's role as a frame gets it: owners and writers write, everyone else reads."""
+    return "write" if role in ("owner", "write") else "read"
+
+
+def sign_frame_token(document: Document, role: str) -> str:
+    """A frame token for ``document`` with ``role`` ("read" or "write"; "owner" counts as write)."""
+    return signing.dumps({"d": str(document.pk), "r": frame_role(role)}, salt=SALT, compress=False)
+
+
+def verify_frame_token(token: str, *, max_age: float | None = None) -> FrameGrant:
+    """The grant a frame token carries.
+
+    Args:
+        max_age: seconds the token stays valid; default ``settings.BOKEHSITE_FRAME_TOKEN_MAX_AGE``.
+    Raises:
+        InvalidFrameToken: the token is malformed, forged or expired.
+    """
+    if max_age is None:
+        max_age = settings.BOKEHSITE_FRAME_TOKEN_MAX_AGE
+    try:
+        data = signing.loads(token, salt=SALT, max_age=max_age)
+        grant = FrameGrant(document_id=uuid.UUID(data["d"]), role=data["r"])
+    except signing.SignatureExpired:
+        raise InvalidFrameToken("the frame token has expired; reload the page") from None
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise InvalidFrameToken("the frame token is not valid") from None
+    if grant.role not in ("read", "write"):
+        raise InvalidFrameToken("the frame token is not valid")
+    return grant
