@@ -302,6 +302,7 @@ class BokehServe:
     def __init__(self) -> None:
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="bokeh-serve-", suffix=".log", delete=False)
+        self.process: subprocess.Popen | None = None
 
     def start(self) -> int:
         origin = f"--allow-websocket-origin=127.0.0.1:{self.port}"
@@ -401,6 +402,7 @@ class Relay:
         self.port = free_port()
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.relay_settings", **env}
         self.log = tempfile.NamedTemporaryFile(prefix="relay-", suffix=".log", delete=False)
+        self.process: subprocess.Popen | None = None
 
     def start(self) -> int:
         self.process = start_server(
@@ -470,8 +472,8 @@ def start_server(command: list[str], port: int, env: Any, log: Any, timeout: flo
     raise RuntimeError(f"{command} did not listen on port {port} within {timeout} s")
 
 
-def stop_server(process: subprocess.Popen, log: Any) -> None:
-    if process.poll() is None:
+def stop_server(process: subprocess.Popen | None, log: Any) -> None:
+    if process is not None and process.poll() is None:
         process.terminate()
         try:
             process.wait(10)
@@ -667,6 +669,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--viewers", default="1,10,50", help="comma-separated viewer counts (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (default: %(default)s)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each configuration; the tables show the one of median throughput "
+                             "(default: %(default)s)")
     parser.add_argument("--rate", type=float, default=20.0, help="changes per second in fixed-rate mode (default: %(default)s)")
     parser.add_argument("--database-url",
                         help="bokehsite's database, e.g. postgres://postgres@127.0.0.1:5432/bokehsite_bench_stream "
@@ -754,26 +759,52 @@ async def wait_for_quiet(timeout: float, busy_limit: float = 50.0) -> None:
 
 
 async def run_all(args: argparse.Namespace, env: dict[str, str]) -> Results:
-    """Every (system, N, mode), one server process per system."""
+    """Every (system, N, mode), ``--repeat`` times; keeps the run of median throughput.
+
+    All servers run from the start, one process per system, and the systems take turns at each
+    (N, mode), so that they meet the same conditions on a shared machine.
+    """
     modes = {"saturated": None, f"{args.rate:g}/s": args.rate}
+    systems = {name: make_system(name, env, args.redis) for name in args.systems}
     results: Results = {}
-    for name in args.systems:
-        system = make_system(name, env, args.redis)
-        pid = system.start()
-        try:
-            for n in args.viewers:
-                for mode, rate in modes.items():
-                    profile = None
-                    if args.profile:
-                        profile = args.profile / f"{name.replace(' ', '-')}-{n}-{mode.replace('/', 'per')}.txt"
-                    await wait_for_quiet(args.quiet_wait)
-                    result = await run_once(system, pid, n, rate, args.warmup, args.duration, profile)
-                    results[name, n, mode] = result
-                    print(f"  {name}, N={n}, {mode}: {result.accepted:.0f} accepted/s, "
-                          f"p99 {result.p99_ms:.1f} ms, lost {result.lost}", file=sys.stderr, flush=True)
-        finally:
+    try:
+        pids = {name: system.start() for name, system in systems.items()}
+        for n in args.viewers:
+            for mode, rate in modes.items():
+                runs: dict[str, list[Result]] = {name: [] for name in systems}
+                for attempt in range(args.repeat):
+                    for name, system in systems.items():
+                        profile = None
+                        if args.profile:
+                            profile = args.profile / f"{name.replace(' ', '-')}-{n}-{mode.replace('/', 'per')}-{attempt}.txt"
+                        await wait_for_quiet(args.quiet_wait)
+                        result = await run_once(system, pids[name], n, rate, args.warmup, args.duration, profile)
+                        runs[name].append(result)
+                        print(f"  {name}, N={n}, {mode}: {result.delivered_mean:.0f} delivered/s, "
+                              f"p99 {result.p99_ms:.1f} ms, lost {result.lost}", file=sys.stderr, flush=True)
+                for name, done in runs.items():
+                    results[name, n, mode] = sorted(done, key=lambda r: r.delivered_mean)[len(done) // 2]
+    finally:
+        for system in systems.values():
             system.stop()
     return results
+
+
+def commit_latency_ms(directory: str, commits: int = 20) -> float:
+    """Median time of a small SQLite commit in ``directory``: what one fsync costs on this disk."""
+    import sqlite3
+
+    path = Path(directory) / "fsync-probe.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE t (data BLOB)")
+    times = []
+    for _ in range(commits):
+        start = now()
+        conn.execute("INSERT INTO t VALUES (?)", [bytes(2000)])
+        times.append((now() - start) * 1000)
+    conn.close()
+    path.unlink()
+    return statistics.median(times)
 
 
 def cpu_model() -> str:
@@ -783,13 +814,14 @@ def cpu_model() -> str:
     return platform.machine()
 
 
-def print_header(args: argparse.Namespace, env: dict[str, str]) -> None:
+def print_header(args: argparse.Namespace, env: dict[str, str], tmp: str) -> None:
     memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
     print(f"bokehsite streaming benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}")
     print(f"machine: {platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs, {memory_kb / 2**20:.0f} GiB; "
           f"Python {platform.python_version()}, Bokeh {bokeh.__version__}, websockets {websockets.__version__}")
     print(f"database: {env['DATABASE_URL'].split('@')[-1]}; channel layer: {'Redis' if args.redis else 'in-memory'}"
           + "".join(f"; {item}" for item in args.server_env))
+    print(f"disk: a small SQLite commit (one fsync) takes {commit_latency_ms(tmp):.1f} ms")
     print(f"workload: {POINTS} float64 x and y values per change, rollover {ROLLOVER:,}; "
           f"{args.warmup:g} s warm-up, {args.duration:g} s measured; saturated = {IN_FLIGHT} changes in flight")
 
@@ -864,7 +896,7 @@ def main() -> None:
         try:
             extra = dict(item.split("=", 1) for item in args.server_env)
             env = bokehsite_env(tmp, args.database_url, args.redis, extra)
-            print_header(args, env)
+            print_header(args, env, tmp)
             results = asyncio.run(run_all(args, env))
         finally:
             if postgres:
