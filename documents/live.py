@@ -29,10 +29,12 @@ from documents import bokeh_io
 from documents.exceptions import HistoryTruncated, InvalidPatch, VersionConflict
 from documents.models import Document, Event, EventKind, Snapshot
 
-# The kinds of PATCH-DOC event a stored document accepts: changes to the document's state.
-PATCH_EVENT_KINDS = frozenset(
-    {"ModelChanged", "ColumnDataChanged", "ColumnsStreamed", "ColumnsPatched", "TitleChanged", "RootAdded", "RootRemoved"}
-)
+# The kinds of PATCH-DOC event a stored document accepts: changes to the document's state, and
+# MessageSent, which carries a browser's UI events (ButtonClick, Tap, ...) to client sessions.
+PATCH_EVENT_KINDS = frozenset({
+    "ModelChanged", "ColumnDataChanged", "ColumnsStreamed", "ColumnsPatched", "TitleChanged", "RootAdded",
+    "RootRemoved", "MessageSent",
+})
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Change:
     patch: dict[str, Any] | None = None
     buffers: list[Buffer] = field(default_factory=list)
     origin: str = ""
+    key: str = ""
 
 
 class LiveDocument:
@@ -144,6 +147,7 @@ def apply_patch(
     *,
     author: Any = None,
     origin: str = "",
+    key: str = "",
     base_version: int | None = None,
 ) -> Change:
     """Accept a change: apply it through Bokeh, append it to the log and bump the version.
@@ -151,6 +155,9 @@ def apply_patch(
     Args:
         patch: Bokeh's PATCH-DOC content, ``{"events": [...]}``; arrays refer to ``buffers``.
         origin: the connection it came from, so that it is not echoed back there.
+        key: the client's own name for the change; a change with a key already in the log is
+            not applied again (a client resending after a dropped connection), and its version
+            is returned.
         base_version: when given, the change applies only to this version (optimistic write).
 
     Raises:
@@ -160,6 +167,8 @@ def apply_patch(
     _check_shape(patch)
     live = _live(document_id)
     with live.lock:
+        if key and (done := Event.objects.filter(document_id=document_id, key=key).values_list("version", flat=True).first()):
+            return Change(document_id, done, EventKind.PATCH, origin=origin, key=key)
         while True:
             if base_version is not None and base_version != live.version:
                 live.catch_up()
@@ -184,9 +193,9 @@ def apply_patch(
                     raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_io.describe(e)}", field="patch") from None
                 Event.objects.create(
                     document_id=document_id, version=version, kind=EventKind.PATCH, patch=stored_patch,
-                    buffers=wire.pack({}, stored_buffers), size=size, origin=origin, author=author,
+                    buffers=wire.pack({}, stored_buffers), size=size, origin=origin, key=key, author=author,
                 )
-                change = Change(document_id, version, EventKind.PATCH, stored_patch, stored_buffers, origin)
+                change = Change(document_id, version, EventKind.PATCH, stored_patch, stored_buffers, origin, key)
                 _on_commit_broadcast(change)
             live.version = version
             live.log_size += size

@@ -104,12 +104,15 @@ class Event(models.Model):
     buffers = models.BinaryField(default=b"")
     size = models.PositiveIntegerField(default=0, help_text="Bytes of JSON and buffers.")
     origin = models.CharField(max_length=100, blank=True, help_text="The connection the change came from.")
+    key = models.CharField(max_length=100, blank=True, default="",
+                           help_text="The client's own name for the change, so that a resend is not applied twice.")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["version"]
         constraints = [models.UniqueConstraint(fields=["document", "version"], name="event_version_unique")]
+        indexes = [models.Index(fields=["document", "key"], name="event_key")]
 
     def __str__(self) -> str:
         return f"{self.document_id} v{self.version} {self.kind}"

@@ -125,10 +125,10 @@ def replace_document(
 
 def apply_patch(
     document: Document, patch: Any, buffers: list[Buffer], *,
-    author: Any = None, origin: str = "", base_version: int | None = None,
+    author: Any = None, origin: str = "", key: str = "", base_version: int | None = None,
 ) -> Change:
     """Apply a change (Bokeh's PATCH-DOC content) to a document; see ``documents.live.apply_patch``."""
-    return live.apply_patch(document.id, patch, buffers, author=author, origin=origin, base_version=base_version)
+    return live.apply_patch(document.id, patch, buffers, author=author, origin=origin, key=key, base_version=base_version)
 
 
 def document_bundle(document: Document, version: int | None = None) -> tuple[int, bytes]:

@@ -4,8 +4,8 @@ Frames sent to websocket clients (see README, "Live documents"):
 
 - ``{"type": "patches", "from": A, "version": B, "items": [...]}`` takes a client from version A
   to B. Each item is ``{"version": V, "patch": PATCH-DOC content}`` or, for the connection the
-  change came from, ``{"version": V, "own": true}`` (it has the change already). Sent as a
-  bundle when items carry buffers.
+  change came from, ``{"version": V, "own": true}`` (it has the change already). An item of a
+  change sent with a ``key`` carries it, so that its client knows it after a reconnect too.
 - ``{"type": "snapshot", "version": V, "doc": ...}`` replaces the client's whole document.
 """
 
@@ -28,6 +28,11 @@ def group_name(document_id: uuid.UUID | str) -> str:
     return f"document.{uuid.UUID(str(document_id)).hex}"
 
 
+def patch_item(version: int, patch: dict[str, Any], key: str = "") -> dict[str, Any]:
+    """One change in a patches frame; ``key`` is the sending client's name for it, if it gave one."""
+    return {"version": version, "patch": patch, **({"key": key} if key else {})}
+
+
 def patches_frame(items: list[dict[str, Any]], buffers: list[Buffer], *, start: int, version: int) -> bytes:
     return wire.pack({"type": "patches", "from": start, "version": version, "items": items}, buffers)
 
@@ -48,7 +53,7 @@ def change_accepted(change: Change) -> None:
     """
     frame = None
     if change.patch is not None:
-        item = {"version": change.version, "patch": change.patch}
+        item = patch_item(change.version, change.patch, change.key)
         frame = patches_frame([item], change.buffers, start=change.version - 1, version=change.version)
     message = {"type": CHANGED, "version": change.version, "origin": change.origin, "frame": frame}
     async_to_sync(get_channel_layer().group_send)(group_name(change.document_id), message)

@@ -103,6 +103,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             self.document, message.get("patch"), buffers,
             author=self.scope["user"] if self.scope["user"].is_authenticated else None,
             origin=self.channel_name,
+            key=messages.key(message),
             base_version=messages.version(message, "base_version", required=False),
         )
         await self.send_json({"type": "ack", "id": message.get("id"), "version": change.version})
@@ -150,7 +151,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             if event.origin == self.channel_name:
                 items.append({"version": event.version, "own": True})
             else:
-                items.append({"version": event.version, "patch": event.patch})
+                items.append(broadcast.patch_item(event.version, event.patch, event.key))
                 buffers.extend(event.buffer_list())
         frame = broadcast.patches_frame(items, buffers, start=self.sent, version=events[-1].version)
         await self.send(bytes_data=frame)

@@ -48,3 +48,10 @@ def version(message: dict[str, Any], key: str = "version", *, required: bool = T
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ProtocolError(f"{key!r} must be a version number (an integer of 0 or more)", field=key)
     return value
+
+
+def key(message: dict[str, Any]) -> str:
+    value = message.get("key", "")
+    if not isinstance(value, str) or len(value) > 100:
+        raise ProtocolError("'key' must be a string of at most 100 characters", field="key")
+    return value

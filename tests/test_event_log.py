@@ -60,7 +60,7 @@ def test_a_change_that_does_not_apply_leaves_nothing_behind(stored):
 @pytest.mark.parametrize("patch, message", [
     ({}, "PATCH-DOC object"),
     ({"events": []}, "at least one event"),
-    ({"events": [{"kind": "MessageSent"}]}, "unsupported event kind 'MessageSent'"),
+    ({"events": [{"kind": "Teleported"}]}, "unsupported event kind 'Teleported'"),
     ("nope", "PATCH-DOC object"),
 ])
 def test_malformed_patches_are_refused(stored, patch, message):

@@ -81,12 +81,49 @@ class Session:
         self._link = LiveLink(self, doc, self.info["id"], self.info["version"])
         return self.info
 
+    def open_document(self, title_or_id: str) -> Document:
+        """Fetch a stored document and keep it live, as if this session had pushed it: changes
+        made to it are sent, and ``pull()`` and the loops bring in everyone else's."""
+        doc, version = self.fetch(title_or_id)
+        info = self.document_info(title_or_id)
+        self._close_link()
+        self.title, self.document, self.info = info["title"], doc, {**info, "version": version}
+        self._link = LiveLink(self, doc, info["id"], version)
+        return doc
+
+    def pull(self, timeout: float = 30.0) -> int:
+        """Bring the local document up to the server's current version, running Bokeh's
+        callbacks (``on_change``, ``on_event``) for each change; returns the version."""
+        link = self._live()
+        return link.pull(self.document_info(link.document_id)["version"], timeout)
+
+    def loop_until_closed(self) -> None:
+        """Apply everyone else's changes as they come, running callbacks, until Ctrl-C or
+        ``close()``; what the callbacks change goes back to the server (and every browser)."""
+        self._live().loop_until_closed()
+
+    def start_background(self):
+        """The same as ``loop_until_closed`` in a background thread; returns the thread.
+
+        Callbacks run in that thread. To change the document from another thread meanwhile,
+        hold ``session.lock``.
+        """
+        return self._live().start_background()
+
+    @property
+    def lock(self):
+        """Held while incoming changes are applied."""
+        return self._live().lock
+
+    def _live(self) -> LiveLink:
+        if self._link is None:
+            raise RuntimeError("nothing live yet: call show(obj), session.push() or session.open_document() first")
+        return self._link
+
     def store_objects(self, *objs: Model) -> None:
         """Send the whole current state of ``objs``: for in-place edits Bokeh cannot see,
         such as ``shuffle(source.data["y"])``. The document must have been pushed."""
-        if self._link is None:
-            raise RuntimeError("nothing pushed yet: call show(obj) or session.push() first")
-        self._link.store_objects(*objs)
+        self._live().store_objects(*objs)
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate this session's requests, HTTP and websocket alike."""

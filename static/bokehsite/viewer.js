@@ -65,20 +65,72 @@
     return {doc, version};
   }
 
-  // Keeps a rendered document in step with the server over the document's websocket.
-  // Frames: "hello" (current version), "patches" (from A to B; items are Bokeh PATCH-DOC
-  // contents, or {own: true} for our own changes), "snapshot" (a whole new document), "error".
+  // Changes BokehJS reports within this long after the user's last input are the user's; others
+  // (automatic range fits, layout sizes, "document_ready") are view state and stay local.
+  const USER_INPUT_WINDOW_MS = 1000;
+  const INPUT_EVENTS = ["pointerdown", "pointermove", "pointerup", "wheel", "keydown", "input", "change", "touchstart"];
+
+  function pack(message, buffers) {
+    const index = [...buffers.entries()].map(([id, buffer]) => [id, buffer.byteLength]);
+    const head = new TextEncoder().encode(JSON.stringify({...message, buffers: index}));
+    const total = 8 + head.length + index.reduce((n, [, length]) => n + length, 0);
+    const out = new Uint8Array(total);
+    out.set([...MAGIC].map((c) => c.charCodeAt(0)), 0);
+    new DataView(out.buffer).setUint32(4, head.length, false);
+    out.set(head, 8);
+    let offset = 8 + head.length;
+    for (const buffer of buffers.values()) {
+      out.set(new Uint8Array(buffer), offset);
+      offset += buffer.byteLength;
+    }
+    return out.buffer;
+  }
+
+  // Bokeh's PATCH-DOC content with BokehJS's binary Buffers replaced by {id} references.
+  function withReferences(patch) {
+    const {Buffer} = Bokeh.require("core/serialization");
+    const buffers = new Map();
+    const json = JSON.parse(JSON.stringify(patch, (_, value) => {
+      if (value instanceof Buffer) {
+        const id = String(buffers.size);
+        buffers.set(id, value.buffer);
+        return {id};
+      }
+      return value;
+    }));
+    return {patch: json, buffers};
+  }
+
+  // Keeps a rendered document in step with the server over the document's websocket, both ways.
+  // Frames: "hello" (version, role), "patches" (from A to B; items are Bokeh PATCH-DOC contents,
+  // or {own: true} for this connection's changes), "snapshot" (a whole new document), "ack",
+  // "error". With the write role, the user's changes go to the server as patches.
   class LiveView {
     constructor(element, doc, version, status) {
       this.element = element;
-      this.doc = doc;
       this.version = version;
       this.status = status;
       this.window = 64;
       this.reported = version;
       this.delay = 500;
       this.ackTimer = null;
+      this.role = null;
+      this.clientId = Math.random().toString(36).slice(2);
+      this.nextId = 0;
+      this.pending = [];  // changes sent but not yet seen in the stream, oldest first
+      this.lastInput = -Infinity;
+      for (const type of INPUT_EVENTS) {
+        element.addEventListener(type, (event) => {
+          if (type !== "pointermove" || event.buttons) this.lastInput = performance.now();
+        }, {capture: true, passive: true});
+      }
+      this.watch(doc);
       this.connect();
+    }
+
+    watch(doc) {
+      this.doc = doc;
+      doc.on_change((event) => this.local(event), true);
     }
 
     setStatus(state, text) {
@@ -120,26 +172,67 @@
       if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
     }
 
+    // --- the user's changes -------------------------------------------------------------------
+
+    local(event) {
+      if (this.role !== "write") return;  // read-only: interactions stay in this browser
+      const events = (event.events ?? [event]).filter((e) => e.sync);
+      if (events.length === 0 || performance.now() - this.lastInput > USER_INPUT_WINDOW_MS) return;
+      const {patch, buffers} = withReferences(this.doc.create_json_patch(events));
+      const change = {key: `${this.clientId}:${++this.nextId}`, patch, buffers, remoteSince: false};
+      this.pending.push(change);
+      this.sendChange(change);
+    }
+
+    sendChange({key, patch, buffers}) {
+      if (this.ws.readyState !== WebSocket.OPEN) return;  // resent after the reconnect
+      const message = {type: "patch", id: key, key, patch};
+      this.ws.send(buffers.size ? pack(message, buffers) : JSON.stringify(message));
+    }
+
+    // Our change came back in the stream. If someone else's change was ordered before it while it
+    // was on its way, re-apply ours so this browser ends in the server's order.
+    settle(index) {
+      const [change] = this.pending.splice(index, 1);
+      if (!change.remoteSince) return;
+      if (change.patch.events.every((e) => e.kind === "ModelChanged")) {
+        this.doc.apply_json_patch(change.patch, change.buffers);
+      } else if (change.patch.events.some((e) => e.kind !== "MessageSent")) {
+        this.send({type: "sync", version: null});  // not a plain property change: start over
+      }
+    }
+
+    // --- the server's frames ------------------------------------------------------------------
+
     async receive(data) {
       const {header, buffers} = data instanceof ArrayBuffer ? unpack(data) : {header: JSON.parse(data), buffers: new Map()};
       switch (header.type) {
         case "hello":
           this.window = header.window;
+          this.role = header.role;
           this.delay = 500;
-          this.setStatus("live", "live");
+          this.setStatus("live", header.role === "write" ? "live" : "live · read-only");
           this.send({type: "sync", version: this.version});
+          for (const change of this.pending) this.sendChange(change);  // the server drops repeats by key
           break;
         case "patches":
           this.applyPatches(header, buffers);
           break;
         case "snapshot":
+          this.pending = [];
           if (this.doc) this.doc.clear();
-          this.doc = await embed(this.element, header.doc, buffers);
+          this.watch(await embed(this.element, header.doc, buffers));
           this.moveTo(header.version);
           break;
-        case "error":
+        case "error": {
           console.warn(`bokehsite: ${header.code}: ${header.detail}`);
+          const refused = this.pending.findIndex((change) => change.key === header.id);
+          if (refused >= 0) {  // not stored: go back to what the server has
+            this.pending.splice(refused, 1);
+            this.send({type: "sync", version: null});
+          }
           break;
+        }
       }
     }
 
@@ -150,7 +243,15 @@
           this.send({type: "sync", version: this.version});
           return;
         }
-        if (!item.own) this.doc.apply_json_patch(item.patch, buffers);
+        const mine = item.own ? 0 : this.pending.findIndex((change) => change.key === item.key);
+        if (item.own || mine >= 0) {
+          if (this.pending.length) this.settle(Math.max(mine, 0));
+        } else {
+          // UI events (MessageSent) are for the scripts that listen, not for other browsers.
+          const events = item.patch.events.filter((e) => e.kind !== "MessageSent");
+          if (events.length) this.doc.apply_json_patch({...item.patch, events}, buffers);
+          for (const change of this.pending) change.remoteSince = true;
+        }
         this.version = item.version;
       }
       this.moveTo(header.version);
