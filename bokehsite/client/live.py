@@ -199,15 +199,25 @@ class LiveLink:
                 continue
             mine = self._settle(item)
             if not mine:
+                if any(event.get("kind") == "MessageSent" for event in item["patch"]["events"]):
+                    self._subscribe_event_callbacks()
                 self.doc.apply_json_patch(Serialized(item["patch"], buffers), setter=self)
                 with self._cond:
                     for batch in self._unconfirmed:
                         batch.remote_since = True
             self.version = item["version"]
 
+    def _subscribe_event_callbacks(self) -> None:
+        # Bokeh subscribes a model's on_event callbacks when the model joins a document, so one
+        # registered later (after show(), say) would never hear of a browser's clicks.
+        for model in self.doc.models:
+            if model._event_callbacks:
+                model._update_event_callbacks()
+
     def _settle(self, item: dict[str, Any]) -> bool:
         """Whether ``item`` is one of our own changes; if someone else's was ordered before it
-        while it travelled, re-apply ours, so the local document ends in the server's order."""
+        while it travelled, set our properties again, so the local document ends in the server's
+        order."""
         with self._cond:
             if not (item.get("own") or any(b.key == item.get("key") for b in self._unconfirmed)):
                 return False
@@ -218,8 +228,12 @@ class LiveLink:
             else:
                 return True
         if batch.remote_since:
+            # Property sets are idempotent: setting ours again leaves the server's order (ours last).
+            # Appends and the like are not, and they commute with others' changes to other objects.
             header, buffers = wire.unpack(batch.frame())
-            self.doc.apply_json_patch(Serialized(header["patch"], buffers), setter=self)
+            sets = [event for event in header["patch"]["events"] if event["kind"] == "ModelChanged"]
+            if sets:
+                self.doc.apply_json_patch(Serialized({"events": sets}, buffers), setter=self)
         return True
 
     def _replace_content(self, header: dict[str, Any], buffers: list[Buffer]) -> None:
@@ -268,9 +282,10 @@ class LiveLink:
             raise error
 
     def _start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=asyncio.run, args=(self._run(),), name="bokehsite-live", daemon=True)
-            self._thread.start()
+        with self._cond:  # callers in several threads: one sender thread at a time
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=asyncio.run, args=(self._run(),), name="bokehsite-live", daemon=True)
+                self._thread.start()
 
     def _wake_sender(self) -> None:
         loop, wake = self._loop, self._wake

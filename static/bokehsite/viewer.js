@@ -191,15 +191,12 @@
     }
 
     // Our change came back in the stream. If someone else's change was ordered before it while it
-    // was on its way, re-apply ours so this browser ends in the server's order.
+    // was on its way, set our properties again, so this browser ends in the server's order (ours
+    // last). Property sets are idempotent; other kinds commute with changes to other objects.
     settle(index) {
       const [change] = this.pending.splice(index, 1);
-      if (!change.remoteSince) return;
-      if (change.patch.events.every((e) => e.kind === "ModelChanged")) {
-        this.doc.apply_json_patch(change.patch, change.buffers);
-      } else if (change.patch.events.some((e) => e.kind !== "MessageSent")) {
-        this.send({type: "sync", version: null});  // not a plain property change: start over
-      }
+      const sets = change.patch.events.filter((e) => e.kind === "ModelChanged");
+      if (change.remoteSince && sets.length) this.doc.apply_json_patch({...change.patch, events: sets}, change.buffers);
     }
 
     // --- the server's frames ------------------------------------------------------------------
