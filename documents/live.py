@@ -191,10 +191,10 @@ def apply_patch(
                 except (DeserializationError, KeyError, TypeError, ValueError, AttributeError) as e:
                     live.doc = None  # partly applied: rebuild on next use
                     raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_io.describe(e)}", field="patch") from None
-                Event.objects.create(
-                    document_id=document_id, version=version, kind=EventKind.PATCH, patch=stored_patch,
-                    buffers=wire.pack({}, stored_buffers), size=size, origin=origin, key=key, author=author,
-                )
+                event = Event(document_id=document_id, version=version, kind=EventKind.PATCH, patch=stored_patch,
+                              size=size, origin=origin, key=key, author=author)
+                event.set_buffers(stored_buffers)
+                event.save()
                 change = Change(document_id, version, EventKind.PATCH, stored_patch, stored_buffers, origin, key)
                 _on_commit_broadcast(change)
             live.version = version

@@ -51,14 +51,28 @@ class Document(models.Model):
         return self.get_absolute_url() + "?" + urlencode({"key": self.secret_key})
 
 
-class Snapshot(models.Model):
-    """The whole document at one version: Bokeh's document JSON, whose arrays refer by id to
-    ``buffers`` (packed as a bundle with an empty payload, see ``bokehsite.client.wire``)."""
+class PackedBuffers(models.Model):
+    """Binary buffers that Bokeh JSON refers to by id, packed as a bundle with an empty payload
+    (see ``bokehsite.client.wire``)."""
+
+    buffers = models.BinaryField(default=b"", help_text="The binary buffers that the JSON refers to by id.")
+
+    class Meta:
+        abstract = True
+
+    def set_buffers(self, buffers: list[Buffer]) -> None:
+        self.buffers = wire.pack({}, buffers)
+
+    def buffer_list(self) -> list[Buffer]:
+        return wire.unpack(self.buffers)[1] if self.buffers else []
+
+
+class Snapshot(PackedBuffers):
+    """The whole document at one version: Bokeh's document JSON and the buffers it refers to."""
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="snapshots")
     version = models.PositiveIntegerField()
     doc = models.JSONField(help_text="Bokeh document JSON; arrays refer to binary buffers by id.")
-    buffers = models.BinaryField(default=b"", help_text="The binary buffers that the document JSON refers to.")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -74,10 +88,7 @@ class Snapshot(models.Model):
 
     def set_content(self, doc_json: dict, buffers: list[Buffer]) -> None:
         self.doc = doc_json
-        self.buffers = wire.pack({}, buffers)
-
-    def buffer_list(self) -> list[Buffer]:
-        return wire.unpack(self.buffers)[1] if self.buffers else []
+        self.set_buffers(buffers)
 
     def to_bundle(self) -> bytes:
         """The document as the API and the plot page receive it."""
@@ -89,7 +100,7 @@ class EventKind(models.TextChoices):
     REPLACE = "replace", "Replace"
 
 
-class Event(models.Model):
+class Event(PackedBuffers):
     """One accepted change: the change from ``version - 1`` to ``version``.
 
     A patch holds Bokeh's PATCH-DOC content (``{"events": [...]}``) with its binary buffers,
@@ -101,7 +112,6 @@ class Event(models.Model):
     version = models.PositiveIntegerField()
     kind = models.CharField(max_length=8, choices=EventKind.choices, default=EventKind.PATCH)
     patch = models.JSONField(null=True, blank=True)
-    buffers = models.BinaryField(default=b"")
     size = models.PositiveIntegerField(default=0, help_text="Bytes of JSON and buffers.")
     origin = models.CharField(max_length=100, blank=True, help_text="The connection the change came from.")
     key = models.CharField(max_length=100, blank=True, default="",
@@ -116,9 +126,6 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id} v{self.version} {self.kind}"
-
-    def buffer_list(self) -> list[Buffer]:
-        return wire.unpack(self.buffers)[1] if self.buffers else []
 
 
 class Role(models.TextChoices):
