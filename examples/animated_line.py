@@ -1,15 +1,15 @@
-"""The original user guide's streaming example: every open browser shows the line move."""
+"""The original user guide's streaming example ("Streaming Data with the Server"), with only its
+import line changed: every open browser shows the line move."""
 
 import time
 from random import shuffle
-
-from bokehsite.client import cursession, figure, output_server, show
+from bokehsite.client import figure, output_server, cursession, show
 
 # prepare output to server
 output_server("animated_line")
 
 p = figure(plot_width=400, plot_height=400)
-p.line([1, 2, 3, 4, 5], [6, 7, 2, 4, 5], name="ex_line")
+p.line([1, 2, 3, 4, 5], [6, 7, 2, 4, 5], name='ex_line')
 show(p)
 
 # create some simple animation..

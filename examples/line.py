@@ -1,8 +1,9 @@
-"""The original user guide's first example: store a line plot on the server."""
+"""The original user guide's first example ("Storing plots on the server"), with only its
+import line changed."""
 
 from bokehsite.client import figure, output_server, show
 
-output_server("line")
+output_server("line") # THIS LINE HAS CHANGED!
 
 p = figure(plot_width=400, plot_height=400)
 

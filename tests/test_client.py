@@ -16,18 +16,8 @@ from tests.live import ROOT, free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-SEED_LINE = """\
-from bokehsite.client import figure, output_server, show
-
-output_server("line") # THIS LINE HAS CHANGED!
-
-p = figure(plot_width=400, plot_height=400)
-
-# add a line renderer
-p.line([1, 2, 3, 4, 5], [6, 7, 2, 4, 5], line_width=2)
-
-show(p)
-"""
+# The original guide's first example, with only its import changed.
+SEED_LINE = (ROOT / "examples" / "line.py").read_text()
 
 
 def run_script(source, url, tmp_path):

@@ -17,36 +17,13 @@ from bokehsite.client import Session, figure
 from bokehsite.client.follower import Follower
 from documents import services
 from documents.models import Document, Event
-from tests.live import DaphneServer, database_url
+from tests.live import ROOT, DaphneServer, database_url
 from tests.streaming_helpers import state
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-SEED_ANIMATED = """\
-import time
-from random import shuffle
-from bokehsite.client import figure, output_server, cursession, show
-
-# prepare output to server
-output_server("animated_line")
-
-p = figure(plot_width=400, plot_height=400)
-p.line([1, 2, 3, 4, 5], [6, 7, 2, 4, 5], name='ex_line')
-show(p)
-
-# create some simple animation..
-# first get our figure example data source
-renderer = p.select(dict(name="ex_line"))
-ds = renderer[0].data_source
-
-while True:
-    # Update y data of the source object
-    shuffle(ds.data["y"])
-
-    # store the updated source on the server
-    cursession().store_objects(ds)
-    time.sleep(0.5)
-"""
+# The original guide's streaming example, with only its import changed.
+SEED_ANIMATED = (ROOT / "examples" / "animated_line.py").read_text()
 
 
 def start_script(source, url, tmp_path, speedup=1.0):
