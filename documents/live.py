@@ -37,6 +37,10 @@ PATCH_EVENT_KINDS = frozenset({
 })
 
 
+# A log smaller than this replays in moments; folding it sooner would cost more than it saves.
+FOLD_MIN_LOG_BYTES = 1024 * 1024
+
+
 @dataclass
 class Change:
     """An accepted change, as it is broadcast to viewers."""
@@ -233,7 +237,7 @@ def _on_commit_broadcast(change: Change) -> None:
 def _should_fold(live: LiveDocument) -> bool:
     return (
         live.version - live.snapshot_version >= settings.BOKEHSITE_SNAPSHOT_EVERY
-        or live.log_size > max(live.snapshot_size, 64 * 1024)
+        or live.log_size > max(live.snapshot_size, FOLD_MIN_LOG_BYTES)
     )
 
 

@@ -64,6 +64,16 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             return services.get_for_frame(grant)
         return services.get_readable(self.scope["user"], document_id)
 
+    async def dispatch(self, message) -> None:
+        # Channels closes stale database connections before every handler, on the one thread all
+        # database work shares; relaying a committed change needs no database, so it must not
+        # wait behind other connections' transactions. (Catching up goes through
+        # database_sync_to_async, which closes connections itself.)
+        if message["type"] == broadcast.CHANGED:
+            await self.document_changed(message)
+        else:
+            await super().dispatch(message)
+
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)

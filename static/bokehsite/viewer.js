@@ -118,6 +118,7 @@
       this.clientId = Math.random().toString(36).slice(2);
       this.nextId = 0;
       this.pending = [];  // changes sent but not yet seen in the stream, oldest first
+      this.outbox = [];  // the user's changes of this task, sent together
       this.lastInput = -Infinity;
       for (const type of INPUT_EVENTS) {
         element.addEventListener(type, (event) => {
@@ -178,6 +179,13 @@
       if (this.role !== "write") return;  // read-only: interactions stay in this browser
       const events = (event.events ?? [event]).filter((e) => e.sync);
       if (events.length === 0 || performance.now() - this.lastInput > USER_INPUT_WINDOW_MS) return;
+      // What one input changes (a slider's value and value_throttled, say) leaves as one patch.
+      if (this.outbox.length === 0) queueMicrotask(() => this.sendOutbox());
+      this.outbox.push(...events);
+    }
+
+    sendOutbox() {
+      const events = this.outbox.splice(0);
       const {patch, buffers} = withReferences(this.doc.create_json_patch(events));
       const change = {key: `${this.clientId}:${++this.nextId}`, patch, buffers, remoteSince: false};
       this.pending.push(change);
