@@ -33,6 +33,15 @@ def model_value(frame, name, attr):
     return frame.evaluate(f"Bokeh.documents[0].get_model_by_name({name!r}).{attr}")
 
 
+def settled_value(page, frame, name, attr):
+    """A model's value once it has stayed the same for half a second."""
+    previous = None
+    while (current := model_value(frame, name, attr)) != previous:
+        previous = current
+        page.wait_for_timeout(500)
+    return current
+
+
 def drag_handle(page, index, dx):
     """Drag the index-th slider's handle by dx pixels with the mouse."""
     handle = page.frame_locator("#plot-frame").locator(".noUi-handle").nth(index)
@@ -72,8 +81,7 @@ def test_a_slider_drag_runs_the_python_callback_and_the_wave_is_redrawn(live_ser
         frame.wait_for_selector("#live-status[data-status=live]")
         before = frame.evaluate(COUNT_PIXELS, RED)
         drag_handle(page, 0, 120)
-        page.wait_for_timeout(300)  # the slider settles on its value
-        chosen = model_value(frame, "amplitude", "value")
+        chosen = settled_value(page, frame, "amplitude", "value")
         assert chosen > 1.3
         wait_until(lambda: calls and calls[-1] == chosen)  # the callback saw the browser's value
         peak = chosen * np.sin(X).max()  # the recomputed wave's highest sample
