@@ -23,11 +23,13 @@ print(json.dumps({
     "registration": settings.BOKEHSITE_ALLOW_REGISTRATION,
     "rates": settings.BOKEHSITE_THROTTLE_RATES,
     "frame_max_age": settings.BOKEHSITE_FRAME_TOKEN_MAX_AGE,
+    "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool", False),
+    "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
 }))
 """
 CLEAR = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "BOKEHSITE_MULTI_USER",
          "BOKEHSITE_ALLOW_REGISTRATION", "BOKEHSITE_LOGIN_RATE", "BOKEHSITE_REGISTER_RATE",
-         "BOKEHSITE_FRAME_TOKEN_MAX_AGE")
+         "BOKEHSITE_FRAME_TOKEN_MAX_AGE", "DATABASE_POOL", "DATABASE_CONN_MAX_AGE")
 
 
 def load_settings(tmp_path, **env):
@@ -63,6 +65,15 @@ def test_the_environment_selects_postgresql_and_redis(tmp_path):
     assert values["layer"] == "channels_redis.core.RedisChannelLayer"
     assert values["secret"] == "k" * 50 and values["debug"] is True and values["multi_user"] is True
     assert values["hosts"] == ["a.example", "b.example"]
+    assert values["pool"] is True and values["conn_max_age"] == 0
+
+
+def test_postgresql_connections_are_pooled_unless_turned_off(tmp_path):
+    url = "postgres://u@db.example:5432/site"
+    values = json.loads(load_settings(tmp_path, DATABASE_URL=url, DATABASE_POOL="0", DATABASE_CONN_MAX_AGE="60").stdout)
+    assert values["pool"] is False and values["conn_max_age"] == 60
+    values = json.loads(load_settings(tmp_path, DATABASE_CONN_MAX_AGE="30").stdout)
+    assert values["engine"] == "django.db.backends.sqlite3" and values["pool"] is False and values["conn_max_age"] == 30
 
 
 def test_a_bad_boolean_fails_loudly(tmp_path):
