@@ -593,7 +593,7 @@ async def wait_until(predicate: Any, timeout: float) -> None:
 def start_profiler(pid: int, duration: float, output: Path) -> subprocess.Popen:
     """py-spy sampling ``pid`` for ``duration`` seconds, all threads, idle ones too, as raw stacks."""
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, round(duration))), "--idle",
+        [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(max(1, round(duration))), "--idle",
          "--threads", "--nonblocking", "--format", "raw", "--output", str(output)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

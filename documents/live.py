@@ -25,6 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bokehsite.client import wire
+from bokehsite.errors import ApiError
 from documents import bokeh_io
 from documents.exceptions import HistoryTruncated, InvalidPatch, VersionConflict
 from documents.models import Document, Event, EventKind, Snapshot
@@ -144,69 +145,113 @@ def _check_shape(patch: Any) -> list[dict[str, Any]]:
     return patch["events"]
 
 
-def apply_patch(
-    document_id: uuid.UUID,
-    patch: Any,
-    buffers: list[Buffer],
-    *,
-    author: Any = None,
-    origin: str = "",
-    key: str = "",
-    base_version: int | None = None,
-) -> Change:
-    """Accept a change: apply it through Bokeh, append it to the log and bump the version.
+@dataclass
+class PatchRequest:
+    """A change asked for: Bokeh's PATCH-DOC content, whose arrays refer to ``buffers``.
 
-    Args:
-        patch: Bokeh's PATCH-DOC content, ``{"events": [...]}``; arrays refer to ``buffers``.
-        origin: the connection it came from, so that it is not echoed back there.
-        key: the client's own name for the change; a change with a key already in the log is
-            not applied again (a client resending after a dropped connection), and its version
-            is returned.
-        base_version: when given, the change applies only to this version (optimistic write).
+    ``origin`` is the connection it came from, so that it is not echoed back there. ``key`` is
+    the client's own name for it: a change whose key is already in the log is not applied again
+    (a client resending after a dropped connection), and its version is returned. With
+    ``base_version``, it applies only to that version (an optimistic write).
+    """
+
+    patch: Any
+    buffers: list[Buffer] = field(default_factory=list)
+    author: Any = None
+    origin: str = ""
+    key: str = ""
+    base_version: int | None = None
+
+
+def apply_patch(document_id: uuid.UUID, request: PatchRequest) -> Change:
+    """Accept one change; see ``apply_patches``.
 
     Raises:
         InvalidPatch: Bokeh cannot apply it; nothing is stored.
         VersionConflict: ``base_version`` is not the current version.
     """
-    _check_shape(patch)
+    (outcome,) = apply_patches(document_id, [request])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def apply_patches(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[Change | ApiError]:
+    """Accept changes in order, in one transaction: apply each through Bokeh and log it.
+
+    Each change is accepted or refused on its own: the outcome list holds, for each request, its
+    ``Change`` or the ``ApiError`` (``InvalidPatch``, ``VersionConflict``) that refused it, and a
+    refused change leaves nothing behind. Storing several changes in one transaction pays for
+    one commit (one fsync) instead of one each.
+    """
     live = _live(document_id)
     with live.lock:
-        if key and (done := Event.objects.filter(document_id=document_id, key=key).values_list("version", flat=True).first()):
-            return Change(document_id, done, EventKind.PATCH, origin=origin, key=key)
+        keys = [r.key for r in requests if r.key]
+        logged = dict(Event.objects.filter(document_id=document_id, key__in=keys).values_list("key", "version")) if keys else {}
         while True:
-            if base_version is not None and base_version != live.version:
-                live.catch_up()
-                if base_version != live.version:
-                    raise VersionConflict(base_version, live.version)
-            version = live.version + 1
-            stored_patch, stored_buffers = wire.rename_buffers(patch, buffers, f"{version}.")
-            size = len(json.dumps(stored_patch, separators=(",", ":"))) + sum(len(b.data) for b in stored_buffers)
-            with transaction.atomic():
-                claimed = Document.objects.filter(pk=document_id, version=live.version).update(
-                    version=version, updated=timezone.now()
-                )
-                if not claimed:
-                    if not Document.objects.filter(pk=document_id).exists():
-                        raise Document.DoesNotExist(f"document {document_id} is gone")
-                    live.catch_up()  # another process wrote first
-                    continue
-                try:
-                    _apply(live.doc, stored_patch, stored_buffers)
-                except (DeserializationError, KeyError, TypeError, ValueError, AttributeError) as e:
-                    live.doc = None  # partly applied: rebuild on next use
-                    raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_io.describe(e)}", field="patch") from None
-                event = Event(document_id=document_id, version=version, kind=EventKind.PATCH, patch=stored_patch,
-                              size=size, origin=origin, key=key, author=author)
-                event.set_buffers(stored_buffers)
-                event.save()
-                change = Change(document_id, version, EventKind.PATCH, stored_patch, stored_buffers, origin, key)
-                _on_commit_broadcast(change)
-            live.version = version
-            live.log_size += size
-            break
+            start = live.version
+            try:
+                outcomes, events = _apply_in_memory(live, requests, dict(logged))
+                with transaction.atomic():
+                    claimed = Document.objects.filter(pk=document_id, version=start).update(
+                        version=live.version, updated=timezone.now()
+                    ) if events else 1
+                    if claimed:
+                        Event.objects.bulk_create(events)
+            except BaseException:
+                live.doc = None  # ahead of the database, or partly changed: rebuild on next use
+                raise
+            if claimed:
+                break
+            if not Document.objects.filter(pk=document_id).exists():
+                raise Document.DoesNotExist(f"document {document_id} is gone")
+            live.load()  # another process wrote first: start again from what it stored
+        live.log_size += sum(e.size for e in events)
         if _should_fold(live):
             fold(live)
-    return change
+    return outcomes
+
+
+def _apply_in_memory(live: LiveDocument, requests: list[PatchRequest], logged: dict[str, int]):
+    """Apply what applies to the live document; the outcomes, and the events to insert."""
+    outcomes: list[Change | ApiError] = []
+    events: list[Event] = []
+    for request in requests:
+        if request.key in logged:
+            outcomes.append(Change(live.document_id, logged[request.key], EventKind.PATCH, origin=request.origin, key=request.key))
+            continue
+        try:
+            _check_shape(request.patch)
+            if request.base_version is not None and request.base_version != live.version:
+                raise VersionConflict(request.base_version, live.version)
+            version = live.version + 1
+            patch, buffers = wire.rename_buffers(request.patch, request.buffers, f"{version}.")
+            try:
+                _apply(live.doc, patch, buffers)
+            except (DeserializationError, KeyError, TypeError, ValueError, AttributeError) as e:
+                _restore(live, events)  # it may have been applied in part
+                raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_io.describe(e)}", field="patch") from None
+        except ApiError as refusal:
+            outcomes.append(refusal)
+            continue
+        size = len(json.dumps(patch, separators=(",", ":"))) + sum(len(b.data) for b in buffers)
+        event = Event(document_id=live.document_id, version=version, kind=EventKind.PATCH, patch=patch, size=size,
+                      origin=request.origin, key=request.key, author=request.author)
+        event.set_buffers(buffers)
+        events.append(event)
+        live.version = version
+        if request.key:
+            logged[request.key] = version
+        outcomes.append(Change(live.document_id, version, EventKind.PATCH, patch, buffers, request.origin, request.key))
+    return outcomes, events
+
+
+def _restore(live: LiveDocument, accepted: list[Event]) -> None:
+    """Rebuild the live document from the database, then re-apply the changes accepted so far."""
+    live.load()
+    for event in accepted:
+        _apply(live.doc, event.patch, event.buffer_list())
+        live.version = event.version
 
 
 def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer], *, author: Any = None, origin: str = "") -> Change:
@@ -222,16 +267,9 @@ def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer],
             snapshot.save()
             Event.objects.create(document_id=document.id, version=version, kind=EventKind.REPLACE, origin=origin, author=author)
             change = Change(document.id, version, EventKind.REPLACE, origin=origin)
-            _on_commit_broadcast(change)
         live.doc = None  # rebuilt from the new snapshot on next use
         prune(document.id, version)
     return change
-
-
-def _on_commit_broadcast(change: Change) -> None:
-    from streaming import broadcast  # the one module that knows the channel layer
-
-    transaction.on_commit(lambda: broadcast.change_accepted(change))
 
 
 def _should_fold(live: LiveDocument) -> bool:

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
 from bokehsite.client import wire
+from bokehsite.errors import ApiError
 from documents import bokeh_io, live
 from documents.access import RoleName, allows, role_for
 from documents.exceptions import DocumentNotFound, Forbidden, TitleTaken, UserNotFound
@@ -118,7 +119,7 @@ def replace_document(
         InvalidDocument: Bokeh cannot load the JSON; the stored document is unchanged.
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
-    live.replace(document, doc_json, buffers, author=author, origin=origin)
+    _broadcast_on_commit([live.replace(document, doc_json, buffers, author=author, origin=origin)])
     document.refresh_from_db(fields=["version", "updated"])
     return document
 
@@ -127,8 +128,33 @@ def apply_patch(
     document: Document, patch: Any, buffers: list[Buffer], *,
     author: Any = None, origin: str = "", key: str = "", base_version: int | None = None,
 ) -> Change:
-    """Apply a change (Bokeh's PATCH-DOC content) to a document; see ``documents.live.apply_patch``."""
-    return live.apply_patch(document.id, patch, buffers, author=author, origin=origin, key=key, base_version=base_version)
+    """Apply a change (Bokeh's PATCH-DOC content) to a document and tell its viewers.
+
+    See ``documents.live.PatchRequest`` for the arguments.
+
+    Raises:
+        InvalidPatch: Bokeh cannot apply it; nothing is stored.
+        VersionConflict: ``base_version`` is not the current version.
+    """
+    request = live.PatchRequest(patch, buffers, author=author, origin=origin, key=key, base_version=base_version)
+    change = live.apply_patch(document.id, request)
+    _broadcast_on_commit([change])
+    return change
+
+
+def apply_patches(document: Document, requests: list[live.PatchRequest]) -> list[Change | ApiError]:
+    """Apply changes in one transaction, each accepted or refused alone; see ``live.apply_patches``.
+
+    Telling viewers is the caller's part (``streaming.broadcast``), so that it can be done from
+    the event loop.
+    """
+    return live.apply_patches(document.id, requests)
+
+
+def _broadcast_on_commit(changes: list[Change]) -> None:
+    from streaming import broadcast  # the one module that knows the channel layer
+
+    transaction.on_commit(lambda: broadcast.changes_accepted(changes))
 
 
 def document_bundle(document: Document, version: int | None = None) -> tuple[int, bytes]:

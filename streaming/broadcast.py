@@ -37,23 +37,37 @@ def patches_frame(items: list[dict[str, Any]], buffers: list[Buffer], *, start: 
     return wire.pack({"type": "patches", "from": start, "version": version, "items": items}, buffers)
 
 
-def own_frame(version: int) -> bytes:
-    return patches_frame([{"version": version, "own": True}], [], start=version - 1, version=version)
-
-
 def snapshot_frame(version: int, bundle: bytes) -> bytes:
     return wire.update_payload(bundle, type="snapshot", version=version)
 
 
-def change_accepted(change: Change) -> None:
-    """Tell every connection to the document about a committed change.
+def own_frame(start: int, version: int) -> bytes:
+    """Versions ``start + 1`` to ``version``, all the receiving connection's own changes."""
+    items = [{"version": v, "own": True} for v in range(start + 1, version + 1)]
+    return patches_frame(items, [], start=start, version=version)
+
+
+def message(changes: list[Change]) -> dict[str, Any]:
+    """The channel layer message for consecutive committed changes.
 
     The frame is built once here, not once per viewer. A replace carries no frame: each
     connection sends its client a snapshot instead.
     """
     frame = None
-    if change.patch is not None:
-        item = patch_item(change.version, change.patch, change.key)
-        frame = patches_frame([item], change.buffers, start=change.version - 1, version=change.version)
-    message = {"type": CHANGED, "version": change.version, "origin": change.origin, "frame": frame}
-    async_to_sync(get_channel_layer().group_send)(group_name(change.document_id), message)
+    if all(change.patch is not None for change in changes):
+        items = [patch_item(change.version, change.patch, change.key) for change in changes]
+        buffers = [buffer for change in changes for buffer in change.buffers]
+        frame = patches_frame(items, buffers, start=changes[0].version - 1, version=changes[-1].version)
+    return {"type": CHANGED, "start": changes[0].version - 1, "version": changes[-1].version,
+            "origins": [change.origin for change in changes], "frame": frame}
+
+
+async def send_changes(changes: list[Change]) -> None:
+    """Tell every connection to the document about consecutive committed changes."""
+    if changes:
+        await get_channel_layer().group_send(group_name(changes[0].document_id), message(changes))
+
+
+def changes_accepted(changes: list[Change]) -> None:
+    """``send_changes``, from synchronous code."""
+    async_to_sync(send_changes)(changes)

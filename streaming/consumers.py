@@ -1,7 +1,7 @@
 """The websocket of one document: every viewer and client session of it connects here.
 
 The consumer authenticates (``streaming.auth``), checks access, relays accepted changes in
-version order, and hands incoming changes to ``documents.services``. It keeps no queue of its
+version order, and hands incoming changes to ``streaming.writer``. It keeps no queue of its
 own: the event log is the queue. A client that is more than ``BOKEHSITE_VIEWER_WINDOW``
 versions behind what it has confirmed (``applied``) receives nothing more until it catches up;
 then it gets everything it missed in one frame, read from the log, or a snapshot when the log no
@@ -11,9 +11,12 @@ connection's memory stays bounded whatever the rate.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -21,9 +24,9 @@ from django.conf import settings
 from bokehsite.errors import ApiError
 from documents import services
 from documents.exceptions import HistoryTruncated, InvalidFrameToken
+from documents.live import PatchRequest
 from documents.models import EventKind
-from streaming import broadcast, messages
-from streaming.messages import ProtocolError
+from streaming import broadcast, messages, writer
 
 logger = logging.getLogger(__name__)
 db = database_sync_to_async
@@ -48,6 +51,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.sent = 0  # the version the client has been sent up to
         self.applied = 0  # the version the client says it has applied
         self.behind = False  # changes happened that the client has not been sent yet
+        self.answering: set[asyncio.Task] = set()  # changes it sent, awaiting storage
         await self.channel_layer.group_add(self.group, self.channel_name)
         version = await db(services.current_version)(self.document)
         await self.send_json({"type": "hello", "version": version, "role": self.role,
@@ -66,28 +70,39 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message) -> None:
         # Channels closes stale database connections before every handler, on the one thread all
-        # database work shares; relaying a committed change needs no database, so it must not
-        # wait behind other connections' transactions. (Catching up goes through
-        # database_sync_to_async, which closes connections itself.)
-        if message["type"] == broadcast.CHANGED:
-            await self.document_changed(message)
-        else:
-            await super().dispatch(message)
+        # database work shares, so each message would wait behind every connection's queued
+        # transactions. This consumer does its database work through database_sync_to_async,
+        # which closes them itself; relaying a change or reading the next one needs no database.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
 
     async def disconnect(self, code: int) -> None:
+        for task in getattr(self, "answering", ()):
+            task.cancel()  # its change is still stored; there is no one left to tell
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
-        message = {}
         try:
             message, buffers = messages.parse(text_data, bytes_data)
-            await getattr(self, f"on_{message['type']}")(message, buffers)
         except ApiError as e:
-            await self.send_error(e, message.get("id"))
+            await self.send_error(e)
+            return
+        async with self.answering_errors(message.get("id")):
+            await getattr(self, f"on_{message['type']}")(message, buffers)
+
+    @contextlib.asynccontextmanager
+    async def answering_errors(self, request_id):
+        """Answer a request that fails with an error message; the connection stays open."""
+        try:
+            yield
+        except ApiError as e:
+            await self.send_error(e, request_id)
         except Exception:
             logger.exception("websocket message failed")
-            await self.send_json({"type": "error", "code": "server_error", "id": message.get("id"),
+            await self.send_json({"type": "error", "code": "server_error", "id": request_id,
                                   "detail": "the server failed to handle the message; the error is logged"})
 
     # --- what clients send -----------------------------------------------------------------
@@ -109,14 +124,23 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def on_patch(self, message, buffers) -> None:
         if self.role != "write":
             raise ReadOnly("this connection may view the document but not change it")
-        change = await db(services.apply_patch)(
-            self.document, message.get("patch"), buffers,
+        request = PatchRequest(
+            message.get("patch"), buffers,
             author=self.scope["user"] if self.scope["user"].is_authenticated else None,
             origin=self.channel_name,
             key=messages.key(message),
             base_version=messages.version(message, "base_version", required=False),
         )
-        await self.send_json({"type": "ack", "id": message.get("id"), "version": change.version})
+        # Queued now, so that this connection's changes are stored in the order they came; the
+        # answer is sent once it is stored, while the next messages are read.
+        task = asyncio.create_task(self.answer(message.get("id"), writer.submit(self.document, request)))
+        self.answering.add(task)
+        task.add_done_callback(self.answering.discard)
+
+    async def answer(self, request_id, stored: asyncio.Future) -> None:
+        async with self.answering_errors(request_id):
+            change = await stored
+            await self.send_json({"type": "ack", "id": request_id, "version": change.version})
 
     async def on_ping(self, message, buffers) -> None:
         await self.send_json({"type": "pong", "id": message.get("id")})
@@ -124,16 +148,18 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     # --- what the channel layer sends --------------------------------------------------------
 
     async def document_changed(self, event) -> None:
-        version = event["version"]
+        start, version = event["start"], event["version"]
         if not self.synced or version <= self.sent:
             return
-        if self.behind or version != self.sent + 1 or event["frame"] is None or not self.has_room():
-            self.behind = True  # a gap, a replace, or a slow client: the log fills it in
+        mine = [origin == self.channel_name for origin in event["origins"]]
+        if (self.behind or start != self.sent or event["frame"] is None or not self.has_room()
+                or (any(mine) and not all(mine))):
+            # A gap, a replace, a slow client, or others' changes among its own: the log fills it in.
+            self.behind = True
             if self.has_room():
                 await self.catch_up()
             return
-        own = event["origin"] == self.channel_name
-        await self.send(bytes_data=broadcast.own_frame(version) if own else event["frame"])
+        await self.send(bytes_data=broadcast.own_frame(start, version) if all(mine) else event["frame"])
         self.sent = version
 
     # --- helpers -------------------------------------------------------------------------------

@@ -85,6 +85,40 @@ def test_a_change_is_not_echoed_to_its_sender(stored):
     run(scenario)
 
 
+def test_changes_sent_back_to_back_are_stored_together_in_order(stored):
+    document, doc, source = stored
+
+    async def scenario():
+        viewer, _ = await connect(document.id)
+        await viewer.send_json_to({"type": "sync", "version": 1})
+        producer, _ = await connect(document.id, origin=None)
+        for i in range(20):  # sent without waiting, as a client with changes in flight does
+            frame = append_frame(doc, source, [100 + i], [i], request_id=i)
+            if i == 7:
+                frame = wire.pack({"type": "patch", "id": i, "patch": {"events": [{"kind": "Teleported"}]}}, [])
+            await producer.send_to(bytes_data=frame)
+        replies = [await receive(producer) for _ in range(20)]
+        assert [r["id"] for r in replies] == list(range(20))
+        assert replies[7]["type"] == "error" and replies[7]["code"] == "invalid_patch"
+        acks = [r["version"] for r in replies if r["type"] == "ack"]
+        assert acks == list(range(2, 21))
+        frames, version = [], 1
+        while version < 20:
+            frames.append(await receive(viewer))
+            assert frames[-1]["from"] == version  # no gap, no overlap
+            version = frames[-1]["version"]
+        items = [item["version"] for frame in frames for item in frame["items"]]
+        assert items == list(range(2, 21))
+        assert len(frames) < len(items)  # those that waited for a transaction shared one, and one frame
+        await viewer.disconnect()
+        await producer.disconnect()
+
+    run(scenario)
+    document.refresh_from_db()
+    assert document.version == 20
+    assert list(Event.objects.order_by("version").values_list("version", flat=True)) == list(range(2, 21))
+
+
 def test_a_late_viewer_gets_what_it_missed_in_one_frame(stored):
     document, doc, source = stored
     for i in range(4):

@@ -79,6 +79,30 @@ def test_an_optimistic_write_against_an_old_version_conflicts(stored):
     assert Event.objects.count() == 1
 
 
+def test_changes_stored_together_are_accepted_or_refused_one_by_one(stored):
+    document, doc, source = stored
+
+    def change(x, y, **kwargs):
+        return live.PatchRequest(*plain(*stream_patch(doc, source, x, y)), **kwargs)
+
+    half_bad = change([50], [50])  # its first event applies, its second cannot
+    half_bad.patch["events"].append({"kind": "ModelChanged", "model": {"id": source}, "attr": "name", "new": {"not": "a name"}})
+    outcomes = services.apply_patches(document, [
+        change([6], [1], key="a"), half_bad, change([7], [2], base_version=1), change([8], [3], key="a"),
+        change([9], [4], base_version=2),
+    ])
+    assert [type(o).__name__ for o in outcomes] == ["Change", "InvalidPatch", "VersionConflict", "Change", "Change"]
+    assert [outcomes[0].version, outcomes[3].version, outcomes[4].version] == [2, 2, 3]
+    assert outcomes[2].extra == {"current_version": 2}
+    document.refresh_from_db()
+    assert document.version == 3
+    assert list(Event.objects.values_list("version", "key")) == [(2, "a"), (3, "")]
+    in_memory = state(live._live(document.id).doc)
+    live.live_documents.discard(document.id)
+    assert state(services.load_bokeh_document(document)) == in_memory  # the half-applied change was undone
+    assert ys(document) == [6, 7, 2, 4, 5, 1, 4]
+
+
 def test_changes_written_by_another_process_are_caught_up_first(stored):
     document, doc, source = stored
     append(document, doc, source, [6], [1])
@@ -123,7 +147,8 @@ def test_a_change_is_broadcast_after_commit_with_its_frame(stored):
     async_to_sync(layer.group_add)(broadcast.group_name(document.id), channel)
     append(document, doc, source, [6], [1], origin="conn-1")
     message = async_to_sync(layer.receive)(channel)
-    assert (message["type"], message["version"], message["origin"]) == ("document.changed", 2, "conn-1")
+    assert (message["type"], message["start"], message["version"]) == ("document.changed", 1, 2)
+    assert message["origins"] == ["conn-1"]
     header, buffers = wire.unpack(message["frame"])
     assert header["type"] == "patches" and header["from"] == 1 and header["version"] == 2
     assert header["items"][0]["patch"]["events"][0]["kind"] == "ColumnsStreamed"

@@ -3,7 +3,6 @@
 import threading
 import time
 
-import numpy as np
 import pytest
 from bokeh.document import Document as BokehDocument
 from bokeh.document.events import MessageSentEvent
