@@ -502,7 +502,7 @@ STACK_CATEGORIES = [
     ("DB queries", ["CursorWrapper.execute", "execute_sql", "Connection.wait (psycopg"]),
     ("log catch-up", ["catch_up (streaming/consumers.py"]),
     ("close_old_connections hop", ["close_old_connections"]),
-    ("channel layer", ["change_accepted (streaming", "group_send", "ChannelLayer.receive"]),
+    ("channel layer", ["send_changes (streaming", "group_send", "ChannelLayer.receive"]),
     ("websocket send", ["sendMessage (autobahn", "write_message (tornado", "handle_reply (daphne"]),
     ("websocket receive", ["onMessage (autobahn", "on_message (bokeh", "dataReceived"]),
 ]

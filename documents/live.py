@@ -207,8 +207,6 @@ def apply_patches(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[
                 raise Document.DoesNotExist(f"document {document_id} is gone")
             live.load()  # another process wrote first: start again from what it stored
         live.log_size += sum(e.size for e in events)
-        if _should_fold(live):
-            fold(live)
     return outcomes
 
 
@@ -277,6 +275,17 @@ def _should_fold(live: LiveDocument) -> bool:
         live.version - live.snapshot_version >= settings.BOKEHSITE_SNAPSHOT_EVERY
         or live.log_size > max(live.snapshot_size, FOLD_MIN_LOG_BYTES)
     )
+
+
+def fold_if_due(document_id: uuid.UUID) -> None:
+    """Fold the log into a snapshot if it has grown enough since the last one.
+
+    Called after a change is stored and broadcast, so that viewers do not wait for it.
+    """
+    live = live_documents.get(document_id)
+    with live.lock:
+        if live.doc is not None and _should_fold(live):
+            fold(live)
 
 
 def fold(live: LiveDocument) -> None:

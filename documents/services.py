@@ -139,6 +139,7 @@ def apply_patch(
     request = live.PatchRequest(patch, buffers, author=author, origin=origin, key=key, base_version=base_version)
     change = live.apply_patch(document.id, request)
     _broadcast_on_commit([change])
+    live.fold_if_due(document.id)
     return change
 
 
@@ -146,9 +147,14 @@ def apply_patches(document: Document, requests: list[live.PatchRequest]) -> list
     """Apply changes in one transaction, each accepted or refused alone; see ``live.apply_patches``.
 
     Telling viewers is the caller's part (``streaming.broadcast``), so that it can be done from
-    the event loop.
+    the event loop; then it calls ``fold_if_due``.
     """
     return live.apply_patches(document.id, requests)
+
+
+def fold_if_due(document: Document) -> None:
+    """Fold the document's log into a snapshot if it has grown enough; see ``live.fold_if_due``."""
+    live.fold_if_due(document.id)
 
 
 def _broadcast_on_commit(changes: list[Change]) -> None:

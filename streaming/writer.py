@@ -10,6 +10,7 @@ holds every change in flight; an isolated change is stored at once, alone.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 from channels.db import database_sync_to_async
@@ -18,6 +19,8 @@ from documents import services
 from documents.live import Change, PatchRequest
 from documents.models import Document
 from streaming import broadcast
+
+logger = logging.getLogger(__name__)
 
 # A batch larger than this would hold back the viewers' first frames for little gain.
 MAX_BATCH = 64
@@ -53,9 +56,9 @@ class DocumentWriter:
             outcomes = await database_sync_to_async(services.apply_patches)(self.document, requests)
         except Exception as error:
             outcomes = [error] * len(requests)
-        else:
-            # Changes that a resent key matched were broadcast when first stored.
-            await broadcast.send_changes([o for o in outcomes if isinstance(o, Change) and o.patch is not None])
+        # Changes that a resent key matched were broadcast when first stored.
+        stored = [o for o in outcomes if isinstance(o, Change) and o.patch is not None]
+        await broadcast.send_changes(stored)
         for future, outcome in zip(futures, outcomes):
             if future.done():
                 continue
@@ -63,6 +66,11 @@ class DocumentWriter:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+        if stored:
+            try:
+                await database_sync_to_async(services.fold_if_due)(self.document)
+            except Exception:
+                logger.exception("folding the log into a snapshot failed; the log is kept")
 
 
 # One writer per event loop and document, while it has work.
