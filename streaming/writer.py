@@ -58,7 +58,10 @@ class DocumentWriter:
             outcomes = [error] * len(requests)
         # Changes that a resent key matched were broadcast when first stored.
         stored = [o for o in outcomes if isinstance(o, Change) and o.patch is not None]
-        await broadcast.send_changes(stored)
+        try:
+            await broadcast.send_changes(stored)
+        except Exception:  # they are stored: viewers find the gap at the next change and read the log
+            logger.exception("broadcasting stored changes failed")
         for future, outcome in zip(futures, outcomes):
             if future.done():
                 continue
