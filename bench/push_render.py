@@ -61,7 +61,8 @@ window.benchRendered = new Promise((resolve) => {
 });
 """
 
-# Milestones of the current page load, in ms since navigation start.
+# Milestones of the document that renders the plot, in ms since its own navigation start, and
+# that start (`origin`, ms since the epoch).
 MILESTONES = """
 async () => {
   const rendered = await window.benchRendered;
@@ -69,6 +70,7 @@ async () => {
   const fetches = performance.getEntriesByType("resource").filter((e) => e.initiatorType === "fetch");
   const plot = document.getElementById("plot");
   return {
+    origin: performance.timeOrigin,
     rendered,
     dom_ready: navigation.domContentLoadedEventEnd,
     fetched: fetches.length ? Math.max(...fetches.map((e) => e.responseEnd)) : null,
@@ -128,17 +130,18 @@ def server_env(data_dir: str, database_url: str | None) -> dict[str, str]:
     return env
 
 
-def time_push(session: Session, doc: Document, repeat: int) -> Timings:
-    """Wall time of ``session.push(doc)``, and of its HTTP exchanges and client-side encoding.
+def time_push(root_url: str, title: str, doc: Document, repeat: int) -> tuple[Timings, str]:
+    """Wall time of ``session.push(doc)`` in a new session, as a script that pushes a plot does,
+    and of its HTTP exchanges and client-side encoding; and the plot page's URL.
 
-    The first push creates the document, the others replace it.
+    The first push creates the document, the others replace it. (A session's later pushes of
+    the same document only send what changed since, so each push gets a session of its own.)
     """
     http: list[float] = []
 
     def record(response, **_):
         http.append(response.elapsed.total_seconds())
 
-    session.http.hooks["response"].append(record)
     times: Timings = {"push": [], "http": [], "encode": []}
     for _ in range(repeat):
         start = time.perf_counter()
@@ -146,20 +149,25 @@ def time_push(session: Session, doc: Document, repeat: int) -> Timings:
         wire.pack({"doc": serialized.content}, serialized.buffers)
         times["encode"].append(time.perf_counter() - start)
 
-        http.clear()
-        start = time.perf_counter()
-        session.push(doc)
-        times["push"].append(time.perf_counter() - start)
-        times["http"].append(sum(http))
-    session.http.hooks["response"].remove(record)
-    return times
+        with Session(root_url) as session:
+            session.use_doc(title)
+            session.http.hooks["response"].append(record)
+            http.clear()
+            start = time.perf_counter()
+            session.push(doc)
+            times["push"].append(time.perf_counter() - start)
+            times["http"].append(sum(http))
+            url = session.url
+    return times, url
 
 
-def time_render(browser: Browser, url: str, repeat: int) -> Timings:
+def time_render(browser: Browser, url: str, repeat: int, *, framed: bool) -> Timings:
     """Seconds from navigation start to the plot at ``url`` rendered and painted, with milestones.
 
-    Every load uses a fresh browser context, so nothing is cached. Raises if the page logs an
-    error or the plot page reports a failure.
+    With ``framed``, the plot renders in the page's sandboxed frame (the plot page): the
+    milestones are read there and counted from the page's navigation start. Every load uses a
+    fresh browser context, so nothing is cached. Raises if the page logs an error or the plot
+    reports a failure.
     """
     times: Timings = {"rendered": [], "dom_ready": [], "fetched": []}
     for _ in range(repeat):
@@ -171,14 +179,19 @@ def time_render(browser: Browser, url: str, repeat: int) -> Timings:
             page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(url, wait_until="commit")
-            milestones = page.evaluate(MILESTONES)
+            target = page.main_frame
+            if framed:
+                target = page.wait_for_selector("#plot-frame").content_frame()
+                target.wait_for_url("**/frame/**")
+            milestones = target.evaluate(MILESTONES)
+            shift = milestones["origin"] - page.evaluate("performance.timeOrigin")
         finally:
             context.close()
         if errors or milestones["state"] not in (None, "rendered"):
             raise RuntimeError(f"{url} did not render cleanly (state {milestones['state']}): {errors}")
         for key in times:
             if milestones[key] is not None:
-                times[key].append(milestones[key] / 1000)
+                times[key].append((milestones[key] + shift) / 1000)
     return times
 
 
@@ -198,12 +211,12 @@ def measure(n: int, session: Session, browser: Browser, tmp: Path, repeat: int) 
     """Push, page and standalone timings for a plot of ``n`` points; then deletes the document."""
     plot = line_plot(n)
     session.use_doc(f"bench {n}")
-    push = time_push(session, plot.document, repeat)
+    push, url = time_push(session.root_url, session.title, plot.document, repeat)
     standalone = tmp / f"standalone-{n}.html"
     save_standalone(plot, standalone)
-    page = time_render(browser, session.url, repeat)
+    page = time_render(browser, url, repeat, framed=True)
     session.delete_document(session.title)
-    return {"push": push, "page": page, "standalone": time_render(browser, standalone.as_uri(), repeat)}
+    return {"push": push, "page": page, "standalone": time_render(browser, standalone.as_uri(), repeat, framed=False)}
 
 
 def median(values: list[float]) -> float:
