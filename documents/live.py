@@ -186,6 +186,8 @@ def apply_patches(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[
     """
     live = _live(document_id)
     with live.lock:
+        if any(r.base_version is not None for r in requests):
+            live.catch_up()  # judge an optimistic write by what is stored, not by a stale copy
         keys = [r.key for r in requests if r.key]
         logged = dict(Event.objects.filter(document_id=document_id, key__in=keys).values_list("key", "version")) if keys else {}
         while True:

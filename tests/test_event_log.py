@@ -117,6 +117,21 @@ def test_changes_written_by_another_process_are_caught_up_first(stored):
     assert ys(document) == [6, 7, 2, 4, 5, 1, 2, 3]
 
 
+def test_an_optimistic_write_is_judged_by_what_another_process_stored(stored):
+    document, doc, source = stored
+    append(document, doc, source, [6], [1])
+    mine = live.live_documents
+    live.live_documents = live._Cache()
+    try:
+        append(document, doc, source, [7], [2])  # version 3, written by "another process"
+    finally:
+        live.live_documents = mine
+    assert append(document, doc, source, [8], [3], base_version=3).version == 4
+    with pytest.raises(VersionConflict) as raised:
+        append(document, doc, source, [9], [4], base_version=3)
+    assert raised.value.extra == {"current_version": 4}
+
+
 def test_the_log_is_folded_into_snapshots_and_old_history_dropped(stored, settings):
     settings.BOKEHSITE_SNAPSHOT_EVERY = 3
     settings.BOKEHSITE_HISTORY = 4
