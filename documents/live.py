@@ -189,11 +189,12 @@ def apply_patches(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[
         if any(r.base_version is not None for r in requests):
             live.catch_up()  # judge an optimistic write by what is stored, not by a stale copy
         keys = [r.key for r in requests if r.key]
-        logged = dict(Event.objects.filter(document_id=document_id, key__in=keys).values_list("key", "version")) if keys else {}
         while True:
+            # Read again after losing a race: the other process may have stored a resent change.
+            logged = dict(Event.objects.filter(document_id=document_id, key__in=keys).values_list("key", "version")) if keys else {}
             start = live.version
             try:
-                outcomes, events = _apply_in_memory(live, requests, dict(logged))
+                outcomes, events = _apply_in_memory(live, requests, logged)
                 with transaction.atomic():
                     claimed = Document.objects.filter(pk=document_id, version=start).update(
                         version=live.version, updated=timezone.now()

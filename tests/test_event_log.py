@@ -117,6 +117,31 @@ def test_changes_written_by_another_process_are_caught_up_first(stored):
     assert ys(document) == [6, 7, 2, 4, 5, 1, 2, 3]
 
 
+def test_a_resent_change_stored_meanwhile_by_another_process_is_not_applied_twice(stored, monkeypatch):
+    document, doc, source = stored
+    append(document, doc, source, [6], [1])
+    original = live._apply_in_memory
+    raced = []
+
+    def another_process_stores_it_first(*args):
+        # The client's first send reaches another process, which commits it while this one is
+        # applying the resend in memory.
+        if not raced:
+            raced.append(True)
+            mine = live.live_documents
+            live.live_documents = live._Cache()
+            try:
+                append(document, doc, source, [7], [2], key="k")
+            finally:
+                live.live_documents = mine
+        return original(*args)
+
+    monkeypatch.setattr(live, "_apply_in_memory", another_process_stores_it_first)
+    assert append(document, doc, source, [7], [2], key="k").version == 3
+    assert list(Event.objects.values_list("version", "key")) == [(2, ""), (3, "k")]
+    assert ys(document) == [6, 7, 2, 4, 5, 1, 2]
+
+
 def test_an_optimistic_write_is_judged_by_what_another_process_stored(stored):
     document, doc, source = stored
     append(document, doc, source, [6], [1])
