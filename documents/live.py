@@ -191,7 +191,7 @@ def apply_patches(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[
         keys = [r.key for r in requests if r.key]
         while True:
             # Read again after losing a race: the other process may have stored a resent change.
-            logged = dict(Event.objects.filter(document_id=document_id, key__in=keys).values_list("key", "version")) if keys else {}
+            logged = _logged_keys(document_id, keys)
             start = live.version
             try:
                 outcomes, events = _apply_in_memory(live, requests, logged)
@@ -213,13 +213,21 @@ def apply_patches(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[
     return outcomes
 
 
+def _logged_keys(document_id: uuid.UUID, keys: list[str]) -> dict[str, int]:
+    """The versions of the changes with these keys that the log holds."""
+    if not keys:
+        return {}
+    return dict(Event.objects.filter(document_id=document_id, key__in=keys).values_list("key", "version"))
+
+
 def _apply_in_memory(live: LiveDocument, requests: list[PatchRequest], logged: dict[str, int]):
     """Apply what applies to the live document; the outcomes, and the events to insert."""
     outcomes: list[Change | ApiError] = []
     events: list[Event] = []
     for request in requests:
         if request.key in logged:
-            outcomes.append(Change(live.document_id, logged[request.key], EventKind.PATCH, origin=request.origin, key=request.key))
+            version = logged[request.key]
+            outcomes.append(Change(live.document_id, version, EventKind.PATCH, origin=request.origin, key=request.key))
             continue
         try:
             _check_shape(request.patch)
