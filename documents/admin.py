@@ -3,7 +3,7 @@ from collections import Counter
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
-from bokehsite.client.wire import model_objects
+from bokehsite.wire import model_objects
 from documents.models import Collaborator, Document
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# Every Bokeh model class registers itself when its module is imported; bokeh.plotting brings in
+# the rest (Figure, GMap, DocumentConfig, ...), so that any document a script can make loads here.
+import bokeh.models  # noqa: F401
+import bokeh.plotting  # noqa: F401
 from bokeh.core.json_encoder import serialize_json
 from bokeh.core.serialization import Buffer, DeserializationError, Serialized
 from bokeh.document import Document as BokehDocument
 from bokeh.model import Model
 
-from bokehsite.client import wire
+from bokehsite import wire
 from documents.exceptions import InvalidDocument, UnknownModelType
 
 _REQUIRED_KEYS = ("roots",)

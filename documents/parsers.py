@@ -9,7 +9,7 @@ from bokeh.core.serialization import Buffer
 from django.conf import settings
 from rest_framework import parsers
 
-from bokehsite.client import wire
+from bokehsite import wire
 from bokehsite.errors import PayloadTooLarge
 from documents.exceptions import MalformedBody
 

@@ -2,7 +2,7 @@ import json
 
 from rest_framework import renderers
 
-from bokehsite.client import wire
+from bokehsite import wire
 
 
 class BundleRenderer(renderers.BaseRenderer):
