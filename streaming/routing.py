@@ -1,7 +1,8 @@
 from django.urls import path
 
+from bokehsite import protocol
 from streaming.consumers import DocumentConsumer
 
 websocket_urlpatterns = [
-    path("ws/documents/<uuid:pk>/", DocumentConsumer.as_asgi()),
+    path(protocol.PATH.format(document_id="<uuid:pk>"), DocumentConsumer.as_asgi()),
 ]

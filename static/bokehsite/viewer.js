@@ -1,29 +1,13 @@
-// Renders a stored bokehsite document with BokehJS.
+// Renders a stored bokehsite document with BokehJS and keeps it in step with the server.
 //
-// The document arrives as a bundle: b"BKS1", a big-endian u32 header length, a JSON header
-// ({"doc": <Bokeh document JSON>, "buffers": [[id, byteLength], ...]}), then the raw buffers.
-// Arrays are never sent as JSON lists or base64; they become ArrayBuffers that BokehJS reads
-// as typed arrays.
+// The document arrives as a bundle (wire.js); changes travel over the document's websocket as
+// the messages of protocol.js. Arrays are never JSON lists or base64; they become ArrayBuffers
+// that BokehJS reads as typed arrays.
 (function () {
   "use strict";
 
-  const MAGIC = "BKS1";
-  const CONTENT_TYPE = "application/vnd.bokehsite.bundle";
-
-  function unpack(data) {
-    const view = new DataView(data);
-    const magic = String.fromCharCode(view.getUint8(0), view.getUint8(1), view.getUint8(2), view.getUint8(3));
-    if (magic !== MAGIC) throw new Error("not a bokehsite bundle");
-    const headLength = view.getUint32(4, false);
-    let offset = 8 + headLength;
-    const header = JSON.parse(new TextDecoder().decode(new Uint8Array(data, 8, headLength)));
-    const buffers = new Map();
-    for (const [id, length] of header.buffers || []) {
-      buffers.set(id, data.slice(offset, offset + length));
-      offset += length;
-    }
-    return {header, buffers};
-  }
+  const {CONTENT_TYPE, unpack} = window.bokehsiteWire;
+  const protocol = window.bokehsiteProtocol;
 
   // In the sandboxed plot frame the document loads with the frame's signed token, never with
   // cookies (the frame has none anyway: its origin is opaque). Without a token, as before.
@@ -70,22 +54,6 @@
   const USER_INPUT_WINDOW_MS = 1000;
   const INPUT_EVENTS = ["pointerdown", "pointermove", "pointerup", "wheel", "keydown", "input", "change", "touchstart"];
 
-  function pack(message, buffers) {
-    const index = [...buffers.entries()].map(([id, buffer]) => [id, buffer.byteLength]);
-    const head = new TextEncoder().encode(JSON.stringify({...message, buffers: index}));
-    const total = 8 + head.length + index.reduce((n, [, length]) => n + length, 0);
-    const out = new Uint8Array(total);
-    out.set([...MAGIC].map((c) => c.charCodeAt(0)), 0);
-    new DataView(out.buffer).setUint32(4, head.length, false);
-    out.set(head, 8);
-    let offset = 8 + head.length;
-    for (const buffer of buffers.values()) {
-      out.set(new Uint8Array(buffer), offset);
-      offset += buffer.byteLength;
-    }
-    return out.buffer;
-  }
-
   // Bokeh's PATCH-DOC content with BokehJS's binary Buffers replaced by {id} references.
   function withReferences(patch) {
     const {Buffer} = Bokeh.require("core/serialization");
@@ -102,15 +70,15 @@
   }
 
   // Keeps a rendered document in step with the server over the document's websocket, both ways.
-  // Frames: "hello" (version, role), "patches" (from A to B; items are Bokeh PATCH-DOC contents,
-  // or {own: true} for this connection's changes), "snapshot" (a whole new document), "ack",
-  // "error". With the write role, the user's changes go to the server as patches.
-  class LiveView {
+  // Messages (protocol.js): "hello" (version, role), "patches" (from A to B; items are Bokeh
+  // PATCH-DOC contents, or {own: true} for this connection's changes), "snapshot" (a whole new
+  // document), "ack", "error". With the write role, the user's changes go to the server as patches.
+  class DocumentSync {
     constructor(element, doc, version, status) {
       this.element = element;
       this.version = version;
       this.status = status;
-      this.window = 64;
+      this.window = protocol.DEFAULT_WINDOW;
       this.reported = version;
       this.delay = 500;
       this.ackTimer = null;
@@ -169,8 +137,8 @@
       };
     }
 
-    send(message) {
-      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+    send(type, fields) {
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(protocol.encode(protocol.build(type, fields)));
     }
 
     // --- the user's changes -------------------------------------------------------------------
@@ -194,8 +162,7 @@
 
     sendChange({key, patch, buffers}) {
       if (this.ws.readyState !== WebSocket.OPEN) return;  // resent after the reconnect
-      const message = {type: "patch", id: key, key, patch};
-      this.ws.send(buffers.size ? pack(message, buffers) : JSON.stringify(message));
+      this.ws.send(protocol.encode(protocol.build("patch", {id: key, key, patch}), buffers));
     }
 
     // Our change came back in the stream. If someone else's change was ordered before it while it
@@ -210,14 +177,14 @@
     // --- the server's frames ------------------------------------------------------------------
 
     async receive(data) {
-      const {header, buffers} = data instanceof ArrayBuffer ? unpack(data) : {header: JSON.parse(data), buffers: new Map()};
+      const {message: header, buffers} = protocol.decode(data, "server");
       switch (header.type) {
         case "hello":
           this.window = header.window;
           this.role = header.role;
           this.delay = 500;
           this.setStatus("live", header.role === "write" ? "live" : "live · read-only");
-          this.send({type: "sync", version: this.version});
+          this.send("sync", {version: this.version});
           for (const change of this.pending) this.sendChange(change);  // the server drops repeats by key
           break;
         case "patches":
@@ -234,7 +201,7 @@
           const refused = this.pending.findIndex((change) => change.key === header.id);
           if (refused >= 0) {  // not stored: go back to what the server has
             this.pending.splice(refused, 1);
-            this.send({type: "sync", version: null});
+            this.send("sync", {version: null});
           }
           break;
         }
@@ -245,7 +212,7 @@
       for (const item of header.items) {
         if (item.version <= this.version) continue;  // already have it
         if (item.version !== this.version + 1) {  // a gap: ask again from what we have
-          this.send({type: "sync", version: this.version});
+          this.send("sync", {version: this.version});
           return;
         }
         const mine = item.own ? 0 : this.pending.findIndex((change) => change.key === item.key);
@@ -277,16 +244,16 @@
       clearTimeout(this.ackTimer);
       this.ackTimer = null;
       this.reported = this.version;
-      this.send({type: "applied", version: this.version});
+      this.send("applied", {version: this.version});
     }
   }
 
-  window.bokehsite = {unpack, fetchBundle, render, LiveView};
+  window.bokehsite = {fetchBundle, render, DocumentSync};
 
   const element = document.getElementById("plot");
   if (element) {
     render(element).then(({doc, version}) => {
-      if (element.dataset.wsPath) window.bokehsite.live = new LiveView(element, doc, version, document.getElementById("live-status"));
+      if (element.dataset.wsPath) window.bokehsite.sync = new DocumentSync(element, doc, version, document.getElementById("live-status"));
     }).catch((error) => {
       element.dataset.state = "error";
       element.replaceChildren(Object.assign(document.createElement("p"), {className: "status error", textContent: error.message}));

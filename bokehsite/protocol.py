@@ -1,0 +1,388 @@
+"""The document websocket protocol: every message, its fields, the path, the window, close codes.
+
+The server (``streaming.consumers``, ``streaming.broadcast``), the Python client
+(``bokehsite.client``) and the benchmarks build and parse messages with this module only; the
+page's JavaScript mirrors it in ``static/bokehsite/protocol.js``, and a test checks that both
+agree. Like ``bokehsite.wire`` it needs neither Django nor a network library.
+
+A text frame carries one message as a JSON object; a binary frame carries a bundle
+(``bokehsite.wire``) whose header is the message and whose buffers are the arrays its patches
+refer to. Every message has a ``type``. Each message class below is one ``type``: build it with
+its constructor, send it with ``encode()``, and read what arrives with ``decode()``, which
+checks every field and raises ``ProtocolError`` naming the first that is wrong.
+
+Messages a server sends to one connection only (``hello``, ``ack``, ``error``, ``pong``, and
+answers to per-viewer requests) are built the same way as those broadcast to every viewer of a
+document (``patches``, ``snapshot``); ``SENDERS`` says who may send each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bokeh.core.serialization import Buffer
+
+from bokehsite import wire
+
+# Where a document's websocket is, under the server's root URL.
+PATH = "ws/documents/{document_id}/"
+# How many versions a server sends past what a client has confirmed (``applied``), unless the
+# server's ``hello`` says otherwise.
+DEFAULT_WINDOW = 64
+# Longest ``id`` or ``key`` a client may give a request.
+MAX_NAME_LENGTH = 100
+
+SERVER, CLIENT = "server", "client"
+SENDERS = (SERVER, CLIENT)
+
+
+class Close(enum.IntEnum):
+    """Close codes: 4000 plus the HTTP status the refusal would have had."""
+
+    UNAUTHORIZED = 4401  # the API token or frame token does not check out
+    NOT_FOUND = 4404  # no such document, or not one this connection may see
+
+
+def path(document_id: object) -> str:
+    """The websocket's path, from the server's root: ``/ws/documents/<id>/``."""
+    return "/" + PATH.format(document_id=document_id)
+
+
+def url(root_url: str, document_id: object) -> str:
+    """The websocket URL of a document on the server at ``root_url`` (``http://host/...``)."""
+    scheme, rest = root_url.split("://", 1)
+    base = rest if rest.endswith("/") else rest + "/"
+    return f"{'wss' if scheme == 'https' else 'ws'}://{base}{PATH.format(document_id=document_id)}"
+
+
+class ProtocolError(ValueError):
+    """A message that is not one: ``code`` is the machine code, ``detail`` the sentence, ``field``
+    the member at fault (or None)."""
+
+    def __init__(self, detail: str, *, code: str = "bad_message", field: str | None = None, id: Any = None):
+        super().__init__(detail)
+        self.code, self.detail, self.field = code, detail, field
+        self.id = id  # the refused request's id, when it had a readable one
+
+
+# --- the kinds of value a field holds ---------------------------------------------------------
+
+
+def _integer(value: Any, least: int) -> bool:
+    return type(value) is int and value >= least
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH
+
+
+def _item(value: Any) -> bool:
+    if not (isinstance(value, dict) and _integer(value.get("version"), 1)):
+        return False
+    if value.get("own") is True:
+        return True
+    return isinstance(value.get("patch"), dict) and _name(value.get("key", ""))
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a field may hold: a check, and how the README and error messages describe it."""
+
+    name: str
+    check: Callable[[Any], bool]
+    describe: str
+
+
+KINDS = {kind.name: kind for kind in (
+    Kind("version", lambda v: _integer(v, 0), "a version number (an integer of 0 or more)"),
+    Kind("version|null", lambda v: v is None or _integer(v, 0), "a version number or null"),
+    Kind("count", lambda v: _integer(v, 1), "a whole number of 1 or more"),
+    Kind("role", lambda v: v in ("read", "write"), '"read" or "write"'),
+    Kind("id", lambda v: v is None or _integer(v, 0) or _name(v),
+         f"a request id: an integer of 0 or more, or a string of at most {MAX_NAME_LENGTH} characters"),
+    Kind("name", _name, f"a string of at most {MAX_NAME_LENGTH} characters"),
+    Kind("name|null", lambda v: v is None or _name(v), f"null or a string of at most {MAX_NAME_LENGTH} characters"),
+    Kind("text", lambda v: isinstance(v, str), "a string"),
+    Kind("object", lambda v: isinstance(v, dict), "a JSON object"),
+    Kind("items", lambda v: isinstance(v, list) and all(map(_item, v)),
+         'a list of {"version", "patch", "key"?} or {"version", "own": true} items'),
+)}
+
+
+def member(kind: str, placeholder: str, *, optional: bool = False, json_name: str | None = None, default: Any = None) -> Any:
+    """A message field: its kind (``KINDS``), how the README shows its value, whether a message may
+    leave it out, and its JSON name when that is not a Python name (``from``)."""
+    assert kind in KINDS, kind
+    metadata = {"kind": kind, "placeholder": placeholder, "optional": optional, "json": json_name}
+    if optional:
+        return dataclasses.field(default=default, metadata=metadata)
+    return dataclasses.field(metadata=metadata)
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+MESSAGES: dict[str, type[Message]] = {}
+
+
+class Message:
+    """Base of every message. Subclasses are frozen dataclasses named by ``type=`` and ``sender=``."""
+
+    TYPE: ClassVar[str]
+    SENDER: ClassVar[str]
+    # Always sent as a bundle, even without buffers (what carries document content).
+    BINARY: ClassVar[bool] = False
+
+    def __init_subclass__(cls, *, type: str, sender: str, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        assert sender in SENDERS and type not in MESSAGES
+        cls.TYPE, cls.SENDER = type, sender
+        MESSAGES[type] = cls
+
+    @classmethod
+    def fields(cls) -> list[dataclasses.Field]:
+        return [f for f in dataclasses.fields(cls) if "kind" in f.metadata]
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as its JSON object, ``type`` first; optional fields left unset are left out."""
+        data: dict[str, Any] = {"type": self.TYPE}
+        for f in self.fields():
+            value = getattr(self, f.name)
+            if f.metadata["optional"] and value is None:
+                continue
+            data[f.metadata["json"] or f.name] = value
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        """The message in ``data`` (a JSON object of this type), every field checked."""
+        values = {}
+        for f in cls.fields():
+            name = f.metadata["json"] or f.name
+            if name not in data:
+                if f.metadata["optional"]:
+                    continue
+                raise ProtocolError(f"a {cls.TYPE!r} message needs {name!r}", field=name)
+            kind = KINDS[f.metadata["kind"]]
+            if not kind.check(data[name]):
+                raise ProtocolError(f"{name!r} must be {kind.describe}", field=name)
+            values[f.name] = data[name]
+        return cls(**values)
+
+    def encode(self, buffers: Iterable[Buffer] = ()) -> str | bytes:
+        """A text frame, or a binary frame (a bundle) when the message has buffers."""
+        buffers = list(buffers)
+        if buffers or self.BINARY:
+            return wire.pack(self.to_json(), buffers)
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Hello(Message, type="hello", sender=SERVER):
+    """Sent on connect."""
+
+    version: int = member("version", "V")
+    role: str = member("role", '"write" or "read"')
+    window: int = member("count", "W")
+
+
+@dataclass(frozen=True)
+class Sync(Message, type="sync", sender=CLIENT):
+    """"I have version V" (or `null`: nothing). The server sends what is missing, then every new change."""
+
+    version: int | None = member("version|null", "V")
+
+
+@dataclass(frozen=True)
+class Patches(Message, type="patches", sender=SERVER):
+    """Takes the client from A to B. An item is `{"version", "patch"}`, or `{"version", "own": true}` for a change that came from this connection (never echoed); an item of a change sent with a `key` carries it."""
+
+    BINARY = True
+
+    start: int = member("version", "A", json_name="from")
+    version: int = member("version", "B")
+    items: list[dict[str, Any]] = member("items", "[...]")
+
+
+@dataclass(frozen=True)
+class Snapshot(Message, type="snapshot", sender=SERVER):
+    """The whole document, when the history no longer holds what the client misses, after a replace, or for `sync` with `null`."""
+
+    BINARY = True
+
+    version: int = member("version", "V")
+    doc: dict[str, Any] = member("object", "...")
+
+    @staticmethod
+    def frame(version: int, bundle: bytes | memoryview) -> bytes:
+        """The snapshot of a stored document bundle, as a binary frame, without parsing its doc."""
+        return wire.update_payload(bundle, type=Snapshot.TYPE, version=version)
+
+
+@dataclass(frozen=True)
+class Applied(Message, type="applied", sender=CLIENT):
+    """What the client has applied, at least every W/2 versions (flow control)."""
+
+    version: int = member("version", "V")
+
+
+@dataclass(frozen=True)
+class Patch(Message, type="patch", sender=CLIENT):
+    """A change (needs the write role). A change whose `key` the log already has is not applied again; the answer is its version."""
+
+    id: int | str | None = member("id", "N")
+    patch: dict[str, Any] = member("object", "{...}")
+    key: str | None = member("name", "K", optional=True)
+    base_version: int | None = member("version|null", "V", optional=True)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        if not isinstance(data.get("patch"), dict):  # answered as the REST API answers it
+            raise ProtocolError('must be a PATCH-DOC object: {"events": [event, ...]}', code="invalid_patch", field="patch")
+        return super().from_json(data)
+
+
+@dataclass(frozen=True)
+class Ack(Message, type="ack", sender=SERVER):
+    """The change was stored as version V. A client may send more changes before the first is acknowledged; they are stored in the order sent, and each is answered by its `id`."""
+
+    id: int | str | None = member("id", "N")
+    version: int = member("version", "V")
+
+
+@dataclass(frozen=True)
+class Error(Message, type="error", sender=SERVER):
+    """The message was refused; nothing was stored, and the connection stays open unless it is refused as a whole (then it closes with 4401 or 4404)."""
+
+    code: str = member("name", "CODE")
+    detail: str = member("text", "SENTENCE")
+    field: str | None = member("name|null", "NAME")
+    id: int | str | None = member("id", "N", optional=True)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_envelope(cls, envelope: Mapping[str, Any], id: int | str | None = None) -> Error:
+        """The error message for an HTTP error body (``{"error", "detail", "field", ...}``)."""
+        rest = {k: v for k, v in envelope.items() if k not in ("error", "detail", "field", "fields")}
+        return cls(envelope["error"], envelope["detail"], envelope.get("field"), id, rest)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "id": self.id, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        message = super().from_json(data)
+        known = {"type", *(f.name for f in cls.fields())}
+        return dataclasses.replace(message, extra={k: v for k, v in data.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class Ping(Message, type="ping", sender=CLIENT):
+    """Liveness: the server answers `pong` with the same `id`."""
+
+    id: int | str | None = member("id", "N", optional=True)
+
+
+@dataclass(frozen=True)
+class Pong(Message, type="pong", sender=SERVER):
+    """The answer to `ping`."""
+
+    id: int | str | None = member("id", "N", optional=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "id": self.id}
+
+
+# --- items of a patches message -----------------------------------------------------------------
+
+
+def item(version: int, patch: dict[str, Any], key: str = "") -> dict[str, Any]:
+    """One change in ``patches``; ``key`` is the sending client's name for it, if it gave one."""
+    return {"version": version, "patch": patch, **({"key": key} if key else {})}
+
+
+def own_item(version: int) -> dict[str, Any]:
+    """A change the receiving connection sent itself: it has it already."""
+    return {"version": version, "own": True}
+
+
+def own_frame(start: int, version: int) -> bytes:
+    """Versions ``start + 1`` to ``version``, all the receiving connection's own changes."""
+    return wire.pack(Patches(start, version, [own_item(v) for v in range(start + 1, version + 1)]).to_json())
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def decode(data: str | bytes, *, sender: str) -> tuple[Message, list[Buffer]]:
+    """The message in a frame from ``sender`` ("server" or "client"), and its buffers.
+
+    Raises:
+        ProtocolError: the frame is not a well-formed message that ``sender`` may send.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            header, buffers = wire.unpack(data)
+        except wire.BundleError as e:
+            raise ProtocolError(f"malformed bundle: {e}", code="malformed_bundle") from None
+    else:
+        try:
+            header, buffers = json.loads(data), []
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise ProtocolError(f"malformed JSON: {e}", code="malformed_json") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("a message must be a JSON object", code="malformed_json")
+    cls = MESSAGES.get(header.get("type")) if isinstance(header.get("type"), str) else None
+    if cls is None or cls.SENDER != sender:
+        expected = ", ".join(t for t, c in MESSAGES.items() if c.SENDER == sender)
+        raise ProtocolError(f"unknown message type {header.get('type')!r}; expected one of {expected}",
+                            code="unknown_message", field="type")
+    try:
+        return cls.from_json(header), buffers
+    except ProtocolError as e:
+        e.id = header.get("id") if KINDS["id"].check(header.get("id")) else None
+        raise
+
+
+# --- describing the protocol ----------------------------------------------------------------------
+
+
+def spec() -> dict[str, Any]:
+    """The protocol as plain data, to compare with ``protocol.js`` (see the tests)."""
+    return {
+        "path": PATH,
+        "window": DEFAULT_WINDOW,
+        "close": {code.name: int(code) for code in Close},
+        "kinds": sorted(KINDS),
+        "messages": {
+            name: {
+                "sender": cls.SENDER,
+                "binary": cls.BINARY,
+                "fields": {f.metadata["json"] or f.name: {"kind": f.metadata["kind"], "optional": f.metadata["optional"]}
+                           for f in cls.fields()},
+            }
+            for name, cls in MESSAGES.items()
+        },
+    }
+
+
+def markdown_table() -> str:
+    """The README's table of messages, made from the classes above."""
+    rows = ["| Direction | Message | Meaning |", "|---|---|---|"]
+    for name, cls in MESSAGES.items():
+        members = [f'"type": "{name}"']
+        for f in cls.fields():
+            json_name = f.metadata["json"] or f.name
+            members.append(f'"{json_name}": {f.metadata["placeholder"]}{"?" if f.metadata["optional"] else ""}')
+        direction = "server →" if cls.SENDER == SERVER else "→ server"
+        meaning = " ".join((cls.__doc__ or "").split())
+        rows.append(f"| {direction} | `{{{', '.join(members)}}}` | {meaning} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
