@@ -1,25 +1,25 @@
-"""Errors the accounts domain raises; ``bokehsite.error_handler`` turns them into JSON answers."""
+"""Errors the accounts domain raises; ``bokehsite.errors`` gives them their envelope."""
 
-from rest_framework import status
-
-from bokehsite.errors import ApiError
+from bokehsite.errors import Conflict, Forbidden, NotFound, Unauthorized
 
 
-class RegistrationClosed(ApiError):
-    status_code = status.HTTP_403_FORBIDDEN
+class RegistrationClosed(Forbidden):
     code = "registration_closed"
 
 
-class UsernameTaken(ApiError):
-    status_code = status.HTTP_409_CONFLICT
+class UsernameTaken(Conflict):
     code = "username_taken"
 
 
-class InvalidCredentials(ApiError):
-    status_code = status.HTTP_401_UNAUTHORIZED
+class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
 
 
-class TokenNotFound(ApiError):
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "not_found"
+class InvalidToken(Unauthorized):
+    """An API token that is unknown, revoked or expired."""
+
+    code = "invalid_token"
+
+
+class TokenNotFound(NotFound):
+    pass

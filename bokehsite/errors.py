@@ -1,7 +1,17 @@
-"""Errors the API answers with. ``bokehsite.error_handler`` turns them into JSON."""
+"""The one error envelope: every refusal, over HTTP or the websocket, carries the same members.
+
+Domain code raises ``ApiError`` subclasses (see ``documents/exceptions.py``,
+``accounts/exceptions.py``). Over HTTP the body is ``envelope(error)``:
+``{"error": CODE, "detail": SENTENCE, "field": NAME_OR_NULL, ...}`` (``bokehsite.error_handler``
+turns DRF's own exceptions into it); over the websocket it is the same, as an ``error`` message
+(``bokehsite.protocol.Error.from_envelope``).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.http import JsonResponse
 from rest_framework import status
 
 
@@ -20,6 +30,51 @@ class ApiError(Exception):
             self.code = code
 
 
+# The statuses the domains answer with; each domain error names its own code.
+class Unauthorized(ApiError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "not_authenticated"
+
+
+class Forbidden(ApiError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
 class PayloadTooLarge(ApiError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     code = "too_large"
+
+
+class ServerFault(ApiError):
+    """Something failed on our side; the traceback is in the log, never in the answer."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    code = "server_error"
+
+    def __init__(self, detail: str = "the server failed to answer; the error is logged", **kwargs: Any):
+        super().__init__(detail, **kwargs)
+
+
+def envelope(error: ApiError) -> dict[str, Any]:
+    return body(error.code, error.detail, error.field, **error.extra)
+
+
+def body(code: str, detail: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The envelope's members, for errors that are not ``ApiError`` instances (DRF's own)."""
+    return {"error": code, "detail": detail, "field": field, **extra}
+
+
+def json_response(error: ApiError) -> JsonResponse:
+    """The envelope of ``error`` as a plain Django answer (pages' JSON endpoints, error pages)."""
+    return JsonResponse(envelope(error), status=error.status_code)

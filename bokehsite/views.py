@@ -1,9 +1,9 @@
-"""Site-wide error pages: JSON under /api/, HTML elsewhere."""
+"""Site-wide error pages: the JSON envelope under /api/, HTML elsewhere."""
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
-from bokehsite.error_handler import error_body
+from bokehsite import errors
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -12,11 +12,11 @@ def _is_api(request: HttpRequest) -> bool:
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse(error_body("not_found", f"no API endpoint at {request.path}"), status=404)
+        return errors.json_response(errors.NotFound(f"no API endpoint at {request.path}"))
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse(error_body("server_error", "the server failed to answer; the error is logged"), status=500)
+        return errors.json_response(errors.ServerFault())
     return defaults.server_error(request)

@@ -1,7 +1,8 @@
-"""Errors the documents domain raises; ``bokehsite.errors`` turns them into JSON answers."""
+"""Errors the documents domain raises; ``bokehsite.errors`` gives them their envelope."""
 
 from rest_framework import status
 
+from bokehsite import errors
 from bokehsite.errors import ApiError
 
 
@@ -19,26 +20,35 @@ class UnknownModelType(InvalidDocument):
     code = "unknown_model_type"
 
 
-class TitleTaken(ApiError):
-    status_code = status.HTTP_409_CONFLICT
-    code = "title_taken"
-
-
-class DocumentNotFound(ApiError):
-    """Also answers for documents the caller may not see, so that their existence does not leak."""
-
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "not_found"
-
-
 class InvalidPatch(ApiError):
     """Bokeh cannot apply the change to the current document."""
 
     code = "invalid_patch"
 
 
-class VersionConflict(ApiError):
-    status_code = status.HTTP_409_CONFLICT
+class TitleTaken(errors.Conflict):
+    code = "title_taken"
+
+
+class DocumentNotFound(errors.NotFound):
+    """Also answers for documents the caller may not see, so that their existence does not leak."""
+
+
+class UserNotFound(errors.NotFound):
+    code = "user_not_found"
+
+
+class Forbidden(errors.Forbidden):
+    """The caller can see the document (so it may say so) but may not do this to it."""
+
+
+class InvalidFrameToken(errors.Unauthorized):
+    """A frame token that is malformed, forged, expired, or for another document."""
+
+    code = "invalid_frame_token"
+
+
+class VersionConflict(errors.Conflict):
     code = "version_conflict"
 
     def __init__(self, base_version: int, current_version: int):
@@ -54,22 +64,3 @@ class HistoryTruncated(ApiError):
 
     def __init__(self, version: int):
         super().__init__(f"version {version} is no longer in the document's history", field="version")
-
-
-class Forbidden(ApiError):
-    """The caller can see the document (so it may say so) but may not do this to it."""
-
-    status_code = status.HTTP_403_FORBIDDEN
-    code = "forbidden"
-
-
-class UserNotFound(ApiError):
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "user_not_found"
-
-
-class InvalidFrameToken(ApiError):
-    """A frame token that is malformed, forged, expired, or for another document."""
-
-    status_code = status.HTTP_401_UNAUTHORIZED
-    code = "invalid_frame_token"
