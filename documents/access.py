@@ -1,8 +1,8 @@
-"""Who may do what to a document.
+"""Who is asking, and what they may do to a document: the one place that decides.
 
-Roles, weakest first: ``read`` (view it), ``write`` (also replace its content), ``owner`` (also
+Roles, weakest first: ``read`` (view it), ``write`` (also change its content), ``owner`` (also
 rename, delete, publish and share it). ``role_for`` answers ``None`` when the user may not even
-know the document exists; the API then answers 404, never 403.
+know the document exists; callers then answer 404, never 403.
 
 - The owner has ``owner``.
 - A collaborator has the role the owner gave them (``read`` or ``write``).
@@ -10,22 +10,33 @@ know the document exists; the API then answers 404, never 403.
   they change documents, owners and visibility in the Django admin.
 - Anyone, even anonymous, may read a public document, and a secret-link document when they
   present its key.
+- A sandboxed plot frame presents a frame token (``documents.frames``) for one document and role.
+
+The REST API, the pages and the websocket consumer all ask ``resolve(caller(...), id, need)``.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Literal
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qs
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
 
+from accounts.users import acting_user
+from documents.exceptions import DocumentNotFound, Forbidden, InvalidFrameToken
+from documents.frames import FrameGrant, verify_frame_token
 from documents.models import Collaborator, Document, Visibility
 
 RoleName = Literal["read", "write", "owner"]
 RANK = {None: 0, "read": 1, "write": 2, "owner": 3}
+User = AbstractBaseUser | AnonymousUser
 
 
-def role_for(user: AbstractBaseUser | AnonymousUser, document: Document, *, key: str | None = None) -> RoleName | None:
+def role_for(user: User, document: Document, *, key: str | None = None) -> RoleName | None:
     """The strongest role ``user`` has on ``document`` (``key``: a secret link's key, if given)."""
     if user.is_authenticated:
         if document.owner_id == user.pk:
@@ -45,3 +56,73 @@ def role_for(user: AbstractBaseUser | AnonymousUser, document: Document, *, key:
 
 def allows(role: RoleName | None, needed: RoleName) -> bool:
     return RANK[role] >= RANK[needed]
+
+
+def connection_role(role: RoleName) -> Literal["read", "write"]:
+    """What a live connection with ``role`` may do: "write" (send changes) or "read"."""
+    return "write" if allows(role, "write") else "read"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: a user (perhaps anonymous) holding perhaps a secret link's ``key``, or a sandboxed
+    frame holding a frame ``grant`` (which then alone decides)."""
+
+    user: User
+    key: str | None = None
+    grant: FrameGrant | None = None
+
+
+def caller(request: Any, *, frame_token: bool = False) -> Caller:
+    """Who a page or API request is.
+
+    ``?public=true`` (the old bokeh-server's public link) asks as anyone would, whoever asks;
+    ``?key=`` is a secret link's key. Only where ``frame_token`` is set, for reading, does a
+    ``?frame_token=`` count: a frame token opens the frame and its content, and nothing else.
+
+    Raises:
+        InvalidFrameToken: the frame token is forged or expired.
+    """
+    query = request.GET
+    if frame_token and request.method in ("GET", "HEAD") and query.get("frame_token"):
+        return Caller(AnonymousUser(), grant=verify_frame_token(query["frame_token"]))
+    user = AnonymousUser() if query.get("public") == "true" else acting_user(request)
+    return Caller(user, key=query.get("key"))
+
+
+def socket_caller(scope: dict[str, Any]) -> Caller:
+    """Who a websocket connection is (``streaming.auth`` has set ``scope["user"]``).
+
+    Raises:
+        ApiError: its API token did not check out, or its frame token is forged or expired.
+    """
+    if error := scope.get("auth_error"):
+        raise error
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if token := query.get("frame_token", [None])[0]:
+        return Caller(AnonymousUser(), grant=verify_frame_token(token))
+    return Caller(scope["user"], key=query.get("key", [None])[0])
+
+
+def resolve(who: Caller, document_id: uuid.UUID | str, need: RoleName = "read") -> Document:
+    """The document, if ``who`` has at least the role ``need`` on it; ``document.role`` is their role.
+
+    Raises:
+        InvalidFrameToken: the caller's frame token is for another document.
+        DocumentNotFound: no such document, or ``who`` may not know it exists.
+        Forbidden: ``who`` may view it but not do what ``need`` requires.
+    """
+    if who.grant is not None and str(who.grant.document_id) != str(document_id):
+        raise InvalidFrameToken("the frame token is for another document")
+    try:
+        document = Document.objects.select_related("owner").get(pk=document_id)
+    except (Document.DoesNotExist, ValueError, ValidationError):
+        raise DocumentNotFound("no such document") from None
+    role = who.grant.role if who.grant is not None else role_for(who.user, document, key=who.key)
+    if role is None:
+        raise DocumentNotFound("no such document")
+    if not allows(role, need):
+        what = "change" if need == "write" else "manage"
+        raise Forbidden(f"you may view this document but not {what} it")
+    document.role = role
+    return document

@@ -8,10 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bokehsite.client import wire
-from documents import services
-from documents.exceptions import InvalidFrameToken
-from documents.frames import verify_frame_token
+from bokehsite import wire
+from documents import access, services
 from documents.renderers import BundleRenderer
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
@@ -19,10 +17,10 @@ from documents.serializers import (
 )
 
 
-def _key(request: Request) -> str | None:
-    """A secret link's key (``?key=``): who holds it may view the document, so a change they may
-    not make answers 403 rather than 404."""
-    return request.query_params.get("key")
+def _resolve(request: Request, pk, need: access.RoleName = "read"):
+    """The document ``pk`` if the caller has ``need`` on it (``documents.access``); a secret link's
+    ``?key=`` counts, so that a change its holder may not make answers 403 rather than 404."""
+    return access.resolve(access.caller(request), pk, need)
 
 
 def _valid(serializer_class, data) -> dict:
@@ -60,16 +58,16 @@ class DocumentDetail(APIView):
     """GET: metadata. PATCH: rename. DELETE: delete."""
 
     def get(self, request: Request, pk) -> Response:
-        document = services.get_readable(request.user, pk, key=_key(request))
+        document = _resolve(request, pk)
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
     def patch(self, request: Request, pk) -> Response:
-        document = services.get_owned(request.user, pk, key=_key(request))
+        document = _resolve(request, pk, "owner")
         services.rename_document(document, _valid(TitleSerializer, request.data)["title"])
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
     def delete(self, request: Request, pk) -> Response:
-        services.delete_document(services.get_owned(request.user, pk, key=_key(request)))
+        services.delete_document(_resolve(request, pk, "owner"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -103,13 +101,7 @@ class DocumentContent(APIView):
 
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
-        if frame_token := self._frame_token():
-            grant = verify_frame_token(frame_token)
-            if grant.document_id != pk:
-                raise InvalidFrameToken("the frame token is for another document")
-            document = services.get_for_frame(grant)
-        else:
-            document = services.get_readable(request.user, pk, key=_key(request))
+        document = access.resolve(access.caller(request, frame_token=True), pk)
         asked = _valid(VersionQuerySerializer, request.query_params).get("version")
         if asked is not None and asked > document.version:
             raise NotFound(f"version {asked} does not exist yet; the document is at version {document.version}")
@@ -122,7 +114,7 @@ class DocumentContent(APIView):
         return Response(bundle, headers=headers)
 
     def put(self, request: Request, pk) -> Response:
-        document = services.get_writable(request.user, pk, key=_key(request))
+        document = _resolve(request, pk, "write")
         data = _valid(ContentSerializer, request.data)
         services.replace_document(document, data["doc"], getattr(request.data, "buffers", []), author=request.user)
         return Response(DocumentSerializer(document, context={"request": request}).data)
@@ -135,7 +127,7 @@ class DocumentEvents(APIView):
 
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
-        document = services.get_readable(request.user, pk, key=_key(request))
+        document = _resolve(request, pk)
         query = _valid(SinceQuerySerializer, request.query_params)
         events = services.events_after(document, query["since"], query["limit"])
         items, buffers = [], []
@@ -147,7 +139,7 @@ class DocumentEvents(APIView):
         return Response(body, headers={"X-Document-Version": str(document.version)})
 
     def post(self, request: Request, pk) -> Response:
-        document = services.get_writable(request.user, pk, key=_key(request))
+        document = _resolve(request, pk, "write")
         data = _valid(PatchSerializer, request.data)
         change = services.apply_patch(
             document, data["patch"], getattr(request.data, "buffers", []),
@@ -167,21 +159,21 @@ class Publish(APIView):
     """POST: make the document public. The answer's ``public_url`` is the link to hand out."""
 
     def post(self, request: Request, pk) -> Response:
-        return _metadata(request, services.publish(services.get_owned(request.user, pk, key=_key(request))))
+        return _metadata(request, services.publish(_resolve(request, pk, "owner")))
 
 
 class Unpublish(APIView):
     """POST: make the document private."""
 
     def post(self, request: Request, pk) -> Response:
-        return _metadata(request, services.unpublish(services.get_owned(request.user, pk, key=_key(request))))
+        return _metadata(request, services.unpublish(_resolve(request, pk, "owner")))
 
 
 class SetVisibility(APIView):
     """POST {visibility}: "private", "public" or "secret" (keeps an existing secret link)."""
 
     def post(self, request: Request, pk) -> Response:
-        document = services.get_owned(request.user, pk, key=_key(request))
+        document = _resolve(request, pk, "owner")
         return _metadata(request, services.set_visibility(document, _valid(ShareSerializer, request.data)["visibility"]))
 
 
@@ -189,7 +181,7 @@ class SecretLink(APIView):
     """POST: a new secret link (the old one stops working); the answer's ``secret_url`` is it."""
 
     def post(self, request: Request, pk) -> Response:
-        document = services.get_owned(request.user, pk, key=_key(request))
+        document = _resolve(request, pk, "owner")
         return _metadata(request, services.regenerate_secret_link(document))
 
 
@@ -197,11 +189,11 @@ class Collaborators(APIView):
     """GET: who the document is shared with. POST {username, role}: share it, or change a role."""
 
     def get(self, request: Request, pk) -> Response:
-        document = services.get_owned(request.user, pk, key=_key(request))
+        document = _resolve(request, pk, "owner")
         return Response(CollaboratorSerializer(services.collaborators(document), many=True).data)
 
     def post(self, request: Request, pk) -> Response:
-        document = services.get_owned(request.user, pk, key=_key(request))
+        document = _resolve(request, pk, "owner")
         data = _valid(CollaboratorSerializer, request.data)
         collaborator = services.share(document, data["user"]["username"], data["role"])
         return Response(CollaboratorSerializer(collaborator).data, status=status.HTTP_201_CREATED)
@@ -211,5 +203,5 @@ class CollaboratorDetail(APIView):
     """DELETE: stop sharing the document with this user."""
 
     def delete(self, request: Request, pk, username: str) -> Response:
-        services.unshare(services.get_owned(request.user, pk, key=_key(request)), username)
+        services.unshare(_resolve(request, pk, "owner"), username)
         return Response(status=status.HTTP_204_NO_CONTENT)

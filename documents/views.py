@@ -3,7 +3,6 @@
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -13,8 +12,9 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.users import acting_user
+from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
-from documents import services
+from documents import access, services
 from documents.exceptions import DocumentNotFound, Forbidden, InvalidFrameToken
 from documents.frames import sign_frame_token, verify_frame_token
 from documents.models import Document, Role, Visibility
@@ -29,17 +29,14 @@ class _LoginFirst(Exception):
 
 
 def _viewed(request: HttpRequest, pk, need: str = "read") -> Document:
-    """The document a page shows, with ``document.role`` set to the viewer's role.
-
-    ``?public=true`` (the old bokeh-server's public link) shows the public version: the page as
-    anyone would see it, whoever asks. ``?key=`` is a secret link's key.
-    """
-    public = request.GET.get("public") == "true"
-    user = AnonymousUser() if public else acting_user(request)
+    """The document a page shows, with ``document.role`` set to the viewer's role
+    (``documents.access``: ``?public=true`` shows the public version, ``?key=`` is a secret
+    link's key)."""
+    caller = access.caller(request)
     try:
-        return services.get_document(user, pk, need, key=request.GET.get("key"))
+        return access.resolve(caller, pk, need)
     except DocumentNotFound:
-        if not user.is_authenticated and not public:
+        if not caller.user.is_authenticated and request.GET.get("public") != "true":
             raise _LoginFirst from None
         raise Http404("no such document") from None
     except Forbidden as e:
@@ -66,7 +63,7 @@ def document_page(request: HttpRequest, pk) -> HttpResponse:
     except _LoginFirst:
         return redirect_to_login(request.get_full_path())
     frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-        {"token": sign_frame_token(document, document.role)}
+        {"frame_token": sign_frame_token(document, document.role)}
     )
     context = {
         "document": document,
@@ -83,7 +80,7 @@ def frame_token(request: HttpRequest, pk) -> HttpResponse:
     try:
         document = _viewed(request, pk)
     except (_LoginFirst, Http404):
-        return JsonResponse({"error": "not_found", "detail": "no such document", "field": None}, status=404)
+        return errors.json_response(DocumentNotFound("no such document"))
     token = sign_frame_token(document, document.role)
     return JsonResponse({"token": token, "role": verify_frame_token(token).role}, headers={"Cache-Control": "no-store"})
 
@@ -93,13 +90,13 @@ def frame_token(request: HttpRequest, pk) -> HttpResponse:
 def document_frame(request: HttpRequest, pk) -> HttpResponse:
     """The sandboxed frame that runs a document's code. It trusts only its frame token."""
     try:
-        grant = verify_frame_token(request.GET.get("token", ""))
-        if grant.document_id != pk:
-            raise InvalidFrameToken("the frame token is for another document")
-        document = services.get_for_frame(grant)
-        status, context = 200, {"document": document, "token": request.GET["token"], "role": grant.role,
+        if not request.GET.get("frame_token"):
+            raise InvalidFrameToken("the frame needs a frame token")
+        document = access.resolve(access.caller(request, frame_token=True), pk)
+        status, context = 200, {"document": document, "token": request.GET["frame_token"],
+                                "role": access.connection_role(document.role),
                                 "doc_url": reverse("api:document-doc", args=[document.id]),
-                                "ws_path": f"/ws/documents/{document.id}/"}
+                                "ws_path": protocol.path(document.id)}
     except ApiError as e:
         status, context = e.status_code, {"error": e.detail}
     response = render(request, "documents/frame.html", context, status=status)

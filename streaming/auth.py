@@ -3,13 +3,14 @@
 - A Python session sends ``Authorization: Token <secret>`` (or ``Bearer``), checked by the same
   lookup as the REST API. It sends no ``Origin``.
 - A sandboxed plot frame has an opaque origin (``Origin: null``) and no cookies; it presents its
-  signed frame token as ``?frame_token=``, which grants one document and one role.
+  signed frame token as ``?frame_token=``, which grants one document and one role. It gets no
+  other identity; ``documents.access.socket_caller`` checks the token.
 - Otherwise the identity rides on cookies: the session, or ``defaultuser`` in single-user mode.
   Browsers send cookies wherever a page asks them to, so this identity is granted only when the
   ``Origin`` is one of this site's hosts.
 
-A token that does not check out leaves ``scope["auth_error"]``; the consumer answers it with an
-error message and closes the connection.
+An API token that does not check out leaves ``scope["auth_error"]``; the consumer answers it
+with an error message and closes the connection.
 """
 
 from __future__ import annotations
@@ -23,16 +24,9 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 
+from accounts.exceptions import InvalidToken
 from accounts.tokens import secret_from_authorization, user_for_token
 from accounts.users import default_user, multi_user
-from bokehsite.errors import ApiError
-from documents.exceptions import InvalidFrameToken
-from documents.frames import verify_frame_token
-
-
-class InvalidToken(ApiError):
-    status_code = 401
-    code = "invalid_token"
 
 
 def origin_is_ours(scope) -> bool:
@@ -45,17 +39,14 @@ def origin_is_ours(scope) -> bool:
 
 
 class WebsocketUserMiddleware(AuthMiddleware):
-    """Sets ``scope["user"]``, and ``scope["frame_grant"]`` for a sandboxed frame."""
+    """Sets ``scope["user"]``."""
 
     async def resolve_scope(self, scope) -> None:
         scope["user"]._wrapped = AnonymousUser()
         frame_token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("frame_token", [None])[0]
         authorization = dict(scope.get("headers", [])).get(b"authorization")
         if frame_token:
-            try:
-                scope["frame_grant"] = verify_frame_token(frame_token)
-            except InvalidFrameToken as e:
-                scope["auth_error"] = e
+            pass  # a sandboxed frame: its token alone speaks for it
         elif authorization and multi_user():
             secret = secret_from_authorization(authorization.decode("latin-1"))
             user = await database_sync_to_async(user_for_token)(secret) if secret else None
