@@ -1,12 +1,17 @@
+from __future__ import annotations
+
 import uuid
+from collections.abc import Iterable
 from urllib.parse import urlencode
 
-from bokeh.core.serialization import Buffer
+from bokeh.core.serialization import Buffer, Serialized
+from bokeh.document import Document as BokehDocument
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from bokehsite.client import wire
+from bokehsite import wire
+from documents import bokeh_io
 
 
 class Visibility(models.TextChoices):
@@ -53,7 +58,7 @@ class Document(models.Model):
 
 class PackedBuffers(models.Model):
     """Binary buffers that Bokeh JSON refers to by id, packed as a bundle with an empty payload
-    (see ``bokehsite.client.wire``)."""
+    (see ``bokehsite.wire``)."""
 
     buffers = models.BinaryField(default=b"", help_text="The binary buffers that the JSON refers to by id.")
 
@@ -62,8 +67,12 @@ class PackedBuffers(models.Model):
 
     def set_buffers(self, buffers: list[Buffer]) -> None:
         self.buffers = wire.pack({}, buffers)
+        self._unpacked = list(buffers)  # spares unpacking them again to apply a change just made
 
     def buffer_list(self) -> list[Buffer]:
+        unpacked = getattr(self, "_unpacked", None)
+        if unpacked is not None:
+            return list(unpacked)
         return wire.unpack(self.buffers)[1] if self.buffers else []
 
 
@@ -93,6 +102,13 @@ class Snapshot(PackedBuffers):
     def to_bundle(self) -> bytes:
         """The document as the API and the plot page receive it."""
         return wire.replace_payload(self.buffers, {"doc": self.doc})
+
+    def build(self, events: Iterable[Event] = ()) -> BokehDocument:
+        """This version as a Bokeh document, with ``events`` (the changes after it, in order) applied."""
+        doc = bokeh_io.load(self.doc, self.buffer_list())
+        for event in events:
+            event.apply_to(doc)
+        return doc
 
 
 class EventKind(models.TextChoices):
@@ -126,6 +142,10 @@ class Event(PackedBuffers):
 
     def __str__(self) -> str:
         return f"{self.document_id} v{self.version} {self.kind}"
+
+    def apply_to(self, doc: BokehDocument) -> None:
+        """Apply this change to ``doc``, which must be at ``version - 1``, through Bokeh."""
+        doc.apply_json_patch(Serialized(self.patch, self.buffer_list()))
 
 
 class Role(models.TextChoices):

@@ -1,27 +1,26 @@
-"""What can be done to documents. Views and consumers call these; none of them sees a request."""
+"""What can be done to documents: the actions. Views and consumers call these; none of them sees
+a request or a socket. Who may call which is ``documents.access``'s to decide, before."""
 
 from __future__ import annotations
 
 import secrets
-import uuid
 from typing import Any
 
 from bokeh.core.serialization import Buffer
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
-from bokehsite.client import wire
+from bokehsite import wire
 from bokehsite.errors import ApiError
-from documents import bokeh_io, live
-from documents.access import RoleName, allows, role_for
-from documents.exceptions import DocumentNotFound, Forbidden, TitleTaken, UserNotFound
-from documents.live import Change
+from documents import bokeh_io, history, signals
+from documents.changes import Change, PatchRequest
+from documents.exceptions import TitleTaken, UserNotFound
 from documents.models import Collaborator, Document, Event, Role, Snapshot, Visibility
 
 User = AbstractBaseUser | AnonymousUser
+
 
 def owned_documents(user: User) -> QuerySet[Document]:
     """The documents ``user`` owns."""
@@ -35,62 +34,6 @@ def shared_documents(user: User) -> QuerySet[Document]:
     if not user.is_authenticated:
         return Document.objects.none()
     return Document.objects.filter(collaborators__user=user).exclude(owner=user)
-
-
-def readable_documents(user: User) -> QuerySet[Document]:
-    """Every document ``user`` may view without a secret link: their own, the shared, the public.
-
-    Staff may view every document (see ``documents.access``).
-    """
-    if user.is_authenticated and user.is_staff:
-        return Document.objects.all()
-    published = Document.objects.filter(visibility=Visibility.PUBLIC)
-    if not user.is_authenticated:
-        return published
-    return Document.objects.filter(Q(owner=user) | Q(collaborators__user=user) | Q(visibility=Visibility.PUBLIC)).distinct()
-
-
-def get_document(user: User, document_id: uuid.UUID | str, need: RoleName = "read", *,
-                 key: str | None = None) -> Document:
-    """The document, if ``user`` has at least the role ``need`` on it; ``document.role`` is their role.
-
-    Raises:
-        DocumentNotFound: no such document, or ``user`` may not know it exists.
-        Forbidden: ``user`` may view it but not do what ``need`` requires.
-    """
-    try:
-        document = Document.objects.select_related("owner").get(pk=document_id)
-    except (Document.DoesNotExist, ValueError, ValidationError):
-        raise DocumentNotFound("no such document") from None
-    role = role_for(user, document, key=key)
-    if role is None:
-        raise DocumentNotFound("no such document")
-    if not allows(role, need):
-        what = "change" if need == "write" else "manage"
-        raise Forbidden(f"you may view this document but not {what} it")
-    document.role = role
-    return document
-
-
-def get_readable(user: User, document_id: uuid.UUID | str, *, key: str | None = None) -> Document:
-    """The document if ``user`` may view it, else ``DocumentNotFound``."""
-    return get_document(user, document_id, "read", key=key)
-
-
-def get_writable(user: User, document_id: uuid.UUID | str, *, key: str | None = None) -> Document:
-    """The document if ``user`` may change its content (owner or write collaborator).
-
-    Raises DocumentNotFound if they may not see it, Forbidden if they may only view it.
-    """
-    return get_document(user, document_id, "write", key=key)
-
-
-def get_owned(user: User, document_id: uuid.UUID | str, *, key: str | None = None) -> Document:
-    """The document if ``user`` owns it (to rename, delete, publish or share it).
-
-    Raises DocumentNotFound if they may not see it, Forbidden if they may but do not own it.
-    """
-    return get_document(user, document_id, "owner", key=key)
 
 
 def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers: list[Buffer]) -> Document:
@@ -119,48 +62,51 @@ def replace_document(
         InvalidDocument: Bokeh cannot load the JSON; the stored document is unchanged.
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
-    _broadcast_on_commit([live.replace(document, doc_json, buffers, author=author, origin=origin)])
+    _broadcast_on_commit([history.replace(document, doc_json, buffers, author=author, origin=origin)])
     document.refresh_from_db(fields=["version", "updated"])
     return document
+
+
+def apply_changes(document: Document, requests: list[PatchRequest]) -> list[Change | ApiError]:
+    """Store changes to a document: the one way a change is stored, whether it came by REST or
+    by websocket (``streaming.batching`` queues those in front of this).
+
+    Each change is checked and applied through Bokeh, on its own: the outcome list holds, for
+    each request in order, its ``Change`` or the ``ApiError`` that refused it (``InvalidPatch``,
+    ``VersionConflict``), and a refused change leaves nothing behind. The accepted ones are
+    committed in one transaction and broadcast once committed; then the log is folded into a
+    snapshot if it has grown enough.
+
+    Raises:
+        DocumentNotFound: the document was deleted.
+    """
+    outcomes = history.store(document.id, requests)
+    # A resent change was broadcast when it was first stored.
+    _broadcast_on_commit([o for o in outcomes if isinstance(o, Change) and not o.resent])
+    history.fold_if_due(document.id)
+    return outcomes
 
 
 def apply_patch(
     document: Document, patch: Any, buffers: list[Buffer], *,
     author: Any = None, origin: str = "", key: str = "", base_version: int | None = None,
 ) -> Change:
-    """Apply a change (Bokeh's PATCH-DOC content) to a document and tell its viewers.
-
-    See ``documents.live.PatchRequest`` for the arguments.
+    """Store one change (Bokeh's PATCH-DOC content); see ``apply_changes`` and ``PatchRequest``.
 
     Raises:
         InvalidPatch: Bokeh cannot apply it; nothing is stored.
         VersionConflict: ``base_version`` is not the current version.
     """
-    request = live.PatchRequest(patch, buffers, author=author, origin=origin, key=key, base_version=base_version)
-    change = live.apply_patch(document.id, request)
-    _broadcast_on_commit([change])
-    live.fold_if_due(document.id)
-    return change
-
-
-def apply_patches(document: Document, requests: list[live.PatchRequest]) -> list[Change | ApiError]:
-    """Apply changes in one transaction, each accepted or refused alone; see ``live.apply_patches``.
-
-    Telling viewers is the caller's part (``streaming.broadcast``), so that it can be done from
-    the event loop; then it calls ``fold_if_due``.
-    """
-    return live.apply_patches(document.id, requests)
-
-
-def fold_if_due(document: Document) -> None:
-    """Fold the document's log into a snapshot if it has grown enough; see ``live.fold_if_due``."""
-    live.fold_if_due(document.id)
+    request = PatchRequest(patch, buffers, author=author, origin=origin, key=key, base_version=base_version)
+    (outcome,) = apply_changes(document, [request])
+    if isinstance(outcome, ApiError):
+        raise outcome
+    return outcome
 
 
 def _broadcast_on_commit(changes: list[Change]) -> None:
-    from streaming import broadcast  # the one module that knows the channel layer
-
-    transaction.on_commit(lambda: broadcast.changes_accepted(changes))
+    if changes:
+        transaction.on_commit(lambda: signals.changes_committed.send(sender=Document, changes=changes))
 
 
 def document_bundle(document: Document, version: int | None = None) -> tuple[int, bytes]:
@@ -170,8 +116,8 @@ def document_bundle(document: Document, version: int | None = None) -> tuple[int
         HistoryTruncated: the log no longer holds ``version``.
     """
     if version is None:
-        return live.current_bundle(document.id)
-    return version, live.bundle_at(document.id, version)
+        return history.current_bundle(document.id)
+    return version, history.bundle_at(document.id, version)
 
 
 def events_after(document: Document, version: int, limit: int) -> list[Event]:
@@ -180,16 +126,11 @@ def events_after(document: Document, version: int, limit: int) -> list[Event]:
     Raises:
         HistoryTruncated: the log no longer holds them; only a snapshot brings a reader up to date.
     """
-    return live.log_after(document.id, version, limit)
+    return history.log_after(document.id, version, limit)
 
 
 def current_version(document: Document) -> int:
     return Document.objects.values_list("version", flat=True).get(pk=document.pk)
-
-
-def connection_role(document: Document) -> str:
-    """What a live connection with ``document.role`` may do: "write" (send changes) or "read"."""
-    return "write" if allows(document.role, "write") else "read"
 
 
 def rename_document(document: Document, title: str) -> Document:
@@ -281,16 +222,3 @@ def unshare(document: Document, username: str) -> None:
     deleted, _ = Collaborator.objects.filter(document=document, user__username=username).delete()
     if not deleted:
         raise UserNotFound(f"{username!r} is not a collaborator on this document", field="username")
-
-
-def get_for_frame(grant) -> Document:
-    """The document a frame token grants (``documents.frames.FrameGrant``); ``document.role`` is its role.
-
-    Raises DocumentNotFound if the document is gone.
-    """
-    try:
-        document = Document.objects.select_related("owner").get(pk=grant.document_id)
-    except Document.DoesNotExist:
-        raise DocumentNotFound("no such document") from None
-    document.role = grant.role
-    return document

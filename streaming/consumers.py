@@ -1,51 +1,63 @@
 """The websocket of one document: every viewer and client session of it connects here.
 
-The consumer authenticates (``streaming.auth``), checks access, relays accepted changes in
-version order, and hands incoming changes to ``streaming.writer``. It keeps no queue of its
-own: the event log is the queue. A client that is more than ``BOKEHSITE_VIEWER_WINDOW``
-versions behind what it has confirmed (``applied``) receives nothing more until it catches up;
-then it gets everything it missed in one frame, read from the log, or a snapshot when the log no
-longer holds it all. So a slow viewer never holds up the producer or other viewers, and a
-connection's memory stays bounded whatever the rate.
+The consumer learns who the connection is (``streaming.auth``, ``documents.access``), relays
+accepted changes in version order, and dispatches what the client sends (``bokehsite.protocol``)
+through a table of handlers, as Bokeh's ``ProtocolHandler`` does. Changes go to
+``streaming.batching``. It keeps no queue of its own: the event log is the queue. A client that
+is more than ``BOKEHSITE_VIEWER_WINDOW`` versions ahead of what it has confirmed (``applied``)
+receives nothing more until it catches up; then it gets everything it missed in one frame, read
+from the log, or a snapshot when the log no longer holds it all. So a slow viewer never holds up
+the producer or other viewers, and a connection's memory stays bounded whatever the rate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+from collections.abc import Awaitable, Callable
 
+from bokeh.core.serialization import Buffer
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
-from documents import services
-from documents.exceptions import HistoryTruncated, InvalidFrameToken
-from documents.live import PatchRequest
+from documents import access, services
+from documents.changes import PatchRequest
+from documents.exceptions import HistoryTruncated
 from documents.models import EventKind
-from streaming import broadcast, messages, writer
+from streaming import batching, broadcast
 
 logger = logging.getLogger(__name__)
 db = database_sync_to_async
 
 
-class ReadOnly(ApiError):
-    code = "forbidden"
+class ReadOnly(errors.Forbidden):
+    pass
 
 
 class DocumentConsumer(AsyncWebsocketConsumer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.handlers: dict[type[protocol.Message], Callable[..., Awaitable[None]]] = {
+            protocol.Sync: self.on_sync,
+            protocol.Applied: self.on_applied,
+            protocol.Patch: self.on_patch,
+            protocol.Ping: self.on_ping,
+        }
+
     async def connect(self) -> None:
         await self.accept()  # first, so that a refusal reaches the client as a message
         try:
             self.document = await db(self.open_document)()
         except ApiError as e:
             await self.send_error(e)
-            await self.close(code=4000 + e.status_code)  # 4401, 4404
+            await self.close(code=4000 + e.status_code)  # protocol.Close: 4401, 4404
             return
-        self.role = services.connection_role(self.document)
+        self.role = access.connection_role(self.document.role)
         self.group = broadcast.group_name(self.document.id)
         self.synced = False
         self.sent = 0  # the version the client has been sent up to
@@ -54,19 +66,11 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.answering: set[asyncio.Task] = set()  # changes it sent, awaiting storage
         await self.channel_layer.group_add(self.group, self.channel_name)
         version = await db(services.current_version)(self.document)
-        await self.send_json({"type": "hello", "version": version, "role": self.role,
-                              "window": settings.BOKEHSITE_VIEWER_WINDOW})
+        await self.send_message(protocol.Hello(version, self.role, settings.BOKEHSITE_VIEWER_WINDOW))
 
     def open_document(self):
         """The document this connection follows, with ``.role``; raises ApiError when refused."""
-        if error := self.scope.get("auth_error"):
-            raise error
-        document_id = self.scope["url_route"]["kwargs"]["pk"]
-        if grant := self.scope.get("frame_grant"):
-            if grant.document_id != document_id:
-                raise InvalidFrameToken("the frame token is for another document")
-            return services.get_for_frame(grant)
-        return services.get_readable(self.scope["user"], document_id)
+        return access.resolve(access.socket_caller(self.scope), self.scope["url_route"]["kwargs"]["pk"])
 
     async def dispatch(self, message) -> None:
         # Channels closes stale database connections before every handler, on the one thread all
@@ -86,12 +90,13 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
-            message, buffers = messages.parse(text_data, bytes_data)
-        except ApiError as e:
-            await self.send_error(e)
+            message, buffers = protocol.decode(bytes_data if bytes_data is not None else text_data or "",
+                                               sender=protocol.CLIENT)
+        except protocol.ProtocolError as e:
+            await self.send_error(ApiError(e.detail, code=e.code, field=e.field), e.id)
             return
-        async with self.answering_errors(message.get("id")):
-            await getattr(self, f"on_{message['type']}")(message, buffers)
+        async with self.answering_errors(getattr(message, "id", None)):
+            await self.handlers[type(message)](message, buffers)
 
     @contextlib.asynccontextmanager
     async def answering_errors(self, request_id):
@@ -102,48 +107,48 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             await self.send_error(e, request_id)
         except Exception:
             logger.exception("websocket message failed")
-            await self.send_json({"type": "error", "code": "server_error", "id": request_id,
-                                  "detail": "the server failed to handle the message; the error is logged"})
+            await self.send_error(errors.ServerFault("the server failed to handle the message; the error is logged"),
+                                  request_id)
 
     # --- what clients send -----------------------------------------------------------------
 
-    async def on_sync(self, message, buffers) -> None:
+    async def on_sync(self, message: protocol.Sync, buffers: list[Buffer]) -> None:
         """The client has ``version`` (or nothing: null); send it what it misses."""
-        version = messages.version(message, required=False)
+        version = message.version
         if version is not None and version > await db(services.current_version)(self.document):
             version = None  # from the future (another server's data?): start over
         self.synced = True
         self.sent = self.applied = -1 if version is None else version
         await self.catch_up()
 
-    async def on_applied(self, message, buffers) -> None:
-        self.applied = max(self.applied, min(messages.version(message), self.sent))
+    async def on_applied(self, message: protocol.Applied, buffers: list[Buffer]) -> None:
+        self.applied = max(self.applied, min(message.version, self.sent))
         if self.behind and self.has_room():
             await self.catch_up()
 
-    async def on_patch(self, message, buffers) -> None:
+    async def on_patch(self, message: protocol.Patch, buffers: list[Buffer]) -> None:
         if self.role != "write":
             raise ReadOnly("this connection may view the document but not change it")
         request = PatchRequest(
-            message.get("patch"), buffers,
+            message.patch, buffers,
             author=self.scope["user"] if self.scope["user"].is_authenticated else None,
             origin=self.channel_name,
-            key=messages.key(message),
-            base_version=messages.version(message, "base_version", required=False),
+            key=message.key or "",
+            base_version=message.base_version,
         )
         # Queued now, so that this connection's changes are stored in the order they came; the
         # answer is sent once it is stored, while the next messages are read.
-        task = asyncio.create_task(self.answer(message.get("id"), writer.submit(self.document, request)))
+        task = asyncio.create_task(self.answer(message.id, batching.submit(self.document, request)))
         self.answering.add(task)
         task.add_done_callback(self.answering.discard)
 
     async def answer(self, request_id, stored: asyncio.Future) -> None:
         async with self.answering_errors(request_id):
             change = await stored
-            await self.send_json({"type": "ack", "id": request_id, "version": change.version})
+            await self.send_message(protocol.Ack(request_id, change.version))
 
-    async def on_ping(self, message, buffers) -> None:
-        await self.send_json({"type": "pong", "id": message.get("id")})
+    async def on_ping(self, message: protocol.Ping, buffers: list[Buffer]) -> None:
+        await self.send_message(protocol.Pong(message.id))
 
     # --- what the channel layer sends --------------------------------------------------------
 
@@ -159,7 +164,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             if self.has_room():
                 await self.catch_up()
             return
-        await self.send(bytes_data=broadcast.own_frame(start, version) if all(mine) else event["frame"])
+        await self.send(bytes_data=protocol.own_frame(start, version) if all(mine) else event["frame"])
         self.sent = version
 
     # --- helpers -------------------------------------------------------------------------------
@@ -177,7 +182,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             events = None
         if events is None or len(events) > limit or any(e.kind == EventKind.REPLACE for e in events):
             version, bundle = await db(services.document_bundle)(self.document)
-            await self.send(bytes_data=broadcast.snapshot_frame(version, bundle))
+            await self.send(bytes_data=protocol.Snapshot.frame(version, bundle))
             self.sent = self.applied = version
             return
         if not events:
@@ -185,17 +190,16 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         items, buffers = [], []
         for event in events:
             if event.origin == self.channel_name:
-                items.append({"version": event.version, "own": True})
+                items.append(protocol.own_item(event.version))
             else:
-                items.append(broadcast.patch_item(event.version, event.patch, event.key))
+                items.append(protocol.item(event.version, event.patch, event.key))
                 buffers.extend(event.buffer_list())
-        frame = broadcast.patches_frame(items, buffers, start=self.sent, version=events[-1].version)
-        await self.send(bytes_data=frame)
+        await self.send(bytes_data=protocol.Patches(self.sent, events[-1].version, items).encode(buffers))
         self.sent = events[-1].version
 
-    async def send_json(self, message) -> None:
-        await self.send(text_data=json.dumps(message))
+    async def send_message(self, message: protocol.Message, buffers: list[Buffer] = ()) -> None:
+        frame = message.encode(buffers)
+        await self.send(bytes_data=frame) if isinstance(frame, bytes) else await self.send(text_data=frame)
 
     async def send_error(self, error: ApiError, request_id=None) -> None:
-        await self.send_json({"type": "error", "code": error.code, "detail": error.detail,
-                              "field": error.field, "id": request_id, **error.extra})
+        await self.send_message(protocol.Error.from_envelope(errors.envelope(error), request_id))

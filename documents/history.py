@@ -1,4 +1,5 @@
-"""Live documents: applying changes through Bokeh, the event log, snapshots and history.
+"""A document's history: its snapshots and change log, the live copies that validate changes, and
+folding and pruning.
 
 Each process keeps the current Bokeh document of recently changed documents in memory, so
 a change is validated by applying it to a live ``bokeh.document.Document`` instead of
@@ -7,6 +8,10 @@ by one transaction that bumps ``Document.version`` from the version the live doc
 (``UPDATE ... WHERE version = V``) and appends the event. A process whose live document is
 behind (another process wrote in between) finds that UPDATE matching nothing, catches up from
 the log and tries again, so writers on any number of processes apply changes in one order.
+
+Version V of a document is the newest snapshot at or before V with the events after it applied
+(``Snapshot.build``, ``Event.apply_to``). Storing goes through ``documents.services``, which
+broadcasts what this module commits.
 """
 
 from __future__ import annotations
@@ -15,44 +20,45 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
-from bokeh.core.serialization import Buffer, DeserializationError, Serialized
+from bokeh.core.serialization import Buffer, DeserializationError
 from bokeh.document import Document as BokehDocument
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from bokehsite.client import wire
+from bokehsite import wire
 from bokehsite.errors import ApiError
 from documents import bokeh_io
-from documents.exceptions import HistoryTruncated, InvalidPatch, VersionConflict
+from documents.changes import Change, PatchRequest
+from documents.exceptions import DocumentNotFound, HistoryTruncated, InvalidPatch, VersionConflict
 from documents.models import Document, Event, EventKind, Snapshot
-
-# The kinds of PATCH-DOC event a stored document accepts: changes to the document's state, and
-# MessageSent, which carries a browser's UI events (ButtonClick, Tap, ...) to client sessions.
-PATCH_EVENT_KINDS = frozenset({
-    "ModelChanged", "ColumnDataChanged", "ColumnsStreamed", "ColumnsPatched", "TitleChanged", "RootAdded",
-    "RootRemoved", "MessageSent",
-})
-
 
 # A log smaller than this replays in moments; folding it sooner would cost more than it saves.
 FOLD_MIN_LOG_BYTES = 1024 * 1024
 
 
-@dataclass
-class Change:
-    """An accepted change, as it is broadcast to viewers."""
+def replay_base(document_id: uuid.UUID, version: int | None = None) -> tuple[Snapshot, list[Event]]:
+    """The newest snapshot at or before ``version`` (default: the newest), and the changes from it
+    up to ``version`` (default: all), in order.
 
-    document_id: uuid.UUID
-    version: int
-    kind: str
-    patch: dict[str, Any] | None = None
-    buffers: list[Buffer] = field(default_factory=list)
-    origin: str = ""
-    key: str = ""
+    Raises:
+        HistoryTruncated: the history no longer holds ``version`` (or holds it with a gap).
+    """
+    snapshots = Snapshot.objects.filter(document_id=document_id).order_by("-version")
+    events = Event.objects.filter(document_id=document_id).order_by("version")
+    if version is not None:
+        snapshots, events = snapshots.filter(version__lte=version), events.filter(version__lte=version)
+    snapshot = snapshots.first()
+    if snapshot is None:
+        raise HistoryTruncated(version or 0)
+    events = list(events.filter(version__gt=snapshot.version))
+    last = events[-1].version if events else snapshot.version
+    if ([e.version for e in events] != list(range(snapshot.version + 1, last + 1))
+            or any(e.kind == EventKind.REPLACE for e in events) or (version is not None and last != version)):
+        raise HistoryTruncated(version or last)  # pruned, or replaced while we read
+    return snapshot, events
 
 
 class LiveDocument:
@@ -70,22 +76,25 @@ class LiveDocument:
 
     def load(self) -> None:
         """Rebuild from the newest snapshot and the events after it."""
-        snapshot = Snapshot.objects.filter(document_id=self.document_id).order_by("-version").first()
-        if snapshot is None:
-            raise Document.DoesNotExist(f"document {self.document_id} has no content")
-        self.doc = bokeh_io.load(snapshot.doc, snapshot.buffer_list())
-        self.version = self.snapshot_version = snapshot.version
-        self.snapshot_size = snapshot.size
-        self.log_size = 0
-        self._bundle = (snapshot.version, snapshot.to_bundle())
-        self.catch_up()
+        for attempt in range(3):
+            try:
+                snapshot, events = replay_base(self.document_id)
+                break
+            except HistoryTruncated:
+                if attempt == 2 or not Document.objects.filter(pk=self.document_id).exists():
+                    raise DocumentNotFound("no such document") from None
+        self.doc = snapshot.build(events)
+        self.snapshot_version, self.snapshot_size = snapshot.version, snapshot.size
+        self.version = events[-1].version if events else snapshot.version
+        self.log_size = sum(e.size for e in events)
+        self._bundle = None if events else (snapshot.version, snapshot.to_bundle())
 
     def catch_up(self) -> None:
         """Apply the events that other writers appended since ``version``."""
         for event in Event.objects.filter(document_id=self.document_id, version__gt=self.version).order_by("version"):
             if event.version != self.version + 1 or event.kind == EventKind.REPLACE:
                 return self.load()  # history pruned under us, or replaced: start again from a snapshot
-            _apply(self.doc, event.patch, event.buffer_list())
+            event.apply_to(self.doc)
             self.version = event.version
             self.log_size += event.size
 
@@ -95,6 +104,12 @@ class LiveDocument:
             doc_json, buffers = bokeh_io.dump(self.doc)
             self._bundle = (self.version, wire.pack({"doc": doc_json}, buffers))
         return self._bundle[1]
+
+    def should_fold(self) -> bool:
+        return (
+            self.version - self.snapshot_version >= settings.BOKEHSITE_SNAPSHOT_EVERY
+            or self.log_size > max(self.snapshot_size, FOLD_MIN_LOG_BYTES)
+        )
 
 
 class _Cache:
@@ -131,58 +146,19 @@ def _live(document_id: uuid.UUID) -> LiveDocument:
     return live
 
 
-def _apply(doc: BokehDocument, patch: Any, buffers: list[Buffer]) -> None:
-    doc.apply_json_patch(Serialized(patch, list(buffers)))
+# --- storing -----------------------------------------------------------------------------------
 
 
-def _check_shape(patch: Any) -> list[dict[str, Any]]:
-    if not isinstance(patch, dict) or not isinstance(patch.get("events"), list) or not patch["events"]:
-        raise InvalidPatch("must be a PATCH-DOC object: {\"events\": [event, ...]} with at least one event", field="patch")
-    for event in patch["events"]:
-        kind = event.get("kind") if isinstance(event, dict) else None
-        if kind not in PATCH_EVENT_KINDS:
-            raise InvalidPatch(f"unsupported event kind {kind!r}; expected one of {', '.join(sorted(PATCH_EVENT_KINDS))}", field="patch")
-    return patch["events"]
-
-
-@dataclass
-class PatchRequest:
-    """A change asked for: Bokeh's PATCH-DOC content, whose arrays refer to ``buffers``.
-
-    ``origin`` is the connection it came from, so that it is not echoed back there. ``key`` is
-    the client's own name for it: a change whose key is already in the log is not applied again
-    (a client resending after a dropped connection), and its version is returned. With
-    ``base_version``, it applies only to that version (an optimistic write).
-    """
-
-    patch: Any
-    buffers: list[Buffer] = field(default_factory=list)
-    author: Any = None
-    origin: str = ""
-    key: str = ""
-    base_version: int | None = None
-
-
-def apply_patch(document_id: uuid.UUID, request: PatchRequest) -> Change:
-    """Accept one change; see ``apply_patches``.
-
-    Raises:
-        InvalidPatch: Bokeh cannot apply it; nothing is stored.
-        VersionConflict: ``base_version`` is not the current version.
-    """
-    (outcome,) = apply_patches(document_id, [request])
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
-
-
-def apply_patches(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[Change | ApiError]:
+def store(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[Change | ApiError]:
     """Accept changes in order, in one transaction: apply each through Bokeh and log it.
 
     Each change is accepted or refused on its own: the outcome list holds, for each request, its
     ``Change`` or the ``ApiError`` (``InvalidPatch``, ``VersionConflict``) that refused it, and a
     refused change leaves nothing behind. Storing several changes in one transaction pays for
     one commit (one fsync) instead of one each.
+
+    Raises:
+        DocumentNotFound: the document is gone.
     """
     live = _live(document_id)
     with live.lock:
@@ -207,7 +183,8 @@ def apply_patches(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[
             if claimed:
                 break
             if not Document.objects.filter(pk=document_id).exists():
-                raise Document.DoesNotExist(f"document {document_id} is gone")
+                live_documents.discard(document_id)
+                raise DocumentNotFound("no such document: it was deleted")
             live.load()  # another process wrote first: start again from what it stored
         live.log_size += sum(e.size for e in events)
     return outcomes
@@ -226,27 +203,27 @@ def _apply_in_memory(live: LiveDocument, requests: list[PatchRequest], logged: d
     events: list[Event] = []
     for request in requests:
         if request.key in logged:
-            version = logged[request.key]
-            outcomes.append(Change(live.document_id, version, EventKind.PATCH, origin=request.origin, key=request.key))
+            outcomes.append(Change(live.document_id, logged[request.key], EventKind.PATCH,
+                                   origin=request.origin, key=request.key, resent=True))
             continue
         try:
-            _check_shape(request.patch)
+            request.events()
             if request.base_version is not None and request.base_version != live.version:
                 raise VersionConflict(request.base_version, live.version)
             version = live.version + 1
             patch, buffers = wire.rename_buffers(request.patch, request.buffers, f"{version}.")
+            event = Event(document_id=live.document_id, version=version, kind=EventKind.PATCH, patch=patch,
+                          origin=request.origin, key=request.key, author=request.author)
+            event.set_buffers(buffers)
             try:
-                _apply(live.doc, patch, buffers)
+                event.apply_to(live.doc)
             except (DeserializationError, KeyError, TypeError, ValueError, AttributeError) as e:
                 _restore(live, events)  # it may have been applied in part
                 raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_io.describe(e)}", field="patch") from None
         except ApiError as refusal:
             outcomes.append(refusal)
             continue
-        size = len(json.dumps(patch, separators=(",", ":"))) + sum(len(b.data) for b in buffers)
-        event = Event(document_id=live.document_id, version=version, kind=EventKind.PATCH, patch=patch, size=size,
-                      origin=request.origin, key=request.key, author=request.author)
-        event.set_buffers(buffers)
+        event.size = len(json.dumps(patch, separators=(",", ":"))) + sum(len(b.data) for b in buffers)
         events.append(event)
         live.version = version
         if request.key:
@@ -259,7 +236,7 @@ def _restore(live: LiveDocument, accepted: list[Event]) -> None:
     """Rebuild the live document from the database, then re-apply the changes accepted so far."""
     live.load()
     for event in accepted:
-        _apply(live.doc, event.patch, event.buffer_list())
+        event.apply_to(live.doc)
         live.version = event.version
 
 
@@ -268,7 +245,9 @@ def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer],
     live = live_documents.get(document.id)
     with live.lock:
         with transaction.atomic():
-            current = Document.objects.select_for_update().get(pk=document.id)
+            current = Document.objects.select_for_update().filter(pk=document.id).first()
+            if current is None:
+                raise DocumentNotFound("no such document: it was deleted")
             version = current.version + 1
             Document.objects.filter(pk=document.id).update(version=version, updated=timezone.now())
             snapshot = Snapshot(document_id=document.id, version=version)
@@ -281,21 +260,11 @@ def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer],
     return change
 
 
-def _should_fold(live: LiveDocument) -> bool:
-    return (
-        live.version - live.snapshot_version >= settings.BOKEHSITE_SNAPSHOT_EVERY
-        or live.log_size > max(live.snapshot_size, FOLD_MIN_LOG_BYTES)
-    )
-
-
 def fold_if_due(document_id: uuid.UUID) -> None:
-    """Fold the log into a snapshot if it has grown enough since the last one.
-
-    Called after a change is stored and broadcast, so that viewers do not wait for it.
-    """
+    """Fold the log into a snapshot if it has grown enough since the last one."""
     live = live_documents.get(document_id)
     with live.lock:
-        if live.doc is not None and _should_fold(live):
+        if live.doc is not None and live.should_fold():
             fold(live)
 
 
@@ -342,18 +311,10 @@ def bundle_at(document_id: uuid.UUID, version: int) -> bytes:
     Raises:
         HistoryTruncated: the log no longer holds that version.
     """
-    snapshot = Snapshot.objects.filter(document_id=document_id, version__lte=version).order_by("-version").first()
-    if snapshot is None:
-        raise HistoryTruncated(version)
-    events = list(Event.objects.filter(document_id=document_id, version__gt=snapshot.version, version__lte=version))
-    if [e.version for e in events] != list(range(snapshot.version + 1, version + 1)):
-        raise HistoryTruncated(version)
+    snapshot, events = replay_base(document_id, version)
     if not events:
         return snapshot.to_bundle()
-    doc = bokeh_io.load(snapshot.doc, snapshot.buffer_list())
-    for event in events:
-        _apply(doc, event.patch, event.buffer_list())
-    doc_json, buffers = bokeh_io.dump(doc)
+    doc_json, buffers = bokeh_io.dump(snapshot.build(events))
     return wire.pack({"doc": doc_json}, buffers)
 
 

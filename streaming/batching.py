@@ -1,0 +1,74 @@
+"""Group commit: a queue in front of ``documents.services.apply_changes`` for websocket changes.
+
+All database work of a Daphne process runs on one thread, and a change costs a transaction
+whose commit waits for the disk. So the changes that arrive for a document while a batch is
+being stored wait together and are stored by the next batch, in one transaction, in the order
+they arrived (the action broadcasts them as one message once committed). Under load a batch
+holds every change in flight; an isolated change is stored at once, alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from channels.db import database_sync_to_async
+
+from documents import services
+from documents.changes import Change, PatchRequest
+from documents.models import Document
+
+# A batch larger than this would hold back the viewers' first frames for little gain.
+MAX_BATCH = 64
+
+
+class DocumentQueue:
+    """The changes sent to one document over this event loop's websockets, waiting to be stored."""
+
+    def __init__(self, document: Document):
+        self.document = document
+        self.pending: list[tuple[PatchRequest, asyncio.Future[Change]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def submit(self, request: PatchRequest) -> asyncio.Future[Change]:
+        """Queue a change; the future gives its ``Change`` or raises the error that refused it."""
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((request, future))
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+        return future
+
+    async def _run(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+                requests = [request for request, _ in batch]
+                try:
+                    outcomes = await database_sync_to_async(services.apply_changes)(self.document, requests)
+                except Exception as error:  # the batch as a whole failed (the document is gone, say)
+                    outcomes = [error] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self.task = None
+            key = (asyncio.get_running_loop(), self.document.id)
+            if _queues.get(key) is self and not self.pending:
+                del _queues[key]
+
+
+# One queue per event loop and document, while it has work.
+_queues: dict[tuple[asyncio.AbstractEventLoop, uuid.UUID], DocumentQueue] = {}
+
+
+def submit(document: Document, request: PatchRequest) -> asyncio.Future[Change]:
+    """Queue a change to ``document`` for the next batch (see ``DocumentQueue.submit``)."""
+    key = (asyncio.get_running_loop(), document.id)
+    queue = _queues.get(key)
+    if queue is None:
+        queue = _queues[key] = DocumentQueue(document)
+    return queue.submit(request)
