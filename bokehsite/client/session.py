@@ -12,9 +12,10 @@ from bokeh.core.serialization import Serialized
 from bokeh.document import Document
 from bokeh.model import Model
 
-from bokehsite.client import config, wire
+from bokehsite import wire
+from bokehsite.client import config
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
-from bokehsite.client.live import LiveLink
+from bokehsite.client.link import DocumentLink
 
 DEFAULT_URL = "http://localhost:8000/"
 
@@ -48,7 +49,7 @@ class Session:
         self.title: str | None = None
         self.document = Document()
         self.info: dict[str, Any] | None = None
-        self._link: LiveLink | None = None
+        self._link: DocumentLink | None = None
 
     # --- the current document, as output_server() / show() use it -----------------------------
 
@@ -78,7 +79,7 @@ class Session:
         self._close_link()
         self.info = self.push_document(doc, self.title)
         self.document = doc
-        self._link = LiveLink(self, doc, self.info["id"], self.info["version"])
+        self._link = DocumentLink(self, doc, self.info["id"], self.info["version"])
         return self.info
 
     def open_document(self, title_or_id: str) -> Document:
@@ -88,19 +89,19 @@ class Session:
         info = self.document_info(title_or_id)
         self._close_link()
         self.title, self.document, self.info = info["title"], doc, {**info, "version": version}
-        self._link = LiveLink(self, doc, info["id"], version)
+        self._link = DocumentLink(self, doc, info["id"], version)
         return doc
 
     def pull(self, timeout: float = 30.0) -> int:
         """Bring the local document up to the server's current version, running Bokeh's
         callbacks (``on_change``, ``on_event``) for each change; returns the version."""
-        link = self._live()
+        link = self._linked()
         return link.pull(self.document_info(link.document_id)["version"], timeout)
 
     def loop_until_closed(self) -> None:
         """Apply everyone else's changes as they come, running callbacks, until Ctrl-C or
         ``close()``; what the callbacks change goes back to the server (and every browser)."""
-        self._live().loop_until_closed()
+        self._linked().loop_until_closed()
 
     def start_background(self):
         """The same as ``loop_until_closed`` in a background thread; returns the thread.
@@ -108,14 +109,14 @@ class Session:
         Callbacks run in that thread. To change the document from another thread meanwhile,
         hold ``session.lock``.
         """
-        return self._live().start_background()
+        return self._linked().start_background()
 
     @property
     def lock(self):
         """Held while incoming changes are applied."""
-        return self._live().lock
+        return self._linked().lock
 
-    def _live(self) -> LiveLink:
+    def _linked(self) -> DocumentLink:
         if self._link is None:
             raise RuntimeError("nothing live yet: call show(obj), session.push() or session.open_document() first")
         return self._link
@@ -123,7 +124,7 @@ class Session:
     def store_objects(self, *objs: Model) -> None:
         """Send the whole current state of ``objs``: for in-place edits Bokeh cannot see,
         such as ``shuffle(source.data["y"])``. The document must have been pushed."""
-        self._live().store_objects(*objs)
+        self._linked().store_objects(*objs)
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate this session's requests, HTTP and websocket alike."""

@@ -1,0 +1,155 @@
+"""The changes a client sends: queued in order, sent in keyed batches, kept until confirmed.
+
+Every change Bokeh reports is queued (``put``) the moment it happens, in the thread that made
+it. The link's sender takes what has queued up as one batch (``take``), at most
+``MAX_IN_FLIGHT`` batches unacknowledged. Each batch has a key; a batch stays ``unconfirmed``
+until its change comes back in the stream of changes (``confirm``), or until it is acknowledged
+when the client does not follow the stream. After a reconnect every unconfirmed batch is sent
+again (``resend``): the server recognises the key and does not apply it twice.
+
+Thread-safe: the script's threads put and wait; the connection's thread takes and settles.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import deque
+from typing import Any
+
+from bokeh.core.serialization import Buffer
+
+from bokehsite import protocol, wire
+from bokehsite.client.exceptions import BokehsiteError
+
+# Batches sent but not yet acknowledged; more would only queue up in the network.
+MAX_IN_FLIGHT = 4
+
+
+class Batch:
+    """Changes sent together as one ``patch`` message, named by ``key``."""
+
+    def __init__(self, key: str, events: list[dict[str, Any]], buffers: list[Buffer]):
+        self.key = key
+        self.events = events
+        self.buffers = buffers
+        self.remote_since = False  # someone else's change was applied while this one travelled
+
+    def frame(self) -> str | bytes:
+        return protocol.Patch(id=self.key, patch={"events": self.events}, key=self.key).encode(self.buffers)
+
+    def property_sets(self) -> tuple[dict[str, Any], list[Buffer]] | None:
+        """This batch's property sets (``ModelChanged``), as a patch to apply again, if it has any."""
+        header, buffers = wire.unpack(wire.pack({"events": self.events}, self.buffers))
+        sets = [event for event in header["events"] if event["kind"] == "ModelChanged"]
+        return ({"events": sets}, buffers) if sets else None
+
+
+class Outbox:
+    def __init__(self, acked: int = 0):
+        self.acked = acked  # the newest version the server acknowledged for our changes
+        self._cond = threading.Condition()
+        self._client = uuid.uuid4().hex[:12]
+        self._seq = 0
+        self._pending: list[tuple[dict[str, Any], list[Buffer]]] = []  # queued, not sent
+        self._unconfirmed: deque[Batch] = deque()  # sent, not yet seen back in the stream
+        self._in_flight = 0  # sent, not yet acknowledged
+        self._error: BaseException | None = None
+
+    # --- the script's side ----------------------------------------------------------------------
+
+    def put(self, event: dict[str, Any], buffers: list[Buffer]) -> None:
+        """Queue one serialized change event and the buffers it refers to."""
+        with self._cond:
+            self._pending.append((event, buffers))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing awaiting an acknowledgement."""
+        with self._cond:
+            return not self._pending and not self._in_flight
+
+    def wait_until_acknowledged(self, timeout: float) -> int:
+        """Wait until every queued change has been acknowledged; returns the newest version."""
+        with self._cond:
+            done = self._cond.wait_for(lambda: self._error or (not self._pending and not self._in_flight), timeout)
+            self.raise_error()
+            if not done:
+                raise BokehsiteError(f"the server did not acknowledge changes within {timeout} s")
+            return self.acked
+
+    def raise_error(self) -> None:
+        """Raise, once, the error that refused a change or broke the link, if there was one."""
+        with self._cond:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+
+    # --- the connection's side ------------------------------------------------------------------
+
+    def take(self) -> Batch | None:
+        """The next batch to send: everything queued, if fewer than MAX_IN_FLIGHT are in flight."""
+        with self._cond:
+            if self._error is not None or not self._pending or self._in_flight >= MAX_IN_FLIGHT:
+                return None
+            items, self._pending = self._pending, []
+            self._seq += 1
+            batch = Batch(f"{self._client}:{self._seq}", [e for e, _ in items], [b for _, bs in items for b in bs])
+            self._unconfirmed.append(batch)
+            self._in_flight += 1
+            return batch
+
+    def resend(self) -> list[Batch]:
+        """After a reconnect: every unconfirmed batch, to send again before anything new."""
+        with self._cond:
+            self._in_flight = len(self._unconfirmed)
+            return list(self._unconfirmed)
+
+    def acknowledged(self, request_id: Any, version: int, *, following: bool) -> None:
+        """The server stored the batch ``request_id`` as ``version``. A client that does not
+        follow the stream will never see it come back, so it is confirmed now."""
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - 1)
+            self.acked = max(self.acked, version)
+            if not following:
+                self._unconfirmed = deque(b for b in self._unconfirmed if b.key != request_id)
+            self._cond.notify_all()
+
+    def refused(self, request_id: Any, error: BaseException) -> None:
+        """The server refused a batch (or a message): nothing of it was stored."""
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._unconfirmed = deque(b for b in self._unconfirmed if b.key != request_id)
+            self._error = error
+            self._cond.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        """The link is broken for good: wake everyone waiting with ``error``."""
+        with self._cond:
+            self._error = error
+            self._in_flight = 0
+            self._cond.notify_all()
+
+    def confirm(self, item: dict[str, Any]) -> tuple[bool, Batch | None]:
+        """Whether a change in the stream is one of ours, and if so the batch it confirms (that
+        one and any older are done with)."""
+        with self._cond:
+            own = item.get("own") is True
+            if not (own or any(b.key == item.get("key") for b in self._unconfirmed)):
+                return False, None
+            while self._unconfirmed:
+                batch = self._unconfirmed.popleft()
+                if own or batch.key == item.get("key"):
+                    return True, batch
+            return True, None
+
+    def someone_else_changed(self) -> None:
+        """A change of someone else's was applied while ours travel (see ``Inbox``)."""
+        with self._cond:
+            for batch in self._unconfirmed:
+                batch.remote_since = True
+
+    def forget_unconfirmed(self) -> None:
+        """A snapshot replaced the document: what travelled before is in it, or never will be."""
+        with self._cond:
+            self._unconfirmed.clear()
