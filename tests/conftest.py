@@ -1,13 +1,10 @@
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from bokeh.document import Document as BokehDocument
-from bokeh.plotting import figure
 from rest_framework.test import APIClient
 
-from tests.live import DaphneServer, database_url
+from tests.servers import DaphneServer, database_url
 
 IN_CI = os.environ.get("CI") == "true"
 CHROMIUM = "/usr/bin/chromium"
@@ -87,26 +84,6 @@ def token_client(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
     return client
-
-
-def store(owner, title: str = "line", doc: BokehDocument | None = None):
-    """Store a document for ``owner`` directly through the service layer."""
-    from documents import bokeh_io, services
-
-    return services.create_document(owner, title, *bokeh_io.dump(doc or line_document()))
-
-
-def line_document(n: int = 5, *, title: str = "line") -> BokehDocument:
-    """The seed's line plot (or a longer one), as a Bokeh document."""
-    p = figure(width=400, height=400)
-    if n == 5:
-        p.line([1, 2, 3, 4, 5], [6, 7, 2, 4, 5], line_width=2, name="ex_line")
-    else:
-        x = np.arange(n, dtype=float)
-        p.line(x, np.sin(x / 50), line_width=2, name="ex_line")
-    doc = BokehDocument(title=title)
-    doc.add_root(p)
-    return doc
 
 
 @pytest.fixture(scope="session")

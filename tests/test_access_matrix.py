@@ -13,10 +13,11 @@ Rules (README, "Sharing"):
 import pytest
 from rest_framework.test import APIClient
 
-from bokehsite.client import wire
+from bokehsite import wire
 from documents import services
 from documents.models import Document, Snapshot
-from tests.conftest import line_document, make_user, store, token_client
+from tests.conftest import make_user, token_client
+from tests.helpers import line_document, store
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,8 @@ from django.contrib.auth import get_user_model
 
 from accounts import tokens
 from accounts.models import ApiToken
-from tests.conftest import PASSWORD, store
+from tests.conftest import PASSWORD
+from tests.helpers import store
 
 pytestmark = pytest.mark.django_db
 

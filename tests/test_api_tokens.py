@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from accounts import tokens
 from accounts.models import ApiToken
-from tests.conftest import make_user, store
+from tests.conftest import make_user
+from tests.helpers import store
 
 pytestmark = pytest.mark.django_db
 

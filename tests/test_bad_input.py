@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from bokehsite.client import wire
+from bokehsite import wire
 from documents.models import Document
-from tests.conftest import line_document
-from tests.test_document_api import bundle_body, create
+from tests.helpers import line_document
+from tests.helpers import bundle_body, create
 
 pytestmark = pytest.mark.django_db
 BUNDLE = wire.CONTENT_TYPE

@@ -5,44 +5,9 @@ import signal
 import pytest
 
 from bokehsite.client import Session
-from tests.conftest import line_document
+from tests.helpers import COUNT_PIXELS, LINE_BLUE, SEED_ANIMATED, line_document, open_plot, start_script, stored_version, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-# Counts the pixels of one colour on every canvas BokehJS drew, looking inside shadow roots.
-COUNT_PIXELS = """([r, g, b]) => {
-  const canvases = [];
-  const walk = (root) => {
-    for (const el of root.querySelectorAll("*")) {
-      if (el instanceof HTMLCanvasElement) canvases.push(el);
-      if (el.shadowRoot) walk(el.shadowRoot);
-    }
-  };
-  walk(document);
-  let count = 0;
-  for (const canvas of canvases) {
-    if (!canvas.width || !canvas.height) continue;
-    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-    for (let i = 0; i < data.length; i += 4) {
-      if (Math.abs(data[i] - r) < 8 && Math.abs(data[i + 1] - g) < 8 && Math.abs(data[i + 2] - b) < 8 && data[i + 3] > 200) count++;
-    }
-  }
-  return count;
-}"""
-LINE_BLUE = (0x1F, 0x77, 0xB4)  # Bokeh's default line colour
-
-
-def open_plot(page, url):
-    """Open a plot page; returns the sandboxed frame the document renders in."""
-    page.goto(url)
-    page.frame_locator("#plot-frame").locator("#plot[data-state=rendered]").wait_for(timeout=30_000)
-    page.wait_for_timeout(300)  # let the canvas paint
-    return plot_frame(page)
-
-
-def plot_frame(page):
-    return next(frame for frame in page.frames if "/frame/" in frame.url)
-
 
 def test_the_seed_line_is_drawn(live_server_url, page):
     with Session(live_server_url) as session:
@@ -92,8 +57,6 @@ def test_the_frame_gets_a_fresh_token_from_its_page(live_server_url, page):
 
 
 def test_the_page_follows_the_seed_animation_live(live_server_url, page, tmp_path):
-    from tests.test_live_streaming import SEED_ANIMATED, start_script, stored_version, wait_until
-
     process = start_script(SEED_ANIMATED, live_server_url, tmp_path, speedup=5)
     try:
         wait_until(lambda: stored_version("animated_line") >= 1)
@@ -121,7 +84,7 @@ def test_the_status_shows_reconnecting_and_the_page_resumes(live_server_url, pag
         session.push(doc)
         frame = open_plot(page, session.url)
         frame.wait_for_selector("#live-status[data-status=live]")
-        frame.evaluate("window.bokehsite.live.ws.close()")  # as a network drop would
+        frame.evaluate("window.bokehsite.sync.ws.close()")  # as a network drop would
         frame.wait_for_selector("#live-status[data-status=reconnecting]")
         doc.get_model_by_name("ex_line").glyph.line_color = "red"
         version = session.push()["version"]

@@ -6,8 +6,9 @@ import pytest
 from bokeh.models import CustomJS
 
 from documents import services
-from tests.conftest import PASSWORD, line_document, store
-from tests.test_browser import COUNT_PIXELS, LINE_BLUE, plot_frame
+from tests.conftest import PASSWORD
+from tests.helpers import line_document, store
+from tests.helpers import COUNT_PIXELS, LINE_BLUE, plot_frame
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -79,4 +80,4 @@ def test_a_published_documents_code_gets_neither_the_viewers_cookie_nor_their_da
     assert "fetch_error" in stolen
     assert "bobs private plot" not in json.dumps(stolen)
     frame_url = plot_frame(page).url
-    assert "/frame/?token=" in frame_url
+    assert "/frame/?frame_token=" in frame_url

@@ -1,6 +1,5 @@
 """Browser interactions come back to Python, and Python's answers reach every browser."""
 
-import time
 
 import numpy as np
 import pytest
@@ -11,22 +10,13 @@ from bokeh.models import Button, ColumnDataSource, Slider
 
 from bokehsite.client import Session, figure
 from tests.conftest import PASSWORD
-from tests.test_browser import COUNT_PIXELS, open_plot
+from tests.helpers import COUNT_PIXELS, open_plot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 RED = [255, 0, 0]
 FIREBRICK = [178, 34, 34]
 X = np.linspace(0, 4 * np.pi, 200)
-
-
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 def model_value(frame, name, attr):

@@ -11,21 +11,10 @@ import pytest
 import bokehsite.client as client
 from bokehsite.client import ServerError, ServerUnreachable, Session, figure
 from documents.models import Document
-from tests.conftest import line_document
-from tests.live import ROOT, free_port
+from tests.helpers import SEED_LINE, line_document, run_script
+from tests.servers import ROOT, free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-# The original guide's first example, with only its import changed.
-SEED_LINE = (ROOT / "examples" / "line.py").read_text()
-
-
-def run_script(source, url, tmp_path):
-    script = tmp_path / "script.py"
-    script.write_text(source)
-    env = {**os.environ, "BOKEH_SERVER_URL": url}
-    return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-
 
 def test_the_seed_example_runs_unchanged_but_for_the_import(live_server_url, tmp_path):
     result = run_script(SEED_LINE, live_server_url, tmp_path)

@@ -1,10 +1,7 @@
 """The Python client against a real Daphne server in multi-user mode: register, log in, publish."""
 
 import json
-import os
 import stat
-import subprocess
-import sys
 
 import pytest
 import requests
@@ -13,7 +10,8 @@ from accounts.models import ApiToken
 from bokehsite.client import ServerError, Session
 from bokehsite.client import config as client_config
 from documents.models import Document
-from tests.conftest import PASSWORD, line_document
+from tests.conftest import PASSWORD
+from tests.helpers import line_document, run_script
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -43,11 +41,9 @@ print(cursession().publish())
 
 
 def run(source, url, tmp_path, **env):
-    script = tmp_path / "script.py"
+    """Run a seed snippet as a script, as the user erin, with its home in ``tmp_path``."""
     preamble = f"url = {url!r}\nusername = 'erin'\npassword = {PASSWORD!r}\n"
-    script.write_text(preamble + source)
-    full_env = {**os.environ, "BOKEH_SERVER_URL": url, "HOME": str(tmp_path), **env}
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=120)
+    result = run_script(preamble + source, url, tmp_path, HOME=str(tmp_path), **env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -8,24 +8,13 @@ from bokeh.core.serialization import Serialized
 from bokeh.document import Document as BokehDocument
 from django.contrib.auth import get_user_model
 
-from bokehsite.client import wire
+from bokehsite import wire
 from documents import services
 from documents.models import Document
-from tests.conftest import line_document
+from tests.helpers import bundle_body, create, line_document
 
 pytestmark = pytest.mark.django_db
 BUNDLE = wire.CONTENT_TYPE
-
-
-def bundle_body(doc, **payload):
-    serialized = wire.document_json(doc)
-    return wire.pack({**payload, "doc": serialized.content}, serialized.buffers)
-
-
-def create(api, title="line", doc=None):
-    response = api.post("/api/documents/", bundle_body(doc or line_document(), title=title), content_type=BUNDLE)
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 def fetch(api, document_id):

@@ -1,51 +1,28 @@
 """The document websocket, driven through the real ASGI application."""
 
-import json
-
 import pytest
-from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
 from accounts.users import default_user
+from bokehsite import protocol, wire
 from bokehsite.asgi import application
-from bokehsite.client import wire
 from documents import services
 from documents.models import Event, Visibility
-from tests.conftest import line_document
-from tests.streaming_helpers import plain, stream_patch
+from tests.helpers import append_frame, open_socket, plain, receive, run, stored_line, stream_patch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def run(scenario):
-    """Run an async test body (pytest here has no asyncio plugin)."""
-    return async_to_sync(scenario)()
-
-
 @pytest.fixture
 def stored():
-    doc = line_document()
-    document = services.create_document(default_user(), "line", *services.bokeh_io.dump(doc))
-    return document, doc, doc.get_model_by_name("ex_line").data_source.id
+    return stored_line(default_user())
 
 
 async def connect(document_id, origin=b"http://localhost"):
-    headers = [(b"origin", origin)] if origin else []
-    socket = WebsocketCommunicator(application, f"/ws/documents/{document_id}/", headers=headers)
-    connected, _ = await socket.connect()
-    assert connected
-    return socket, await receive(socket)
-
-
-async def receive(socket, timeout=5):
-    raw = await socket.receive_from(timeout)
-    return wire.unpack(raw)[0] if isinstance(raw, bytes) else json.loads(raw)
-
-
-def append_frame(doc, source, x, y, request_id=1, **extra):
-    patch, buffers = stream_patch(doc, source, x, y)
-    return wire.pack({"type": "patch", "id": request_id, "patch": patch, **extra}, buffers)
+    """A socket to the document, from this site's page (or, with no origin, a Python session)."""
+    socket, hello = await open_socket(protocol.path(document_id), [(b"origin", origin)] if origin else [])
+    return socket, hello
 
 
 def test_a_viewer_is_told_the_version_and_receives_changes_in_order(stored):
@@ -242,7 +219,7 @@ def test_a_document_the_user_may_not_see_is_not_found(stored):
     private = services.create_document(owner, "private", *services.bokeh_io.dump(doc))
 
     async def scenario():
-        socket = WebsocketCommunicator(application, f"/ws/documents/{private.id}/")
+        socket = WebsocketCommunicator(application, protocol.path(private.id))
         assert (await socket.connect())[0]
         error = await receive(socket)
         assert error["code"] == "not_found"
@@ -255,7 +232,7 @@ def test_another_sites_page_does_not_get_the_local_identity(stored):
     document, _, _ = stored
 
     async def scenario():
-        socket = WebsocketCommunicator(application, f"/ws/documents/{document.id}/", headers=[(b"origin", b"http://evil.example")])
+        socket = WebsocketCommunicator(application, protocol.path(document.id), headers=[(b"origin", b"http://evil.example")])
         assert (await socket.connect())[0]
         assert (await receive(socket))["code"] == "not_found"  # anonymous: the private document is not there
         await socket.disconnect()

@@ -4,11 +4,11 @@ import pytest
 from bokeh.core.serialization import Serialized
 from bokeh.document import Document as BokehDocument
 
-from bokehsite.client import wire
+from bokehsite import wire
 from documents.models import Event
-from tests.conftest import line_document
-from tests.streaming_helpers import stream_patch
-from tests.test_document_api import create
+from tests.helpers import line_document
+from tests.helpers import stream_patch
+from tests.helpers import create
 
 pytestmark = pytest.mark.django_db
 BUNDLE = wire.CONTENT_TYPE

@@ -6,22 +6,20 @@ from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
 from accounts.users import default_user
-from bokehsite.client import wire
-from documents import live, services
+from bokehsite import protocol, wire
+from documents import history, services
+from documents.changes import PatchRequest
 from documents.exceptions import HistoryTruncated, InvalidPatch, VersionConflict
 from documents.models import Event, EventKind, Snapshot
 from streaming import broadcast
-from tests.conftest import line_document
-from tests.streaming_helpers import plain, state, stream_patch
+from tests.helpers import line_document, plain, state, stored_line, stream_patch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def stored():
-    doc = line_document()
-    document = services.create_document(default_user(), "line", *services.bokeh_io.dump(doc))
-    return document, doc, doc.get_model_by_name("ex_line").data_source.id
+    return stored_line(default_user())
 
 
 def append(document, doc, source_id, x, y, **kwargs):
@@ -83,11 +81,11 @@ def test_changes_stored_together_are_accepted_or_refused_one_by_one(stored):
     document, doc, source = stored
 
     def change(x, y, **kwargs):
-        return live.PatchRequest(*plain(*stream_patch(doc, source, x, y)), **kwargs)
+        return PatchRequest(*plain(*stream_patch(doc, source, x, y)), **kwargs)
 
     half_bad = change([50], [50])  # its first event applies, its second cannot
     half_bad.patch["events"].append({"kind": "ModelChanged", "model": {"id": source}, "attr": "name", "new": {"not": "a name"}})
-    outcomes = services.apply_patches(document, [
+    outcomes = services.apply_changes(document, [
         change([6], [1], key="a"), half_bad, change([7], [2], base_version=1), change([8], [3], key="a"),
         change([9], [4], base_version=2),
     ])
@@ -97,60 +95,58 @@ def test_changes_stored_together_are_accepted_or_refused_one_by_one(stored):
     document.refresh_from_db()
     assert document.version == 3
     assert list(Event.objects.values_list("version", "key")) == [(2, "a"), (3, "")]
-    in_memory = state(live._live(document.id).doc)
-    live.live_documents.discard(document.id)
+    in_memory = state(history._live(document.id).doc)
+    history.live_documents.discard(document.id)
     assert state(services.load_bokeh_document(document)) == in_memory  # the half-applied change was undone
     assert ys(document) == [6, 7, 2, 4, 5, 1, 4]
 
 
-def test_changes_written_by_another_process_are_caught_up_first(stored):
+def another_process_appends(server_url, document, doc, source, x, y, *, key=""):
+    """The change stored by a real second server process, as a client sends it over the websocket."""
+    from websockets.sync.client import connect
+
+    with connect(protocol.url(server_url, document.id), open_timeout=30) as ws:
+        hello, _ = protocol.decode(ws.recv(timeout=30), sender=protocol.SERVER)
+        assert isinstance(hello, protocol.Hello) and hello.role == "write", hello
+        patch, buffers = stream_patch(doc, source, x, y)
+        ws.send(protocol.Patch(id=1, patch=patch, key=key or None).encode(buffers))
+        ack, _ = protocol.decode(ws.recv(timeout=30), sender=protocol.SERVER)
+        assert isinstance(ack, protocol.Ack), ack
+        return ack.version
+
+
+def test_changes_written_by_another_process_are_caught_up_first(stored, live_server_url):
     document, doc, source = stored
     append(document, doc, source, [6], [1])
-    # A second process has its own live documents; it writes, then this one writes again.
-    mine = live.live_documents
-    live.live_documents = live._Cache()
-    try:
-        append(document, doc, source, [7], [2])
-    finally:
-        live.live_documents = mine
+    assert another_process_appends(live_server_url, document, doc, source, [7], [2]) == 3
     assert append(document, doc, source, [8], [3]).version == 4
     assert ys(document) == [6, 7, 2, 4, 5, 1, 2, 3]
 
 
-def test_a_resent_change_stored_meanwhile_by_another_process_is_not_applied_twice(stored, monkeypatch):
+def test_a_resent_change_stored_meanwhile_by_another_process_is_not_applied_twice(stored, live_server_url, monkeypatch):
     document, doc, source = stored
     append(document, doc, source, [6], [1])
-    original = live._apply_in_memory
+    original = history._apply_in_memory
     raced = []
 
     def another_process_stores_it_first(*args):
-        # The client's first send reaches another process, which commits it while this one is
+        # The client's first send reached another process, which commits it while this one is
         # applying the resend in memory.
         if not raced:
-            raced.append(True)
-            mine = live.live_documents
-            live.live_documents = live._Cache()
-            try:
-                append(document, doc, source, [7], [2], key="k")
-            finally:
-                live.live_documents = mine
+            raced.append(another_process_appends(live_server_url, document, doc, source, [7], [2], key="k"))
         return original(*args)
 
-    monkeypatch.setattr(live, "_apply_in_memory", another_process_stores_it_first)
+    monkeypatch.setattr(history, "_apply_in_memory", another_process_stores_it_first)
     assert append(document, doc, source, [7], [2], key="k").version == 3
+    assert raced == [3]
     assert list(Event.objects.values_list("version", "key")) == [(2, ""), (3, "k")]
     assert ys(document) == [6, 7, 2, 4, 5, 1, 2]
 
 
-def test_an_optimistic_write_is_judged_by_what_another_process_stored(stored):
+def test_an_optimistic_write_is_judged_by_what_another_process_stored(stored, live_server_url):
     document, doc, source = stored
     append(document, doc, source, [6], [1])
-    mine = live.live_documents
-    live.live_documents = live._Cache()
-    try:
-        append(document, doc, source, [7], [2])  # version 3, written by "another process"
-    finally:
-        live.live_documents = mine
+    another_process_appends(live_server_url, document, doc, source, [7], [2])  # version 3
     assert append(document, doc, source, [8], [3], base_version=3).version == 4
     with pytest.raises(VersionConflict) as raised:
         append(document, doc, source, [9], [4], base_version=3)
@@ -206,9 +202,12 @@ def test_history_rebuilds_every_version_exactly(stored):
 
 
 def test_someone_elses_document_cannot_be_patched_through_the_api(stored, api):
-    document, doc, source = stored
+    _, doc, source = stored
     other = get_user_model().objects.create(username="someone")
-    theirs = services.create_document(other, "theirs", *services.bokeh_io.dump(line_document()))
-    response = api.post(f"/api/documents/{theirs.id}/events/", {"patch": {"events": []}}, format="json")
-    assert response.status_code == 404
-    assert not Event.objects.exists()
+    theirs = services.create_document(other, "theirs", *services.bokeh_io.dump(doc))
+    patch, buffers = stream_patch(doc, source, [6], [1])  # a change that applies, arrays and all
+    body = wire.pack({"patch": patch}, buffers)
+    response = api.post(f"/api/documents/{theirs.id}/events/", body, content_type=wire.CONTENT_TYPE)
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+    theirs.refresh_from_db()
+    assert theirs.version == 1 and not Event.objects.exists()

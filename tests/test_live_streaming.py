@@ -4,9 +4,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from bokeh.document import Document as BokehDocument
@@ -17,35 +14,10 @@ from bokehsite.client import Session, figure
 from bokehsite.client.follower import Follower
 from documents import services
 from documents.models import Document, Event
-from tests.live import ROOT, DaphneServer, database_url
-from tests.streaming_helpers import state
+from tests.helpers import SEED_ANIMATED, start_script, state, stored_version, wait_until
+from tests.servers import DaphneServer, database_url
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-# The original guide's streaming example, with only its import changed.
-SEED_ANIMATED = (ROOT / "examples" / "animated_line.py").read_text()
-
-
-def start_script(source, url, tmp_path, speedup=1.0):
-    script = tmp_path / "animated.py"
-    script.write_text(source.replace("time.sleep(0.5)", f"time.sleep({0.5 / speedup})"))
-    env = {**os.environ, "BOKEH_SERVER_URL": url}
-    return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
-def stored_version(title):
-    return Document.objects.filter(title=title).values_list("version", flat=True).first() or 0
-
 
 def test_the_seed_animation_runs_unchanged_and_survives_ctrl_c(live_server_url, tmp_path):
     process = start_script(SEED_ANIMATED, live_server_url, tmp_path, speedup=10)
@@ -140,13 +112,13 @@ def test_a_dropped_viewer_resumes_and_converges(live_server_url):
 
     async def scenario():
         async with Follower(Session(live_server_url), "reconnect") as follower:
-            original = follower.connect
+            original = follower.connection.on_open
 
-            async def counting_connect():
+            async def counting_open(hello):
                 reconnections.append(follower.version)
-                await original()
+                await original(hello)
 
-            follower.connect = counting_connect
+            follower.connection.on_open = counting_open
             for step in range(300):
                 random_operation(rng, doc, step)
                 if step in (100, 200):  # drop it once it has caught up; changes go on meanwhile
@@ -178,7 +150,7 @@ def test_two_server_processes_share_every_change_in_order(django_db_setup):
 
         async def scenario():
             followers = [Follower(Session(second.url), "two processes",
-                                  on_frame=lambda h: seen.append([i["version"] for i in h.get("items", [])]))
+                                  on_frame=lambda m: seen.append([i["version"] for i in getattr(m, "items", [])]))
                          for _ in range(3)]
             for follower in followers:
                 await follower.__aenter__()
@@ -194,7 +166,8 @@ def test_two_server_processes_share_every_change_in_order(django_db_setup):
 
         followed, version = asyncio.run(scenario())
         producer.close()
-    assert len(source.data["x"]) == 203  # the client batches: fewer versions than streams
+        stored = Session(first.url).load_document("two processes")
+    assert len(stored.get_model_by_name("ex_line").data_source.data["x"]) == 203  # every stream, once
     delivered = [v for frame in seen for v in frame]
     assert sorted(delivered) == sorted(list(range(2, version + 1)) * 3)  # every change, to every viewer
     assert all(frame == sorted(frame) for frame in seen)

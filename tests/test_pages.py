@@ -11,7 +11,7 @@ from accounts.users import default_user
 
 from documents import services
 from documents.models import Document
-from tests.conftest import line_document
+from tests.helpers import line_document
 
 pytestmark = pytest.mark.django_db
 

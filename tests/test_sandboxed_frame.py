@@ -9,11 +9,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.core import signing
 
-from bokehsite.client import wire
+from bokehsite import wire
 from documents import services
 from documents.exceptions import InvalidFrameToken
 from documents.frames import FrameGrant, sign_frame_token, verify_frame_token
-from tests.conftest import make_user, store
+from tests.conftest import make_user
+from tests.helpers import store
 
 pytestmark = pytest.mark.django_db
 BUNDLE = wire.CONTENT_TYPE
@@ -76,7 +77,7 @@ def test_a_frame_with_a_bad_token_shows_nothing(alice, client):
     document = store(alice)
     other = store(alice, "other")
     for token in ("nonsense", sign_frame_token(other, "read")):
-        response = client.get(f"/documents/{document.id}/frame/", {"token": token})
+        response = client.get(f"/documents/{document.id}/frame/", {"frame_token": token})
         assert response.status_code == 401
         assert response["Content-Security-Policy"] == "sandbox allow-scripts"
         assert "bokeh.min.js" not in response.content.decode()
@@ -129,5 +130,5 @@ def test_a_staff_viewer_gets_a_read_only_frame(alice, client, multi_user):
     document = store(alice)
     client.force_login(make_user("sam", is_staff=True))
     page = client.get(f"/documents/{document.id}/").content.decode()
-    token = parse_qs(urlsplit(frame_url(page)).query)["token"][0]
+    token = parse_qs(urlsplit(frame_url(page)).query)["frame_token"][0]
     assert verify_frame_token(token).role == "read"

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from tests.live import ROOT
+from tests.servers import ROOT
 
 PRINT = """
 import django, json

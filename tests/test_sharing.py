@@ -4,7 +4,8 @@ import pytest
 
 from documents import services
 from documents.models import Collaborator, Document
-from tests.conftest import make_user, store, token_client
+from tests.conftest import make_user, token_client
+from tests.helpers import store
 
 pytestmark = pytest.mark.django_db
 

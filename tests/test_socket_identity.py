@@ -3,46 +3,20 @@
 import json
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
 
 from accounts.tokens import create_token, revoke_token
-from bokehsite.asgi import application
-from bokehsite.client import wire
+from bokehsite import protocol
 from documents import services
 from documents.frames import sign_frame_token
 from documents.models import Event, Role, Visibility
-from tests.conftest import line_document
-from tests.streaming_helpers import stream_patch
+from tests.helpers import append_frame, closed_with, line_document, open_socket, run, stored_line
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("multi_user")]
 
 
-def run(scenario):
-    return async_to_sync(scenario)()
-
-
 @pytest.fixture
 def document(alice):
-    doc = line_document()
-    stored = services.create_document(alice, "alice's", *services.bokeh_io.dump(doc))
-    return stored, doc, doc.get_model_by_name("ex_line").data_source.id
-
-
-async def open_socket(path, headers=()):
-    socket = WebsocketCommunicator(application, path, headers=list(headers))
-    assert (await socket.connect())[0]
-    raw = await socket.receive_from(5)
-    return socket, json.loads(raw)
-
-
-async def closed_with(socket):
-    return (await socket.receive_output(2))["code"]
-
-
-def append_frame(doc, source):
-    patch, buffers = stream_patch(doc, source, [6], [1])
-    return wire.pack({"type": "patch", "id": 1, "patch": patch}, buffers)
+    return stored_line(alice, "alice's")
 
 
 def test_a_python_session_is_its_api_token(document, alice):
@@ -50,7 +24,7 @@ def test_a_python_session_is_its_api_token(document, alice):
     _, secret = create_token(alice, "laptop")
 
     async def scenario():
-        socket, hello = await open_socket(f"/ws/documents/{stored.id}/", [(b"authorization", f"Token {secret}".encode())])
+        socket, hello = await open_socket(protocol.path(stored.id), [(b"authorization", f"Token {secret}".encode())])
         assert hello["type"] == "hello" and hello["role"] == "write"
         await socket.send_to(bytes_data=append_frame(doc, source))
         assert json.loads(await socket.receive_from(5)) == {"type": "ack", "id": 1, "version": 2}
@@ -65,7 +39,7 @@ def test_a_bad_api_token_is_refused_with_a_message(document, header):
     stored, _, _ = document
 
     async def scenario():
-        socket, error = await open_socket(f"/ws/documents/{stored.id}/", [(b"authorization", header)])
+        socket, error = await open_socket(protocol.path(stored.id), [(b"authorization", header)])
         assert (error["type"], error["code"]) == ("error", "invalid_token")
         assert await closed_with(socket) == 4401
 
@@ -78,7 +52,7 @@ def test_a_revoked_token_is_refused(document, alice):
     revoke_token(token)
 
     async def scenario():
-        socket, error = await open_socket(f"/ws/documents/{stored.id}/", [(b"authorization", f"Token {secret}".encode())])
+        socket, error = await open_socket(protocol.path(stored.id), [(b"authorization", f"Token {secret}".encode())])
         assert error["code"] == "invalid_token"
 
     run(scenario)
@@ -89,7 +63,7 @@ def test_someone_without_access_does_not_learn_the_document_exists(document, cha
     _, secret = create_token(charlie, "nosy")
 
     async def scenario():
-        socket, error = await open_socket(f"/ws/documents/{stored.id}/", [(b"authorization", f"Token {secret}".encode())])
+        socket, error = await open_socket(protocol.path(stored.id), [(b"authorization", f"Token {secret}".encode())])
         assert error["code"] == "not_found"
         assert await closed_with(socket) == 4404
 
@@ -102,7 +76,7 @@ def test_a_read_collaborator_follows_but_may_not_change(document, bob):
     _, secret = create_token(bob, "bob")
 
     async def scenario():
-        socket, hello = await open_socket(f"/ws/documents/{stored.id}/", [(b"authorization", f"Token {secret}".encode())])
+        socket, hello = await open_socket(protocol.path(stored.id), [(b"authorization", f"Token {secret}".encode())])
         assert hello["role"] == "read"
         await socket.send_to(bytes_data=append_frame(doc, source))
         assert json.loads(await socket.receive_from(5))["code"] == "forbidden"
@@ -117,7 +91,7 @@ def test_the_sandboxed_frame_is_admitted_by_its_token_from_the_opaque_origin(doc
     token = sign_frame_token(stored, "owner")
 
     async def scenario():
-        socket, hello = await open_socket(f"/ws/documents/{stored.id}/?frame_token={token}", [(b"origin", b"null")])
+        socket, hello = await open_socket(protocol.path(stored.id) + f"?frame_token={token}", [(b"origin", b"null")])
         assert hello["role"] == "write"
         await socket.send_to(bytes_data=append_frame(doc, source))
         assert json.loads(await socket.receive_from(5))["type"] == "ack"
@@ -133,7 +107,7 @@ def test_a_read_only_frame_token_may_not_change_the_document(document):
     token = sign_frame_token(stored, "read")
 
     async def scenario():
-        socket, hello = await open_socket(f"/ws/documents/{stored.id}/?frame_token={token}", [(b"origin", b"null")])
+        socket, hello = await open_socket(protocol.path(stored.id) + f"?frame_token={token}", [(b"origin", b"null")])
         assert hello["role"] == "read"
         await socket.send_to(bytes_data=append_frame(doc, source))
         assert json.loads(await socket.receive_from(5))["code"] == "forbidden"
@@ -149,9 +123,9 @@ def test_a_frame_token_for_another_document_or_forged_is_refused(document, alice
     token = sign_frame_token(other, "owner")
 
     async def scenario():
-        socket, error = await open_socket(f"/ws/documents/{stored.id}/?frame_token={token}", [(b"origin", b"null")])
+        socket, error = await open_socket(protocol.path(stored.id) + f"?frame_token={token}", [(b"origin", b"null")])
         assert error["code"] == "invalid_frame_token" and await closed_with(socket) == 4401
-        socket, error = await open_socket(f"/ws/documents/{stored.id}/?frame_token={token}x", [(b"origin", b"null")])
+        socket, error = await open_socket(protocol.path(stored.id) + f"?frame_token={token}x", [(b"origin", b"null")])
         assert error["code"] == "invalid_frame_token"
 
     run(scenario)
@@ -163,10 +137,10 @@ def test_a_logged_in_browser_from_another_site_is_anonymous(document, alice, cli
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
     async def scenario():
-        socket, hello = await open_socket(f"/ws/documents/{stored.id}/", [(b"cookie", cookie), (b"origin", b"http://localhost")])
+        socket, hello = await open_socket(protocol.path(stored.id), [(b"cookie", cookie), (b"origin", b"http://localhost")])
         assert hello["role"] == "write"  # alice's own page: her session
         await socket.disconnect()
-        socket, error = await open_socket(f"/ws/documents/{stored.id}/", [(b"cookie", cookie), (b"origin", b"http://evil.example")])
+        socket, error = await open_socket(protocol.path(stored.id), [(b"cookie", cookie), (b"origin", b"http://evil.example")])
         assert error["code"] == "not_found"  # another site's page does not get her session
 
     run(scenario)

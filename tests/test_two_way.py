@@ -11,7 +11,7 @@ from bokeh.layouts import column
 from bokeh.models import Button, ColumnDataSource, Slider
 
 from bokehsite.client import Session, figure
-from tests.streaming_helpers import state
+from tests.helpers import state, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -26,15 +26,6 @@ def dashboard():
     doc = BokehDocument()
     doc.add_root(column(slider, button, p))
     return doc
-
-
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture

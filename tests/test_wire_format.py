@@ -9,8 +9,8 @@ from bokeh.core.serialization import Buffer, Serialized
 from bokeh.document import Document
 from bokeh.models import ColumnDataSource
 
-from bokehsite.client import wire
-from tests.conftest import line_document
+from bokehsite import wire
+from tests.helpers import line_document
 
 
 def columns(serialized):

@@ -29,19 +29,25 @@ def database_url(db: dict[str, Any]) -> str:
 
 
 class DaphneServer:
-    """``daphne bokehsite.asgi:application`` on a free port, with extra environment variables."""
+    """``daphne bokehsite.asgi:application`` on a free port, with extra environment variables.
 
-    def __init__(self, env: dict[str, str] | None = None, port: int | None = None):
+    ``root`` is the checkout whose code it runs (default: this one; benchmarks compare others).
+    """
+
+    def __init__(self, env: dict[str, str] | None = None, port: int | None = None, root: Path = ROOT):
+        self.root = root
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bokehsite.settings", **(env or {})}
+        if root != ROOT:  # its own code first, before the installed (editable) bokehsite
+            self.env["PYTHONPATH"] = os.pathsep.join([str(root), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> DaphneServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "bokehsite.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=self.root, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
