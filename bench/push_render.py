@@ -11,16 +11,11 @@ Run it from the repository root:  .venv/bin/python bench/push_render.py
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from bokeh.document import Document
@@ -28,17 +23,12 @@ from bokeh.io import save
 from bokeh.resources import Resources
 from playwright.sync_api import Browser, sync_playwright
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import CHROMIUM, CHROMIUM_ARGS, machine, server_env  # first: puts the repository on sys.path
 
-from bokehsite.client import Session, figure, wire  # noqa: E402
-from tests.live import DaphneServer  # noqa: E402
+from bokehsite import wire
+from bokehsite.client import Session, figure
+from tests.servers import DaphneServer
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
 # The BokehJS bundles the plot page loads; the standalone file is made to load the same ones.
 BUNDLES = ["bokeh", "bokeh-gl", "bokeh-widgets", "bokeh-tables"]
 PUSH_TARGET_S = 2.0  # for 1,000,000 points
@@ -102,32 +92,6 @@ def line_plot(n: int):
     plot.line(x, y)
     Document().add_root(plot)
     return plot
-
-
-def create_postgres_database(url: str) -> None:
-    """Create the database ``url`` names, unless it exists."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def server_env(data_dir: str, database_url: str | None) -> dict[str, str]:
-    """Environment for a server on ``database_url`` (default: SQLite in ``data_dir``), migrated."""
-    if database_url and database_url.startswith(("postgres:", "postgresql:")):
-        create_postgres_database(database_url)
-    env = {
-        "BOKEHSITE_DATA_DIR": data_dir,
-        "DATABASE_URL": database_url or f"sqlite:///{data_dir}/bench.sqlite3",
-    }
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True,
-                   env={**os.environ, "DJANGO_SETTINGS_MODULE": "bokehsite.settings", **env},
-                   stdout=subprocess.DEVNULL)
-    return env
 
 
 def time_push(root_url: str, title: str, doc: Document, repeat: int) -> tuple[Timings, str]:
@@ -223,21 +187,8 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def cpu_model() -> str:
-    """The CPU's model name, as Linux reports it, else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def print_header(database_url: str) -> None:
-    print(f"bokehsite push/render benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}")
-    print(f"machine: {platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs; "
-          f"Python {platform.python_version()}")
+    print(f"bokehsite push/render benchmark; {machine()}")
     print(f"database: {database_url.split('@')[-1]}", flush=True)
 
 

@@ -4,7 +4,8 @@
 One producer streams appends of 100 float64 x and 100 float64 y values (a ColumnsStreamed change
 of about 2 KB) to N viewers, as fast as acknowledgements allow or at a fixed rate. The viewers
 are websocket clients in this process; each server is a separate process whose CPU time is read
-from /proc. See bench/README.md, "Streaming".
+from /proc. With ``--baseline REF`` the same run also measures bokehsite as it was at commit REF.
+See bench/README.md, "Streaming".
 
 Run it from the repository root:  .venv/bin/python bench/streaming.py
 """
@@ -13,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
+import contextlib
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -28,9 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import bokeh
 import numpy as np
 import websockets
 from bokeh.client import push_session
@@ -42,11 +40,13 @@ from bokeh.plotting import figure
 from bokeh.protocol import Protocol
 from bokeh.util.token import generate_jwt_token
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import (  # first: puts the repository on sys.path
+    ROOT, checkout, create_postgres_database, drop_postgres_database, machine, revision, server_env, with_suffix,
+)
 
-from bokehsite.client import Session, wire  # noqa: E402
-from tests.live import DaphneServer, free_port  # noqa: E402
+from bokehsite import protocol, wire
+from bokehsite.client import Session
+from tests.servers import DaphneServer, free_port
 
 POINTS = 100  # values per column in each streamed change
 INITIAL_POINTS = 100
@@ -93,7 +93,7 @@ def patch_bundle(doc: Document, source: ColumnDataSource, seq: int) -> bytes:
     """A bokehsite ``patch`` message (a bundle) carrying change ``seq`` with binary arrays."""
     serializer = Serializer(references=doc.models.synced_references)
     event = serializer.encode(stream_event(doc, source, seq))
-    return wire.pack({"type": "patch", "id": seq, "patch": {"events": [event]}}, serializer.buffers)
+    return protocol.Patch(id=seq, patch={"events": [event]}).encode(serializer.buffers)
 
 
 # --- what one run records ------------------------------------------------------------------------
@@ -169,12 +169,12 @@ async def connect(url: str, **kwargs: Any) -> Any:
 
 
 class Bokehsite:
-    """``daphne bokehsite.asgi:application`` and its document websocket protocol."""
+    """``daphne bokehsite.asgi:application`` and its document websocket protocol
+    (``bokehsite.protocol``); ``root`` is the checkout whose server runs."""
 
-    name = "bokehsite"
-
-    def __init__(self, env: dict[str, str]):
-        self.server = DaphneServer(env=env)
+    def __init__(self, env: dict[str, str], name: str = "bokehsite", root: Path = ROOT):
+        self.name = name
+        self.server = DaphneServer(env=env, root=root)
 
     def start(self) -> int:
         self.server.start()
@@ -190,43 +190,47 @@ class Bokehsite:
             session.use_doc(name)
             info = await asyncio.to_thread(session.push, self.doc)
         self.doc.models.flush_synced()  # the server has every model: changes refer to them by id
-        root = self.server.url.replace("http://", "ws://")
-        self.url = f"{root}ws/documents/{info['id']}/"
+        self.url = protocol.url(self.server.url, info["id"])
+
+    async def _open(self) -> tuple[Any, protocol.Hello]:
+        ws = await connect(self.url)
+        hello, _ = protocol.decode(await ws.recv(), sender=protocol.SERVER)
+        if not isinstance(hello, protocol.Hello):
+            raise RuntimeError(f"{self.name} refused the connection: {hello}")
+        return ws, hello
 
     async def open_viewer(self, trace: Trace, index: int) -> Any:
-        ws = await connect(self.url)
-        hello = json.loads(await ws.recv())
-        await ws.send(json.dumps({"type": "sync", "version": hello["version"]}))
-        return ws, self._listen(ws, trace, index, hello["version"], hello["window"])
+        ws, hello = await self._open()
+        await ws.send(protocol.Sync(hello.version).encode())
+        return ws, self._listen(ws, trace, index, hello.version, hello.window)
 
     async def _listen(self, ws: Any, trace: Trace, index: int, version: int, window: int) -> None:
         """Record each version as it arrives; confirm every ``window / 2`` versions."""
         got, reported = trace.received[index], version
         async for raw in ws:
             t = now()
-            header, _ = wire.unpack(raw) if isinstance(raw, bytes) else (json.loads(raw), [])
-            if header["type"] == "snapshot":
-                for v in range(version + 1, header["version"] + 1):
+            message, _ = protocol.decode(raw, sender=protocol.SERVER)
+            if isinstance(message, protocol.Snapshot):
+                for v in range(version + 1, message.version + 1):
                     got[v] = t
-                trace.by_snapshot += max(0, header["version"] - version)
-                version = max(version, header["version"])
-            elif header["type"] == "patches":
-                for item in header["items"]:
+                trace.by_snapshot += max(0, message.version - version)
+                version = max(version, message.version)
+            elif isinstance(message, protocol.Patches):
+                for item in message.items:
                     if item["version"] > version + 1:
                         trace.errors.append(f"viewer {index}: gap after version {version}")
                     got[item["version"]] = t
                     version = max(version, item["version"])
             else:
-                trace.errors.append(f"viewer {index}: {header}")
+                trace.errors.append(f"viewer {index}: {message}")
                 continue
-            if version - reported >= window // 2 or header["type"] == "snapshot":
+            if version - reported >= window // 2 or isinstance(message, protocol.Snapshot):
                 reported = version
-                await ws.send(json.dumps({"type": "applied", "version": version}))
+                await ws.send(protocol.Applied(version).encode())
 
     async def open_producer(self, trace: Trace) -> Producer:
-        ws = await connect(self.url)
-        hello = json.loads(await ws.recv())
-        if hello.get("role") != "write":
+        ws, hello = await self._open()
+        if hello.role != "write":
             raise RuntimeError(f"the producer may not write: {hello}")
         return BokehsiteProducer(trace, ws, self.doc, self.source)
 
@@ -237,11 +241,11 @@ class BokehsiteProducer(Producer):
 
     async def read(self) -> None:
         async for raw in self.ws:
-            message = json.loads(raw) if isinstance(raw, str) else {}
-            if message.get("type") == "ack":
-                self.acknowledged(message["id"], message["version"])
-            elif message.get("type") == "error":
-                self.refused(message.get("id"), message)
+            message, _ = protocol.decode(raw, sender=protocol.SERVER)
+            if isinstance(message, protocol.Ack):
+                self.acknowledged(message.id, message.version)
+            elif isinstance(message, protocol.Error):
+                self.refused(message.id, message)
 
 
 # --- baseline 2: bokeh serve ---------------------------------------------------------------------
@@ -682,6 +686,9 @@ def parse_args() -> argparse.Namespace:
                         help="before each run, wait up to this long for other processes to leave the CPUs "
                              "(under half a core busy) (default: %(default)s)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of: %(default)s")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also measure bokehsite as it was at this commit (e.g. HEAD~1), in the same run, "
+                             "on a database of its own")
     args = parser.parse_args()
     args.viewers = [int(n) for n in args.viewers.split(",")]
     args.systems = [s.strip() for s in args.systems.split(",")]
@@ -692,43 +699,18 @@ def parse_args() -> argparse.Namespace:
         args.profile.mkdir(parents=True, exist_ok=True)
     if unknown := set(args.systems) - set(SYSTEMS):
         parser.error(f"unknown systems: {', '.join(unknown)}")
+    args.baseline_name = f"bokehsite@{args.baseline}" if args.baseline else None
+    if args.baseline:
+        args.systems.insert(args.systems.index("bokehsite") + 1 if "bokehsite" in args.systems else 0, args.baseline_name)
     return args
 
 
-def admin_url(database_url: str) -> tuple[str, str]:
-    """The URL of the ``postgres`` maintenance database, and the name of the one ``database_url`` names."""
-    parts = urlsplit(database_url)
-    return urlunsplit(parts._replace(scheme="postgresql", path="/postgres")), parts.path.lstrip("/")
-
-
-def create_postgres_database(database_url: str) -> None:
-    """(Re)create the database ``database_url`` names, empty."""
-    import psycopg
-
-    url, name = admin_url(database_url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_postgres_database(database_url: str) -> None:
-    import psycopg
-
-    url, name = admin_url(database_url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def bokehsite_env(data_dir: str, database_url: str | None, redis: bool, extra: dict[str, str]) -> dict[str, str]:
-    """Environment for a bokehsite server on ``database_url`` (default: SQLite in ``data_dir``), migrated."""
-    env = {"BOKEHSITE_DATA_DIR": data_dir, "DATABASE_URL": database_url or f"sqlite:///{data_dir}/bench.sqlite3",
-           **extra}
-    if redis:
-        env["REDIS_URL"] = REDIS_URL
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True,
-                   env={**os.environ, "DJANGO_SETTINGS_MODULE": "bokehsite.settings", **env},
-                   stdout=subprocess.DEVNULL)
-    return env
+def bokehsite_env(data_dir: str, database_url: str | None, redis: bool, extra: dict[str, str], root: Path = ROOT) -> dict[str, str]:
+    """Environment for a bokehsite server of the checkout ``root`` on ``database_url`` (default:
+    SQLite in ``data_dir``), created afresh and migrated."""
+    if database_url and database_url.startswith(("postgres:", "postgresql:")):
+        create_postgres_database(database_url, fresh=True)
+    return server_env(data_dir, database_url, root=root, **extra, **({"REDIS_URL": REDIS_URL} if redis else {}))
 
 
 def make_system(name: str, env: dict[str, str], redis: bool) -> Any:
@@ -764,7 +746,7 @@ async def wait_for_quiet(timeout: float, busy_limit: float = 50.0) -> None:
         print(f"  (other processes keep {busy:.0f}% of a core busy; measuring anyway)", file=sys.stderr)
 
 
-async def run_all(args: argparse.Namespace, env: dict[str, str]) -> Results:
+async def run_all(args: argparse.Namespace, env: dict[str, str], baseline: Bokehsite | None = None) -> Results:
     """Every (system, N, mode), ``--repeat`` times, summed up by ``median_result``.
 
     All servers run from the start, one process per system, and the systems take turns at each
@@ -775,7 +757,8 @@ async def run_all(args: argparse.Namespace, env: dict[str, str]) -> Results:
         modes["saturated"] = None
     if "fixed" in args.modes:
         modes[f"{args.rate:g}/s"] = args.rate
-    systems = {name: make_system(name, env, args.redis) for name in args.systems}
+    systems = {name: baseline if name == args.baseline_name else make_system(name, env, args.redis)
+               for name in args.systems}
     results: Results = {}
     try:
         pids = {name: system.start() for name, system in systems.items()}
@@ -817,18 +800,9 @@ def commit_latency_ms(directory: str, commits: int = 20) -> float:
     return statistics.median(times)
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
 def print_header(args: argparse.Namespace, env: dict[str, str], tmp: str) -> None:
-    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    print(f"bokehsite streaming benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}")
-    print(f"machine: {platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs, {memory_kb / 2**20:.0f} GiB; "
-          f"Python {platform.python_version()}, Bokeh {bokeh.__version__}, websockets {websockets.__version__}")
+    print(f"bokehsite streaming benchmark; {machine()}")
+    print(f"bokehsite at {revision()}" + (f"; baseline {args.baseline_name}" if args.baseline else ""))
     print(f"database: {env['DATABASE_URL'].split('@')[-1]}; channel layer: {'Redis' if args.redis else 'in-memory'}"
           + "".join(f"; {item}" for item in args.server_env))
     print(f"disk: a small SQLite commit (one fsync) takes {commit_latency_ms(tmp):.1f} ms")
@@ -864,6 +838,12 @@ def print_results(results: Results, args: argparse.Namespace) -> None:
 
 def print_ratios(results: Results, args: argparse.Namespace, mode: str) -> None:
     """bokehsite's delivered throughput and p99 relative to each baseline."""
+    if args.baseline:
+        print(f"{'N':>3} {'throughput / ' + args.baseline_name:>30} {'p99 / ' + args.baseline_name:>24}")
+        for n in args.viewers:
+            site, before = results.get(("bokehsite", n, mode)), results.get((args.baseline_name, n, mode))
+            if site and before:
+                print(f"{n:>3} {site.delivered_mean / before.delivered_mean:>30.2f} {site.p99_ms / before.p99_ms:>24.2f}")
     if not {"bokehsite", "bokeh serve"} & set(args.systems) or "bokehsite" not in args.systems:
         return
     print(f"{'N':>3} {'throughput / bokeh serve':>25} {'throughput / relay':>19} {'p99 / bokeh serve':>18}")
@@ -880,7 +860,7 @@ def print_ratios(results: Results, args: argparse.Namespace, mode: str) -> None:
 def print_goal(results: Results, args: argparse.Namespace, modes: list[str]) -> None:
     """The goal: on saturated runs at every N, at least 3x bokeh serve's throughput and at most
     a third of its p99, at least half the relay's throughput; and no change lost in any run."""
-    if set(args.systems) != set(SYSTEMS) or "saturated" not in modes:
+    if not set(SYSTEMS) <= set(args.systems) or "saturated" not in modes:
         return
     print()
     met_all = True
@@ -900,17 +880,24 @@ def print_goal(results: Results, args: argparse.Namespace, modes: list[str]) -> 
 def main() -> None:
     args = parse_args()
     postgres = bool(args.database_url and args.database_url.startswith(("postgres:", "postgresql:")))
-    with tempfile.TemporaryDirectory(prefix="bokehsite-bench-") as tmp:
-        if postgres:
-            create_postgres_database(args.database_url)
+    databases = [args.database_url] + ([with_suffix(args.database_url, "_baseline")] if args.baseline and postgres else [])
+    extra = dict(item.split("=", 1) for item in args.server_env)
+    with tempfile.TemporaryDirectory(prefix="bokehsite-bench-") as tmp, contextlib.ExitStack() as stack:
         try:
-            extra = dict(item.split("=", 1) for item in args.server_env)
             env = bokehsite_env(tmp, args.database_url, args.redis, extra)
+            baseline = None
+            if args.baseline:
+                root = stack.enter_context(checkout(args.baseline))
+                data = Path(tmp) / "baseline"
+                data.mkdir()
+                baseline_env = bokehsite_env(str(data), databases[-1] if postgres else None, args.redis, extra, root)
+                baseline = Bokehsite(baseline_env, args.baseline_name, root)
             print_header(args, env, tmp)
-            results = asyncio.run(run_all(args, env))
+            results = asyncio.run(run_all(args, env, baseline))
         finally:
             if postgres:
-                drop_postgres_database(args.database_url)
+                for url in databases:
+                    drop_postgres_database(url)
     print_results(results, args)
 
 
