@@ -1,15 +1,17 @@
 #!/usr/bin/env python
 """Round trip of a slider change: browser → Python callback → recomputed data drawn in the browser.
 
-The dashboard is the one of examples/sliders.py: a sine wave of 400 points and four sliders whose
-Python callback recomputes ``source.data``. The script measures it on two servers at once, each
-in its own page of the same headless Chromium, making the changes on the two pages in turn:
+The dashboard is examples/sliders.py: a sine wave of 400 points and four sliders whose Python
+callback recomputes ``source.data``. The script measures it on several servers at once, each in
+its own page of the same headless Chromium, making the changes on the pages in turn:
 
-- on bokehsite: this process pushes the dashboard to a Daphne server of its own (fresh SQLite
-  database in a temporary directory) and runs the callbacks with ``session.start_background()``;
-  the browser shows the plot page, which renders the document in its sandboxed frame;
-- as a ``bokeh serve`` app, the same code in a ``main.py``, where the callback runs in the
-  Bokeh server.
+- on bokehsite: the example runs as a script of its own against a Daphne server of its own
+  (fresh SQLite database in a temporary directory), as a user runs it; the browser shows the
+  plot page, which renders the document in its sandboxed frame;
+- with ``--baseline REF``, the same on bokehsite as it was at commit REF (its server and its
+  client);
+- as a ``bokeh serve`` app: the same example, its import line swapped for ``bokeh serve``'s
+  equivalents, where the callback runs in the Bokeh server.
 
 Each change is a real key press (ArrowRight, then ArrowLeft, and so on) on the amplitude
 slider's handle. The latency is measured inside the page, on the browser's clock: from the
@@ -22,87 +24,63 @@ Run it from the repository root:  .venv/bin/python bench/roundtrip.py
 from __future__ import annotations
 
 import argparse
-import datetime
+import contextlib
 import os
-import platform
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import bokeh
 import numpy as np
-from bokeh.document import Document
-from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, Slider
 from playwright.sync_api import Browser, Frame, Locator, Page, sync_playwright
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import roundtrip_probe
+from common import (  # first: puts the repository on sys.path
+    CHROMIUM, CHROMIUM_ARGS, ROOT, checkout, machine, python_env, revision, server_env,
+)
 
-from bokehsite.client import Session, figure  # noqa: E402
-from tests.live import DaphneServer  # noqa: E402
+from tests.servers import DaphneServer, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-DOC_TITLE = "roundtrip"
+EXAMPLE = Path("examples") / "sliders.py"
+PROBE = Path(__file__).resolve().with_name("roundtrip_probe.py")
 APP_NAME = "sliders"
+EXAMPLE_IMPORT = "from bokehsite.client import cursession, figure, output_server, show"
 
-# The dashboard of examples/sliders.py. The bokeh serve app is this same code; `stamp(start, end)`
-# records when each callback ran (time.time(), seconds).
-DASHBOARD = '''
-x = np.linspace(0, 4 * np.pi, 400)
-source = ColumnDataSource(data={"x": x, "y": np.sin(x)}, name="wave")
+# The example as a bokeh serve app: the same file, its import line replaced by these.
+APP_MAIN = f'''
+import sys
+sys.path.insert(0, {str(PROBE.parent)!r})
+import roundtrip_probe
+roundtrip_probe.install()
 
-plot = figure(height=400, width=600, title="my sine wave", x_range=(0, 4 * np.pi), y_range=(-2.5, 2.5),
-              tools="crosshair,pan,reset,save,wheel_zoom")
-plot.line("x", "y", source=source, line_width=3, line_alpha=0.6)
-
-amplitude = Slider(title="amplitude", value=1.0, start=-2.0, end=2.0, step=0.1, name="amplitude")
-frequency = Slider(title="frequency", value=1.0, start=0.1, end=5.1, step=0.1, name="frequency")
-phase = Slider(title="phase", value=0.0, start=0.0, end=2 * np.pi, step=0.1, name="phase")
-offset = Slider(title="offset", value=0.0, start=-2.0, end=2.0, step=0.1, name="offset")
-
-
-def update(attr, old, new):
-    start = time.time()
-    source.data = {"x": x, "y": amplitude.value * np.sin(frequency.value * x + phase.value) + offset.value}
-    stamp(start, time.time())
-
-
-for slider in (amplitude, frequency, phase, offset):
-    slider.on_change("value", update)
-
-layout = row(column(amplitude, frequency, phase, offset), plot)
-'''
-
-APP_MAIN = '''
-import os
-import time
-
-import numpy as np
 from bokeh.io import curdoc
-from bokeh.models import ColumnDataSource, Slider
-from bokeh.layouts import column, row
 from bokeh.plotting import figure
 
-_stamps = open(os.environ["ROUNDTRIP_STAMPS"], "a", buffering=1)
+
+def output_server(title):
+    curdoc().title = title
 
 
-def stamp(start, end):
-    _stamps.write(f"{start!r} {end!r}\\n")
+def show(obj):
+    curdoc().add_root(obj)
 
-''' + DASHBOARD + '''
-curdoc().add_root(layout)
-curdoc().title = "sliders"
+
+class _Session:
+    def loop_until_closed(self):
+        pass  # bokeh serve runs the callbacks
+
+
+def cursession():
+    return _Session()
+
+
+with open({str(ROOT / EXAMPLE)!r}) as example:
+    exec(compile(example.read().replace({EXAMPLE_IMPORT!r}, ""), {str(ROOT / EXAMPLE)!r}, "exec"))
 '''
 
 # Runs in every frame before the page's own scripts. Records, on the browser's clock
@@ -207,61 +185,43 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10, help="changes made first and not counted (default 10)")
     parser.add_argument("--gap", type=float, default=0.1,
                         help="seconds to wait after each change is drawn, before the next key press (default 0.1)")
+    parser.add_argument("--baseline", metavar="REF", help="also measure bokehsite as it was at this commit (e.g. HEAD~1)")
     return parser.parse_args()
 
 
-# --- the two servers ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def build_dashboard(stamp: Callable[[float, float], None]) -> Document:
-    namespace: dict[str, Any] = {
-        "np": np, "time": time, "ColumnDataSource": ColumnDataSource, "Slider": Slider, "figure": figure,
-        "column": column, "row": row, "stamp": stamp,
-    }
-    exec(DASHBOARD, namespace)
-    doc = Document()
-    doc.add_root(namespace["layout"])
-    return doc
+# --- the servers -------------------------------------------------------------------------------
 
 
 class Bokehsite:
-    """The dashboard pushed to a fresh bokehsite server, its callbacks in this process."""
+    """A fresh bokehsite server of the checkout ``root``, and the example running against it as a
+    script of its own (with that checkout's client), its callbacks probed."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, root: Path = ROOT):
         tmp.mkdir()
-        self.env = {"DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "BOKEHSITE_DATA_DIR": str(tmp)}
-        self.callbacks: list[tuple[float, float]] = []  # (start, end), time.time()
-        self.incoming: list[float] = []  # when the client's reader got a frame with others' changes
+        self.tmp, self.root = tmp, root
+        self.stamps = tmp / "stamps.txt"
         self.server: DaphneServer | None = None
-        self.session: Session | None = None
+        self.script: subprocess.Popen[str] | None = None
+
+    @property
+    def callbacks(self) -> list[tuple[float, float]]:
+        return roundtrip_probe.read(self.stamps)[0]
+
+    @property
+    def incoming(self) -> list[float]:
+        return roundtrip_probe.read(self.stamps)[1]
 
     def start(self) -> str:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env={**os.environ, **self.env},
-            check=True, capture_output=True,
-        )
-        self.server = DaphneServer(env=self.env).start()
-        self.session = Session(self.server.url)
-        self.session.use_doc(DOC_TITLE)
-        self.session.push(build_dashboard(lambda start, end: self.callbacks.append((start, end))))
-        link = self.session._live()
-        put = link._incoming.put
-
-        def timed_put(item, *args, **kwargs):  # runs in the client's websocket thread
-            header = item[0]
-            if header.get("type") != "patches" or any(not i.get("own") for i in header.get("items", [])):
-                self.incoming.append(time.time())
-            return put(item, *args, **kwargs)
-
-        link._incoming.put = timed_put
-        self.session.start_background()
-        return self.session.info["url"]
+        self.server = DaphneServer(env=server_env(str(self.tmp), root=self.root), root=self.root).start()
+        env = {**os.environ, **python_env(self.root), "BOKEH_SERVER_URL": self.server.url, "PYTHONUNBUFFERED": "1",
+               "ROUNDTRIP_STAMPS": str(self.stamps)}
+        with (self.tmp / "script.log").open("w") as log:
+            self.script = subprocess.Popen([sys.executable, str(PROBE), str(self.root / EXAMPLE)], cwd=self.root,
+                                           env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        line = self.script.stdout.readline()  # "sliders: <url>", once the example has pushed
+        if ": http" not in line:
+            raise RuntimeError(f"the example did not push: {line!r}\n{(self.tmp / 'script.log').read_text()}")
+        return line.split(": ", 1)[1].strip()
 
     def open(self, page: Page, url: str) -> tuple[Frame, Locator]:
         page.goto(url)
@@ -273,19 +233,23 @@ class Bokehsite:
         return frame, frame_locator.locator(".noUi-handle").first
 
     def stop(self) -> None:
-        if self.session is not None:
-            self.session.close()
+        if self.script is not None and self.script.poll() is None:
+            self.script.send_signal(signal.SIGINT)  # as Ctrl-C: it sends what it has, then exits
+            try:
+                self.script.wait(30)
+            except subprocess.TimeoutExpired:
+                self.script.kill()
         if self.server is not None:
             self.server.stop()
 
 
 class BokehServe:
-    """The dashboard as a ``bokeh serve`` app; its callbacks run in the Bokeh server."""
+    """The example as a ``bokeh serve`` app; its callbacks run in the Bokeh server."""
 
     def __init__(self, tmp: Path):
         self.app = tmp / APP_NAME
         self.app.mkdir()
-        (self.app / "main.py").write_text(textwrap.dedent(APP_MAIN))
+        (self.app / "main.py").write_text(APP_MAIN)
         self.stamps = tmp / "serve-stamps.txt"
         self.log = tmp / "serve.log"
         self.port = free_port()
@@ -293,9 +257,7 @@ class BokehServe:
 
     @property
     def callbacks(self) -> list[tuple[float, float]]:
-        if not self.stamps.exists():
-            return []
-        return [tuple(map(float, line.split())) for line in self.stamps.read_text().splitlines() if line.strip()]
+        return roundtrip_probe.read(self.stamps)[0]
 
     def start(self) -> str:
         origin = f"127.0.0.1:{self.port}"
@@ -442,7 +404,7 @@ def segments(run: dict[str, Any], bokehsite: bool) -> dict[str, list[float]]:
         cb = s["callback"]
         add("input → sent", s["sent"] - s["t0"] if s["sent"] is not None else None)
         if cb is not None:
-            if bokehsite and s["incoming"] is not None and s["sent"] is not None:
+            if bokehsite and s.get("incoming") is not None and s["sent"] is not None:
                 add("sent → client got it", py(s["incoming"]) - s["sent"])
                 add("client got it → callback", py(cb[0]) - py(s["incoming"]))
             elif s["sent"] is not None:
@@ -461,43 +423,36 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def summary(name: str, run: dict[str, Any]) -> str:
+    total = segments(run, name.startswith("bokehsite"))["total"]
+    valid = sum(1 for s in run["steps"] if s["valid"])
+    return (f"{name:<22} {len(total):>8} {run['failures']:>5} {percentile(total, 50):>7.1f} {percentile(total, 99):>7.1f} "
+            f"{statistics.mean(total):>7.1f} {min(total):>7.1f} {max(total):>7.1f} {valid:>6}")
 
 
-def memory_gib() -> str:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024 ** 2:.0f} GiB"
-    except OSError:
-        pass
-    return "?"
+def ratio(a: list[float], b: list[float]) -> str:
+    return (f"p50 {percentile(a, 50) / percentile(b, 50):.2f}, p99 {percentile(a, 99) / percentile(b, 99):.2f}, "
+            f"mean {statistics.mean(a) / statistics.mean(b):.2f}, min {min(a) / min(b):.2f}")
 
 
 def main() -> None:
     args = parse_args()
-    print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
-    print(f"machine: {platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs, {memory_gib()}; "
-          f"Python {platform.python_version()}, Bokeh {bokeh.__version__}")
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"bokehsite round-trip benchmark; {machine()}")
+    print(f"bokehsite at {revision()}" + (f"; baseline bokehsite@{args.baseline}" if args.baseline else ""))
     print(f"{args.changes} changes per server after {args.warmup} warm-up changes, the servers in turn, "
           f"{args.gap * 1000:.0f} ms apart")
-    with tempfile.TemporaryDirectory(prefix="roundtrip-") as tmp, sync_playwright() as pw:
+    with tempfile.TemporaryDirectory(prefix="roundtrip-") as tmp, contextlib.ExitStack() as stack, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         chromium = browser.version
-        targets = [Target("bokehsite", Bokehsite(Path(tmp) / "site"), browser),
-                   Target("bokeh serve", BokehServe(Path(tmp)), browser)]
+        targets = [Target("bokehsite", Bokehsite(Path(tmp) / "site"), browser)]
+        if args.baseline:
+            root = stack.enter_context(checkout(args.baseline))
+            targets.append(Target(f"bokehsite@{args.baseline}", Bokehsite(Path(tmp) / "baseline", root), browser))
+        targets.append(Target("bokeh serve", BokehServe(Path(tmp)), browser))
         try:
             for target in targets:
                 target.open()
-            print("measuring, the two in turn…", flush=True)
+            print("measuring, the servers in turn…", flush=True)
             run_changes(targets, args.changes, args.warmup, args.gap)
         finally:
             try:
@@ -506,27 +461,21 @@ def main() -> None:
             finally:
                 browser.close()
     runs = {target.name: target.run for target in targets}
-    print(f"Chromium {chromium}; load average after: "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"Chromium {chromium}; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
     print("Round trip, key press → recomputed wave painted (ms):")
-    print(f"{'':<12} {'changes':>8} {'lost':>5} {'p50':>7} {'p99':>7} {'mean':>7} {'min':>7} {'max':>7} {'valid':>6}")
-    totals = {}
+    print(f"{'':<22} {'changes':>8} {'lost':>5} {'p50':>7} {'p99':>7} {'mean':>7} {'min':>7} {'max':>7} {'valid':>6}")
     for name, run in runs.items():
-        total = totals[name] = segments(run, name == "bokehsite")["total"]
-        valid = sum(1 for s in run["steps"] if s["valid"])
-        print(f"{name:<12} {len(total):>8} {run['failures']:>5} {percentile(total, 50):>7.1f} "
-              f"{percentile(total, 99):>7.1f} {statistics.mean(total):>7.1f} {min(total):>7.1f} {max(total):>7.1f} "
-              f"{valid:>6}")
-    a, b = totals["bokehsite"], totals["bokeh serve"]
-    print(f"ratio bokehsite / bokeh serve: p50 {percentile(a, 50) / percentile(b, 50):.2f}, "
-          f"p99 {percentile(a, 99) / percentile(b, 99):.2f}, mean {statistics.mean(a) / statistics.mean(b):.2f}, "
-          f"min {min(a) / min(b):.2f}")
+        print(summary(name, run))
+    totals = {name: segments(run, name.startswith("bokehsite"))["total"] for name, run in runs.items()}
+    for name in totals:
+        if name != "bokehsite":
+            print(f"ratio bokehsite / {name}: {ratio(totals['bokehsite'], totals[name])}")
     for name, run in runs.items():
         print()
         print(f"Where the time goes, {name} (ms, median and p99 of each segment; the medians need not add up;"
               f" clock offset browser − Python {run['offset']:.1f} ms, drift {run['drift']:.2f} ms):")
-        for segment, values in segments(run, name == "bokehsite").items():
+        for segment, values in segments(run, name.startswith("bokehsite")).items():
             print(f"  {segment:<30} {percentile(values, 50):>7.2f} {percentile(values, 99):>7.2f}  (n={len(values)})")
 
 

@@ -750,7 +750,8 @@ async def run_all(args: argparse.Namespace, env: dict[str, str], baseline: Bokeh
     """Every (system, N, mode), ``--repeat`` times, summed up by ``median_result``.
 
     All servers run from the start, one process per system, and the systems take turns at each
-    (N, mode), so that they meet the same conditions on a shared machine.
+    (N, mode), in an order that alternates, so that they meet the same conditions on a shared
+    machine.
     """
     modes: dict[str, float | None] = {}
     if "saturated" in args.modes:
@@ -766,7 +767,8 @@ async def run_all(args: argparse.Namespace, env: dict[str, str], baseline: Bokeh
             for mode, rate in modes.items():
                 runs: dict[str, list[Result]] = {name: [] for name in systems}
                 for attempt in range(args.repeat):
-                    for name, system in systems.items():
+                    # ABBA: each system runs first as often as second, so that order favours none.
+                    for name, system in list(systems.items())[::1 if attempt % 2 == 0 else -1]:
                         profile = None
                         if args.profile:
                             profile = args.profile / f"{name.replace(' ', '-')}-{n}-{mode.replace('/', 'per')}-{attempt}.txt"

@@ -32,26 +32,36 @@ class ApiError(Exception):
 
 # The statuses the domains answer with; each domain error names its own code.
 class Unauthorized(ApiError):
+    """No credentials, or credentials that do not check out."""
+
     status_code = status.HTTP_401_UNAUTHORIZED
     code = "not_authenticated"
 
 
 class Forbidden(ApiError):
+    """The caller is known, and may not do this."""
+
     status_code = status.HTTP_403_FORBIDDEN
     code = "forbidden"
 
 
 class NotFound(ApiError):
+    """No such thing, or none the caller may know of."""
+
     status_code = status.HTTP_404_NOT_FOUND
     code = "not_found"
 
 
 class Conflict(ApiError):
+    """The request is well formed but clashes with what is stored."""
+
     status_code = status.HTTP_409_CONFLICT
     code = "conflict"
 
 
 class PayloadTooLarge(ApiError):
+    """A body, a frame or a decoded array over ``BOKEHSITE_MAX_BODY_BYTES``."""
+
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     code = "too_large"
 

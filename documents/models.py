@@ -56,14 +56,18 @@ class Document(models.Model):
         return self.get_absolute_url() + "?" + urlencode({"key": self.secret_key})
 
 
-class PackedBuffers(models.Model):
-    """Binary buffers that Bokeh JSON refers to by id, packed as a bundle with an empty payload
-    (see ``bokehsite.wire``)."""
+class DocumentVersion(models.Model):
+    """Something one version of a document has, with the binary buffers its Bokeh JSON refers to
+    by id, packed as a bundle with an empty payload (see ``bokehsite.wire``)."""
 
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="%(class)ss")
+    version = models.PositiveIntegerField()
     buffers = models.BinaryField(default=b"", help_text="The binary buffers that the JSON refers to by id.")
+    created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         abstract = True
+        constraints = [models.UniqueConstraint(fields=["document", "version"], name="%(class)s_version_unique")]
 
     def set_buffers(self, buffers: list[Buffer]) -> None:
         self.buffers = wire.pack({}, buffers)
@@ -76,17 +80,13 @@ class PackedBuffers(models.Model):
         return wire.unpack(self.buffers)[1] if self.buffers else []
 
 
-class Snapshot(PackedBuffers):
+class Snapshot(DocumentVersion):
     """The whole document at one version: Bokeh's document JSON and the buffers it refers to."""
 
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="snapshots")
-    version = models.PositiveIntegerField()
     doc = models.JSONField(help_text="Bokeh document JSON; arrays refer to binary buffers by id.")
-    created = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta(DocumentVersion.Meta):
         ordering = ["-version"]
-        constraints = [models.UniqueConstraint(fields=["document", "version"], name="snapshot_version_unique")]
 
     def __str__(self) -> str:
         return f"{self.document_id} @ {self.version}"
@@ -116,7 +116,7 @@ class EventKind(models.TextChoices):
     REPLACE = "replace", "Replace"
 
 
-class Event(PackedBuffers):
+class Event(DocumentVersion):
     """One accepted change: the change from ``version - 1`` to ``version``.
 
     A patch holds Bokeh's PATCH-DOC content (``{"events": [...]}``) with its binary buffers,
@@ -124,8 +124,6 @@ class Event(PackedBuffers):
     replaced; the snapshot at the same version holds the new content.
     """
 
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="events")
-    version = models.PositiveIntegerField()
     kind = models.CharField(max_length=8, choices=EventKind.choices, default=EventKind.PATCH)
     patch = models.JSONField(null=True, blank=True)
     size = models.PositiveIntegerField(default=0, help_text="Bytes of JSON and buffers.")
@@ -133,11 +131,9 @@ class Event(PackedBuffers):
     key = models.CharField(max_length=100, blank=True, default="",
                            help_text="The client's own name for the change, so that a resend is not applied twice.")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    created = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta(DocumentVersion.Meta):
         ordering = ["version"]
-        constraints = [models.UniqueConstraint(fields=["document", "version"], name="event_version_unique")]
         indexes = [models.Index(fields=["document", "key"], name="event_key")]
 
     def __str__(self) -> str:

@@ -3,7 +3,7 @@
 All database work of a Daphne process runs on one thread, and a change costs a transaction
 whose commit waits for the disk. So the changes that arrive for a document while a batch is
 being stored wait together and are stored by the next batch, in one transaction, in the order
-they arrived (the action broadcasts them as one message once committed). Under load a batch
+they arrived (the action broadcasts them as one message once committed, from this event loop). Under load a batch
 holds every change in flight; an isolated change is stored at once, alone.
 """
 
@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from documents import services
 from documents.changes import Change, PatchRequest
 from documents.models import Document
+from streaming import broadcast
 
 # A batch larger than this would hold back the viewers' first frames for little gain.
 MAX_BATCH = 64
@@ -44,7 +45,8 @@ class DocumentQueue:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
                 requests = [request for request, _ in batch]
                 try:
-                    outcomes = await database_sync_to_async(services.apply_changes)(self.document, requests)
+                    with broadcast.sending_from(asyncio.get_running_loop()):
+                        outcomes = await database_sync_to_async(services.apply_changes)(self.document, requests)
                 except Exception as error:  # the batch as a whole failed (the document is gone, say)
                     outcomes = [error] * len(batch)
                 for (_, future), outcome in zip(batch, outcomes):

@@ -5,11 +5,20 @@ sends ``documents.signals.changes_committed`` once a transaction commits, and ``
 below relays it to the document's group as one message, whose frame (``bokehsite.protocol``'s
 ``patches``) is built once for every viewer. A replace carries no frame: each connection sends
 its client a snapshot instead.
+
+Either way the message is sent before the thread that committed goes on (to fold the log, say).
+Where an event loop waits on that thread (``streaming.batching`` says which with
+``sending_from``), that loop sends it, at once; elsewhere ``async_to_sync`` does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -18,7 +27,13 @@ from channels.layers import get_channel_layer
 from bokehsite import protocol
 from documents.changes import Change
 
+logger = logging.getLogger(__name__)
+
 CHANGED = "document.changed"
+# Longest a commit waits for its broadcast to leave (a channel layer that does not answer).
+SEND_TIMEOUT = 5.0
+# The event loop that sends what commits in this context (see ``sending_from``).
+_sender_loop: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar("broadcast_loop", default=None)
 
 
 def group_name(document_id: uuid.UUID | str) -> str:
@@ -43,5 +58,24 @@ async def send_changes(changes: list[Change]) -> None:
 
 
 def changes_committed(sender: Any, changes: list[Change], **kwargs: Any) -> None:
-    """Receiver of ``documents.signals.changes_committed``: runs in the thread that committed."""
-    async_to_sync(send_changes)(changes)
+    """Receiver of ``documents.signals.changes_committed``: runs in the thread that committed, and
+    returns once the message is sent (or has failed: the changes are stored all the same, and
+    viewers find the gap at the next change and read the log)."""
+    loop = _sender_loop.get()
+    try:
+        if loop is not None and loop.is_running():  # it waits on this thread, so it sends at once
+            asyncio.run_coroutine_threadsafe(send_changes(changes), loop).result(SEND_TIMEOUT)
+        else:
+            async_to_sync(send_changes)(changes)
+    except Exception:
+        logger.exception("broadcasting stored changes failed")
+
+
+@contextlib.contextmanager
+def sending_from(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Within this block (and the database work it awaits), ``loop`` sends what commits."""
+    token = _sender_loop.set(loop)
+    try:
+        yield
+    finally:
+        _sender_loop.reset(token)

@@ -199,7 +199,10 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     async def send_message(self, message: protocol.Message, buffers: list[Buffer] = ()) -> None:
         frame = message.encode(buffers)
-        await self.send(bytes_data=frame) if isinstance(frame, bytes) else await self.send(text_data=frame)
+        if isinstance(frame, bytes):
+            await self.send(bytes_data=frame)
+        else:
+            await self.send(text_data=frame)
 
     async def send_error(self, error: ApiError, request_id=None) -> None:
         await self.send_message(protocol.Error.from_envelope(errors.envelope(error), request_id))

@@ -7,7 +7,7 @@ import pytest
 from bokehsite.client import Session
 from tests.helpers import COUNT_PIXELS, LINE_BLUE, SEED_ANIMATED, line_document, open_plot, start_script, stored_version, wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
 
 def test_the_seed_line_is_drawn(live_server_url, page):
     with Session(live_server_url) as session:

@@ -10,7 +10,7 @@ from tests.conftest import PASSWORD
 from tests.helpers import line_document, store
 from tests.helpers import COUNT_PIXELS, LINE_BLUE, plot_frame
 
-pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
 
 # What a malicious document tries when someone else opens it: read the viewer's cookies, and
 # read the API with the viewer's credentials.

@@ -12,7 +12,7 @@ from bokehsite.client import Session, figure
 from tests.conftest import PASSWORD
 from tests.helpers import COUNT_PIXELS, open_plot, wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
 
 RED = [255, 0, 0]
 FIREBRICK = [178, 34, 34]

@@ -14,7 +14,7 @@ from documents.models import Document
 from tests.helpers import SEED_LINE, line_document, run_script
 from tests.servers import ROOT, free_port
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
 
 def test_the_seed_example_runs_unchanged_but_for_the_import(live_server_url, tmp_path):
     result = run_script(SEED_LINE, live_server_url, tmp_path)

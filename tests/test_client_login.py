@@ -13,7 +13,7 @@ from documents.models import Document
 from tests.conftest import PASSWORD
 from tests.helpers import line_document, run_script
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
 
 SEED_REGISTER = """\
 from bokehsite.client import Session

@@ -17,7 +17,7 @@ from documents.models import Document, Event
 from tests.helpers import SEED_ANIMATED, start_script, state, stored_version, wait_until
 from tests.servers import DaphneServer, database_url
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
 
 def test_the_seed_animation_runs_unchanged_and_survives_ctrl_c(live_server_url, tmp_path):
     process = start_script(SEED_ANIMATED, live_server_url, tmp_path, speedup=10)

@@ -13,7 +13,7 @@ from bokeh.models import Button, ColumnDataSource, Slider
 from bokehsite.client import Session, figure
 from tests.helpers import state, wait_until
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
 
 
 def dashboard():
