@@ -260,6 +260,11 @@ def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer],
     return change
 
 
+def fold_due(document_id: uuid.UUID) -> bool:
+    live = live_documents.get(document_id)
+    return live.doc is not None and live.should_fold()
+
+
 def fold_if_due(document_id: uuid.UUID) -> None:
     """Fold the log into a snapshot if it has grown enough since the last one."""
     live = live_documents.get(document_id)

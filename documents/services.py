@@ -67,7 +67,7 @@ def replace_document(
     return document
 
 
-def apply_changes(document: Document, requests: list[PatchRequest]) -> list[Change | ApiError]:
+def apply_changes(document: Document, requests: list[PatchRequest], *, fold: bool = True) -> list[Change | ApiError]:
     """Store changes to a document: the one way a change is stored, whether it came by REST or
     by websocket (``streaming.batching`` queues those in front of this).
 
@@ -75,7 +75,8 @@ def apply_changes(document: Document, requests: list[PatchRequest]) -> list[Chan
     each request in order, its ``Change`` or the ``ApiError`` that refused it (``InvalidPatch``,
     ``VersionConflict``), and a refused change leaves nothing behind. The accepted ones are
     committed in one transaction and broadcast once committed; then the log is folded into a
-    snapshot if it has grown enough.
+    snapshot if it has grown enough (unless ``fold`` is false: group commit folds with
+    ``fold_if_due`` once its broadcast and answers are out).
 
     Raises:
         DocumentNotFound: the document was deleted.
@@ -83,8 +84,19 @@ def apply_changes(document: Document, requests: list[PatchRequest]) -> list[Chan
     outcomes = history.store(document.id, requests)
     # A resent change was broadcast when it was first stored.
     _broadcast_on_commit([o for o in outcomes if isinstance(o, Change) and not o.resent])
-    history.fold_if_due(document.id)
+    if fold:
+        history.fold_if_due(document.id)
     return outcomes
+
+
+def fold_due(document: Document) -> bool:
+    """Whether the document's log has grown enough to fold (what this process knows; no query)."""
+    return history.fold_due(document.id)
+
+
+def fold_if_due(document: Document) -> None:
+    """Fold the document's log into a snapshot if it has grown enough."""
+    history.fold_if_due(document.id)
 
 
 def apply_patch(

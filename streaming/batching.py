@@ -3,13 +3,16 @@
 All database work of a Daphne process runs on one thread, and a change costs a transaction
 whose commit waits for the disk. So the changes that arrive for a document while a batch is
 being stored wait together and are stored by the next batch, in one transaction, in the order
-they arrived (the action broadcasts them as one message once committed, from this event loop). Under load a batch
-holds every change in flight; an isolated change is stored at once, alone.
+they arrived. The action broadcasts them as one message once committed, sent from this event
+loop as soon as the batch returns; then the answers go out; then, when it is due, the log is
+folded. Under load a batch holds every change in flight; an isolated change is stored at once,
+alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 from channels.db import database_sync_to_async
@@ -18,6 +21,8 @@ from documents import services
 from documents.changes import Change, PatchRequest
 from documents.models import Document
 from streaming import broadcast
+
+logger = logging.getLogger(__name__)
 
 # A batch larger than this would hold back the viewers' first frames for little gain.
 MAX_BATCH = 64
@@ -45,8 +50,9 @@ class DocumentQueue:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
                 requests = [request for request, _ in batch]
                 try:
-                    with broadcast.sending_from(asyncio.get_running_loop()):
-                        outcomes = await database_sync_to_async(services.apply_changes)(self.document, requests)
+                    async with broadcast.sent_on_exit():
+                        outcomes = await database_sync_to_async(services.apply_changes)(
+                            self.document, requests, fold=False)
                 except Exception as error:  # the batch as a whole failed (the document is gone, say)
                     outcomes = [error] * len(batch)
                 for (_, future), outcome in zip(batch, outcomes):
@@ -56,6 +62,12 @@ class DocumentQueue:
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
+                # Folding writes the whole document: only once the batch is out and answered.
+                if services.fold_due(self.document):
+                    try:
+                        await database_sync_to_async(services.fold_if_due)(self.document)
+                    except Exception:
+                        logger.exception("folding the log into a snapshot failed; the log is kept")
         finally:
             self.task = None
             key = (asyncio.get_running_loop(), self.document.id)

@@ -6,18 +6,18 @@ below relays it to the document's group as one message, whose frame (``bokehsite
 ``patches``) is built once for every viewer. A replace carries no frame: each connection sends
 its client a snapshot instead.
 
-Either way the message is sent before the thread that committed goes on (to fold the log, say).
-Where an event loop waits on that thread (``streaming.batching`` says which with
-``sending_from``), that loop sends it, at once; elsewhere ``async_to_sync`` does.
+Where an event loop awaits the database work that committed (``streaming.batching``, inside
+``sent_on_exit``), the messages are sent from that loop once the work returns, in commit order,
+so that the database thread never waits for the channel layer; elsewhere (a REST request) the
+message is sent before the committing thread goes on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -30,10 +30,6 @@ from documents.changes import Change
 logger = logging.getLogger(__name__)
 
 CHANGED = "document.changed"
-# Longest a commit waits for its broadcast to leave (a channel layer that does not answer).
-SEND_TIMEOUT = 5.0
-# The event loop that sends what commits in this context (see ``sending_from``).
-_sender_loop: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar("broadcast_loop", default=None)
 
 
 def group_name(document_id: uuid.UUID | str) -> str:
@@ -58,24 +54,35 @@ async def send_changes(changes: list[Change]) -> None:
 
 
 def changes_committed(sender: Any, changes: list[Change], **kwargs: Any) -> None:
-    """Receiver of ``documents.signals.changes_committed``: runs in the thread that committed, and
-    returns once the message is sent (or has failed: the changes are stored all the same, and
-    viewers find the gap at the next change and read the log)."""
-    loop = _sender_loop.get()
+    """Receiver of ``documents.signals.changes_committed``: runs in the thread that committed. A
+    failed send is logged: the changes are stored all the same, and viewers find the gap at the
+    next change and read the log."""
+    collected = _collected.get()
+    if collected is not None:
+        collected.append(changes)
+        return
     try:
-        if loop is not None and loop.is_running():  # it waits on this thread, so it sends at once
-            asyncio.run_coroutine_threadsafe(send_changes(changes), loop).result(SEND_TIMEOUT)
-        else:
-            async_to_sync(send_changes)(changes)
+        async_to_sync(send_changes)(changes)
     except Exception:
         logger.exception("broadcasting stored changes failed")
 
 
-@contextlib.contextmanager
-def sending_from(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
-    """Within this block (and the database work it awaits), ``loop`` sends what commits."""
-    token = _sender_loop.set(loop)
+# Where this context sends what commits later: the commits so far (see ``sent_on_exit``).
+_collected: ContextVar[list[list[Change]] | None] = ContextVar("broadcast_collected", default=None)
+
+
+@contextlib.asynccontextmanager
+async def sent_on_exit() -> AsyncIterator[None]:
+    """What commits within this block (and in the database work it awaits, which runs in a copy
+    of this context) is sent from this event loop when the block ends, in commit order."""
+    collected: list[list[Change]] = []
+    token = _collected.set(collected)
     try:
         yield
     finally:
-        _sender_loop.reset(token)
+        _collected.reset(token)
+        for changes in collected:
+            try:
+                await send_changes(changes)
+            except Exception:
+                logger.exception("broadcasting stored changes failed")

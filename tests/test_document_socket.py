@@ -8,7 +8,8 @@ from accounts.users import default_user
 from bokehsite import protocol, wire
 from bokehsite.asgi import application
 from documents import services
-from documents.models import Event, Visibility
+from documents.models import Event, Snapshot, Visibility
+from streaming import broadcast
 from tests.helpers import append_frame, open_socket, plain, receive, run, stored_line, stream_patch
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -238,3 +239,38 @@ def test_another_sites_page_does_not_get_the_local_identity(stored):
         await socket.disconnect()
 
     run(scenario)
+
+
+def test_websocket_changes_are_folded_into_snapshots_once_answered(stored, settings):
+    settings.BOKEHSITE_SNAPSHOT_EVERY = 4
+    document, doc, source = stored
+
+    async def scenario():
+        producer, _ = await connect(document.id, origin=None)
+        for i in range(9):
+            await producer.send_to(bytes_data=append_frame(doc, source, [i], [i], request_id=i))
+            assert (await receive(producer))["type"] == "ack"
+        await producer.disconnect()
+
+    run(scenario)
+    versions = set(Snapshot.objects.filter(document=document).values_list("version", flat=True))
+    assert {1, 5, 9} <= versions  # folded every four changes, after the answers went out
+    assert services.load_bokeh_document(document).get_model_by_id(source).data["x"].tolist()[-3:] == [6, 7, 8]
+
+
+def test_a_channel_layer_that_fails_loses_no_acknowledged_change(stored, monkeypatch):
+    document, doc, source = stored
+
+    async def broken(*args, **kwargs):
+        raise ConnectionError("the channel layer is down")
+
+    async def scenario():
+        producer, _ = await connect(document.id, origin=None)
+        monkeypatch.setattr(broadcast.get_channel_layer(), "group_send", broken)
+        await producer.send_to(bytes_data=append_frame(doc, source, [9], [9]))
+        assert await receive(producer) == {"type": "ack", "id": 1, "version": 2}
+        await producer.disconnect()
+
+    run(scenario)
+    document.refresh_from_db()
+    assert document.version == 2 and Event.objects.count() == 1
