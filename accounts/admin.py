@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
-from django.utils import timezone
 
+from accounts import tokens
 from accounts.models import ApiToken
 
 
@@ -31,5 +31,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked__isnull=True).update(revoked=timezone.now())
+        active = list(queryset.filter(revoked__isnull=True))
+        for token in active:
+            tokens.revoke_token(token)
+        count = len(active)
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)

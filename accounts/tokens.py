@@ -21,6 +21,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from accounts.models import ApiToken
+from accounts.signals import announce
 
 SECRET_PREFIX = "bks_"
 PREFIX_LENGTH = len(SECRET_PREFIX) + 8
@@ -94,7 +95,8 @@ def revoke_token(token: ApiToken) -> None:
     """Revoke a token for good; revoking it again changes nothing."""
     if token.revoked is None:
         token.revoked = timezone.now()
-        ApiToken.objects.filter(pk=token.pk, revoked__isnull=True).update(revoked=token.revoked)
+        if ApiToken.objects.filter(pk=token.pk, revoked__isnull=True).update(revoked=token.revoked):
+            announce(users=[token.user_id])  # connections opened with it lose it now
 
 
 def tokens_of(user: AbstractBaseUser):

@@ -281,6 +281,13 @@ class Error(Message, type="error", sender=SERVER):
 
 
 @dataclass(frozen=True)
+class Role(Message, type="role", sender=SERVER):
+    """What the connection may do changed while it was open (access was changed): from now on it may only read, or also write. A connection that loses all access gets an `error` instead and is closed with 4401 or 4404."""
+
+    role: str = member("role", '"write" or "read"')
+
+
+@dataclass(frozen=True)
 class Ping(Message, type="ping", sender=CLIENT):
     """Liveness: the server answers `pong` with the same `id`."""
 

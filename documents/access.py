@@ -10,7 +10,8 @@ know the document exists; callers then answer 404, never 403.
   they change documents, owners and visibility in the Django admin.
 - Anyone, even anonymous, may read a public document, and a secret-link document when they
   present its key.
-- A sandboxed plot frame presents a frame token (``documents.frames``) for one document and role.
+- A sandboxed plot frame presents a frame token (``documents.frames``) for one document and role,
+  signed for one viewer: it grants the weaker of that role and what the viewer may do now.
 
 The REST API, the pages and the websocket consumer all ask ``resolve(caller(...), id, need)``.
 """
@@ -23,11 +24,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 
 from accounts.users import acting_user
 from documents.exceptions import DocumentNotFound, Forbidden, InvalidFrameToken
+from documents import frames
 from documents.frames import FrameGrant, verify_frame_token
 from documents.models import Collaborator, Document, Visibility
 
@@ -36,8 +39,9 @@ RANK = {None: 0, "read": 1, "write": 2, "owner": 3}
 User = AbstractBaseUser | AnonymousUser
 
 
-def role_for(user: User, document: Document, *, key: str | None = None) -> RoleName | None:
-    """The strongest role ``user`` has on ``document`` (``key``: a secret link's key, if given)."""
+def role_for(user: User, document: Document, *, key: str | None = None, key_digest: str | None = None) -> RoleName | None:
+    """The strongest role ``user`` has on ``document`` (``key``: a secret link's key, if given, or
+    ``key_digest``: its digest, as a frame token names it)."""
     if user.is_authenticated:
         if document.owner_id == user.pk:
             return "owner"
@@ -48,14 +52,20 @@ def role_for(user: User, document: Document, *, key: str | None = None) -> RoleN
             return "read"
     if document.visibility == Visibility.PUBLIC:
         return "read"
-    if document.visibility == Visibility.SECRET and key and document.secret_key:
-        if hmac.compare_digest(document.secret_key.encode(), key.encode()):
+    if document.visibility == Visibility.SECRET and document.secret_key:
+        if key and hmac.compare_digest(document.secret_key.encode(), key.encode()):
+            return "read"
+        if key_digest and hmac.compare_digest(frames.key_digest(document.secret_key), key_digest):
             return "read"
     return None
 
 
 def allows(role: RoleName | None, needed: RoleName) -> bool:
     return RANK[role] >= RANK[needed]
+
+
+def weaker(a: RoleName | None, b: RoleName | None) -> RoleName | None:
+    return a if RANK[a] <= RANK[b] else b
 
 
 def connection_role(role: RoleName) -> Literal["read", "write"]:
@@ -90,18 +100,34 @@ def caller(request: Any, *, frame_token: bool = False) -> Caller:
     return Caller(user, key=query.get("key"))
 
 
-def socket_caller(scope: dict[str, Any]) -> Caller:
-    """Who a websocket connection is (``streaming.auth`` has set ``scope["user"]``).
+def socket_caller(scope: dict[str, Any], user: User) -> Caller:
+    """Who a websocket connection is: ``user`` (as ``streaming.auth`` identified it), holding the
+    secret link's ``?key=``, or the frame token in ``?frame_token=``.
 
     Raises:
-        ApiError: its API token did not check out, or its frame token is forged or expired.
+        InvalidFrameToken: its frame token is forged or expired.
     """
-    if error := scope.get("auth_error"):
-        raise error
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if token := query.get("frame_token", [None])[0]:
         return Caller(AnonymousUser(), grant=verify_frame_token(token))
-    return Caller(scope["user"], key=query.get("key", [None])[0])
+    return Caller(user, key=query.get("key", [None])[0])
+
+
+def frame_token(who: Caller, document: Document) -> str:
+    """A frame token for ``document`` (resolved for ``who``, so with ``document.role``), signed for
+    ``who``: every use checks it against what they may do then."""
+    user_id = who.user.pk if who.user.is_authenticated else None
+    key = who.key if document.visibility == Visibility.SECRET else None
+    return frames.sign_frame_token(document, document.role, user_id=user_id, key=key)
+
+
+def _granted_role(grant: FrameGrant, document: Document) -> RoleName | None:
+    """What a frame grant allows now: its role, if its viewer still has at least that."""
+    user: User = AnonymousUser()
+    if grant.user_id is not None:
+        user = get_user_model().objects.filter(pk=grant.user_id, is_active=True).first() or AnonymousUser()
+    now = role_for(user, document, key_digest=grant.key_digest)
+    return weaker(grant.role, frames.frame_role(now)) if now else None
 
 
 def resolve(who: Caller, document_id: uuid.UUID | str, need: RoleName = "read") -> Document:
@@ -118,7 +144,7 @@ def resolve(who: Caller, document_id: uuid.UUID | str, need: RoleName = "read") 
         document = Document.objects.select_related("owner").get(pk=document_id)
     except (Document.DoesNotExist, ValueError, ValidationError):
         raise DocumentNotFound("no such document") from None
-    role = who.grant.role if who.grant is not None else role_for(who.user, document, key=who.key)
+    role = _granted_role(who.grant, document) if who.grant is not None else role_for(who.user, document, key=who.key)
     if role is None:
         raise DocumentNotFound("no such document")
     if not allows(role, need):

@@ -1,9 +1,33 @@
 """What the documents domain tells the rest of the site, once it is committed.
 
-``streaming.broadcast`` listens, so that this app never imports the websocket app.
+``streaming.broadcast`` listens, so that this app never imports the websocket app. A change to
+who may see a document (its owner, visibility, secret link, collaborators, or the document
+deleted) is announced as ``accounts.signals.access_changed``.
 """
 
-from django.dispatch import Signal
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import Signal, receiver
+
+from accounts.signals import announce
+from documents.models import Collaborator, Document
 
 # changes: list[documents.changes.Change], consecutive versions of one document, in order.
 changes_committed = Signal()
+
+# Saving only these fields of a document changes nothing about who may see it.
+_CONTENT_FIELDS = frozenset({"title", "version", "updated"})
+
+
+@receiver([post_save, post_delete], sender=Document, dispatch_uid="documents.document_access")
+def _document_changed(sender: Any, instance: Document, created: bool = False, update_fields: Any = None,
+                      **kwargs: Any) -> None:
+    if created or (update_fields and set(update_fields) <= _CONTENT_FIELDS):
+        return
+    announce(documents=[instance.pk])
+
+
+@receiver([post_save, post_delete], sender=Collaborator, dispatch_uid="documents.collaborator_access")
+def _collaborator_changed(sender: Any, instance: Collaborator, **kwargs: Any) -> None:
+    announce(documents=[instance.document_id])

@@ -16,7 +16,7 @@ from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
 from documents import access, services
 from documents.exceptions import DocumentNotFound, Forbidden, InvalidFrameToken
-from documents.frames import sign_frame_token, verify_frame_token
+from documents.frames import verify_frame_token
 from documents.models import Document, Role, Visibility
 
 # The sandbox: scripts run, but in an opaque origin, so they have neither this site's cookies
@@ -28,13 +28,13 @@ class _LoginFirst(Exception):
     """An anonymous visitor must log in before we say anything about this document."""
 
 
-def _viewed(request: HttpRequest, pk, need: str = "read") -> Document:
-    """The document a page shows, with ``document.role`` set to the viewer's role
+def _viewed(request: HttpRequest, pk, need: str = "read") -> tuple[access.Caller, Document]:
+    """Who views, and the document a page shows, with ``document.role`` set to their role
     (``documents.access``: ``?public=true`` shows the public version, ``?key=`` is a secret
     link's key)."""
     caller = access.caller(request)
     try:
-        return access.resolve(caller, pk, need)
+        return caller, access.resolve(caller, pk, need)
     except DocumentNotFound:
         if not caller.user.is_authenticated and request.GET.get("public") != "true":
             raise _LoginFirst from None
@@ -59,11 +59,11 @@ def document_list(request: HttpRequest) -> HttpResponse:
 
 def document_page(request: HttpRequest, pk) -> HttpResponse:
     try:
-        document = _viewed(request, pk)
+        caller, document = _viewed(request, pk)
     except _LoginFirst:
         return redirect_to_login(request.get_full_path())
     frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-        {"frame_token": sign_frame_token(document, document.role)}
+        {"frame_token": access.frame_token(caller, document)}
     )
     context = {
         "document": document,
@@ -78,10 +78,10 @@ def document_page(request: HttpRequest, pk) -> HttpResponse:
 def frame_token(request: HttpRequest, pk) -> HttpResponse:
     """A fresh frame token for the page's frame, under the same rules as the page."""
     try:
-        document = _viewed(request, pk)
+        caller, document = _viewed(request, pk)
     except (_LoginFirst, Http404):
         return errors.json_response(DocumentNotFound("no such document"))
-    token = sign_frame_token(document, document.role)
+    token = access.frame_token(caller, document)
     return JsonResponse({"token": token, "role": verify_frame_token(token).role}, headers={"Cache-Control": "no-store"})
 
 
@@ -110,7 +110,7 @@ def document_frame(request: HttpRequest, pk) -> HttpResponse:
 def share_page(request: HttpRequest, pk) -> HttpResponse:
     """Visibility, the secret link and collaborators, for the owner."""
     try:
-        document = _viewed(request, pk, "owner")
+        _, document = _viewed(request, pk, "owner")
     except _LoginFirst:
         return redirect_to_login(request.get_full_path())
     if request.method == "POST":

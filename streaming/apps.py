@@ -5,7 +5,9 @@ class StreamingConfig(AppConfig):
     name = "streaming"
 
     def ready(self) -> None:
-        from documents import signals
+        from accounts.signals import access_changed
+        from documents.signals import changes_committed
         from streaming import broadcast
 
-        signals.changes_committed.connect(broadcast.changes_committed, dispatch_uid="streaming.broadcast")
+        changes_committed.connect(broadcast.changes_committed, dispatch_uid="streaming.broadcast")
+        access_changed.connect(broadcast.access_changed, dispatch_uid="streaming.access")

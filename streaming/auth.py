@@ -9,19 +9,25 @@
   Browsers send cookies wherever a page asks them to, so this identity is granted only when the
   ``Origin`` is one of this site's hosts.
 
-An API token that does not check out leaves ``scope["auth_error"]``; the consumer answers it
-with an error message and closes the connection.
+``identify`` decides, from the connection's scope, when it opens and again whenever its access
+may have changed (a token revoked, a user deactivated or logged out): an open connection is
+never more than what its credentials are now. An API token that does not check out leaves
+``scope["auth_error"]``; the consumer answers it with an error message and closes the connection.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
+from django.contrib import auth
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http.request import split_domain_port, validate_host
 
 from accounts.exceptions import InvalidToken
@@ -38,28 +44,47 @@ def origin_is_ours(scope) -> bool:
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
+def identify(scope: dict[str, Any], *, session_ended: bool = False) -> AbstractBaseUser | AnonymousUser:
+    """Who the connection is now (it queries the database).
+
+    Args:
+        session_ended: the browser session it rides on was logged out (it may still be in the store).
+    Raises:
+        InvalidToken: its API token is unknown, revoked or expired, or its user is inactive.
+    """
+    headers = dict(scope.get("headers", []))
+    frame_token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("frame_token", [None])[0]
+    authorization = headers.get(b"authorization")
+    if frame_token:
+        return AnonymousUser()  # a sandboxed frame: its token alone speaks for it
+    if authorization and multi_user():
+        secret = secret_from_authorization(authorization.decode("latin-1"))
+        user = user_for_token(secret) if secret else None
+        if user is None:
+            raise InvalidToken("the API token is not valid (unknown, revoked or expired)")
+        return user
+    if not origin_is_ours(scope):
+        return AnonymousUser()  # another site's page: no cookie identity
+    if not multi_user():
+        return default_user()
+    session_key = getattr(scope.get("session"), "session_key", None)
+    if session_ended or not session_key:
+        return AnonymousUser()
+    # Read the session afresh: a logout deletes it, and Django checks it against the user's
+    # password and whether they are active.
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return auth.get_user(SimpleNamespace(session=store))
+
+
 class WebsocketUserMiddleware(AuthMiddleware):
-    """Sets ``scope["user"]``."""
+    """Sets ``scope["user"]`` (and ``scope["auth_error"]`` for an API token that does not check out)."""
 
     async def resolve_scope(self, scope) -> None:
-        scope["user"]._wrapped = AnonymousUser()
-        frame_token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("frame_token", [None])[0]
-        authorization = dict(scope.get("headers", [])).get(b"authorization")
-        if frame_token:
-            pass  # a sandboxed frame: its token alone speaks for it
-        elif authorization and multi_user():
-            secret = secret_from_authorization(authorization.decode("latin-1"))
-            user = await database_sync_to_async(user_for_token)(secret) if secret else None
-            if user is None:
-                scope["auth_error"] = InvalidToken("the API token is not valid (unknown, revoked or expired)")
-            else:
-                scope["user"]._wrapped = user
-        elif not origin_is_ours(scope):
-            pass  # another site's page: no cookie identity
-        elif not multi_user():
-            scope["user"]._wrapped = await database_sync_to_async(default_user)()
-        else:
-            await super().resolve_scope(scope)
+        try:
+            scope["user"]._wrapped = await database_sync_to_async(identify)(scope)
+        except InvalidToken as error:
+            scope["user"]._wrapped = AnonymousUser()
+            scope["auth_error"] = error
 
 
 def WebsocketAuthStack(inner):

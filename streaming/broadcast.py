@@ -6,6 +6,9 @@ below relays it to the document's group as one message, whose frame (``bokehsite
 ``patches``) is built once for every viewer. A replace carries no frame: each connection sends
 its client a snapshot instead.
 
+Changes of access (``accounts.signals.access_changed``) go the same way to the connections of each
+document whose sharing changed and of each user whose identity changed (``user_group_name``).
+
 Where an event loop awaits the database work that committed (``streaming.batching``, inside
 ``sent_on_exit``), the messages are sent from that loop once the work returns, in commit order,
 so that the database thread never waits for the channel layer; elsewhere (a REST request) the
@@ -30,10 +33,16 @@ from documents.changes import Change
 logger = logging.getLogger(__name__)
 
 CHANGED = "document.changed"
+ACCESS_CHANGED = "access.changed"
 
 
 def group_name(document_id: uuid.UUID | str) -> str:
     return f"document.{uuid.UUID(str(document_id)).hex}"
+
+
+def user_group_name(user_id: int) -> str:
+    """The group of every connection that acts as the user ``user_id``."""
+    return f"user.{int(user_id)}"
 
 
 def message(changes: list[Change]) -> dict[str, Any]:
@@ -86,3 +95,20 @@ async def sent_on_exit() -> AsyncIterator[None]:
                 await send_changes(changes)
             except Exception:
                 logger.exception("broadcasting stored changes failed")
+
+
+async def send_access_changed(documents: list[str], users: list[int], sessions: list[str]) -> None:
+    """Ask every connection of these documents and users to check its access again."""
+    layer = get_channel_layer()
+    message = {"type": ACCESS_CHANGED, "sessions": sessions}
+    for group in [*map(group_name, documents), *map(user_group_name, users)]:
+        await layer.group_send(group, message)
+
+
+def access_changed(sender: Any, documents: list[str], users: list[int], sessions: list[str], **kwargs: Any) -> None:
+    """Receiver of ``accounts.signals.access_changed``, in the thread that committed. A failed send
+    is logged; the connections' periodic check (``BOKEHSITE_ACCESS_RECHECK``) still catches it."""
+    try:
+        async_to_sync(send_access_changed)(documents, users, sessions)
+    except Exception:
+        logger.exception("announcing a change of access failed")

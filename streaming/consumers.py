@@ -8,6 +8,11 @@ is more than ``BOKEHSITE_VIEWER_WINDOW`` versions ahead of what it has confirmed
 receives nothing more until it catches up; then it gets everything it missed in one frame, read
 from the log, or a snapshot when the log no longer holds it all. So a slow viewer never holds up
 the producer or other viewers, and a connection's memory stays bounded whatever the rate.
+
+Access is checked again whenever it may have changed (``access.changed``, from any process: a
+token revoked, a user deactivated or logged out, the document's sharing changed), and every
+``BOKEHSITE_ACCESS_RECHECK`` seconds for what expires on its own: a connection that may now do
+less is told its new role, and one that may do nothing is told why and closed.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from documents import access, services
 from documents.changes import PatchRequest
 from documents.exceptions import HistoryTruncated
 from documents.models import EventKind
-from streaming import batching, broadcast
+from streaming import auth, batching, broadcast
 
 logger = logging.getLogger(__name__)
 db = database_sync_to_async
@@ -51,26 +56,51 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()  # first, so that a refusal reaches the client as a message
+        self.session_ended = False  # its browser session was logged out
         try:
-            self.document = await db(self.open_document)()
+            self.document = await db(self.resolve_access)(again=False)
         except ApiError as e:
-            await self.send_error(e)
-            await self.close(code=4000 + e.status_code)  # protocol.Close: 4401, 4404
+            await self.refuse(e)
             return
         self.role = access.connection_role(self.document.role)
-        self.group = broadcast.group_name(self.document.id)
+        self.groups_joined = [broadcast.group_name(self.document.id), *self.identity_groups()]
         self.synced = False
         self.sent = 0  # the version the client has been sent up to
         self.applied = 0  # the version the client says it has applied
         self.behind = False  # changes happened that the client has not been sent yet
         self.answering: set[asyncio.Task] = set()  # changes it sent, awaiting storage
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.checking = self.recheck_wanted = False
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.rechecking = asyncio.create_task(self.recheck_periodically())
         version = await db(services.current_version)(self.document)
         await self.send_message(protocol.Hello(version, self.role, settings.BOKEHSITE_VIEWER_WINDOW))
 
-    def open_document(self):
-        """The document this connection follows, with ``.role``; raises ApiError when refused."""
-        return access.resolve(access.socket_caller(self.scope), self.scope["url_route"]["kwargs"]["pk"])
+    def resolve_access(self, *, again: bool):
+        """The document this connection follows, with ``.role`` as it is now; raises ApiError when
+        refused. ``again``: identify the connection afresh, not from what it opened with."""
+        if again:
+            try:
+                self.scope["user"]._wrapped = auth.identify(self.scope, session_ended=self.session_ended)
+            except ApiError as e:
+                self.scope["auth_error"] = e
+        if error := self.scope.get("auth_error"):
+            raise error
+        caller = access.socket_caller(self.scope, self.scope["user"])
+        return access.resolve(caller, self.scope["url_route"]["kwargs"]["pk"])
+
+    def identity_groups(self) -> list[str]:
+        """The groups told when this connection's identity changes (its user, or its frame's viewer)."""
+        user = self.scope["user"]
+        if user.is_authenticated:
+            return [broadcast.user_group_name(user.pk)]
+        grant = access.socket_caller(self.scope, user).grant
+        return [broadcast.user_group_name(grant.user_id)] if grant and grant.user_id is not None else []
+
+    async def refuse(self, error: ApiError) -> None:
+        """Tell the client why it may not (or no longer) follow the document, and close."""
+        await self.send_error(error)
+        await self.close(code=4000 + error.status_code)  # protocol.Close: 4401, 4404
 
     async def dispatch(self, message) -> None:
         # Channels closes stale database connections before every handler, on the one thread all
@@ -85,8 +115,10 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for task in getattr(self, "answering", ()):
             task.cancel()  # its change is still stored; there is no one left to tell
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if hasattr(self, "rechecking"):
+            self.rechecking.cancel()
+        for group in getattr(self, "groups_joined", ()):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
@@ -166,6 +198,44 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             return
         await self.send(bytes_data=protocol.own_frame(start, version) if all(mine) else event["frame"])
         self.sent = version
+
+    async def access_changed(self, event) -> None:
+        """Something that grants access changed: check this connection's again."""
+        if self.scope.get("session") is not None and self.scope["session"].session_key in event.get("sessions", ()):
+            self.session_ended = True
+        await self.recheck()
+
+    # --- access --------------------------------------------------------------------------------
+
+    async def recheck(self) -> None:
+        """Check access as it is now: a new role is announced, no access closes the connection."""
+        self.recheck_wanted = True
+        if self.checking:
+            return  # the check under way looks again once it is done
+        self.checking = True
+        try:
+            while self.recheck_wanted:
+                self.recheck_wanted = False
+                try:
+                    document = await db(self.resolve_access)(again=True)
+                except ApiError as e:
+                    await self.refuse(e)
+                    return
+                role = access.connection_role(document.role)
+                if role != self.role:
+                    self.role = role
+                    await self.send_message(protocol.Role(role))
+        finally:
+            self.checking = False
+
+    async def recheck_periodically(self) -> None:
+        """What expires on its own (an API token, a session) sends no message: look again now and then."""
+        while True:
+            await asyncio.sleep(settings.BOKEHSITE_ACCESS_RECHECK)
+            try:
+                await self.recheck()
+            except Exception:
+                logger.exception("checking a connection's access failed")
 
     # --- helpers -------------------------------------------------------------------------------
 

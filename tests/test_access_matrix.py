@@ -190,3 +190,122 @@ def test_a_secret_link_without_its_key_or_with_an_old_key_is_not_found(world, mu
     api = token_client(users["other"])
     assert api.get(f"/api/documents/{document.id}/?key={old_key}").status_code == 404
     assert api.get(f"/api/documents/{document.id}/?key={document.secret_key}").status_code == 200
+
+
+# --- connections already open when access changes ---------------------------------------------
+# How a websocket connected, and what then changes; within a second each connection must either
+# carry on untouched, be told it may now only read, or be told why and closed (4401: its
+# credentials no longer hold; 4404: it may no longer see the document).
+
+CONNECTED = ["owner_token", "writer_token", "reader_token", "writer_session", "public_anonymous",
+             "secret_link", "writer_frame"]
+CHANGES = ["revoke_tokens", "deactivate", "unshare", "demote", "make_private", "rotate_secret", "delete"]
+
+
+def after_change(connected: str, change: str) -> str:
+    """What the rules say happens to the connection: "same", "read", "4401" or "4404"."""
+    user_bound = connected not in ("public_anonymous", "secret_link")
+    collaborator = connected in ("writer_token", "reader_token", "writer_session", "writer_frame")
+    if change == "delete":
+        return "4404"
+    if change == "revoke_tokens":
+        return "4401" if connected.endswith("_token") else "same"
+    if change == "deactivate" and user_bound:
+        return "4401" if connected.endswith("_token") else "4404"
+    if change == "unshare" and collaborator:
+        return "4404"
+    if change == "demote" and collaborator:
+        return "same" if connected == "reader_token" else "read"
+    if change in ("make_private", "rotate_secret") and not user_bound:
+        return "4404"  # the public and the holders of the old link may no longer see it
+    return "same"
+
+
+def open_connection(connected: str):
+    """A document shared as ``connected`` needs, and the path and headers of that connection."""
+    from django.test import Client
+
+    from accounts.tokens import create_token
+    from bokehsite import protocol
+    from documents import access
+
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    document = quick_store(alice, "matrix")
+    services.share(document, "bob", "write")
+    services.share(document, "carol", "read")
+    path, headers, user = protocol.path(document.id), [], None
+    ours = (b"origin", b"http://localhost")
+    if connected.endswith("_token"):
+        user = {"owner_token": alice, "writer_token": bob, "reader_token": carol}[connected]
+        headers = [(b"authorization", f"Token {create_token(user, 'matrix')[1]}".encode())]
+    elif connected == "writer_session":
+        user, client = bob, Client()
+        client.force_login(bob)
+        headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), ours]
+    elif connected == "writer_frame":
+        user, caller = bob, access.Caller(bob)
+        path += f"?frame_token={access.frame_token(caller, access.resolve(caller, document.id))}"
+        headers = [(b"origin", b"null")]
+    elif connected == "public_anonymous":
+        services.publish(document)
+        headers = [ours]
+    else:
+        services.regenerate_secret_link(document)
+        path += f"?key={document.secret_key}"
+        headers = [ours]
+    return document, user, path, headers
+
+
+def make_change(change: str, document, user) -> None:
+    from accounts import tokens
+
+    if change == "revoke_tokens" and user is not None:
+        for token in tokens.tokens_of(user):
+            tokens.revoke_token(token)
+    elif change == "deactivate" and user is not None:
+        user.is_active = False
+        user.save()
+    elif change == "unshare" and document.collaborators.filter(user=user).exists():
+        services.unshare(document, user.username)
+    elif change == "demote" and document.collaborators.filter(user=user).exists():
+        services.share(document, user.username, "read")
+    elif change == "make_private":
+        services.set_visibility(document, "private")
+    elif change == "rotate_secret":
+        services.regenerate_secret_link(document)
+    elif change == "delete":
+        Document.objects.filter(pk=document.pk).delete()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", CHANGES)
+@pytest.mark.parametrize("connected", CONNECTED)
+def test_open_connections_follow_changes_of_access(connected, change, multi_user):
+    from channels.db import database_sync_to_async
+
+    from bokehsite import protocol
+    from tests.helpers import closed_with, open_socket, receive, run
+
+    document, user, path, headers = open_connection(connected)
+    outcome = after_change(connected, change)
+
+    async def scenario():
+        socket, hello = await open_socket(path, headers)
+        assert hello["type"] == "hello", hello
+        await database_sync_to_async(make_change)(change, document, user)
+        if outcome == "same":
+            assert await socket.receive_nothing(0.3)
+            await socket.disconnect()
+        elif outcome == "read":
+            assert await receive(socket, timeout=1) == {"type": "role", "role": "read"}
+            await socket.send_to(text_data=protocol.Patch(id=7, patch={"events": [
+                {"kind": "TitleChanged", "title": "mine now"}]}).encode())
+            refused = await receive(socket)
+            assert (refused["code"], refused["id"]) == ("forbidden", 7)
+            await socket.disconnect()
+        else:
+            error = await receive(socket, timeout=1)
+            assert error["code"] == {"4401": "invalid_token", "4404": "not_found"}[outcome], error
+            assert await closed_with(socket) == int(outcome)
+
+    run(scenario)

@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import requests
 from bokeh.models import CustomJS
 
+from accounts.tokens import create_token
 from documents import services
 from tests.conftest import PASSWORD
 from tests.helpers import line_document, store
@@ -81,3 +83,27 @@ def test_a_published_documents_code_gets_neither_the_viewers_cookie_nor_their_da
     assert "bobs private plot" not in json.dumps(stolen)
     frame_url = plot_frame(page).url
     assert "/frame/?frame_token=" in frame_url
+
+
+def test_an_open_plot_page_follows_its_viewers_access_as_it_changes(multi_user_server_url, page, alice, bob):
+    shared = store(alice, "shared with bob")
+    services.share(shared, "bob", "write")
+    _, secret = create_token(alice, "laptop")
+    as_alice = {"Authorization": f"Token {secret}"}
+    log_in(page, f"{multi_user_server_url}documents/{shared.id}/", "bob")
+    frame = page.frame_locator("#plot-frame")
+    frame.locator("#plot[data-state=rendered]").wait_for(timeout=30_000)
+    status = frame.locator("#live-status")
+    status.and_(frame.locator("[data-status=live]")).wait_for(timeout=10_000)
+    assert status.inner_text() == "live"
+
+    # Alice changes bob's rights through the server; his open page follows at once.
+    collaborators = f"{multi_user_server_url}api/documents/{shared.id}/collaborators/"
+    assert requests.post(collaborators, json={"username": "bob", "role": "read"}, headers=as_alice).status_code == 201
+    frame.locator("#live-status", has_text="read-only").wait_for(timeout=5_000)
+    assert requests.delete(f"{collaborators}bob/", headers=as_alice).status_code == 204
+    frame.locator("#live-status[data-status=closed]").wait_for(timeout=5_000)
+    assert status.inner_text() == "no access"
+    assert frame.locator("#plot").get_attribute("data-state") == "rendered"  # what he saw stays, frozen
+    page.wait_for_timeout(1500)  # and it does not try again
+    assert frame.locator("#live-status").get_attribute("data-status") == "closed"

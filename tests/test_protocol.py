@@ -22,6 +22,7 @@ SAMPLES = {
     "patch": protocol.Patch(id="k:2", patch={"events": [{"kind": "TitleChanged", "title": "x"}]}, key="k:2", base_version=4),
     "ack": protocol.Ack("k:2", 5),
     "error": protocol.Error("version_conflict", "it moved on", "base_version", 9, {"current_version": 6}),
+    "role": protocol.Role("read"),
     "ping": protocol.Ping("are you there"),
     "pong": protocol.Pong("are you there"),
 }

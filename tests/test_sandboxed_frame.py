@@ -26,7 +26,7 @@ def frame_url(page_html: str) -> str:
 
 def test_a_frame_token_names_one_document_and_a_role(alice):
     document = store(alice)
-    assert verify_frame_token(sign_frame_token(document, "owner")) == FrameGrant(document.id, "write")
+    assert verify_frame_token(sign_frame_token(document, "owner", user_id=alice.pk)) == FrameGrant(document.id, "write", alice.pk)
     assert verify_frame_token(sign_frame_token(document, "write")).role == "write"
     grant = verify_frame_token(sign_frame_token(document, "read"))
     assert grant.role == "read" and isinstance(grant.document_id, uuid.UUID)
@@ -85,7 +85,7 @@ def test_a_frame_with_a_bad_token_shows_nothing(alice, client):
 
 def test_the_content_loads_with_the_frame_token_alone_and_with_cors(alice, api, multi_user):
     document = store(alice)
-    token = sign_frame_token(document, "read")
+    token = sign_frame_token(document, "read", user_id=alice.pk)
     response = api.get(f"/api/documents/{document.id}/doc/", {"frame_token": token}, HTTP_ACCEPT=BUNDLE, HTTP_ORIGIN="null")
     assert response.status_code == 200
     assert response["Access-Control-Allow-Origin"] == "*"
@@ -97,7 +97,7 @@ def test_the_content_loads_with_the_frame_token_alone_and_with_cors(alice, api, 
 
 def test_a_frame_token_is_for_one_document_and_only_for_reading(alice, api, multi_user):
     document, other = store(alice, "one"), store(alice, "two")
-    token = sign_frame_token(document, "write")
+    token = sign_frame_token(document, "write", user_id=alice.pk)
     response = api.get(f"/api/documents/{other.id}/doc/", {"frame_token": token}, HTTP_ACCEPT=BUNDLE)
     assert response.status_code == 401 and response.json()["error"] == "invalid_frame_token"
     assert response["Access-Control-Allow-Origin"] == "*"  # so that the frame can read why

@@ -88,7 +88,7 @@ def test_a_read_collaborator_follows_but_may_not_change(document, bob):
 
 def test_the_sandboxed_frame_is_admitted_by_its_token_from_the_opaque_origin(document):
     stored, doc, source = document
-    token = sign_frame_token(stored, "owner")
+    token = sign_frame_token(stored, "owner", user_id=stored.owner_id)
 
     async def scenario():
         socket, hello = await open_socket(protocol.path(stored.id) + f"?frame_token={token}", [(b"origin", b"null")])
@@ -120,7 +120,7 @@ def test_a_read_only_frame_token_may_not_change_the_document(document):
 def test_a_frame_token_for_another_document_or_forged_is_refused(document, alice):
     stored, _, _ = document
     other = services.create_document(alice, "other", *services.bokeh_io.dump(line_document()))
-    token = sign_frame_token(other, "owner")
+    token = sign_frame_token(other, "owner", user_id=alice.pk)
 
     async def scenario():
         socket, error = await open_socket(protocol.path(stored.id) + f"?frame_token={token}", [(b"origin", b"null")])

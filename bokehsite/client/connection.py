@@ -4,7 +4,9 @@ A ``Connection`` runs in an event loop (``run()``) until it is closed. Each time
 waits for the server's ``hello``, calls ``on_open(hello)``, then ``on_message(message, buffers)``
 for every message that follows, each parsed and checked by ``bokehsite.protocol``. When the
 network drops it, it connects again after a pause that grows with each failure in a row, and
-that starts short again once a connection has stayed up for a while.
+that starts short again once a connection has stayed up for a while. When the server closes it
+for good (the document is gone, or access to it was taken away: close codes 4401 and 4404), it
+raises the server's reason instead of reconnecting.
 
 It knows nothing of documents: ``bokehsite.client.link`` (two-way, for a session's document)
 and ``bokehsite.client.follower`` (read-only) give it their handlers.
@@ -57,6 +59,7 @@ class Connection:
         self.ws: Any = None
         self._closing: asyncio.Event | None = None
         self._opened: asyncio.Future[None] | None = None
+        self._refusal: protocol.Error | None = None  # why the server is about to close, if it said
 
     @property
     def is_open(self) -> bool:
@@ -86,8 +89,15 @@ class Connection:
                         if not self._opened.done():
                             self._opened.set_result(None)
                         async for raw in ws:
-                            await self.on_message(*self._decode(raw))
+                            message, buffers = self._decode(raw)
+                            if isinstance(message, protocol.Error) and message.id is None:
+                                self._refusal = message
+                            await self.on_message(message, buffers)
                     reason: str = "the server closed the connection"
+                except websockets.exceptions.ConnectionClosed as e:
+                    if e.rcvd is not None and e.rcvd.code in set(protocol.Close):
+                        raise self._refused(e.rcvd.code) from None
+                    reason = str(e) or type(e).__name__
                 except (OSError, websockets.exceptions.WebSocketException) as e:
                     reason = str(e) or type(e).__name__
                 finally:
@@ -114,6 +124,11 @@ class Connection:
             if not self._opened.done():
                 self._opened.set_exception(BokehsiteError("the connection was closed before it opened"))
                 self._opened.exception()
+
+    def _refused(self, close_code: int) -> ServerError:
+        """The error for a close that says retrying will not help, with the server's reason."""
+        refusal = self._refusal or protocol.Error("closed", f"the server closed the connection with {close_code}", None)
+        return ServerError(self.url, close_code - 4000, refusal.code, refusal.detail, refusal.field)
 
     async def wait_open(self) -> None:
         """Wait until the first connection has opened; raises what stopped it instead."""

@@ -72,6 +72,7 @@ class DocumentLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._closing = False
+        self.role: str | None = None  # what the server lets this link do: "write" or "read"
         # Only a script that applies incoming changes follows them; a pure producer does not, so
         # nothing piles up for it.
         self._following = False
@@ -227,6 +228,7 @@ class DocumentLink:
     async def _opened(self, hello: protocol.Hello) -> None:
         """A new connection: resume from what we received, resend what is unconfirmed."""
         self.inbox.window = hello.window
+        self.role = hello.role
         if self._following:
             await self.connection.send(protocol.Sync(self.inbox.received))
         for batch in self.outbox.resend():  # the server drops those it already has, by key
@@ -240,8 +242,10 @@ class DocumentLink:
                 await self.connection.send(protocol.Sync(gap))
         elif isinstance(message, protocol.Ack):
             self.outbox.acknowledged(message.id, message.version, following=self._following)
-        elif isinstance(message, protocol.Error):
+        elif isinstance(message, protocol.Error) and message.id is not None:
             self.outbox.refused(message.id, ServerError(self.connection.url, 0, message.code, message.detail, message.field))
+        elif isinstance(message, protocol.Role):
+            self.role = message.role  # access changed: a reader's changes are refused from now on
         self._wake.set()
 
     async def _send_batches(self) -> None:

@@ -21,7 +21,7 @@
       try {
         const response = await fetch(frame.dataset.tokenUrl, {credentials: "same-origin", headers: {Accept: "application/json"}});
         if (response.ok) reply.token = (await response.json()).token;
-        else reply.error = `HTTP ${response.status}`;
+        else Object.assign(reply, {error: `HTTP ${response.status}`, refused: [401, 403, 404].includes(response.status)});
       } catch (error) {
         reply.error = String(error);
       }

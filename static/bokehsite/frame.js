@@ -30,7 +30,9 @@
       current = event.data.token;
       waiting.resolve(current);
     } else {
-      waiting.reject(new Error(`no fresh frame token: ${event.data.error || "refused"}`));
+      // refused: the page answered that this viewer may no longer see the document.
+      waiting.reject(Object.assign(new Error(`no fresh frame token: ${event.data.error || "refused"}`),
+                                   {refused: Boolean(event.data.refused)}));
     }
   });
 

@@ -42,6 +42,7 @@
     patch: {sender: "client", fields: {id: f("id"), patch: f("object"), key: f("name", true), base_version: f("version|null", true)}},
     ack: {sender: "server", fields: {id: f("id"), version: f("version")}},
     error: {sender: "server", fields: {code: f("name"), detail: f("text"), field: f("name|null"), id: f("id", true)}},
+    role: {sender: "server", fields: {role: f("role")}},
     ping: {sender: "client", fields: {id: f("id", true)}},
     pong: {sender: "server", fields: {id: f("id", true)}},
   };

@@ -120,6 +120,10 @@
         try {
           url.searchParams.set("frame_token", reconnecting ? await frame.refreshToken() : frame.token());
         } catch (error) {
+          if (error.refused) {  // the page may no longer show this document to this viewer
+            this.stop("no access", "You no longer have access to this document.");
+            return;
+          }
           console.warn(`bokehsite: ${error.message}`);
           url.searchParams.set("frame_token", frame.token());
         }
@@ -128,13 +132,43 @@
       const ws = this.ws = new WebSocket(url);
       ws.binaryType = "arraybuffer";
       ws.onmessage = (event) => this.receive(event.data).catch((error) => console.error(error));
-      ws.onclose = () => {
-        if (this.ws !== ws) return;
+      ws.onclose = (event) => {
+        if (this.ws !== ws || this.stopped) return;
+        const refusal = this.refusal;
+        this.refusal = null;
+        // Refused for good: the document is gone or hidden from us, or our credentials are. A frame
+        // asks its page for a fresh token first (the page knows whether the viewer still may look).
+        if (event.code === protocol.CLOSE.NOT_FOUND || (event.code === protocol.CLOSE.UNAUTHORIZED && !frame)) {
+          this.stop("no access", refusal ? refusal.detail : "You no longer have access to this document.");
+          return;
+        }
         this.setStatus("reconnecting", "reconnecting…");
         // Exponential backoff with jitter, so that a restarted server is not stampeded.
         setTimeout(() => this.connect(true), this.delay * (0.5 + Math.random()));
         this.delay = Math.min(this.delay * 2, 30000);
       };
+    }
+
+    // No more connecting: say why, beside the plot, which stays as it was.
+    stop(state, detail) {
+      this.stopped = true;
+      this.role = "read";
+      this.pending = [];
+      this.outbox = [];
+      this.setStatus("closed", state);
+      if (this.status) this.status.title = detail;
+      this.element.dataset.closedReason = detail;
+    }
+
+    // What this connection may do changed while it was open (access was changed).
+    setRole(role) {
+      this.role = role;
+      if (role !== "write") {  // unsent and unconfirmed changes will not be stored
+        this.pending = [];
+        this.outbox = [];
+      }
+      this.element.dataset.role = role;
+      this.setStatus("live", role === "write" ? "live" : "live · read-only");
     }
 
     send(type, fields) {
@@ -181,9 +215,8 @@
       switch (header.type) {
         case "hello":
           this.window = header.window;
-          this.role = header.role;
           this.delay = 500;
-          this.setStatus("live", header.role === "write" ? "live" : "live · read-only");
+          this.setRole(header.role);
           this.send("sync", {version: this.version});
           for (const change of this.pending) this.sendChange(change);  // the server drops repeats by key
           break;
@@ -196,8 +229,12 @@
           this.watch(await embed(this.element, header.doc, buffers));
           this.moveTo(header.version);
           break;
+        case "role":
+          this.setRole(header.role);
+          break;
         case "error": {
           console.warn(`bokehsite: ${header.code}: ${header.detail}`);
+          if (header.id === undefined || header.id === null) this.refusal = header;  // the close follows
           const refused = this.pending.findIndex((change) => change.key === header.id);
           if (refused >= 0) {  // not stored: go back to what the server has
             this.pending.splice(refused, 1);
