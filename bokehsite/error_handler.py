@@ -25,6 +25,7 @@ def _first_message(messages: Any) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         exc = errors.PayloadTooLarge("request body is larger than the configured limit", field="body")
+    exc = errors.from_exception(exc) or exc
     if isinstance(exc, errors.ApiError):
         return Response(errors.envelope(exc), status=exc.status_code)
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):

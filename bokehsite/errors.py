@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import status
+
+from bokehsite import protocol
 
 
 class ApiError(Exception):
@@ -66,6 +69,13 @@ class PayloadTooLarge(ApiError):
     code = "too_large"
 
 
+class Unavailable(ApiError):
+    """Something the server needs (the database) does not answer; nothing was stored. Try again."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = protocol.UNAVAILABLE
+
+
 class ServerFault(ApiError):
     """Something failed on our side; the traceback is in the log, never in the answer."""
 
@@ -74,6 +84,16 @@ class ServerFault(ApiError):
 
     def __init__(self, detail: str = "the server failed to answer; the error is logged", **kwargs: Any):
         super().__init__(detail, **kwargs)
+
+
+def from_exception(error: BaseException) -> ApiError | None:
+    """The refusal to answer for an exception that is not the caller's fault but passes: the
+    database is down or restarting (``None`` for anything else)."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return Unavailable("the database is not answering; nothing was stored, try again shortly")
+    return None
 
 
 def envelope(error: ApiError) -> dict[str, Any]:

@@ -46,6 +46,14 @@ class Close(enum.IntEnum):
 
     UNAUTHORIZED = 4401  # the API token or frame token does not check out
     NOT_FOUND = 4404  # no such document, or not one this connection may see
+    UNAVAILABLE = 4503  # the server cannot serve it now (its database is down): reconnect later
+
+
+# After these a client does not reconnect: the same credentials would be refused again.
+FINAL_CLOSES = frozenset({Close.UNAUTHORIZED, Close.NOT_FOUND})
+# The error code of a change the server could not store for now (its database is down); nothing
+# is wrong with the change, and it may be sent again as it is.
+UNAVAILABLE = "unavailable"
 
 
 def path(document_id: object) -> str:
@@ -256,7 +264,7 @@ class Ack(Message, type="ack", sender=SERVER):
 
 @dataclass(frozen=True)
 class Error(Message, type="error", sender=SERVER):
-    """The message was refused; nothing was stored, and the connection stays open unless it is refused as a whole (then it closes with 4401 or 4404)."""
+    """The message was refused; nothing was stored, and the connection stays open unless it is refused as a whole (then it closes with 4401, 4404, or 4503 while the server's database is down). A change refused with `unavailable` may be sent again."""
 
     code: str = member("name", "CODE")
     detail: str = member("text", "SENTENCE")

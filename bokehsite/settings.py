@@ -121,21 +121,33 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers wait for each other instead of failing at once with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool("DATABASE_POOL", "1"):
-    # Each PostgreSQL connection is a server process; psycopg's pool keeps a few open.
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True
+    # Each PostgreSQL connection is a server process; psycopg's pool keeps a few open. Each is
+    # checked as it leaves the pool, so that after a database restart no request gets a dead one;
+    # while the database is down, a request fails after DATABASE_POOL_TIMEOUT seconds instead of
+    # holding the process's one database thread for psycopg's default 30.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"timeout": envint("DATABASE_POOL_TIMEOUT", "5")}
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", "0")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# A connection's membership of its groups lapses after this many seconds unless renewed (each
+# connection renews it at a third of that), so the channels of a process that died leave them.
+BOKEHSITE_GROUP_EXPIRY = envint("BOKEHSITE_GROUP_EXPIRY", "90")
+# Messages waiting for one connection before the layer drops more (viewers then resync from the log).
+BOKEHSITE_CHANNEL_CAPACITY = envint("BOKEHSITE_CHANNEL_CAPACITY", "100")
+_LAYER = {"group_expiry": BOKEHSITE_GROUP_EXPIRY, "capacity": BOKEHSITE_CHANNEL_CAPACITY}
 if REDIS_URL := os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # channels-redis waits for a connection's messages with a 5 s blocking read; a socket
+            # timeout at or under that would break every connection idle for 5 s.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}], **_LAYER},
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": _LAYER}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

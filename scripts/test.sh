@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite.
 #   1. on the embedded defaults: SQLite and the in-memory channel layer;
-#   2. where they answer, again on PostgreSQL with the Redis channel layer.
+#   2. where they answer, again on PostgreSQL with the Redis channel layer, with the fault tests
+#      (which start a PostgreSQL and a Redis of their own, and kill and restart them).
 # With CI=true a missing PostgreSQL, Redis or Chromium fails the run instead of skipping.
 # Extra arguments go to pytest.
 set -euo pipefail
@@ -13,7 +14,7 @@ POSTGRES_URL=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/bokehsite}
 REDIS_TEST_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
 
 echo "== SQLite, in-memory channel layer"
-env -u DATABASE_URL -u REDIS_URL "$py" -m pytest "$@"
+env -u DATABASE_URL -u REDIS_URL "$py" -m pytest -m "not faults" "$@"
 
 missing=$("$py" scripts/services.py "$POSTGRES_URL" "$REDIS_TEST_URL")
 if [ -n "$missing" ]; then
@@ -24,5 +25,5 @@ if [ -n "$missing" ]; then
   echo "== skipped the PostgreSQL + Redis run: $missing is not answering"
   exit 0
 fi
-echo "== PostgreSQL, Redis channel layer"
+echo "== PostgreSQL, Redis channel layer, faults"
 DATABASE_URL=$POSTGRES_URL REDIS_URL=$REDIS_TEST_URL "$py" -m pytest -m "not browser" "$@"

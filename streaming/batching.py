@@ -7,6 +7,10 @@ they arrived. The action broadcasts them as one message once committed, sent fro
 loop as soon as the batch returns; then the answers go out; then, when it is due, the log is
 folded. Under load a batch holds every change in flight; an isolated change is stored at once,
 alone.
+
+A connection's changes are stored in the order it sent them, also when the database fails: once
+one of its changes could not be stored for now (``unavailable``), its later ones are refused the
+same way until it reconnects and sends them again, in order.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import uuid
 
 from channels.db import database_sync_to_async
 
+from bokehsite import errors
 from documents import services
 from documents.changes import Change, PatchRequest
 from documents.models import Document
@@ -55,6 +60,8 @@ class DocumentQueue:
                             self.document, requests, fold=False)
                 except Exception as error:  # the batch as a whole failed (the document is gone, say)
                     outcomes = [error] * len(batch)
+                    if isinstance(errors.from_exception(error), errors.Unavailable):
+                        self._stall({request.origin for request in requests if request.origin}, error)
                 for (_, future), outcome in zip(batch, outcomes):
                     if future.done():
                         continue
@@ -74,15 +81,38 @@ class DocumentQueue:
             if _queues.get(key) is self and not self.pending:
                 del _queues[key]
 
+    def _stall(self, origins: set[str], error: Exception) -> None:
+        """Refuse what these connections have queued behind the changes that failed, too."""
+        _stalled.update(origins)
+        waiting = []
+        for request, future in self.pending:
+            if request.origin in origins:
+                future.set_exception(error)
+            else:
+                waiting.append((request, future))
+        self.pending = waiting
+
 
 # One queue per event loop and document, while it has work.
 _queues: dict[tuple[asyncio.AbstractEventLoop, uuid.UUID], DocumentQueue] = {}
+# Connections (origins) one of whose changes the database could not store: they must reconnect.
+_stalled: set[str] = set()
 
 
 def submit(document: Document, request: PatchRequest) -> asyncio.Future[Change]:
     """Queue a change to ``document`` for the next batch (see ``DocumentQueue.submit``)."""
+    if request.origin in _stalled:
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(errors.Unavailable("an earlier change of this connection could not be stored; "
+                                                "reconnect and send them again, in order"))
+        return future
     key = (asyncio.get_running_loop(), document.id)
     queue = _queues.get(key)
     if queue is None:
         queue = _queues[key] = DocumentQueue(document)
     return queue.submit(request)
+
+
+def forget(origin: str) -> None:
+    """The connection ``origin`` is closed: a new one starts afresh."""
+    _stalled.discard(origin)

@@ -36,6 +36,18 @@ CHANGED = "document.changed"
 ACCESS_CHANGED = "access.changed"
 
 
+def _layer_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:
+        return (OSError,)
+    return (OSError, RedisError)
+
+
+# What the channel layer raises when it cannot be reached (Redis restarting, say).
+LAYER_ERRORS = _layer_errors()
+
+
 def group_name(document_id: uuid.UUID | str) -> str:
     return f"document.{uuid.UUID(str(document_id)).hex}"
 
@@ -72,8 +84,8 @@ def changes_committed(sender: Any, changes: list[Change], **kwargs: Any) -> None
         return
     try:
         async_to_sync(send_changes)(changes)
-    except Exception:
-        logger.exception("broadcasting stored changes failed")
+    except Exception as error:
+        _log_failure("broadcasting stored changes", error)
 
 
 # Where this context sends what commits later: the commits so far (see ``sent_on_exit``).
@@ -93,8 +105,8 @@ async def sent_on_exit() -> AsyncIterator[None]:
         for changes in collected:
             try:
                 await send_changes(changes)
-            except Exception:
-                logger.exception("broadcasting stored changes failed")
+            except Exception as error:
+                _log_failure("broadcasting stored changes", error)
 
 
 async def send_access_changed(documents: list[str], users: list[int], sessions: list[str]) -> None:
@@ -110,5 +122,14 @@ def access_changed(sender: Any, documents: list[str], users: list[int], sessions
     is logged; the connections' periodic check (``BOKEHSITE_ACCESS_RECHECK``) still catches it."""
     try:
         async_to_sync(send_access_changed)(documents, users, sessions)
-    except Exception:
-        logger.exception("announcing a change of access failed")
+    except Exception as error:
+        _log_failure("announcing a change of access", error)
+
+
+def _log_failure(what: str, error: Exception) -> None:
+    """A layer that is down is said in one line (what was stored stays stored; connections catch
+    up from the log); anything else with its traceback."""
+    if isinstance(error, LAYER_ERRORS):
+        logger.warning("%s failed: the channel layer is unreachable (%s)", what, error)
+    else:
+        logger.error("%s failed", what, exc_info=error)

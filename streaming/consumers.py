@@ -25,8 +25,10 @@ from collections.abc import Awaitable, Callable
 from bokeh.core.serialization import Buffer
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
@@ -59,8 +61,10 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.session_ended = False  # its browser session was logged out
         try:
             self.document = await db(self.resolve_access)(again=False)
-        except ApiError as e:
-            await self.refuse(e)
+        except Exception as e:
+            if (error := errors.from_exception(e)) is None:
+                raise
+            await self.refuse(error)  # 4503 when the database is down: the client tries again
             return
         self.role = access.connection_role(self.document.role)
         self.groups_joined = [broadcast.group_name(self.document.id), *self.identity_groups()]
@@ -70,9 +74,11 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.behind = False  # changes happened that the client has not been sent yet
         self.answering: set[asyncio.Task] = set()  # changes it sent, awaiting storage
         self.checking = self.recheck_wanted = False
+        self.stalled = False  # a change could not be stored for now: closing, to be sent again
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         self.rechecking = asyncio.create_task(self.recheck_periodically())
+        self.renewing = asyncio.create_task(self.renew_membership())
         version = await db(services.current_version)(self.document)
         await self.send_message(protocol.Hello(version, self.role, settings.BOKEHSITE_VIEWER_WINDOW))
 
@@ -100,7 +106,18 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def refuse(self, error: ApiError) -> None:
         """Tell the client why it may not (or no longer) follow the document, and close."""
         await self.send_error(error)
-        await self.close(code=4000 + error.status_code)  # protocol.Close: 4401, 4404
+        await self.close(code=4000 + error.status_code)  # protocol.Close: 4401, 4404, 4503
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except broadcast.LAYER_ERRORS as error:
+            # The channel layer went away (Redis restarting): this connection can hear nothing
+            # more. Close it as unavailable for now (4503), so that its client reconnects and
+            # resumes from the log once the layer is back.
+            logger.warning("the channel layer failed (%s); closing a connection so that it reconnects", error)
+            self.stop_tasks()
+            await send({"type": "websocket.close", "code": int(protocol.Close.UNAVAILABLE)})
 
     async def dispatch(self, message) -> None:
         # Channels closes stale database connections before every handler, on the one thread all
@@ -113,12 +130,19 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def disconnect(self, code: int) -> None:
+        self.stop_tasks()
+        with contextlib.suppress(*broadcast.LAYER_ERRORS):  # a layer that is down forgets them anyway
+            for group in getattr(self, "groups_joined", ()):
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    def stop_tasks(self) -> None:
+        """The connection is over: stop what runs beside its handlers."""
+        batching.forget(self.channel_name)
         for task in getattr(self, "answering", ()):
             task.cancel()  # its change is still stored; there is no one left to tell
-        if hasattr(self, "rechecking"):
-            self.rechecking.cancel()
-        for group in getattr(self, "groups_joined", ()):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        for task in (getattr(self, "rechecking", None), getattr(self, "renewing", None)):
+            if task is not None:
+                task.cancel()
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
@@ -135,9 +159,10 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         """Answer a request that fails with an error message; the connection stays open."""
         try:
             yield
-        except ApiError as e:
-            await self.send_error(e, request_id)
-        except Exception:
+        except Exception as e:
+            if (error := errors.from_exception(e)) is not None:
+                await self.send_error(error, request_id)
+                return
             logger.exception("websocket message failed")
             await self.send_error(errors.ServerFault("the server failed to handle the message; the error is logged"),
                                   request_id)
@@ -176,7 +201,18 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     async def answer(self, request_id, stored: asyncio.Future) -> None:
         async with self.answering_errors(request_id):
-            change = await stored
+            try:
+                change = await stored
+            except Exception as e:
+                if isinstance(error := errors.from_exception(e), errors.Unavailable):
+                    # Not stored, and none of this connection's later changes will be until it
+                    # reconnects and sends them again in order: say so once, and close (4503).
+                    if not self.stalled:
+                        self.stalled = True
+                        await self.send_error(error, request_id)
+                        await self.refuse(error)
+                    return
+                raise
             await self.send_message(protocol.Ack(request_id, change.version))
 
     async def on_ping(self, message: protocol.Ping, buffers: list[Buffer]) -> None:
@@ -221,6 +257,9 @@ class DocumentConsumer(AsyncWebsocketConsumer):
                 except ApiError as e:
                     await self.refuse(e)
                     return
+                except (OperationalError, InterfaceError):
+                    logger.warning("the database did not answer an access check; it is tried again")
+                    return
                 role = access.connection_role(document.role)
                 if role != self.role:
                     self.role = role
@@ -236,6 +275,29 @@ class DocumentConsumer(AsyncWebsocketConsumer):
                 await self.recheck()
             except Exception:
                 logger.exception("checking a connection's access failed")
+
+    async def renew_membership(self) -> None:
+        """Membership of a group lapses after BOKEHSITE_GROUP_EXPIRY seconds, so that the channels
+        of a process that died leave it; a live connection renews its own well before. It then
+        has its own message loop look at the stored version (``connection_tick``): a layer over
+        capacity drops messages, and a dropped last change would otherwise wait for the next."""
+        while True:
+            await asyncio.sleep(settings.BOKEHSITE_GROUP_EXPIRY / 3)
+            try:
+                for group in self.groups_joined:
+                    await self.channel_layer.group_add(group, self.channel_name)
+                await self.channel_layer.send(self.channel_name, {"type": "connection.tick"})
+            except ChannelFull:
+                pass  # messages are queued for it: it is hearing from the group anyway
+            except broadcast.LAYER_ERRORS as error:
+                logger.warning("renewing a connection's groups failed (%s); it tries again", error)
+
+    async def connection_tick(self, event) -> None:
+        """Catch up if the stored version is past what this connection was sent."""
+        if self.synced and not self.behind and await db(services.current_version)(self.document) > self.sent:
+            self.behind = True
+            if self.has_room():
+                await self.catch_up()
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ for every message that follows, each parsed and checked by ``bokehsite.protocol`
 network drops it, it connects again after a pause that grows with each failure in a row, and
 that starts short again once a connection has stayed up for a while. When the server closes it
 for good (the document is gone, or access to it was taken away: close codes 4401 and 4404), it
-raises the server's reason instead of reconnecting.
+raises the server's reason instead of reconnecting. A server that answers but cannot serve the
+document for now (its database is down: ``unavailable``, 4503) is tried again for as long as it
+takes.
 
 It knows nothing of documents: ``bokehsite.client.link`` (two-way, for a session's document)
 and ``bokehsite.client.follower`` (read-only) give it their handlers.
@@ -80,6 +82,7 @@ class Connection:
             while not self._closing.is_set():
                 self.state = State.CONNECTING
                 opened_at = None
+                answering = False  # the server answered, but cannot serve the document now
                 try:
                     async with websockets.connect(self.url, additional_headers=self.headers(), max_size=None,
                                                   open_timeout=30) as ws:
@@ -94,10 +97,15 @@ class Connection:
                                 self._refusal = message
                             await self.on_message(message, buffers)
                     reason: str = "the server closed the connection"
+                except ServerError as e:
+                    if e.code != protocol.UNAVAILABLE:
+                        raise
+                    reason, answering = e.detail, True
                 except websockets.exceptions.ConnectionClosed as e:
-                    if e.rcvd is not None and e.rcvd.code in set(protocol.Close):
+                    if e.rcvd is not None and e.rcvd.code in protocol.FINAL_CLOSES:
                         raise self._refused(e.rcvd.code) from None
                     reason = str(e) or type(e).__name__
+                    answering = e.rcvd is not None and e.rcvd.code == protocol.Close.UNAVAILABLE
                 except (OSError, websockets.exceptions.WebSocketException) as e:
                     reason = str(e) or type(e).__name__
                 finally:
@@ -107,7 +115,9 @@ class Connection:
                 if opened_at is not None and time.monotonic() - opened_at >= HEALTHY_AFTER:
                     failures = 0
                 if failures >= len(RECONNECT_DELAYS):
-                    raise ServerUnreachable(self.url, f"websocket: {reason}")
+                    if not answering:
+                        raise ServerUnreachable(self.url, f"websocket: {reason}")
+                    failures = len(RECONNECT_DELAYS) - 1  # it answers: keep trying, at the longest pause
                 self.state = State.WAITING
                 try:  # a close() meanwhile ends the wait
                     await asyncio.wait_for(self._closing.wait(), RECONNECT_DELAYS[failures])

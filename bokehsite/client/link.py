@@ -243,7 +243,8 @@ class DocumentLink:
         elif isinstance(message, protocol.Ack):
             self.outbox.acknowledged(message.id, message.version, following=self._following)
         elif isinstance(message, protocol.Error) and message.id is not None:
-            self.outbox.refused(message.id, ServerError(self.connection.url, 0, message.code, message.detail, message.field))
+            if message.code != protocol.UNAVAILABLE:  # that one is sent again after the reconnect that follows
+                self.outbox.refused(message.id, ServerError(self.connection.url, 0, message.code, message.detail, message.field))
         elif isinstance(message, protocol.Role):
             self.role = message.role  # access changed: a reader's changes are refused from now on
         self._wake.set()

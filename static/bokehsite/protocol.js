@@ -11,7 +11,7 @@
   const PATH = "ws/documents/{document_id}/";
   const DEFAULT_WINDOW = 64;
   const MAX_NAME_LENGTH = 100;
-  const CLOSE = {UNAUTHORIZED: 4401, NOT_FOUND: 4404};
+  const CLOSE = {UNAUTHORIZED: 4401, NOT_FOUND: 4404, UNAVAILABLE: 4503};
 
   const integer = (least) => (v) => Number.isInteger(v) && v >= least;
   const name = (v) => typeof v === "string" && v.length <= MAX_NAME_LENGTH;
