@@ -4,6 +4,7 @@ import asyncio
 import os
 import random
 import signal
+import time
 
 import pytest
 from bokeh.document import Document as BokehDocument
@@ -173,3 +174,23 @@ def test_two_server_processes_share_every_change_in_order(django_db_setup):
     assert all(frame == sorted(frame) for frame in seen)
     for other in followed:
         assert state(other) == state(doc)
+
+
+def test_a_script_survives_any_number_of_drops_spread_over_time(live_server_url, monkeypatch):
+    from bokehsite.client import connection
+
+    monkeypatch.setattr(connection, "HEALTHY_AFTER", 0.3)  # a connection up this long was healthy
+    producer = Session(live_server_url)
+    producer.use_doc("dropped again and again")
+    doc = new_plot_document()
+    producer.push(doc)
+    source = doc.get_model_by_name("ex_line").data_source
+    drops = len(connection.RECONNECT_DELAYS) + 3  # more than a run of failures may have
+    for i in range(drops):
+        producer._link.drop()
+        source.stream({"x": [float(i)], "y": [1.0]})
+        producer.push()  # reconnects, resends, waits for the acknowledgement
+        time.sleep(0.4)
+    stored = Session(live_server_url).load_document("dropped again and again")
+    producer.close()
+    assert len(stored.get_model_by_name("ex_line").data_source.data["x"]) == 3 + drops
