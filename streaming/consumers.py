@@ -66,7 +66,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.answering: set[asyncio.Task] = set()  # changes it sent, awaiting storage
         await self.channel_layer.group_add(self.group, self.channel_name)
         version = await db(services.current_version)(self.document)
-        await self.send_message(protocol.Hello(version, self.role, settings.BOKEHSITE_VIEWER_WINDOW))
+        await self.send_message(protocol.Hello(version, self.role, settings.BOKEHSITE_VIEWER_WINDOW,
+                                               settings.BOKEHSITE_MAX_BODY_BYTES))
 
     def open_document(self):
         """The document this connection follows, with ``.role``; raises ApiError when refused."""
@@ -91,7 +92,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
             message, buffers = protocol.decode(bytes_data if bytes_data is not None else text_data or "",
-                                               sender=protocol.CLIENT)
+                                               sender=protocol.CLIENT, max_size=settings.BOKEHSITE_MAX_BODY_BYTES)
         except protocol.ProtocolError as e:
             await self.send_error(ApiError(e.detail, code=e.code, field=e.field), e.id)
             return
