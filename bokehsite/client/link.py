@@ -227,6 +227,7 @@ class DocumentLink:
     async def _opened(self, hello: protocol.Hello) -> None:
         """A new connection: resume from what we received, resend what is unconfirmed."""
         self.inbox.window = hello.window
+        self.outbox.max_message = hello.message_limit
         if self._following:
             await self.connection.send(protocol.Sync(self.inbox.received))
         for batch in self.outbox.resend():  # the server drops those it already has, by key
