@@ -249,3 +249,36 @@ def test_messages_about_a_deleted_document_are_answered_not_found(stored):
 
     run(scenario)
     assert not Document.objects.exists()
+
+
+def test_changes_that_link_models_into_a_chain_deeper_than_the_bound_are_refused(api):
+    created = create(api)
+    document_id = created["id"]
+    header, _ = wire.unpack(api.get(f"/api/documents/{document_id}/doc/", HTTP_ACCEPT=BUNDLE).content)
+    plot = header["doc"]["roots"][0]["id"]
+    answers = []
+    for k in range(160):  # each change is shallow, and links one more callback to the chain
+        args = {"type": "map", "entries": [["previous", {"id": f"chain{k - 1}"}]] if k else []}
+        link = {"type": "object", "name": "CustomJS", "id": f"chain{k}", "attributes": {"args": args, "code": ""}}
+        patch = {"events": [{"kind": "ModelChanged", "model": {"id": plot}, "attr": "tags", "new": [link]}]}
+        response = api.post(f"/api/documents/{document_id}/events/", {"patch": patch}, format="json")
+        answers.append((response.status_code, response.json().get("error")))
+        if answers.count((400, "invalid_patch")) == 3:
+            break
+    accepted = answers.count((201, None))
+    assert 10 < accepted < 30 and answers[:accepted] == [(201, None)] * accepted
+    assert set(answers[accepted:]) == {(400, "invalid_patch")}
+    response = api.get(f"/api/documents/{document_id}/doc/", HTTP_ACCEPT=BUNDLE)  # still readable
+    assert response.status_code == 200 and response["X-Document-Version"] == str(1 + accepted)
+    header, buffers = wire.unpack(response.content)
+    assert not wire.nesting_exceeds(header["doc"], 100)
+    assert wire.load_document(header["doc"], buffers).get_model_by_id(f"chain{accepted - 1}") is not None
+
+
+def test_nul_in_a_url_matches_nothing_instead_of_failing_the_query(api):
+    """PostgreSQL refuses text with NUL; no title or username holds one."""
+    created = create(api)
+    response = api.get("/api/documents/?title=line%00")
+    assert response.status_code == 200 and response.json() == []
+    response = api.delete(f"/api/documents/{created['id']}/collaborators/bob%00/")
+    assert_refused(response, 404, "not_found", None)
