@@ -39,7 +39,7 @@ _HEAD = struct.Struct(">4sI")
 # objects (the server refuses deeper ones where it validates them, ``documents.bokeh_io``); the
 # message or body around one adds a few. Reading refuses anything deeper, so that nothing
 # recursive (json, Bokeh's serializer and deserializer) ever meets deeper data.
-MAX_NESTING = 100
+MAX_NESTING = 200
 MAX_MESSAGE_NESTING = MAX_NESTING + 10
 
 

@@ -39,7 +39,7 @@ from documents.exceptions import InvalidDocument, InvalidPatch, UnknownModelType
 _REQUIRED_KEYS = ("roots",)
 
 # The deepest a document or a change may nest arrays and objects. Bokeh reads and writes them
-# recursively; real documents stay far below (a grid of tabs of nested layouts: about 40).
+# recursively; real documents stay well below (a grid of tabs holding ten nested layouts: 100).
 MAX_NESTING = wire.MAX_NESTING
 # Integers a document may hold: anything larger is no number Bokeh or a browser can use, and
 # overflows where Bokeh converts it to a float.

@@ -28,7 +28,7 @@ AWKWARD = st.sampled_from([
     {"type": "ndarray", "array": {"type": "bytes", "data": "AAAA"}, "dtype": "float64", "shape": [9], "order": "big"},
     {"type": "number", "value": "nope"}, {"type": "map", "entries": [[[1], 2]]}, {"type": "set", "entries": [{}]},
     {"type": "slice", "start": 1}, {"type": "typed_array", "array": {"type": "bytes", "data": "AAAA"}, "dtype": "int64"},
-    json.loads("[" * 99 + "]" * 99), json.loads("[" * 105 + "]" * 105),
+    json.loads("[" * 199 + "]" * 199), json.loads("[" * 205 + "]" * 205),
 ]).map(copy.deepcopy)  # a fresh copy each time: mutations change what they are given
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
 JSON = st.recursive(SCALARS | AWKWARD, lambda children: st.lists(children, max_size=4)
@@ -102,4 +102,4 @@ def bundle(header: Any, buffers: list[tuple[str, bytes]] = (), *, index: Any = N
 
 
 GARBAGE_BYTES = st.binary(min_size=1, max_size=64) | st.binary(max_size=16).map(lambda b: wire.MAGIC + b)
-DEEP_TEXT = st.sampled_from(["[" * 100_000, "{\"a\":" * 5000 + "1" + "}" * 5000, "[" * 120 + "]" * 120])
+DEEP_TEXT = st.sampled_from(["[" * 100_000, "{\"a\":" * 5000 + "1" + "}" * 5000, "[" * 220 + "]" * 220])

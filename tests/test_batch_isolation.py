@@ -39,7 +39,7 @@ def bad_changes(source):
         (event(kind="ModelChanged", model=[1], attr="name", new="n"), "invalid_patch"),
         (changed("tags", [10**400]), "invalid_patch"),
         (changed("name", 10**400), "invalid_patch"),
-        (changed("tags", nested(105)), "invalid_patch"),
+        (changed("tags", nested(200)), "invalid_patch"),
         (changed("tags", ["NUL \x00 in text"]), "invalid_patch"),
         (changed("tags", [{"type": "ndarray", "array": ["a"], "dtype": "U100000", "shape": [1], "order": "little"}]),
          "invalid_patch"),
