@@ -124,7 +124,10 @@ def links_models(patch: Any) -> bool:
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            if "id" in node or node.get("type") in ("object", "ref"):
+            kind = node.get("type")
+            if kind == "bytes":  # its {"id": ...} names a buffer, not a model
+                continue
+            if kind in ("object", "ref") or (kind is None and "id" in node):
                 return True
             stack.extend(node.values())
         elif isinstance(node, list):

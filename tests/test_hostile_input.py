@@ -12,7 +12,9 @@ from accounts.users import default_user
 from bokehsite import protocol, wire
 from documents import services
 from documents.models import Document, Event
-from tests.helpers import append_frame, bundle_body, create, line_document, open_socket, receive, run, stored_line
+from tests.helpers import (
+    append_frame, bundle_body, create, line_document, open_socket, plain, receive, run, stored_line, stream_patch,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BUNDLE = wire.CONTENT_TYPE
@@ -308,3 +310,14 @@ def test_deeply_laid_out_real_documents_fit_the_nesting_bound_easily(api):
     assert created.status_code == 201, created.content
     header, buffers = wire.unpack(api.get(f"/api/documents/{created.json()['id']}/doc/", HTTP_ACCEPT=BUNDLE).content)
     assert len(wire.load_document(header["doc"], buffers).models) == len(doc.models)
+
+
+def test_only_changes_that_can_link_models_make_the_whole_document_be_checked(stored):
+    """Checking how deep Bokeh writes the document costs a serialization: streams never need it."""
+    from documents import bokeh_io
+
+    _, doc, source = stored
+    assert not bokeh_io.links_models(plain(*stream_patch(doc, source, [1.0], [2.0]))[0])
+    assert not bokeh_io.links_models(change(source, kind="ModelChanged", attr="name", new="n"))
+    assert bokeh_io.links_models(change(source, kind="ModelChanged", attr="tags", new=[{"id": source}]))
+    assert bokeh_io.links_models({"events": [{"kind": "RootAdded", "model": {"id": source}}]})
