@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,6 +37,8 @@ PATH = "ws/documents/{document_id}/"
 DEFAULT_WINDOW = 64
 # Longest ``id`` or ``key`` a client may give a request.
 MAX_NAME_LENGTH = 100
+# The largest message a server accepts unless its ``hello`` says otherwise: Daphne's default.
+DEFAULT_MAX_MESSAGE = 1024 * 1024
 
 SERVER, CLIENT = "server", "client"
 SENDERS = (SERVER, CLIENT)
@@ -85,8 +88,12 @@ def _integer(value: Any, least: int) -> bool:
     return type(value) is int and value >= least
 
 
+# What no stored text may hold (PostgreSQL refuses both): NUL, and halves of UTF-16 surrogate pairs.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _name(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH
+    return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH and not _UNSTORABLE.search(value)
 
 
 def _item(value: Any) -> bool:
@@ -191,11 +198,18 @@ class Message:
 
 @dataclass(frozen=True)
 class Hello(Message, type="hello", sender=SERVER):
-    """Sent on connect."""
+    """Sent on connect. `max_message` is the largest message, in bytes, the server accepts (`BOKEHSITE_MAX_BODY_BYTES`); a client splits its changes to fit."""
 
     version: int = member("version", "V")
     role: str = member("role", '"write" or "read"')
     window: int = member("count", "W")
+    max_message: int | None = member("count", "M", optional=True)
+
+    @property
+    def message_limit(self) -> int:
+        """The largest message, in bytes, this server accepts (a server that does not say accepts
+        Daphne's default)."""
+        return self.max_message or DEFAULT_MAX_MESSAGE
 
 
 @dataclass(frozen=True)
@@ -333,12 +347,15 @@ def own_frame(start: int, version: int) -> bytes:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def decode(data: str | bytes, *, sender: str) -> tuple[Message, list[Buffer]]:
+def decode(data: str | bytes, *, sender: str, max_size: int | None = None) -> tuple[Message, list[Buffer]]:
     """The message in a frame from ``sender`` ("server" or "client"), and its buffers.
 
     Raises:
-        ProtocolError: the frame is not a well-formed message that ``sender`` may send.
+        ProtocolError: the frame is not a well-formed message that ``sender`` may send, or is
+            longer than ``max_size`` bytes (code ``too_large``).
     """
+    if max_size is not None and _size(data) > max_size:
+        raise ProtocolError(f"the message is larger than the limit of {max_size} bytes", code="too_large")
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
             header, buffers = wire.unpack(data)
@@ -346,8 +363,8 @@ def decode(data: str | bytes, *, sender: str) -> tuple[Message, list[Buffer]]:
             raise ProtocolError(f"malformed bundle: {e}", code="malformed_bundle") from None
     else:
         try:
-            header, buffers = json.loads(data), []
-        except (json.JSONDecodeError, RecursionError) as e:
+            header, buffers = wire.loads(data), []
+        except wire.JSONError as e:
             raise ProtocolError(f"malformed JSON: {e}", code="malformed_json") from None
     if not isinstance(header, dict):
         raise ProtocolError("a message must be a JSON object", code="malformed_json")
@@ -361,6 +378,12 @@ def decode(data: str | bytes, *, sender: str) -> tuple[Message, list[Buffer]]:
     except ProtocolError as e:
         e.id = header.get("id") if KINDS["id"].check(header.get("id")) else None
         raise
+
+
+def _size(data: str | bytes) -> int:
+    if isinstance(data, str):
+        return len(data.encode("utf-8", "surrogatepass")) if not data.isascii() else len(data)
+    return memoryview(data).nbytes
 
 
 # --- describing the protocol ----------------------------------------------------------------------

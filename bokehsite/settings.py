@@ -207,6 +207,8 @@ BOKEHSITE_VIEWER_WINDOW = envint("BOKEHSITE_VIEWER_WINDOW", "64")
 BOKEHSITE_CATCHUP_LIMIT = envint("BOKEHSITE_CATCHUP_LIMIT", "1000")
 # Django refuses to read request.body past this; our parsers enforce the limit above instead.
 DATA_UPLOAD_MAX_MEMORY_SIZE = BOKEHSITE_MAX_BODY_BYTES
+# Daphne's runserver (scripts/serve.sh) reads these: websocket messages may be as large as a body.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = BOKEHSITE_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -24,19 +24,66 @@ from typing import Any
 
 import numpy as np
 from bokeh.core.json_encoder import serialize_json
-from bokeh.core.serialization import Buffer, Serialized
+from bokeh.core.serialization import Buffer, Deserializer, Serialized
 from bokeh.document import Document
 from bokeh.model import Model
 from bokeh.models import ColumnDataSource
+from bokeh.models.callbacks import Callback
 from bokeh.util.serialization import make_id
 
 MAGIC = b"BKS1"
 CONTENT_TYPE = "application/vnd.bokehsite.bundle"
 _HEAD = struct.Struct(">4sI")
 
+# How deeply JSON may nest. A document or a change holds at most MAX_NESTING levels of arrays and
+# objects (the server refuses deeper ones where it validates them, ``documents.bokeh_io``); the
+# message or body around one adds a few. Reading refuses anything deeper, so that nothing
+# recursive (json, Bokeh's serializer and deserializer) ever meets deeper data.
+MAX_NESTING = 200
+MAX_MESSAGE_NESTING = MAX_NESTING + 10
+
 
 class BundleError(ValueError):
     """The bytes are not a well-formed bundle."""
+
+
+class JSONError(ValueError):
+    """Text that is not strict JSON, or that nests deeper than ``MAX_MESSAGE_NESTING``."""
+
+
+def loads(text: str | bytes) -> Any:
+    """Strict JSON (no NaN or Infinity), nested at most ``MAX_MESSAGE_NESTING`` levels.
+
+    Raises:
+        JSONError: what is wrong, in a sentence.
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except JSONError:
+        raise
+    except RecursionError:
+        raise JSONError(f"nested more than {MAX_MESSAGE_NESTING} levels deep") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer too long to convert
+        raise JSONError(str(e)) from None
+    if nesting_exceeds(value, MAX_MESSAGE_NESTING):
+        raise JSONError(f"nested more than {MAX_MESSAGE_NESTING} levels deep")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JSONError(f"{name} is not JSON; Bokeh writes it as {{\"type\": \"number\", \"value\": \"nan\"}} and the like")
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep (without recursing)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list, tuple)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return False
 
 
 def pack(payload: Mapping[str, Any], buffers: Iterable[Buffer] = ()) -> bytes:
@@ -79,8 +126,8 @@ def _split(data: bytes | memoryview) -> tuple[memoryview, int]:
 
 def _parse_header(view: memoryview, head_len: int) -> dict[str, Any]:
     try:
-        header = json.loads(bytes(view[_HEAD.size:_HEAD.size + head_len]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = loads(bytes(view[_HEAD.size:_HEAD.size + head_len]))
+    except JSONError as e:
         raise BundleError(f"header is not valid JSON: {e}") from None
     if not isinstance(header, dict):
         raise BundleError("header must be a JSON object")
@@ -119,6 +166,26 @@ def document_json(doc: Document) -> Serialized[Any]:
     serialized = doc.to_json(deferred=True)
     binary_columns(serialized)
     return serialized
+
+
+def load_document(doc_json: dict[str, Any], buffers: Iterable[Buffer] = ()) -> Document:
+    """Bokeh's ``Document.from_json``, keeping what it drops: the document's own JavaScript
+    callbacks (``doc.js_on_event(DocumentReady, CustomJS(...))``), which ``to_json`` writes as
+    ``"callbacks"`` and BokehJS runs."""
+    buffers = list(buffers)
+    # from_json writes into the dict it is given; keep the caller's intact.
+    doc = Document.from_json(Serialized({**doc_json}, buffers))
+    callbacks = doc_json.get("callbacks")
+    if callbacks:
+        decoded = Deserializer(list(doc.models)).deserialize(Serialized(callbacks, buffers))
+        if not isinstance(decoded, dict):
+            raise ValueError("'callbacks' must map event names to lists of callbacks")
+        for event, event_callbacks in decoded.items():
+            if not (isinstance(event, str) and isinstance(event_callbacks, list)
+                    and all(isinstance(callback, Callback) for callback in event_callbacks)):
+                raise ValueError("'callbacks' must map event names to lists of callbacks (CustomJS)")
+            doc.js_on_event(event, *event_callbacks)
+    return doc
 
 
 def binary_columns(serialized: Serialized[Any]) -> None:

@@ -17,23 +17,26 @@ broadcasts what this module commits.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections import OrderedDict
 from typing import Any
 
-from bokeh.core.serialization import Buffer, DeserializationError
+from bokeh.core.serialization import Buffer
 from bokeh.document import Document as BokehDocument
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from bokehsite import wire
-from bokehsite.errors import ApiError
+from bokehsite.errors import ApiError, ServerFault
 from documents import bokeh_io
 from documents.changes import Change, PatchRequest
 from documents.exceptions import DocumentNotFound, HistoryTruncated, InvalidPatch, VersionConflict
 from documents.models import Document, Event, EventKind, Snapshot
+
+logger = logging.getLogger(__name__)
 
 # A log smaller than this replays in moments; folding it sooner would cost more than it saves.
 FOLD_MIN_LOG_BYTES = 1024 * 1024
@@ -198,7 +201,10 @@ def _logged_keys(document_id: uuid.UUID, keys: list[str]) -> dict[str, int]:
 
 
 def _apply_in_memory(live: LiveDocument, requests: list[PatchRequest], logged: dict[str, int]):
-    """Apply what applies to the live document; the outcomes, and the events to insert."""
+    """Apply what applies to the live document; the outcomes, and the events to insert.
+
+    A change that fails fails alone, whatever it holds: the others are still applied and stored.
+    """
     outcomes: list[Change | ApiError] = []
     events: list[Event] = []
     for request in requests:
@@ -207,21 +213,22 @@ def _apply_in_memory(live: LiveDocument, requests: list[PatchRequest], logged: d
                                    origin=request.origin, key=request.key, resent=True))
             continue
         try:
-            request.events()
+            patch, buffers = request.validated()
             if request.base_version is not None and request.base_version != live.version:
                 raise VersionConflict(request.base_version, live.version)
             version = live.version + 1
-            patch, buffers = wire.rename_buffers(request.patch, request.buffers, f"{version}.")
+            patch, buffers = wire.rename_buffers(patch, buffers, f"{version}.")
             event = Event(document_id=live.document_id, version=version, kind=EventKind.PATCH, patch=patch,
                           origin=request.origin, key=request.key, author=request.author)
             event.set_buffers(buffers)
-            try:
-                event.apply_to(live.doc)
-            except (DeserializationError, KeyError, TypeError, ValueError, AttributeError) as e:
-                _restore(live, events)  # it may have been applied in part
-                raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_io.describe(e)}", field="patch") from None
+            _apply(live, event, events)
         except ApiError as refusal:
             outcomes.append(refusal)
+            continue
+        except Exception:  # our fault, not the change's: still, it fails alone
+            logger.exception("storing a change failed")
+            _restore(live, events)  # sure to hold only what was accepted
+            outcomes.append(ServerFault())
             continue
         event.size = len(json.dumps(patch, separators=(",", ":"))) + sum(len(b.data) for b in buffers)
         events.append(event)
@@ -230,6 +237,19 @@ def _apply_in_memory(live: LiveDocument, requests: list[PatchRequest], logged: d
             logged[request.key] = version
         outcomes.append(Change(live.document_id, version, EventKind.PATCH, patch, buffers, request.origin, request.key))
     return outcomes, events
+
+
+def _apply(live: LiveDocument, event: Event, accepted: list[Event]) -> None:
+    """Apply a checked change through Bokeh, or leave the live document as it was and refuse it."""
+    try:
+        event.apply_to(live.doc)
+        if bokeh_io.links_models(event.patch):
+            bokeh_io.storable(live.doc, InvalidPatch, "patch")
+    except Exception as e:  # Bokeh refusing what a user sent, whichever way it does
+        _restore(live, accepted)  # it may have been applied in part
+        if isinstance(e, ApiError):
+            raise
+        raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_io.describe(e)}", field="patch") from None
 
 
 def _restore(live: LiveDocument, accepted: list[Event]) -> None:
@@ -296,11 +316,19 @@ def prune(document_id: uuid.UUID, version: int) -> None:
 # --- reading ---------------------------------------------------------------------------------
 
 
+def current_version(document_id: uuid.UUID) -> int:
+    """Raises DocumentNotFound when the document is gone (deleted while someone followed it)."""
+    version = Document.objects.filter(pk=document_id).values_list("version", flat=True).first()
+    if version is None:
+        raise DocumentNotFound("no such document: it was deleted")
+    return version
+
+
 def current_bundle(document_id: uuid.UUID) -> tuple[int, bytes]:
     """The current version of a document and the document as a bundle."""
     # Most reads come when no change has been logged since the newest snapshot: serve its stored
     # bytes as they are, without building a Bokeh document.
-    version = Document.objects.values_list("version", flat=True).get(pk=document_id)
+    version = current_version(document_id)
     snapshot = Snapshot.objects.filter(document_id=document_id, version=version).first()
     if snapshot is not None:
         return version, snapshot.to_bundle()
@@ -330,7 +358,7 @@ def log_after(document_id: uuid.UUID, version: int, limit: int) -> list[Event]:
         HistoryTruncated: the log no longer holds the event after ``version``.
     """
     events = list(Event.objects.filter(document_id=document_id, version__gt=version).order_by("version")[:limit])
-    current = Document.objects.values_list("version", flat=True).get(pk=document_id)
+    current = current_version(document_id)
     if version < current and (not events or events[0].version != version + 1):
         raise HistoryTruncated(version + 1)
     return events

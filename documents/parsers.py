@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from bokeh.core.serialization import Buffer
@@ -51,8 +50,8 @@ class JSONParser(parsers.BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None) -> ParsedBody:
         try:
-            data = json.loads(read_limited(stream, parser_context))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            data = wire.loads(read_limited(stream, parser_context))
+        except wire.JSONError as e:
             raise MalformedBody(f"malformed JSON: {e}", field="body", code="malformed_json") from None
         if not isinstance(data, dict):
             raise MalformedBody("the body must be a JSON object", field="body", code="malformed_json")

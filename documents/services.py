@@ -142,7 +142,8 @@ def events_after(document: Document, version: int, limit: int) -> list[Event]:
 
 
 def current_version(document: Document) -> int:
-    return Document.objects.values_list("version", flat=True).get(pk=document.pk)
+    """Raises DocumentNotFound if the document was deleted."""
+    return history.current_version(document.pk)
 
 
 def rename_document(document: Document, title: str) -> Document:

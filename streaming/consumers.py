@@ -80,7 +80,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.rechecking = asyncio.create_task(self.recheck_periodically())
         self.renewing = asyncio.create_task(self.renew_membership())
         version = await db(services.current_version)(self.document)
-        await self.send_message(protocol.Hello(version, self.role, settings.BOKEHSITE_VIEWER_WINDOW))
+        await self.send_message(protocol.Hello(version, self.role, settings.BOKEHSITE_VIEWER_WINDOW,
+                                               settings.BOKEHSITE_MAX_BODY_BYTES))
 
     def resolve_access(self, *, again: bool):
         """The document this connection follows, with ``.role`` as it is now; raises ApiError when
@@ -147,7 +148,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
             message, buffers = protocol.decode(bytes_data if bytes_data is not None else text_data or "",
-                                               sender=protocol.CLIENT)
+                                               sender=protocol.CLIENT, max_size=settings.BOKEHSITE_MAX_BODY_BYTES)
         except protocol.ProtocolError as e:
             await self.send_error(ApiError(e.detail, code=e.code, field=e.field), e.id)
             return

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# The largest body or websocket message test servers accept, unless the environment says
+# (BOKEHSITE_MAX_BODY_BYTES): enough for a million-point stream.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def free_port() -> int:
@@ -37,13 +40,17 @@ class DaphneServer:
     """``daphne bokehsite.asgi:application`` on a free port, with extra environment variables.
 
     ``root`` is the checkout whose code it runs (default: this one; benchmarks compare others).
+    With ``runserver``, it is ``manage.py runserver`` instead, as ``scripts/serve.sh`` runs it.
     """
 
-    def __init__(self, env: dict[str, str] | None = None, port: int | None = None, root: Path = ROOT):
+    def __init__(self, env: dict[str, str] | None = None, port: int | None = None, root: Path = ROOT,
+                 runserver: bool = False):
         self.root = root
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bokehsite.settings", **(env or {})}
+        self.max_body_bytes = int(self.env.setdefault("BOKEHSITE_MAX_BODY_BYTES", str(MAX_BODY_BYTES)))
+        self.runserver = runserver
         if root != ROOT:  # its own code first, before the installed (editable) bokehsite
             self.env["PYTHONPATH"] = os.pathsep.join([str(root), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)
@@ -54,9 +61,14 @@ class DaphneServer:
 
     def launch(self) -> DaphneServer:
         """Start the process, without waiting for it to listen (to start several at once)."""
+        if self.runserver:  # it reads the websocket limits from the settings
+            command = ["manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
+        else:  # Daphne's command line does not read settings: it is told the limit of the settings
+            limit = str(self.max_body_bytes)
+            command = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "--websocket-max-message-size", limit,
+                       "--websocket-max-frame-size", limit, "bokehsite.asgi:application"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "bokehsite.asgi:application"],
-            cwd=self.root, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, *command], cwd=self.root, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         return self
 

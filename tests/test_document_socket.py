@@ -31,7 +31,7 @@ def test_a_viewer_is_told_the_version_and_receives_changes_in_order(stored):
 
     async def scenario():
         viewer, hello = await connect(document.id)
-        assert hello == {"type": "hello", "version": 1, "role": "write", "window": 64}
+        assert hello == {"type": "hello", "version": 1, "role": "write", "window": 64, "max_message": 512 * 1024 * 1024}
         await viewer.send_json_to({"type": "sync", "version": 1})
         producer, _ = await connect(document.id, origin=None)  # a Python session sends no Origin
         for i in range(3):

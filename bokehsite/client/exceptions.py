@@ -22,3 +22,15 @@ class ServerError(BokehsiteError):
         self.code = code
         self.detail = detail
         self.field = field
+
+
+class ChangeTooLarge(BokehsiteError):
+    """One change is larger than the largest message the server accepts; it was not sent."""
+
+    def __init__(self, kind: str, size: int, limit: int):
+        super().__init__(
+            f"a {kind} change of {size} bytes is larger than the largest message the server accepts "
+            f"({limit} bytes, its BOKEHSITE_MAX_BODY_BYTES); it was not sent: send the data in smaller parts")
+        self.kind = kind
+        self.size = size
+        self.limit = limit

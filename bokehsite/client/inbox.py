@@ -17,7 +17,7 @@ from typing import Any
 from bokeh.core.serialization import Buffer, Serialized
 from bokeh.document import Document
 
-from bokehsite import protocol
+from bokehsite import protocol, wire
 from bokehsite.client.outbox import Outbox
 
 Frame = tuple[protocol.Patches | protocol.Snapshot, list[Buffer]]
@@ -96,7 +96,7 @@ class Inbox:
     def _replace_content(self, message: protocol.Snapshot, buffers: list[Buffer]) -> None:
         """The server's whole document. Its roots replace ours (the models keep their ids, but
         objects the script holds from before are no longer in the document)."""
-        fresh = Document.from_json(Serialized(message.doc, buffers))
+        fresh = wire.load_document(message.doc, buffers)
         roots = list(fresh.roots)
         fresh.clear()
         for root in list(self.doc.roots):

@@ -229,6 +229,7 @@ class DocumentLink:
         """A new connection: resume from what we received, resend what is unconfirmed."""
         self.inbox.window = hello.window
         self.role = hello.role
+        self.outbox.max_message = hello.message_limit
         if self._following:
             await self.connection.send(protocol.Sync(self.inbox.received))
         for batch in self.outbox.resend():  # the server drops those it already has, by key

@@ -2,7 +2,9 @@
 
 Every change Bokeh reports is queued (``put``) the moment it happens, in the thread that made
 it. The link's sender takes what has queued up as one batch (``take``), at most
-``MAX_IN_FLIGHT`` batches unacknowledged. Each batch has a key; a batch stays ``unconfirmed``
+``MAX_IN_FLIGHT`` batches unacknowledged, and no batch larger than the largest message the
+server accepts (``max_message``, from its ``hello``); a single change larger than that is not
+sent, and the next ``flush`` raises ``ChangeTooLarge``. Each batch has a key; a batch stays ``unconfirmed``
 until its change comes back in the stream of changes (``confirm``), or until it is acknowledged
 when the client does not follow the stream. After a reconnect every unconfirmed batch is sent
 again (``resend``): the server recognises the key and does not apply it twice.
@@ -17,13 +19,23 @@ import uuid
 from collections import deque
 from typing import Any
 
+from bokeh.core.json_encoder import serialize_json
 from bokeh.core.serialization import Buffer
 
 from bokehsite import protocol, wire
-from bokehsite.client.exceptions import BokehsiteError
+from bokehsite.client.exceptions import BokehsiteError, ChangeTooLarge
 
 # Batches sent but not yet acknowledged; more would only queue up in the network.
 MAX_IN_FLIGHT = 4
+# Bytes of a message besides its events and buffers: the envelope, ids, the buffer index.
+ENVELOPE_BYTES = 1024
+BUFFER_INDEX_BYTES = 32  # the index entry of one buffer, besides its id
+
+
+def message_bytes(event: dict[str, Any], buffers: list[Buffer]) -> int:
+    """What one serialized change event adds to a ``patch`` message, in bytes."""
+    return (len(serialize_json(event).encode()) + 1
+            + sum(memoryview(b.data).nbytes + len(b.id.encode()) + BUFFER_INDEX_BYTES for b in buffers))
 
 
 class Batch:
@@ -48,10 +60,11 @@ class Batch:
 class Outbox:
     def __init__(self, acked: int = 0):
         self.acked = acked  # the newest version the server acknowledged for our changes
+        self.max_message = protocol.DEFAULT_MAX_MESSAGE  # what the server accepts; its hello says
         self._cond = threading.Condition()
         self._client = uuid.uuid4().hex[:12]
         self._seq = 0
-        self._pending: list[tuple[dict[str, Any], list[Buffer]]] = []  # queued, not sent
+        self._pending: list[tuple[dict[str, Any], list[Buffer], int]] = []  # queued, not sent; with size
         self._unconfirmed: deque[Batch] = deque()  # sent, not yet seen back in the stream
         self._in_flight = 0  # sent, not yet acknowledged
         self._error: BaseException | None = None
@@ -60,8 +73,9 @@ class Outbox:
 
     def put(self, event: dict[str, Any], buffers: list[Buffer]) -> None:
         """Queue one serialized change event and the buffers it refers to."""
+        size = message_bytes(event, buffers)
         with self._cond:
-            self._pending.append((event, buffers))
+            self._pending.append((event, buffers, size))
 
     @property
     def idle(self) -> bool:
@@ -88,13 +102,25 @@ class Outbox:
     # --- the connection's side ------------------------------------------------------------------
 
     def take(self) -> Batch | None:
-        """The next batch to send: everything queued, if fewer than MAX_IN_FLIGHT are in flight."""
+        """The next batch to send: what is queued, as much as fits in one message, if fewer than
+        MAX_IN_FLIGHT are in flight. A change that alone does not fit is dropped, and the next
+        ``flush`` raises ``ChangeTooLarge``."""
         with self._cond:
             if self._error is not None or not self._pending or self._in_flight >= MAX_IN_FLIGHT:
                 return None
-            items, self._pending = self._pending, []
+            room = self.max_message - ENVELOPE_BYTES
+            if self._pending[0][2] > room:
+                event = self._pending.pop(0)
+                self._error = ChangeTooLarge(event[0].get("kind", "change"), event[2], self.max_message)
+                self._cond.notify_all()
+                return None
+            count, size = 0, 0
+            while count < len(self._pending) and size + self._pending[count][2] <= room:
+                size += self._pending[count][2]
+                count += 1
+            items, self._pending = self._pending[:count], self._pending[count:]
             self._seq += 1
-            batch = Batch(f"{self._client}:{self._seq}", [e for e, _ in items], [b for _, bs in items for b in bs])
+            batch = Batch(f"{self._client}:{self._seq}", [e for e, _, _ in items], [b for _, bs, _ in items for b in bs])
             self._unconfirmed.append(batch)
             self._in_flight += 1
             return batch

@@ -278,7 +278,7 @@ class Session:
         params = {"version": version} if version is not None else None
         response = self._request("GET", f"api/documents/{info['id']}/doc/", accept=wire.CONTENT_TYPE, params=params)
         header, buffers = wire.unpack(response.content)
-        return Document.from_json(Serialized(header["doc"], buffers)), int(response.headers["X-Document-Version"])
+        return wire.load_document(header["doc"], buffers), int(response.headers["X-Document-Version"])
 
     def delete_document(self, title_or_id: str) -> None:
         info = self.document_info(title_or_id)

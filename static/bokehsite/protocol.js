@@ -14,7 +14,8 @@
   const CLOSE = {UNAUTHORIZED: 4401, NOT_FOUND: 4404, UNAVAILABLE: 4503};
 
   const integer = (least) => (v) => Number.isInteger(v) && v >= least;
-  const name = (v) => typeof v === "string" && v.length <= MAX_NAME_LENGTH;
+  // No NUL and no lone UTF-16 surrogate: text the server could not store.
+  const name = (v) => typeof v === "string" && v.length <= MAX_NAME_LENGTH && !v.includes("\0") && v.isWellFormed();
   const object = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
   const item = (v) => object(v) && integer(1)(v.version) &&
     (v.own === true || (object(v.patch) && (v.key === undefined || name(v.key))));
@@ -34,7 +35,7 @@
 
   const f = (kind, optional = false) => ({kind, optional});
   const MESSAGES = {
-    hello: {sender: "server", fields: {version: f("version"), role: f("role"), window: f("count")}},
+    hello: {sender: "server", fields: {version: f("version"), role: f("role"), window: f("count"), max_message: f("count", true)}},
     sync: {sender: "client", fields: {version: f("version|null")}},
     patches: {sender: "server", binary: true, fields: {from: f("version"), version: f("version"), items: f("items")}},
     snapshot: {sender: "server", binary: true, fields: {version: f("version"), doc: f("object")}},
