@@ -34,7 +34,7 @@ from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
 from documents import access, services
 from documents.changes import PatchRequest
-from documents.exceptions import HistoryTruncated
+from documents.exceptions import DocumentNotFound, HistoryTruncated
 from documents.models import EventKind
 from streaming import auth, batching, broadcast
 
@@ -231,7 +231,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             # A gap, a replace, a slow client, or others' changes among its own: the log fills it in.
             self.behind = True
             if self.has_room():
-                await self.catch_up()
+                async with self.keeping_up():
+                    await self.catch_up()
             return
         await self.send(bytes_data=protocol.own_frame(start, version) if all(mine) else event["frame"])
         self.sent = version
@@ -295,10 +296,26 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     async def connection_tick(self, event) -> None:
         """Catch up if the stored version is past what this connection was sent."""
-        if self.synced and not self.behind and await db(services.current_version)(self.document) > self.sent:
+        async with self.keeping_up():
+            if self.synced and not self.behind and await db(services.current_version)(self.document) > self.sent:
+                self.behind = True
+                if self.has_room():
+                    await self.catch_up()
+
+    @contextlib.asynccontextmanager
+    async def keeping_up(self):
+        """Reading the log for what the channel layer announced: a document deleted meanwhile
+        closes the connection (as the deletion's own announcement will); a database that does
+        not answer is tried again at the next change or tick."""
+        try:
+            yield
+        except DocumentNotFound as e:
+            await self.refuse(e)
+        except Exception as e:
+            if not isinstance(errors.from_exception(e), errors.Unavailable):
+                raise
             self.behind = True
-            if self.has_room():
-                await self.catch_up()
+            logger.warning("a connection could not read the log (%s); it tries again at the next change", e)
 
     # --- helpers -------------------------------------------------------------------------------
 
