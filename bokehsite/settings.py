@@ -33,6 +33,14 @@ def envint(name: str, default: str) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
 
 
+def envcount(name: str, default: str) -> int:
+    """An integer that is zero or more."""
+    value = envint(name, default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be 0 or more, not {value}")
+    return value
+
+
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -177,6 +185,10 @@ BOKEHSITE_THROTTLE_RATES = {
     "login": envrate("BOKEHSITE_LOGIN_RATE", "10/min"),
     "register": envrate("BOKEHSITE_REGISTER_RATE", "10/hour"),
 }
+# How many reverse proxies in front of the server append to X-Forwarded-For (DRF's NUM_PROXIES).
+# 0 (the default): the client is the socket's peer and X-Forwarded-For is ignored, since any
+# client can send it. N: the client is the N-th address from the end of X-Forwarded-For.
+BOKEHSITE_TRUSTED_PROXIES = envcount("BOKEHSITE_TRUSTED_PROXIES", "0")
 # Seconds a sandboxed plot frame's signed token stays valid (see documents/frames.py).
 BOKEHSITE_FRAME_TOKEN_MAX_AGE = envint("BOKEHSITE_FRAME_TOKEN_MAX_AGE", "300")
 # Largest request body the API accepts (documents carry their arrays, so this is generous).
@@ -207,6 +219,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "bokehsite.error_handler.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # The client address the throttles count (accounts.throttling): never a header a client forges.
+    "NUM_PROXIES": BOKEHSITE_TRUSTED_PROXIES,
 }
 
 LOGGING = {
