@@ -3,7 +3,6 @@ a request or a socket. Who may call which is ``documents.access``'s to decide, b
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from bokeh.core.serialization import Buffer
@@ -177,13 +176,10 @@ def load_bokeh_document(document: Document, version: int | None = None):
 
 
 def set_visibility(document: Document, visibility: str) -> Document:
-    """Make ``document`` private, public or secret-link; a secret link gets a key if it has none."""
-    document.visibility = Visibility(visibility)
-    fields = ["visibility", "updated"]
-    if document.visibility == Visibility.SECRET and not document.secret_key:
-        document.secret_key = secrets.token_urlsafe(32)
-        fields.append("secret_key")
-    document.save(update_fields=fields)
+    """Make ``document`` private, public or secret-link. Leaving secret-link discards the key;
+    making it secret-link again makes a new one (``Document.set_visibility``)."""
+    document.set_visibility(visibility)
+    document.save(update_fields=["visibility", "secret_key", "updated"])
     return document
 
 
@@ -199,7 +195,7 @@ def unpublish(document: Document) -> Document:
 
 def regenerate_secret_link(document: Document) -> Document:
     """Give ``document`` a new secret-link key, revoking the old link, and make it secret-link."""
-    document.secret_key = secrets.token_urlsafe(32)
+    document.new_secret_key()
     document.visibility = Visibility.SECRET
     document.save(update_fields=["secret_key", "visibility", "updated"])
     return document
