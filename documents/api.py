@@ -23,8 +23,8 @@ def _resolve(request: Request, pk, need: access.RoleName = "read"):
     return access.resolve(access.caller(request), pk, need)
 
 
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
+def _valid(serializer_class, data, **context) -> dict:
+    serializer = serializer_class(data=data, context=context)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -128,7 +128,7 @@ class DocumentEvents(APIView):
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
         document = _resolve(request, pk)
-        query = _valid(SinceQuerySerializer, request.query_params)
+        query = _valid(SinceQuerySerializer, request.query_params, current=document.version)
         events = services.events_after(document, query["since"], query["limit"])
         items, buffers = [], []
         for event in events:

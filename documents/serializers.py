@@ -68,8 +68,20 @@ class VersionQuerySerializer(serializers.Serializer):
 
 
 class SinceQuerySerializer(serializers.Serializer):
-    since = serializers.IntegerField(min_value=0)
+    """``since`` is a version the client has: from 1 (the version a document is created at) up
+    to the document's current version, given as ``context["current"]``."""
+
+    since = serializers.IntegerField(min_value=1, error_messages={
+        "min_value": "must be a version you have (1 or more); with nothing yet, load the document "
+                     "first (GET /api/documents/<id>/doc/), then ask for the changes after its version",
+    })
     limit = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)
+
+    def validate_since(self, since: int) -> int:
+        current = self.context["current"]
+        if since > current:
+            raise serializers.ValidationError(f"version {since} does not exist yet; the document is at version {current}")
+        return since
 
 
 class ShareSerializer(serializers.Serializer):
