@@ -207,6 +207,24 @@ BOKEHSITE_THROTTLE_RATES = {
 # 0 (the default): the client is the socket's peer and X-Forwarded-For is ignored, since any
 # client can send it. N: the client is the N-th address from the end of X-Forwarded-For.
 BOKEHSITE_TRUSTED_PROXIES = envcount("BOKEHSITE_TRUSTED_PROXIES", "0")
+# HTTPS, for a server that people reach only over HTTPS (directly or through a proxy): HSTS,
+# HTTP redirected to HTTPS, session and CSRF cookies sent only over HTTPS.
+BOKEHSITE_HTTPS = envbool("BOKEHSITE_HTTPS", "0")
+if BOKEHSITE_TRUSTED_PROXIES:
+    # The trusted proxy says whether the client came by HTTPS (it must set or overwrite this header).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if BOKEHSITE_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envcount("BOKEHSITE_HSTS_SECONDS", str(365 * 24 * 3600))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("BOKEHSITE_HSTS_INCLUDE_SUBDOMAINS", "1")
+    SECURE_HSTS_PRELOAD = envbool("BOKEHSITE_HSTS_PRELOAD", "0")
+    if not SECURE_HSTS_PRELOAD:
+        # Asking browsers to hard-code HTTPS for the whole domain (the preload list) is the
+        # domain owner's decision, not this server's default: BOKEHSITE_HSTS_PRELOAD=1 opts in.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 # Seconds a sandboxed plot frame's signed token stays valid (see documents/frames.py).
 BOKEHSITE_FRAME_TOKEN_MAX_AGE = envint("BOKEHSITE_FRAME_TOKEN_MAX_AGE", "300")
 # Largest request body the API accepts (documents carry their arrays, so this is generous).

@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from bokehsite.views import healthz
+
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("documents.api_urls")),
     path("api/", include(("accounts.api_urls", "api"), namespace="accounts-api")),
