@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by us (never from a CDN)
     "channels",
     "accounts",
     "documents",
@@ -252,12 +254,37 @@ REST_FRAMEWORK = {
         "documents.parsers.BundleParser",
         "documents.parsers.JSONParser",
     ],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON, and for browsers (Accept: text/html) DRF's browsable API.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "bokehsite.negotiation.ContentNegotiation",
     "EXCEPTION_HANDLER": "bokehsite.error_handler.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "bokehsite.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # The client address the throttles count (accounts.throttling): never a header a client forges.
     "NUM_PROXIES": BOKEHSITE_TRUSTED_PROXIES,
+}
+
+# The OpenAPI schema at /api/schema/ and its Swagger UI at /api/docs/ (bokehsite/openapi.py).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "bokehsite API",
+    "DESCRIPTION": (
+        "Store, change and share Bokeh documents. In multi-user mode every call needs an API token "
+        "(`Authorization: Token <secret>`) or a logged-in browser session; in single-user mode none. "
+        "Document content travels as a bundle (`application/vnd.bokehsite.bundle`) or as JSON; "
+        "every error is the `Error` envelope."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],  # the schema and its docs are public, in either mode
+    "COMPONENT_SPLIT_REQUEST": True,
+    "AUTHENTICATION_WHITELIST": [  # single-user mode needs no credentials: nothing to document
+        "accounts.authentication.TokenAuthentication",
+        "accounts.authentication.SessionAuthentication",
+    ],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "bokehsite.openapi.add_error_component"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

@@ -63,6 +63,10 @@ class PatchSerializer(serializers.Serializer):
     base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
 
 
+class VersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The version the change was stored as.")
+
+
 class VersionQuerySerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, required=False)
 
