@@ -1,6 +1,6 @@
 """The REST API. Views parse and answer; ``documents.services`` decides."""
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotAcceptable, NotFound
 from rest_framework.permissions import SAFE_METHODS, AllowAny
@@ -19,7 +19,7 @@ from documents.exceptions import (
 from documents.renderers import BundleRenderer
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
-    SinceQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
+    SinceQuerySerializer, TitleQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
 )
 
 BUNDLE_ANSWER = {(200, BUNDLE): OpenApiResponse(BINARY, description="A bundle (see the README's wire format).")}
@@ -43,17 +43,19 @@ def _require_bundle(request: Request) -> None:
 
 
 @extend_schema(tags=["documents"])
-@extend_schema_view(get=extend_schema(summary="The caller's documents", parameters=[
-    OpenApiParameter("title", str, description="Only the document with this title."),
-]))
 class DocumentList(generics.ListAPIView):
     """GET: the caller's documents (``?title=`` filters). POST: create one from a bundle or JSON."""
 
     serializer_class = DocumentSerializer
 
+    @extend_schema(summary="The caller's documents", parameters=[TitleQuerySerializer])
+    @raises(INVALID)
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self):
         documents = services.owned_documents(self.request.user).select_related("owner")
-        if title := self.request.query_params.get("title"):
+        if title := _valid(TitleQuerySerializer, self.request.query_params).get("title"):
             documents = documents.filter(title=title)
         return documents
 

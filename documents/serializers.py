@@ -63,6 +63,11 @@ class PatchSerializer(serializers.Serializer):
     base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
 
 
+class TitleQuerySerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False, trim_whitespace=False,
+                                  help_text="Only the document with this title.")
+
+
 class VersionSerializer(serializers.Serializer):
     version = serializers.IntegerField(help_text="The version the change was stored as.")
 
