@@ -64,8 +64,8 @@ class PatchSerializer(serializers.Serializer):
 
 
 class TitleQuerySerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=200, required=False, trim_whitespace=False,
-                                  help_text="Only the document with this title.")
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, trim_whitespace=False,
+                                  help_text="Only the document with this title (empty: every document).")
 
 
 class VersionSerializer(serializers.Serializer):
