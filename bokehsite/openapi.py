@@ -132,9 +132,10 @@ class AutoSchema(openapi.AutoSchema):
             codes.append(UNSUPPORTED_MEDIA_TYPE)
             if any(isinstance(a, SessionAuthentication) for a in self.view.get_authenticators()):
                 codes.append(CSRF_FAILED)
-        if unsafe and self._get_request_body() is not None:
+        request_body = self._get_request_body() if unsafe else None
+        if request_body is not None:
             codes += [MALFORMED_JSON, INVALID, TOO_LARGE]
-            if BUNDLE in self._get_request_body()["content"]:
+            if BUNDLE in request_body["content"]:
                 codes.append(MALFORMED_BUNDLE)
         if "{" in self.path:
             codes.append(NOT_FOUND)
