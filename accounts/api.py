@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.contrib.auth import authenticate
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -11,11 +12,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import tokens
-from accounts.exceptions import InvalidCredentials, TokenNotFound
+from accounts.exceptions import InvalidCredentials, RegistrationClosed, TokenNotFound, UsernameTaken
 from accounts.models import ApiToken
-from accounts.serializers import CreateTokenSerializer, CredentialsSerializer, RegisterSerializer, TokenSerializer
+from accounts.serializers import (
+    CreateTokenSerializer, CredentialsSerializer, NewTokenSerializer, RegisterSerializer, TokenAnswerSerializer,
+    TokenSerializer,
+)
 from accounts.throttling import AuthRateThrottle
 from accounts.users import register_user
+from bokehsite.openapi import body, raises
 
 
 def _valid(serializer_class, request: Request) -> dict:
@@ -37,22 +42,30 @@ class _CredentialsView(APIView):
     throttle_classes = [AuthRateThrottle]
 
 
+@extend_schema(tags=["accounts"])
 class Register(_CredentialsView):
     """POST {username, password}: create an account; answers with a new API token."""
 
     throttle_scope = "register"
 
+    @extend_schema(summary="Create an account", request=body(RegisterSerializer, bundle=False),
+                   responses={201: TokenAnswerSerializer}, auth=[])
+    @raises(RegistrationClosed, UsernameTaken)
     def post(self, request: Request) -> Response:
         data = _valid(RegisterSerializer, request)
         user = register_user(data["username"], data["password"])
         return _token_answer(user, data.get("token_name") or "registration", status.HTTP_201_CREATED)
 
 
+@extend_schema(tags=["accounts"])
 class Login(_CredentialsView):
     """POST {username, password}: answers with a new API token."""
 
     throttle_scope = "login"
 
+    @extend_schema(summary="Log in: a new API token", request=body(CredentialsSerializer, bundle=False),
+                   responses=TokenAnswerSerializer, auth=[])
+    @raises(InvalidCredentials)
     def post(self, request: Request) -> Response:
         data = _valid(CredentialsSerializer, request)
         user = authenticate(request._request, username=data["username"], password=data["password"])
@@ -61,9 +74,11 @@ class Login(_CredentialsView):
         return _token_answer(user, data.get("token_name") or "login", status.HTTP_200_OK)
 
 
+@extend_schema(tags=["accounts"])
 class Logout(APIView):
     """POST: revoke the API token this request carries."""
 
+    @extend_schema(summary="Log out: revoke the API token used", request=None, responses={204: None})
     def post(self, request: Request) -> Response:
         token = request.auth if isinstance(request.auth, ApiToken) else None
         if token is None:
@@ -75,12 +90,16 @@ class Logout(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema(tags=["tokens"])
 class TokenList(APIView):
     """GET: the caller's tokens (never their secrets). POST {name, expires?}: create one."""
 
+    @extend_schema(summary="The caller's API tokens", responses=TokenSerializer(many=True))
     def get(self, request: Request) -> Response:
         return Response(TokenSerializer(tokens.tokens_of(request.user), many=True).data)
 
+    @extend_schema(summary="Create an API token", request=body(CreateTokenSerializer, bundle=False),
+                   responses={201: NewTokenSerializer})
     def post(self, request: Request) -> Response:
         data = _valid(CreateTokenSerializer, request)
         expires = data.get("expires")
@@ -90,6 +109,7 @@ class TokenList(APIView):
         return Response({**TokenSerializer(token).data, "token": secret}, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(tags=["tokens"])
 class TokenDetail(APIView):
     """GET: one token. DELETE: revoke it."""
 
@@ -99,9 +119,11 @@ class TokenDetail(APIView):
             raise TokenNotFound("no such token")
         return token
 
+    @extend_schema(summary="One API token", responses=TokenSerializer)
     def get(self, request: Request, pk) -> Response:
         return Response(TokenSerializer(self._get(request, pk)).data)
 
+    @extend_schema(summary="Revoke an API token", responses={204: None})
     def delete(self, request: Request, pk) -> Response:
         tokens.revoke_token(self._get(request, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -7,6 +7,12 @@ class RegistrationClosed(Forbidden):
     code = "registration_closed"
 
 
+class CsrfFailed(Forbidden):
+    """A browser's request that did not come from this site's own pages (Django's CSRF check)."""
+
+    code = "csrf_failed"
+
+
 class UsernameTaken(Conflict):
     code = "username_taken"
 

@@ -36,6 +36,23 @@ class TokenSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class NewTokenSerializer(TokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The secret, shown only this once.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class TokenAnswerSerializer(serializers.Serializer):
+    """What registering and logging in answer: a new API token."""
+
+    token = serializers.CharField(help_text="The new token's secret, shown only this once.")
+    username = serializers.CharField()
+    token_id = serializers.IntegerField()
+    prefix = serializers.CharField(help_text="The token's visible prefix, as token lists show it.")
+
+
 class CreateTokenSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     expires = serializers.DateTimeField(required=False, allow_null=True, help_text="When it stops working.")

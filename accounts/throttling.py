@@ -1,8 +1,11 @@
 """Brute-force limits for logging in and registering, shared by the API and the HTML forms.
 
 Both go through DRF's cache-based rate throttle with the same scope and key (the client's
-address), so one budget covers both ways in. Rates come from ``BOKEHSITE_THROTTLE_RATES`` at
-call time, so tests and settings overrides take effect at once.
+address), so one budget covers both ways in. The address is DRF's ``get_ident``: the socket's
+peer, or behind ``BOKEHSITE_TRUSTED_PROXIES`` proxies (DRF's ``NUM_PROXIES``) the address the
+outermost trusted proxy appended to X-Forwarded-For; what a client writes there itself never
+counts. Rates come from ``BOKEHSITE_THROTTLE_RATES`` at call time, so tests and settings
+overrides take effect at once.
 """
 
 from __future__ import annotations

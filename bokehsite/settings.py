@@ -33,6 +33,14 @@ def envint(name: str, default: str) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
 
 
+def envcount(name: str, default: str) -> int:
+    """An integer that is zero or more."""
+    value = envint(name, default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be 0 or more, not {value}")
+    return value
+
+
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -57,7 +65,7 @@ def _secret_key() -> str:
         return key
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
         # O_EXCL: two processes starting at once must not write two different keys.
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -80,6 +88,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by us (never from a CDN)
     "channels",
     "accounts",
     "documents",
@@ -117,9 +127,27 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"))}
+
+
+def _create_private_sqlite_file(name: str) -> None:
+    """Create the SQLite file owner-only (0600, in a new directory 0700) before SQLite would
+    create it world-readable. SQLite gives its journal, -wal and -shm files the same mode."""
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # another process made it first
+
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers wait for each other instead of failing at once with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    _create_private_sqlite_file(str(DATABASES["default"]["NAME"]))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool("DATABASE_POOL", "1"):
     # Each PostgreSQL connection is a server process; psycopg's pool keeps a few open. Each is
     # checked as it leaves the pool, so that after a database restart no request gets a dead one;
@@ -189,6 +217,28 @@ BOKEHSITE_THROTTLE_RATES = {
     "login": envrate("BOKEHSITE_LOGIN_RATE", "10/min"),
     "register": envrate("BOKEHSITE_REGISTER_RATE", "10/hour"),
 }
+# How many reverse proxies in front of the server append to X-Forwarded-For (DRF's NUM_PROXIES).
+# 0 (the default): the client is the socket's peer and X-Forwarded-For is ignored, since any
+# client can send it. N: the client is the N-th address from the end of X-Forwarded-For.
+BOKEHSITE_TRUSTED_PROXIES = envcount("BOKEHSITE_TRUSTED_PROXIES", "0")
+# HTTPS, for a server that people reach only over HTTPS (directly or through a proxy): HSTS,
+# HTTP redirected to HTTPS, session and CSRF cookies sent only over HTTPS.
+BOKEHSITE_HTTPS = envbool("BOKEHSITE_HTTPS", "0")
+if BOKEHSITE_TRUSTED_PROXIES:
+    # The trusted proxy says whether the client came by HTTPS (it must set or overwrite this header).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if BOKEHSITE_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envcount("BOKEHSITE_HSTS_SECONDS", str(365 * 24 * 3600))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("BOKEHSITE_HSTS_INCLUDE_SUBDOMAINS", "1")
+    SECURE_HSTS_PRELOAD = envbool("BOKEHSITE_HSTS_PRELOAD", "0")
+    if not SECURE_HSTS_PRELOAD:
+        # Asking browsers to hard-code HTTPS for the whole domain (the preload list) is the
+        # domain owner's decision, not this server's default: BOKEHSITE_HSTS_PRELOAD=1 opts in.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 # Seconds a sandboxed plot frame's signed token stays valid (see documents/frames.py).
 BOKEHSITE_FRAME_TOKEN_MAX_AGE = envint("BOKEHSITE_FRAME_TOKEN_MAX_AGE", "300")
 # Seconds between an open websocket's checks of its access for what changes without a message
@@ -214,16 +264,44 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.SingleUserAuthentication",
         "accounts.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
         "documents.parsers.BundleParser",
         "documents.parsers.JSONParser",
     ],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON, and for browsers (Accept: text/html) DRF's browsable API.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "bokehsite.negotiation.ContentNegotiation",
     "EXCEPTION_HANDLER": "bokehsite.error_handler.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "bokehsite.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # The client address the throttles count (accounts.throttling): never a header a client forges.
+    "NUM_PROXIES": BOKEHSITE_TRUSTED_PROXIES,
+}
+
+# The OpenAPI schema at /api/schema/ and its Swagger UI at /api/docs/ (bokehsite/openapi.py).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "bokehsite API",
+    "DESCRIPTION": (
+        "Store, change and share Bokeh documents. In multi-user mode every call needs an API token "
+        "(`Authorization: Token <secret>`) or a logged-in browser session; in single-user mode none. "
+        "Document content travels as a bundle (`application/vnd.bokehsite.bundle`) or as JSON; "
+        "every error is the `Error` envelope."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],  # the schema and its docs are public, in either mode
+    "COMPONENT_SPLIT_REQUEST": True,
+    "AUTHENTICATION_WHITELIST": [  # single-user mode needs no credentials: nothing to document
+        "accounts.authentication.TokenAuthentication",
+        "accounts.authentication.SessionAuthentication",
+    ],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "bokehsite.openapi.add_error_component"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

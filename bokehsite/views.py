@@ -1,9 +1,11 @@
-"""Site-wide error pages: the JSON envelope under /api/, HTML elsewhere."""
+"""Site-wide views: error pages (the JSON envelope under /api/, HTML elsewhere) and /healthz."""
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 
-from bokehsite import errors
+from bokehsite import errors, health
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -20,3 +22,15 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
         return errors.json_response(errors.ServerFault())
     return defaults.server_error(request)
+
+
+@never_cache
+@require_safe
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and the channel layer answer; 503 naming what failed. No login."""
+    checks = await health.run_checks()
+    failed = [name for name, outcome in checks.items() if outcome != "ok"]
+    if not failed:
+        return JsonResponse({"status": "ok", "checks": checks})
+    detail = "; ".join(f"{name}: {checks[name]}" for name in failed)
+    return JsonResponse(errors.body("unhealthy", detail, None, checks=checks), status=503)

@@ -25,6 +25,11 @@ class DocumentAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "version", "created", "updated", "models", "size"]
     fields = ["id", "title", "owner", "visibility", "version", "created", "updated", "models", "size"]
 
+    def save_model(self, request, obj: Document, form, change: bool) -> None:
+        if "visibility" in form.changed_data:
+            obj.set_visibility(obj.visibility)  # the secret link's key follows the visibility
+        super().save_model(request, obj, form, change)
+
     @admin.display(description="Bokeh models")
     def models(self, document: Document) -> str:
         snapshot = document.snapshots.defer("buffers").first()

@@ -1,5 +1,6 @@
 """The REST API. Views parse and answer; ``documents.services`` decides."""
 
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotAcceptable, NotFound
 from rest_framework.permissions import SAFE_METHODS, AllowAny
@@ -9,12 +10,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bokehsite import wire
+from bokehsite.openapi import BINARY, BUNDLE, INVALID, SECRET_LINK_KEY, body, raises
 from documents import access, services
+from documents.exceptions import (
+    Forbidden, HistoryTruncated, InvalidDocument, InvalidFrameToken, InvalidPatch, TitleTaken, UnknownModelType,
+    UserNotFound, VersionConflict,
+)
 from documents.renderers import BundleRenderer
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
-    SinceQuerySerializer, TitleSerializer, VersionQuerySerializer,
+    SinceQuerySerializer, TitleQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
 )
+
+BUNDLE_ANSWER = {(200, BUNDLE): OpenApiResponse(BINARY, description="A bundle (see the README's wire format).")}
 
 
 def _resolve(request: Request, pk, need: access.RoleName = "read"):
@@ -23,8 +31,8 @@ def _resolve(request: Request, pk, need: access.RoleName = "read"):
     return access.resolve(access.caller(request), pk, need)
 
 
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
+def _valid(serializer_class, data, **context) -> dict:
+    serializer = serializer_class(data=data, context=context)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -34,18 +42,25 @@ def _require_bundle(request: Request) -> None:
         raise NotAcceptable(f"this is served only as {BundleRenderer.media_type}")
 
 
+@extend_schema(tags=["documents"])
 class DocumentList(generics.ListAPIView):
     """GET: the caller's documents (``?title=`` filters). POST: create one from a bundle or JSON."""
 
     serializer_class = DocumentSerializer
 
+    @extend_schema(summary="The caller's documents", parameters=[TitleQuerySerializer])
+    @raises(INVALID)
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self):
         documents = services.owned_documents(self.request.user).select_related("owner")
-        if title := self.request.query_params.get("title"):
-            # No stored title holds NUL, and PostgreSQL refuses to compare with one.
-            documents = documents.filter(title=title) if "\x00" not in title else documents.none()
+        if title := _valid(TitleQuerySerializer, self.request.query_params).get("title"):
+            documents = documents.filter(title=title)
         return documents
 
+    @extend_schema(summary="Create a document", request=body(CreateSerializer), responses={201: DocumentSerializer})
+    @raises(InvalidDocument, UnknownModelType, TitleTaken)
     def post(self, request: Request) -> Response:
         data = _valid(CreateSerializer, request.data)
         document = services.create_document(
@@ -55,23 +70,30 @@ class DocumentList(generics.ListAPIView):
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
 
 
+@extend_schema(tags=["documents"], parameters=[SECRET_LINK_KEY])
 class DocumentDetail(APIView):
     """GET: metadata. PATCH: rename. DELETE: delete."""
 
+    @extend_schema(summary="A document's metadata", responses=DocumentSerializer)
     def get(self, request: Request, pk) -> Response:
         document = _resolve(request, pk)
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
+    @extend_schema(summary="Rename a document", request=body(TitleSerializer, bundle=False), responses=DocumentSerializer)
+    @raises(Forbidden, TitleTaken)
     def patch(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "owner")
         services.rename_document(document, _valid(TitleSerializer, request.data)["title"])
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
+    @extend_schema(summary="Delete a document", responses={204: None})
+    @raises(Forbidden)
     def delete(self, request: Request, pk) -> Response:
         services.delete_document(_resolve(request, pk, "owner"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema(tags=["documents"], parameters=[SECRET_LINK_KEY])
 class DocumentContent(APIView):
     """GET: the document as a bundle, now or at ``?version=``. PUT: replace it (bundle or JSON).
 
@@ -83,7 +105,7 @@ class DocumentContent(APIView):
 
     def _frame_token(self) -> str | None:
         request = self.request  # Django's request until DRF wraps it; both have GET and method
-        if request.method in SAFE_METHODS:
+        if request is not None and request.method in SAFE_METHODS:
             return request.GET.get("frame_token")
         return None
 
@@ -100,6 +122,12 @@ class DocumentContent(APIView):
             response["Access-Control-Expose-Headers"] = "ETag, X-Document-Version"
         return response
 
+    @extend_schema(
+        summary="A document's content", parameters=[VersionQuerySerializer, OpenApiParameter(
+            "frame_token", str, description="The sandboxed plot frame's signed token, instead of a login.")],
+        responses={**BUNDLE_ANSWER, 304: OpenApiResponse(description="Unchanged since the `If-None-Match` ETag.")},
+    )
+    @raises(INVALID, InvalidFrameToken, HistoryTruncated)
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
         document = access.resolve(access.caller(request, frame_token=True), pk)
@@ -114,6 +142,9 @@ class DocumentContent(APIView):
         headers = {"ETag": etag, "X-Document-Version": str(version), "Cache-Control": "no-cache"}
         return Response(bundle, headers=headers)
 
+    @extend_schema(summary="Replace a document's content", request=body(ContentSerializer),
+                   responses={(200, "application/json"): DocumentSerializer})
+    @raises(Forbidden, InvalidDocument, UnknownModelType)
     def put(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "write")
         data = _valid(ContentSerializer, request.data)
@@ -121,15 +152,18 @@ class DocumentContent(APIView):
         return Response(DocumentSerializer(document, context={"request": request}).data)
 
 
+@extend_schema(tags=["events"], parameters=[SECRET_LINK_KEY])
 class DocumentEvents(APIView):
     """GET ``?since=V``: the changes after version V, as a bundle. POST: apply a change."""
 
     renderer_classes = [BundleRenderer, JSONRenderer]
 
+    @extend_schema(summary="The changes after a version", parameters=[SinceQuerySerializer], responses=BUNDLE_ANSWER)
+    @raises(INVALID, HistoryTruncated)
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
         document = _resolve(request, pk)
-        query = _valid(SinceQuerySerializer, request.query_params)
+        query = _valid(SinceQuerySerializer, request.query_params, current=document.version)
         events = services.events_after(document, query["since"], query["limit"])
         items, buffers = [], []
         for event in events:
@@ -139,6 +173,9 @@ class DocumentEvents(APIView):
         body = wire.pack({"since": query["since"], "version": version, "current": document.version, "items": items}, buffers)
         return Response(body, headers={"X-Document-Version": str(document.version)})
 
+    @extend_schema(summary="Apply a change", request=body(PatchSerializer),
+                   responses={(201, "application/json"): VersionSerializer})
+    @raises(Forbidden, InvalidPatch, VersionConflict)
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "write")
         data = _valid(PatchSerializer, request.data)
@@ -156,43 +193,62 @@ def _metadata(request: Request, document) -> Response:
     return Response(DocumentSerializer(document, context={"request": request}).data)
 
 
+@extend_schema(tags=["sharing"], parameters=[SECRET_LINK_KEY])
 class Publish(APIView):
     """POST: make the document public. The answer's ``public_url`` is the link to hand out."""
 
+    @extend_schema(summary="Make a document public", request=None, responses=DocumentSerializer)
+    @raises(Forbidden)
     def post(self, request: Request, pk) -> Response:
         return _metadata(request, services.publish(_resolve(request, pk, "owner")))
 
 
+@extend_schema(tags=["sharing"], parameters=[SECRET_LINK_KEY])
 class Unpublish(APIView):
     """POST: make the document private."""
 
+    @extend_schema(summary="Make a document private", request=None, responses=DocumentSerializer)
+    @raises(Forbidden)
     def post(self, request: Request, pk) -> Response:
         return _metadata(request, services.unpublish(_resolve(request, pk, "owner")))
 
 
+@extend_schema(tags=["sharing"], parameters=[SECRET_LINK_KEY])
 class SetVisibility(APIView):
     """POST {visibility}: "private", "public" or "secret" (keeps an existing secret link)."""
 
+    @extend_schema(summary="Set a document's visibility", request=body(ShareSerializer, bundle=False),
+                   responses=DocumentSerializer)
+    @raises(Forbidden)
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "owner")
         return _metadata(request, services.set_visibility(document, _valid(ShareSerializer, request.data)["visibility"]))
 
 
+@extend_schema(tags=["sharing"], parameters=[SECRET_LINK_KEY])
 class SecretLink(APIView):
     """POST: a new secret link (the old one stops working); the answer's ``secret_url`` is it."""
 
+    @extend_schema(summary="Make a new secret link", request=None, responses=DocumentSerializer)
+    @raises(Forbidden)
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "owner")
         return _metadata(request, services.regenerate_secret_link(document))
 
 
+@extend_schema(tags=["collaborators"], parameters=[SECRET_LINK_KEY])
 class Collaborators(APIView):
     """GET: who the document is shared with. POST {username, role}: share it, or change a role."""
 
+    @extend_schema(summary="Who a document is shared with", responses=CollaboratorSerializer(many=True))
+    @raises(Forbidden)
     def get(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "owner")
         return Response(CollaboratorSerializer(services.collaborators(document), many=True).data)
 
+    @extend_schema(summary="Share a document, or change a collaborator's role",
+                   request=body(CollaboratorSerializer, bundle=False), responses={201: CollaboratorSerializer})
+    @raises(Forbidden, UserNotFound)
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "owner")
         data = _valid(CollaboratorSerializer, request.data)
@@ -200,9 +256,12 @@ class Collaborators(APIView):
         return Response(CollaboratorSerializer(collaborator).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(tags=["collaborators"], parameters=[SECRET_LINK_KEY])
 class CollaboratorDetail(APIView):
     """DELETE: stop sharing the document with this user."""
 
+    @extend_schema(summary="Stop sharing a document with someone", responses={204: None})
+    @raises(Forbidden, UserNotFound)
     def delete(self, request: Request, pk, username: str) -> Response:
         services.unshare(_resolve(request, pk, "owner"), username)
         return Response(status=status.HTTP_204_NO_CONTENT)

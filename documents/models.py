@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterable
 from urllib.parse import urlencode
@@ -54,6 +55,20 @@ class Document(models.Model):
 
     def secret_url(self) -> str:
         return self.get_absolute_url() + "?" + urlencode({"key": self.secret_key})
+
+    def set_visibility(self, visibility: str) -> None:
+        """Make it private, public or secret-link (unsaved). The secret link's key lives only
+        while the document is secret-link: leaving discards it and coming back makes a new one,
+        so a link handed out before never works again."""
+        self.visibility = Visibility(visibility)
+        if self.visibility != Visibility.SECRET:
+            self.secret_key = ""
+        elif not self.secret_key:
+            self.new_secret_key()
+
+    def new_secret_key(self) -> None:
+        """A new secret-link key (unsaved); the old link stops working."""
+        self.secret_key = secrets.token_urlsafe(32)
 
 
 class DocumentVersion(models.Model):

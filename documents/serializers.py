@@ -63,13 +63,34 @@ class PatchSerializer(serializers.Serializer):
     base_version = serializers.IntegerField(min_value=0, required=False, allow_null=True)
 
 
+class TitleQuerySerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, trim_whitespace=False,
+                                  help_text="Only the document with this title (empty: every document).")
+
+
+class VersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The version the change was stored as.")
+
+
 class VersionQuerySerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, required=False)
 
 
 class SinceQuerySerializer(serializers.Serializer):
-    since = serializers.IntegerField(min_value=0)
+    """``since`` is a version the client has: from 1 (the version a document is created at) up
+    to the document's current version, given as ``context["current"]``."""
+
+    since = serializers.IntegerField(min_value=1, error_messages={
+        "min_value": "must be a version you have (1 or more); with nothing yet, load the document "
+                     "first (GET /api/documents/<id>/doc/), then ask for the changes after its version",
+    })
     limit = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)
+
+    def validate_since(self, since: int) -> int:
+        current = self.context["current"]
+        if since > current:
+            raise serializers.ValidationError(f"version {since} does not exist yet; the document is at version {current}")
+        return since
 
 
 class ShareSerializer(serializers.Serializer):

@@ -3,7 +3,6 @@ a request or a socket. Who may call which is ``documents.access``'s to decide, b
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from bokeh.core.serialization import Buffer
@@ -16,10 +15,34 @@ from bokehsite import wire
 from bokehsite.errors import ApiError
 from documents import bokeh_io, history, signals
 from documents.changes import Change, PatchRequest
-from documents.exceptions import TitleTaken, UserNotFound
+from documents.exceptions import InvalidDocument, InvalidPatch, TitleTaken, UserNotFound
 from documents.models import Collaborator, Document, Event, Role, Snapshot, Visibility
 
 User = AbstractBaseUser | AnonymousUser
+NUL = "\x00"
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a string in ``value`` (object keys included) holds U+0000. PostgreSQL cannot
+    store it in JSON or text, so it is refused on every database alike."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _storable(doc_json: Any) -> Any:
+    if _holds_nul(doc_json):
+        raise InvalidDocument("a string in the document holds the NUL character (U+0000), which cannot be stored", field="doc")
+    return doc_json
 
 
 def owned_documents(user: User) -> QuerySet[Document]:
@@ -44,6 +67,7 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
         TitleTaken: the owner already has a document with this title.
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
+    _storable(doc_json)
     document = Document(owner=owner, title=title)
     with transaction.atomic():
         _save_with_title(document, force_insert=True)
@@ -62,6 +86,7 @@ def replace_document(
         InvalidDocument: Bokeh cannot load the JSON; the stored document is unchanged.
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
+    _storable(doc_json)
     _broadcast_on_commit([history.replace(document, doc_json, buffers, author=author, origin=origin)])
     document.refresh_from_db(fields=["version", "updated"])
     return document
@@ -81,12 +106,23 @@ def apply_changes(document: Document, requests: list[PatchRequest], *, fold: boo
     Raises:
         DocumentNotFound: the document was deleted.
     """
-    outcomes = history.store(document.id, requests)
+    refused = [_unstorable(request) for request in requests]
+    accepted = [request for request, error in zip(requests, refused) if error is None]
+    stored = iter(history.store(document.id, accepted) if accepted else [])
+    outcomes = [error or next(stored) for error in refused]
     # A resent change was broadcast when it was first stored.
     _broadcast_on_commit([o for o in outcomes if isinstance(o, Change) and not o.resent])
     if fold:
         history.fold_if_due(document.id)
     return outcomes
+
+
+def _unstorable(request: PatchRequest) -> InvalidPatch | None:
+    if _holds_nul(request.patch):
+        return InvalidPatch("a string in the change holds the NUL character (U+0000), which cannot be stored", field="patch")
+    if NUL in request.key:
+        return InvalidPatch("the change's key holds the NUL character (U+0000)", field="key")
+    return None
 
 
 def fold_due(document: Document) -> bool:
@@ -178,13 +214,10 @@ def load_bokeh_document(document: Document, version: int | None = None):
 
 
 def set_visibility(document: Document, visibility: str) -> Document:
-    """Make ``document`` private, public or secret-link; a secret link gets a key if it has none."""
-    document.visibility = Visibility(visibility)
-    fields = ["visibility", "updated"]
-    if document.visibility == Visibility.SECRET and not document.secret_key:
-        document.secret_key = secrets.token_urlsafe(32)
-        fields.append("secret_key")
-    document.save(update_fields=fields)
+    """Make ``document`` private, public or secret-link. Leaving secret-link discards the key;
+    making it secret-link again makes a new one (``Document.set_visibility``)."""
+    document.set_visibility(visibility)
+    document.save(update_fields=["visibility", "secret_key", "updated"])
     return document
 
 
@@ -200,7 +233,7 @@ def unpublish(document: Document) -> Document:
 
 def regenerate_secret_link(document: Document) -> Document:
     """Give ``document`` a new secret-link key, revoking the old link, and make it secret-link."""
-    document.secret_key = secrets.token_urlsafe(32)
+    document.new_secret_key()
     document.visibility = Visibility.SECRET
     document.save(update_fields=["secret_key", "visibility", "updated"])
     return document
@@ -217,6 +250,8 @@ def share(document: Document, username: str, role: str) -> Collaborator:
         UserNotFound: there is no such user (or it is the owner, who needs no sharing).
     """
     try:
+        if NUL in username:  # no username has one, and PostgreSQL cannot compare it
+            raise get_user_model().DoesNotExist
         user = get_user_model().objects.get(username=username, is_active=True)
     except get_user_model().DoesNotExist:
         raise UserNotFound(f"no user called {username!r}", field="username") from None
@@ -232,6 +267,6 @@ def unshare(document: Document, username: str) -> None:
     Raises:
         UserNotFound: ``username`` is not a collaborator on it.
     """
-    deleted, _ = Collaborator.objects.filter(document=document, user__username=username).delete()
+    deleted = 0 if NUL in username else Collaborator.objects.filter(document=document, user__username=username).delete()[0]
     if not deleted:
         raise UserNotFound(f"{username!r} is not a collaborator on this document", field="username")

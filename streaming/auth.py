@@ -7,7 +7,7 @@
   other identity; ``documents.access.socket_caller`` checks the token.
 - Otherwise the identity rides on cookies: the session, or ``defaultuser`` in single-user mode.
   Browsers send cookies wherever a page asks them to, so this identity is granted only when the
-  ``Origin`` is one of this site's hosts.
+  ``Origin`` is this site's own (``origin_is_ours``).
 
 ``identify`` decides, from the connection's scope, when it opens and again whenever its access
 may have changed (a token revoked, a user deactivated or logged out): an open connection is
@@ -17,10 +17,11 @@ never more than what its credentials are now. An API token that does not check o
 
 from __future__ import annotations
 
+import io
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
@@ -28,7 +29,8 @@ from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.http.request import split_domain_port, validate_host
+from django.core.handlers.asgi import ASGIRequest
+from django.middleware.csrf import CsrfViewMiddleware
 
 from accounts.exceptions import InvalidToken
 from accounts.tokens import secret_from_authorization, user_for_token
@@ -36,12 +38,16 @@ from accounts.users import default_user, multi_user
 
 
 def origin_is_ours(scope) -> bool:
-    origin = dict(scope.get("headers", [])).get(b"origin")
-    if origin is None:
+    """Whether a browser's socket comes from this site's own pages, decided as Django's CSRF check
+    decides for a form: its ``Origin`` is the connection's own (scheme, host and port; ``ws`` is
+    http, ``wss`` https, or the trusted proxy's ``SECURE_PROXY_SSL_HEADER``) or one of
+    ``CSRF_TRUSTED_ORIGINS``. Python sessions send no ``Origin``."""
+    if b"origin" not in dict(scope.get("headers", [])):
         return True
-    host = urlparse(origin.decode("latin-1")).netloc
-    domain, _port = split_domain_port(host)
-    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    request = ASGIRequest({**scope, "method": "GET", "scheme": scheme}, io.BytesIO())
+    # Django's own origin check (private, but the same code its CSRF middleware runs on forms).
+    return CsrfViewMiddleware(lambda request: None)._origin_verified(request)
 
 
 def identify(scope: dict[str, Any], *, session_ended: bool = False) -> AbstractBaseUser | AnonymousUser:

@@ -37,6 +37,78 @@ def _isolated(tmp_path, monkeypatch):
     cache.clear()
 
 
+class SchemaOracle:
+    """Checks an API answer against the OpenAPI schema (``/api/schema/``): its status must be one
+    the operation documents, and its body must match what is documented for that status.
+
+    Stricter than the published schema in one way: documented objects may have no members
+    beyond those documented. Answers from paths or methods the schema has no operation for must
+    be the error envelope (404 for an unknown path, 405 for a method an endpoint does not have).
+    """
+
+    def __init__(self):
+        self._openapi = None
+
+    @property
+    def openapi(self):
+        if self._openapi is None:
+            import json
+
+            from drf_spectacular.generators import SchemaGenerator
+            from drf_spectacular.renderers import OpenApiJsonRenderer
+            from openapi_core import OpenAPI
+
+            schema = json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
+            for component in schema["components"]["schemas"].values():
+                if "properties" in component:
+                    component.setdefault("additionalProperties", False)
+            self._openapi = OpenAPI.from_dict(schema)
+        return self._openapi
+
+    def check(self, response) -> None:
+        from openapi_core.exceptions import OpenAPIError
+        from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+        from openapi_core.testing import MockRequest, MockResponse
+
+        request = response.wsgi_request
+        if not request.path.startswith("/api/") or request.path.startswith(("/api/schema/", "/api/docs/")):
+            return
+        content_type = response.get("Content-Type", "")
+        if content_type.startswith("text/html") and "text/html" in request.META.get("HTTP_ACCEPT", ""):
+            return  # the browsable API, for people
+        asked = MockRequest("http://testserver", request.method, request.path, args=request.GET)
+        answer = MockResponse(response.content, response.status_code, dict(response.headers), content_type.split(";")[0])
+        what = f"{request.method} {request.get_full_path()} answered {response.status_code} {response.content[:300]!r}"
+        try:
+            self.openapi.validate_response(asked, answer)
+        except (PathNotFound, OperationNotFound) as e:
+            expected = 404 if isinstance(e, PathNotFound) else 405
+            body = response.json() if content_type == "application/json" else {}
+            if response.status_code != expected or set(body) != {"error", "detail", "field"}:
+                raise AssertionError(f"{what}: the schema has no such operation ({e})") from None
+        except OpenAPIError as e:
+            raise AssertionError(f"{what}, which the OpenAPI schema does not allow: {e.__cause__ or e}") from None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _api_answers_follow_the_schema():
+    """The OpenAPI schema is a test oracle: every answer the in-process test clients (Django's
+    and DRF's) get from the API is checked against it, whatever the test asserts itself."""
+    from django.test.client import Client
+
+    oracle = SchemaOracle()
+    send = Client.request
+
+    def request(self, **kwargs):
+        response = send(self, **kwargs)
+        oracle.check(response)
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Client, "request", request)
+        yield
+
+
 @pytest.fixture
 def api():
     return APIClient()

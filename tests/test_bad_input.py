@@ -120,3 +120,31 @@ def test_a_bad_replacement_leaves_the_stored_document_unchanged(api):
 
 def test_an_id_that_is_not_a_uuid_is_not_found(api):
     assert_error(api.get("/api/documents/not-a-uuid/"), 404, "not_found", None)
+
+
+# PostgreSQL cannot store or compare the NUL character (U+0000); every database refuses it alike.
+
+def test_a_nul_character_in_a_document_is_refused(api):
+    doc = seed_json()
+    doc["title"] = "a\x00b"
+    response = api.post("/api/documents/", {"title": "nul", "doc": doc}, format="json")
+    assert_error(response, 400, "invalid_document", "doc")
+    assert not Document.objects.exists()
+
+
+def test_a_nul_character_in_a_change_is_refused(api):
+    created = create(api)
+    patch = {"events": [{"kind": "TitleChanged", "title": "a\x00b"}]}
+    response = api.post(f"/api/documents/{created['id']}/events/", {"patch": patch}, format="json")
+    assert_error(response, 400, "invalid_patch", "patch")
+    assert Document.objects.get(pk=created["id"]).version == 1
+
+
+def test_a_nul_character_in_the_title_filter_answers_400(api):
+    assert_error(api.get("/api/documents/?title=a%00b"), 400, "invalid", "title")
+
+
+def test_a_nul_character_in_a_collaborators_name_is_no_such_user(api):
+    created = create(api)
+    response = api.delete(f"/api/documents/{created['id']}/collaborators/a%00b/")
+    assert_error(response, 404, "user_not_found", "username")

@@ -22,7 +22,7 @@ def stored():
 
 async def connect(document_id, origin=b"http://localhost"):
     """A socket to the document, from this site's page (or, with no origin, a Python session)."""
-    socket, hello = await open_socket(protocol.path(document_id), [(b"origin", origin)] if origin else [])
+    socket, hello = await open_socket(protocol.path(document_id), [(b"host", b"localhost"), (b"origin", origin)] if origin else [])
     return socket, hello
 
 

@@ -93,3 +93,26 @@ def test_bad_since_answers_400(api, document, query, field):
 def test_a_future_version_is_not_found(api, document):
     response = api.get(f"/api/documents/{document[0]}/doc/?version=99", HTTP_ACCEPT=BUNDLE)
     assert response.status_code == 404 and "does not exist yet" in response.json()["detail"]
+
+
+def test_since_zero_asks_for_nothing_the_log_has_and_answers_400_naming_since(api, document):
+    response = api.get(f"/api/documents/{document[0]}/events/?since=0", HTTP_ACCEPT=BUNDLE)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid" and body["field"] == "since" and "/doc/" in body["detail"]
+
+
+def test_since_the_current_version_answers_no_changes(api, document):
+    response = api.get(f"/api/documents/{document[0]}/events/?since=1", HTTP_ACCEPT=BUNDLE)
+    assert response.status_code == 200
+    header, _ = wire.unpack(response.content)
+    assert header == {"since": 1, "version": 1, "current": 1, "items": []}
+
+
+def test_since_beyond_the_current_version_answers_400_naming_since(api, document):
+    document_id, doc, source = document
+    post_append(api, document_id, doc, source, [6], [1])
+    response = api.get(f"/api/documents/{document_id}/events/?since=3", HTTP_ACCEPT=BUNDLE)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["field"] == "since" and "does not exist yet" in body["detail"] and "version 2" in body["detail"]

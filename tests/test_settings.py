@@ -25,11 +25,12 @@ print(json.dumps({
     "frame_max_age": settings.BOKEHSITE_FRAME_TOKEN_MAX_AGE,
     "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool", False),
     "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
+    "num_proxies": settings.REST_FRAMEWORK["NUM_PROXIES"],
 }))
 """
 CLEAR = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "BOKEHSITE_MULTI_USER",
          "BOKEHSITE_ALLOW_REGISTRATION", "BOKEHSITE_LOGIN_RATE", "BOKEHSITE_REGISTER_RATE",
-         "BOKEHSITE_FRAME_TOKEN_MAX_AGE", "DATABASE_POOL", "DATABASE_CONN_MAX_AGE")
+         "BOKEHSITE_FRAME_TOKEN_MAX_AGE", "DATABASE_POOL", "DATABASE_CONN_MAX_AGE", "BOKEHSITE_TRUSTED_PROXIES")
 
 
 def load_settings(tmp_path, **env):
@@ -96,3 +97,10 @@ def test_a_bad_rate_fails_loudly(tmp_path):
     result = load_settings(tmp_path, BOKEHSITE_LOGIN_RATE="lots")
     assert result.returncode != 0
     assert "BOKEHSITE_LOGIN_RATE must be a rate such as 10/min" in result.stderr
+
+
+def test_trusted_proxies_default_to_none_and_set_drfs_num_proxies(tmp_path):
+    assert json.loads(load_settings(tmp_path).stdout)["num_proxies"] == 0
+    assert json.loads(load_settings(tmp_path, BOKEHSITE_TRUSTED_PROXIES="2").stdout)["num_proxies"] == 2
+    result = load_settings(tmp_path, BOKEHSITE_TRUSTED_PROXIES="-1")
+    assert result.returncode != 0 and "BOKEHSITE_TRUSTED_PROXIES must be 0 or more" in result.stderr

@@ -160,3 +160,46 @@ def test_the_admin_edits_collaborators_inline(alice, bob, client):
     })
     assert response.status_code == 302, response.content.decode()[-1500:]
     assert Collaborator.objects.get(document=document).user == bob
+
+
+@pytest.mark.parametrize("away", ["private", "public"])
+def test_leaving_secret_link_discards_the_key_and_coming_back_makes_a_new_one(alice, client, multi_user, away):
+    document = store(alice)
+    api = token_client(alice)
+    leaked = api.post(f"/api/documents/{document.id}/secret-link/").json()["secret_url"].removeprefix("http://testserver")
+    left = api.post(f"/api/documents/{document.id}/visibility/", {"visibility": away}, format="json").json()
+    assert left["secret_url"] is None and Document.objects.get(pk=document.pk).secret_key == ""
+    back = api.post(f"/api/documents/{document.id}/visibility/", {"visibility": "secret"}, format="json").json()
+    assert back["secret_url"] and back["secret_url"].removeprefix("http://testserver") != leaked
+    assert client.get(leaked).status_code == 302  # the old link asks to log in: it grants nothing
+    assert client.get(back["secret_url"].removeprefix("http://testserver")).status_code == 200
+
+
+def test_setting_secret_link_again_keeps_the_current_link(alice, multi_user):
+    document = services.regenerate_secret_link(store(alice))
+    key = document.secret_key
+    assert services.set_visibility(document, "secret").secret_key == key
+
+
+def test_the_sharing_page_discards_the_key_when_the_document_leaves_secret_link(alice, client, multi_user):
+    document = services.regenerate_secret_link(store(alice))
+    leaked = document.secret_url()
+    client.force_login(alice)
+    client.post(f"/documents/{document.id}/share/", {"action": "visibility", "visibility": "private"})
+    client.post(f"/documents/{document.id}/share/", {"action": "visibility", "visibility": "secret"})
+    client.logout()
+    assert Document.objects.get(pk=document.pk).secret_key not in ("", document.secret_key)
+    assert client.get(leaked).status_code == 302
+
+
+def test_the_admin_discards_the_key_when_the_document_leaves_secret_link(alice, client, multi_user):
+    document = services.regenerate_secret_link(store(alice))
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    form = {"title": document.title, "owner": alice.id, "collaborators-TOTAL_FORMS": "0",
+            "collaborators-INITIAL_FORMS": "0"}
+    for visibility in ("private", "secret"):
+        response = client.post(f"/admin/documents/document/{document.id}/change/", {**form, "visibility": visibility})
+        assert response.status_code == 302, response.content.decode()[-1500:]
+        if visibility == "private":
+            assert Document.objects.get(pk=document.pk).secret_key == ""
+    assert Document.objects.get(pk=document.pk).secret_key not in ("", document.secret_key)

@@ -137,7 +137,7 @@ def test_a_logged_in_browser_from_another_site_is_anonymous(document, alice, cli
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
     async def scenario():
-        socket, hello = await open_socket(protocol.path(stored.id), [(b"cookie", cookie), (b"origin", b"http://localhost")])
+        socket, hello = await open_socket(protocol.path(stored.id), [(b"cookie", cookie), (b"host", b"localhost"), (b"origin", b"http://localhost")])
         assert hello["role"] == "write"  # alice's own page: her session
         await socket.disconnect()
         socket, error = await open_socket(protocol.path(stored.id), [(b"cookie", cookie), (b"origin", b"http://evil.example")])

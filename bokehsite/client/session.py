@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urljoin
 
@@ -41,6 +42,9 @@ class Session:
         self.root_url = normalize_url(root_url)
         self.timeout = timeout
         self.http = requests.Session()
+        # Keep no cookies (a proxy's sticky-session cookie, say): a request with cookies is a
+        # browser's to the server, which then asks for a CSRF token in single-user mode.
+        self.http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self.http.headers["User-Agent"] = "bokehsite-client"
         saved = config.saved_login(self.root_url) or {}
         self.token: str | None = token or os.environ.get("BOKEH_API_TOKEN") or saved.get("token")
