@@ -15,34 +15,12 @@ from bokehsite import wire
 from bokehsite.errors import ApiError
 from documents import bokeh_io, history, signals
 from documents.changes import Change, PatchRequest
-from documents.exceptions import InvalidDocument, InvalidPatch, TitleTaken, UserNotFound
+from documents.exceptions import TitleTaken, UserNotFound
 from documents.models import Collaborator, Document, Event, Role, Snapshot, Visibility
 
 User = AbstractBaseUser | AnonymousUser
+# No username holds NUL, and PostgreSQL cannot compare text with one.
 NUL = "\x00"
-
-
-def _holds_nul(value: Any) -> bool:
-    """Whether a string in ``value`` (object keys included) holds U+0000. PostgreSQL cannot
-    store it in JSON or text, so it is refused on every database alike."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if NUL in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def _storable(doc_json: Any) -> Any:
-    if _holds_nul(doc_json):
-        raise InvalidDocument("a string in the document holds the NUL character (U+0000), which cannot be stored", field="doc")
-    return doc_json
 
 
 def owned_documents(user: User) -> QuerySet[Document]:
@@ -67,7 +45,6 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
         TitleTaken: the owner already has a document with this title.
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
-    _storable(doc_json)
     document = Document(owner=owner, title=title)
     with transaction.atomic():
         _save_with_title(document, force_insert=True)
@@ -86,7 +63,6 @@ def replace_document(
         InvalidDocument: Bokeh cannot load the JSON; the stored document is unchanged.
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
-    _storable(doc_json)
     _broadcast_on_commit([history.replace(document, doc_json, buffers, author=author, origin=origin)])
     document.refresh_from_db(fields=["version", "updated"])
     return document
@@ -106,23 +82,12 @@ def apply_changes(document: Document, requests: list[PatchRequest], *, fold: boo
     Raises:
         DocumentNotFound: the document was deleted.
     """
-    refused = [_unstorable(request) for request in requests]
-    accepted = [request for request, error in zip(requests, refused) if error is None]
-    stored = iter(history.store(document.id, accepted) if accepted else [])
-    outcomes = [error or next(stored) for error in refused]
+    outcomes = history.store(document.id, requests)
     # A resent change was broadcast when it was first stored.
     _broadcast_on_commit([o for o in outcomes if isinstance(o, Change) and not o.resent])
     if fold:
         history.fold_if_due(document.id)
     return outcomes
-
-
-def _unstorable(request: PatchRequest) -> InvalidPatch | None:
-    if _holds_nul(request.patch):
-        return InvalidPatch("a string in the change holds the NUL character (U+0000), which cannot be stored", field="patch")
-    if NUL in request.key:
-        return InvalidPatch("the change's key holds the NUL character (U+0000)", field="key")
-    return None
 
 
 def fold_due(document: Document) -> bool:

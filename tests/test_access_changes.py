@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 db = database_sync_to_async
 # What "at once" means here: the change reaches the connection within this many seconds.
 PROMPTLY = 1.0
-OURS = (b"origin", b"http://localhost")
+OURS = [(b"origin", b"http://localhost"), (b"host", b"localhost")]  # a page of this site
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def with_token(user):
 def with_session(user):
     client = Client()
     client.force_login(user)
-    return client, [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), OURS]
+    return client, [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), *OURS]
 
 
 async def assert_refused(socket, code: str, close_code: int) -> None:

@@ -234,25 +234,25 @@ def open_connection(connected: str):
     services.share(document, "bob", "write")
     services.share(document, "carol", "read")
     path, headers, user = protocol.path(document.id), [], None
-    ours = (b"origin", b"http://localhost")
+    ours = [(b"origin", b"http://localhost"), (b"host", b"localhost")]  # a page of this site
     if connected.endswith("_token"):
         user = {"owner_token": alice, "writer_token": bob, "reader_token": carol}[connected]
         headers = [(b"authorization", f"Token {create_token(user, 'matrix')[1]}".encode())]
     elif connected == "writer_session":
         user, client = bob, Client()
         client.force_login(bob)
-        headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), ours]
+        headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), *ours]
     elif connected == "writer_frame":
         user, caller = bob, access.Caller(bob)
         path += f"?frame_token={access.frame_token(caller, access.resolve(caller, document.id))}"
         headers = [(b"origin", b"null")]
     elif connected == "public_anonymous":
         services.publish(document)
-        headers = [ours]
+        headers = ours
     else:
         services.regenerate_secret_link(document)
         path += f"?key={document.secret_key}"
-        headers = [ours]
+        headers = ours
     return document, user, path, headers
 
 

@@ -286,7 +286,7 @@ def test_nul_in_a_url_is_refused_instead_of_failing_the_query(api):
     response = api.get("/api/documents/?title=line%00")
     assert_refused(response, 400, "invalid", "title")
     response = api.delete(f"/api/documents/{created['id']}/collaborators/bob%00/")
-    assert_refused(response, 404, "not_found", None)
+    assert_refused(response, 404, "user_not_found", "username")
 
 
 def test_deeply_laid_out_real_documents_fit_the_nesting_bound_easily(api):

@@ -66,7 +66,7 @@ def test_the_environment_selects_postgresql_and_redis(tmp_path):
     assert values["layer"] == "channels_redis.core.RedisChannelLayer"
     assert values["secret"] == "k" * 50 and values["debug"] is True and values["multi_user"] is True
     assert values["hosts"] == ["a.example", "b.example"]
-    assert values["pool"] is True and values["conn_max_age"] == 0
+    assert values["pool"] == {"timeout": 5} and values["conn_max_age"] == 0
 
 
 def test_postgresql_connections_are_pooled_unless_turned_off(tmp_path):
