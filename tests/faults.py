@@ -143,7 +143,10 @@ class Producer:
         self.session.use_doc(title)
         self.doc = line_plot(title)
         self.session.push(self.doc)
-        seen.watch(self.session._link.connection)
+        link = self.session._link
+        link.flush()  # connect now, so that what ``seen`` counts are reconnections
+        wait_until(lambda: link.connection.is_open, 30)
+        seen.watch(link.connection)
         self.source = self.doc.get_model_by_name("ex_line").data_source
         self.sent = 0
 
