@@ -18,6 +18,7 @@ message is sent before the committing thread goes on.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -133,3 +134,20 @@ def _log_failure(what: str, error: Exception) -> None:
         logger.warning("%s failed: the channel layer is unreachable (%s)", what, error)
     else:
         logger.error("%s failed", what, exc_info=error)
+
+
+async def round_trip() -> None:
+    """Publish a message to a group of one fresh channel and receive it back, as every change
+    goes to a document's viewers (``/healthz``): a layer that accepts messages but delivers
+    nothing fails this."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel("healthz.")
+    group = f"healthz.{channel.rsplit('!', 1)[-1].replace('.', '')}"
+    sent = {"type": "healthz.ping", "nonce": secrets.token_hex(8)}
+    await layer.group_add(group, channel)
+    try:
+        await layer.group_send(group, sent)
+        if await layer.receive(channel) != sent:
+            raise RuntimeError("the channel layer delivered another message")
+    finally:
+        await layer.group_discard(group, channel)
