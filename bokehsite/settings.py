@@ -175,7 +175,7 @@ if REDIS_URL := os.environ.get("REDIS_URL"):
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": _LAYER}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "streaming.layers.LocalChannelLayer", "CONFIG": _LAYER}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

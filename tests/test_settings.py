@@ -44,7 +44,7 @@ def test_defaults_are_sqlite_in_memory_layer_and_no_debug(tmp_path):
     values = json.loads(result.stdout)
     assert values["engine"] == "django.db.backends.sqlite3"
     assert values["db_name"] == str(tmp_path / "db.sqlite3")
-    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["layer"] == "streaming.layers.LocalChannelLayer"
     assert values["debug"] is False and values["multi_user"] is False
     assert values["first_app"] == "daphne"
     assert values["hosts"] == ["localhost", "127.0.0.1", "[::1]"]
