@@ -159,19 +159,37 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", "0")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# A connection's membership of its groups lapses after this many seconds unless renewed (each
-# connection renews it at a third of that), so the channels of a process that died leave them.
+# A connection's membership of its groups lapses after this many seconds unless renewed, so the
+# channels of a process that died leave them...
 BOKEHSITE_GROUP_EXPIRY = envint("BOKEHSITE_GROUP_EXPIRY", "90")
+# ...and each live connection renews its own this often: also how soon they are back after a Redis
+# that keeps nothing restarts. Each renewal costs the layer one write per group.
+BOKEHSITE_GROUP_RENEW = envint("BOKEHSITE_GROUP_RENEW", "5")
+if not 0 < BOKEHSITE_GROUP_RENEW < BOKEHSITE_GROUP_EXPIRY:
+    raise ImproperlyConfigured("BOKEHSITE_GROUP_RENEW must be more than 0 and less than BOKEHSITE_GROUP_EXPIRY")
 # Messages waiting for one connection before the layer drops more (viewers then resync from the log).
 BOKEHSITE_CHANNEL_CAPACITY = envint("BOKEHSITE_CHANNEL_CAPACITY", "100")
 _LAYER = {"group_expiry": BOKEHSITE_GROUP_EXPIRY, "capacity": BOKEHSITE_CHANNEL_CAPACITY}
 if REDIS_URL := os.environ.get("REDIS_URL"):
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # channels-redis waits for a connection's messages with a 5 s blocking read; a socket
-            # timeout at or under that would break every connection idle for 5 s.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}], **_LAYER},
+            "CONFIG": {"hosts": [{
+                "address": REDIS_URL,
+                # channels-redis waits for a connection's messages with a 5 s blocking read; a
+                # socket timeout at or under that would break every connection idle for 5 s.
+                "socket_timeout": 30,
+                "socket_connect_timeout": 5,
+                # After Redis restarts, the pooled connections to the old one fail once each:
+                # try such a command again on a new connection instead of failing it.
+                "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+            }], **_LAYER},
         }
     }
 else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from bokeh.core.serialization import Buffer
@@ -44,6 +45,21 @@ db = database_sync_to_async
 
 class ReadOnly(errors.Forbidden):
     pass
+
+
+# The stored version of each document, as this process last read it for its connections' ticks:
+# one query a document each BOKEHSITE_GROUP_RENEW / 2 seconds, however many connections it has.
+_stored_versions: dict = {}
+
+
+async def stored_version(document) -> int:
+    now = time.monotonic()
+    read = _stored_versions.get(document.id)
+    if read is None or now - read[0] >= settings.BOKEHSITE_GROUP_RENEW / 2:
+        if len(_stored_versions) > 10_000:
+            _stored_versions.clear()
+        read = _stored_versions[document.id] = (now, await db(services.current_version)(document))
+    return read[1]
 
 
 class DocumentConsumer(AsyncWebsocketConsumer):
@@ -75,6 +91,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.answering: set[asyncio.Task] = set()  # changes it sent, awaiting storage
         self.checking = self.recheck_wanted = False
         self.stalled = False  # a change could not be stored for now: closing, to be sent again
+        self.tick_sent = self.tick_heard = False  # the layer's delivery to this connection, checked
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         self.rechecking = asyncio.create_task(self.recheck_periodically())
@@ -279,25 +296,45 @@ class DocumentConsumer(AsyncWebsocketConsumer):
                 logger.exception("checking a connection's access failed")
 
     async def renew_membership(self) -> None:
-        """Membership of a group lapses after BOKEHSITE_GROUP_EXPIRY seconds, so that the channels
-        of a process that died leave it; a live connection renews its own well before. It then
-        has its own message loop look at the stored version (``connection_tick``): a layer over
-        capacity drops messages, and a dropped last change would otherwise wait for the next."""
+        """Keep this connection's place in the channel layer, and check that the layer still
+        delivers to it.
+
+        Membership of a group lapses after BOKEHSITE_GROUP_EXPIRY seconds, so that the channels of
+        a process that died leave it; a live connection renews its own every
+        BOKEHSITE_GROUP_RENEW seconds, which also restores them soon after a Redis that keeps
+        nothing restarts. Each time it also sends itself a tick through the layer. A tick that
+        has not come back by the next one but one means the layer no longer delivers to this
+        connection (it happens after a Redis restart): it is closed (4503), and its client
+        reconnects and resumes from the log."""
+        unanswered = 0
         while True:
-            await asyncio.sleep(settings.BOKEHSITE_GROUP_EXPIRY / 3)
+            await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW)
+            if self.tick_sent and not self.tick_heard:
+                unanswered += 1
+                if unanswered >= 2:
+                    logger.warning("the channel layer stopped delivering to a connection; closing it so that it reconnects")
+                    self.stop_tasks()
+                    await self.close(code=int(protocol.Close.UNAVAILABLE))
+                    return
+            else:
+                unanswered = 0
             try:
                 for group in self.groups_joined:
                     await self.channel_layer.group_add(group, self.channel_name)
+                self.tick_sent, self.tick_heard = True, False
                 await self.channel_layer.send(self.channel_name, {"type": "connection.tick"})
             except ChannelFull:
-                pass  # messages are queued for it: it is hearing from the group anyway
+                self.tick_heard = True  # messages are queued for it: it is hearing from the layer
             except broadcast.LAYER_ERRORS as error:
                 logger.warning("renewing a connection's groups failed (%s); it tries again", error)
 
     async def connection_tick(self, event) -> None:
-        """Catch up if the stored version is past what this connection was sent."""
+        """A tick came back: catch up if the stored version is past what this connection was
+        sent. A layer drops messages (over capacity, or while it restarts), and a dropped last
+        change would otherwise wait for the next one."""
+        self.tick_heard = True
         async with self.keeping_up():
-            if self.synced and not self.behind and await db(services.current_version)(self.document) > self.sent:
+            if self.synced and not self.behind and await stored_version(self.document) > self.sent:
                 self.behind = True
                 if self.has_room():
                     await self.catch_up()

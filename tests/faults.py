@@ -316,5 +316,5 @@ async def dropped_messages(cluster: Cluster) -> Outcome:
     return outcome
 
 
-# The layer has room for one message per process; groups are renewed (and versions checked) every second.
-DROPPING = {"BOKEHSITE_CHANNEL_CAPACITY": "1", "BOKEHSITE_GROUP_EXPIRY": "3"}
+# The layer has room for one message per process; groups are renewed and versions checked every second.
+DROPPING = {"BOKEHSITE_CHANNEL_CAPACITY": "1", "BOKEHSITE_GROUP_EXPIRY": "3", "BOKEHSITE_GROUP_RENEW": "1"}
