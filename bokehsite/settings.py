@@ -259,9 +259,9 @@ if BOKEHSITE_HTTPS:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
 # Seconds a sandboxed plot frame's signed token stays valid (see documents/frames.py).
 BOKEHSITE_FRAME_TOKEN_MAX_AGE = envint("BOKEHSITE_FRAME_TOKEN_MAX_AGE", "300")
-# Seconds between an open websocket's checks of its access for what changes without a message
-# (an API token or a session expiring); revocations and sharing changes reach it at once.
-BOKEHSITE_ACCESS_RECHECK = envint("BOKEHSITE_ACCESS_RECHECK", "60")
+# Changes of access reach open websockets at once, and expiring tokens and sessions when they
+# expire; in case an announcement was lost, each also looks again at least this often (seconds).
+BOKEHSITE_ACCESS_RECHECK = envint("BOKEHSITE_ACCESS_RECHECK", "300")
 # Largest request body the API accepts (documents carry their arrays, so this is generous).
 BOKEHSITE_MAX_BODY_BYTES = envint("BOKEHSITE_MAX_BODY_BYTES", str(512 * 1024 * 1024))
 # Live documents: how many each process keeps in memory, how often the event log is folded

@@ -18,6 +18,7 @@ never more than what its credentials are now. An API token that does not check o
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
@@ -33,7 +34,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.middleware.csrf import CsrfViewMiddleware
 
 from accounts.exceptions import InvalidToken
-from accounts.tokens import secret_from_authorization, user_for_token
+from accounts.tokens import authenticate_token, secret_from_authorization, user_for_token
 from accounts.users import default_user, multi_user
 
 
@@ -80,6 +81,21 @@ def identify(scope: dict[str, Any], *, session_ended: bool = False) -> AbstractB
     # password and whether they are active.
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     return auth.get_user(SimpleNamespace(session=store))
+
+
+def credentials_expire(scope: dict[str, Any]) -> datetime | None:
+    """When what identifies the connection lapses on its own, if it does: its API token's expiry,
+    or its browser session's (it queries the database)."""
+    headers = dict(scope.get("headers", []))
+    authorization = headers.get(b"authorization")
+    if authorization and multi_user():
+        secret = secret_from_authorization(authorization.decode("latin-1"))
+        token = authenticate_token(secret) if secret else None
+        return token.expires if token else None
+    session = scope.get("session")
+    if multi_user() and getattr(session, "session_key", None):
+        return session.get_expiry_date()
+    return None
 
 
 class WebsocketUserMiddleware(AuthMiddleware):

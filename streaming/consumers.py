@@ -10,9 +10,10 @@ from the log, or a snapshot when the log no longer holds it all. So a slow viewe
 the producer or other viewers, and a connection's memory stays bounded whatever the rate.
 
 Access is checked again whenever it may have changed (``access.changed``, from any process: a
-token revoked, a user deactivated or logged out, the document's sharing changed), and every
-``BOKEHSITE_ACCESS_RECHECK`` seconds for what expires on its own: a connection that may now do
-less is told its new role, and one that may do nothing is told why and closed.
+token revoked, a user deactivated or logged out, the document's sharing changed), when what
+identifies it expires, and at least every ``BOKEHSITE_ACCESS_RECHECK`` seconds in case an
+announcement was lost: a connection that may now do less is told its new role, and one that may
+do nothing is told why and closed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -30,6 +32,7 @@ from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
@@ -287,9 +290,15 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             self.checking = False
 
     async def recheck_periodically(self) -> None:
-        """What expires on its own (an API token, a session) sends no message: look again now and then."""
+        """What expires on its own (an API token, a session) sends no message: look again when it
+        does, and, in case an announcement was lost, at least every BOKEHSITE_ACCESS_RECHECK
+        seconds (spread out, so that connections opened together do not all look at once)."""
         while True:
-            await asyncio.sleep(settings.BOKEHSITE_ACCESS_RECHECK)
+            expires = await db(auth.credentials_expire)(self.scope)
+            delay = settings.BOKEHSITE_ACCESS_RECHECK * random.uniform(0.5, 1.0)
+            if expires is not None:
+                delay = min(delay, max((expires - timezone.now()).total_seconds(), 0.0) + 0.05)
+            await asyncio.sleep(delay)
             try:
                 await self.recheck()
             except Exception:
@@ -307,6 +316,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         connection (it happens after a Redis restart): it is closed (4503), and its client
         reconnects and resumes from the log."""
         unanswered = 0
+        await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW * random.random())  # connections opened together spread out
         while True:
             await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW)
             if self.tick_sent and not self.tick_heard:

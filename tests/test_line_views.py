@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from datasets import summaries
-from datasets.views import RAW_ROWS_PER_PIXEL, line_view
+from datasets.aggregation import RAW_ROWS_PER_PIXEL, line_view
 
 
 def pixel_edges(x0, x1, width):
