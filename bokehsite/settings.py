@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "accounts",
     "documents",
     "streaming",
+    "datasets",
 ]
 
 MIDDLEWARE = [
@@ -298,6 +299,19 @@ REST_FRAMEWORK = {
     # The client address the throttles count (accounts.throttling): never a header a client forges.
     "NUM_PROXIES": BOKEHSITE_TRUSTED_PROXIES,
 }
+
+# --- datasets ----------------------------------------------------------------------------------
+# Where datasets live, one folder each (every process memory-maps them: with several hosts, a
+# filesystem they share, mounted at the same path).
+BOKEHSITE_DATASET_DIR = Path(os.environ.get("BOKEHSITE_DATASET_DIR", DATA_DIR / "datasets"))
+# Bytes on disk each user's datasets (and uploads in progress) may take, summaries included.
+BOKEHSITE_DATASET_QUOTA_BYTES = envcount("BOKEHSITE_DATASET_QUOTA_BYTES", str(50 * 1024 ** 3))
+# Largest upload or append: the bytes of its columns.
+BOKEHSITE_DATASET_MAX_BYTES = envcount("BOKEHSITE_DATASET_MAX_BYTES", str(16 * 1024 ** 3))
+# Bytes of one upload chunk; the server tells clients, and refuses bigger bodies.
+BOKEHSITE_DATASET_CHUNK_BYTES = envint("BOKEHSITE_DATASET_CHUNK_BYTES", str(8 * 1024 * 1024))
+if not 1024 <= BOKEHSITE_DATASET_CHUNK_BYTES <= BOKEHSITE_MAX_BODY_BYTES:
+    raise ImproperlyConfigured("BOKEHSITE_DATASET_CHUNK_BYTES must be at least 1024 and at most BOKEHSITE_MAX_BODY_BYTES")
 
 # The OpenAPI schema at /api/schema/ and its Swagger UI at /api/docs/ (bokehsite/openapi.py).
 SPECTACULAR_SETTINGS = {

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("documents.api_urls")),
     path("api/", include(("accounts.api_urls", "api"), namespace="accounts-api")),
+    path("api/", include("datasets.api_urls")),
     path("accounts/", include("accounts.urls")),
     path("", include("documents.urls")),
 ]

@@ -21,8 +21,9 @@ class ParsedBody(dict):
         self.buffers = buffers
 
 
-def read_limited(stream, parser_context: dict[str, Any] | None) -> bytes:
-    limit = settings.BOKEHSITE_MAX_BODY_BYTES
+def read_limited(stream, parser_context: dict[str, Any] | None, limit: int | None = None) -> bytes:
+    """The body, refused (413) when over ``limit`` bytes (default ``BOKEHSITE_MAX_BODY_BYTES``)."""
+    limit = settings.BOKEHSITE_MAX_BODY_BYTES if limit is None else limit
     request = (parser_context or {}).get("request")
     declared = request.META.get("CONTENT_LENGTH") if request is not None else None
     too_large = PayloadTooLarge(f"request body is larger than the limit of {limit} bytes", field="body")

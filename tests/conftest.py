@@ -215,3 +215,11 @@ def page(browser):
     page.on("response", lambda r: page.problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
     yield page
     context.close()
+
+
+@pytest.fixture
+def dataset_dir(settings, tmp_path):
+    """Datasets in a folder of this test's, in chunks of 1 KiB."""
+    settings.BOKEHSITE_DATASET_DIR = tmp_path / "datasets"
+    settings.BOKEHSITE_DATASET_CHUNK_BYTES = 1024
+    return settings.BOKEHSITE_DATASET_DIR

@@ -234,3 +234,47 @@ def state(doc: BokehDocument) -> dict[str, Any]:
             for model in doc.models
         },
     }
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+
+def dtype_name(values: np.ndarray) -> str:
+    """The dtype the datasets API names for ``values``."""
+    return str(values.dtype) if values.dtype.kind == "M" else values.dtype.name
+
+
+def column_bytes(values: np.ndarray) -> bytes:
+    """What an upload sends for a column: little-endian rows, datetimes as int64."""
+    if values.dtype.kind == "M":
+        values = values.view("<i8")
+    return np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes()
+
+
+def start_upload(api, name: str, columns: dict[str, np.ndarray], **options: Any):
+    spec = [{"name": key, "dtype": dtype_name(values), "length": len(values)} for key, values in columns.items()]
+    return api.post("/api/datasets/uploads/", {"name": name, "columns": spec, **options}, format="json")
+
+
+def send_chunk(api, upload: dict, column: str, data: bytes, offset: int, *, sha256: str | None = None):
+    import hashlib
+
+    chunk = data[offset:offset + upload["chunk_bytes"]]
+    digest = sha256 or hashlib.sha256(chunk).hexdigest()
+    return api.put(f"/api/datasets/uploads/{upload['id']}/chunks/?column={column}&offset={offset}&sha256={digest}",
+                   chunk, content_type="application/octet-stream")
+
+
+def upload_dataset(api, name: str, columns: dict[str, np.ndarray], *, finish: bool = True, **options: Any):
+    """Upload ``columns`` through the API, chunk by chunk; the finish's answer (or the upload's)."""
+    started = start_upload(api, name, columns, **options)
+    assert started.status_code == 201, started.content
+    upload = started.json()
+    for key, values in columns.items():
+        data = column_bytes(values)
+        for offset in range(0, len(data), upload["chunk_bytes"]):
+            sent = send_chunk(api, upload, key, data, offset)
+            assert sent.status_code == 200, sent.content
+    if not finish:
+        return started
+    return api.post(f"/api/datasets/uploads/{upload['id']}/finish/")

@@ -1,0 +1,104 @@
+from django.urls import reverse
+from rest_framework import serializers
+
+from datasets.models import Dataset
+from datasets.services import MAX_COLUMN_NAME, MAX_COLUMNS
+
+MAX_ROWS = 2 ** 53  # exact as a JSON number anywhere
+
+
+class ColumnSpecSerializer(serializers.Serializer):
+    """A column of an upload: its name, dtype and number of rows."""
+
+    name = serializers.CharField(max_length=MAX_COLUMN_NAME, trim_whitespace=False)
+    dtype = serializers.CharField(max_length=32, help_text="bool, int8 to int64, uint8 to uint64, float32, float64, "
+                                                           "or datetime64[unit] (sent as int64).")
+    length = serializers.IntegerField(min_value=1, max_value=MAX_ROWS, help_text="Rows.")
+
+
+class UploadCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    columns = serializers.ListField(child=ColumnSpecSerializer(), min_length=1, max_length=MAX_COLUMNS)
+    x = serializers.CharField(max_length=MAX_COLUMN_NAME, trim_whitespace=False, required=False, allow_null=True,
+                              help_text="The x column; default: the first.")
+    require_sorted_x = serializers.BooleanField(default=False, help_text="Refuse the upload at finish unless x is "
+                                                                         "sorted (a line needs it).")
+
+
+class UploadColumnSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    dtype = serializers.CharField()
+    bytes = serializers.IntegerField(help_text="Bytes the column takes: its rows times the dtype's size.")
+    received_bytes = serializers.IntegerField()
+    missing = serializers.ListField(child=serializers.IntegerField(), help_text="Offsets of the chunks not received.")
+
+
+class UploadSerializer(serializers.Serializer):
+    """An upload in progress and what it has received."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    length = serializers.IntegerField()
+    x = serializers.CharField()
+    require_sorted_x = serializers.BooleanField()
+    chunk_bytes = serializers.IntegerField(help_text="Each chunk holds this many bytes of one column (the last less), "
+                                                     "from an offset that is a multiple of it.")
+    columns = UploadColumnSerializer(many=True)
+    created = serializers.DateTimeField()
+    updated = serializers.DateTimeField()
+
+
+class ChunkQuerySerializer(serializers.Serializer):
+    column = serializers.CharField(max_length=MAX_COLUMN_NAME, trim_whitespace=False)
+    offset = serializers.IntegerField(min_value=0, max_value=2 ** 62, help_text="Byte offset in the column.")
+    sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}\Z", help_text="The SHA-256 of the body, in hex.")
+
+
+class ChunkSerializer(serializers.Serializer):
+    column = serializers.CharField()
+    offset = serializers.IntegerField()
+    bytes = serializers.IntegerField()
+
+
+class DatasetColumnSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    dtype = serializers.CharField(help_text="As uploaded: float64, datetime64[ms]...")
+    stored_dtype = serializers.CharField(source="dtype", help_text="What the file holds (int64 for datetimes).")
+    unit = serializers.CharField(allow_null=True, help_text="The datetime unit, or null.")
+
+    def to_representation(self, column: dict) -> dict:
+        unit = column.get("unit")
+        return {"name": column["name"], "dtype": f"datetime64[{unit}]" if unit else column["dtype"],
+                "stored_dtype": column["dtype"], "unit": unit}
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    columns = DatasetColumnSerializer(many=True, read_only=True)
+    x = serializers.CharField(source="x_column", read_only=True)
+    url = serializers.SerializerMethodField(help_text="This dataset in the API.")
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "owner", "length", "columns", "x", "x_min", "x_max", "x_sorted", "bytes", "created",
+                  "updated", "url"]
+        read_only_fields = fields
+
+    def get_url(self, dataset: Dataset) -> str:
+        return self.context["request"].build_absolute_uri(reverse("datasets-api:dataset-detail", args=[dataset.id]))
+
+
+class NameQuerySerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, trim_whitespace=False,
+                                 help_text="Only the dataset with this name (empty: every dataset).")
+
+
+class RowsColumnSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=MAX_COLUMN_NAME, trim_whitespace=False)
+    dtype = serializers.CharField(max_length=32)
+
+
+class RowsSerializer(serializers.Serializer):
+    """The header of an append: column i's new rows are the bundle's buffer i."""
+
+    columns = serializers.ListField(child=RowsColumnSerializer(), min_length=1, max_length=MAX_COLUMNS)

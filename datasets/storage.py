@@ -1,0 +1,188 @@
+"""Where datasets live and how their files are read and written.
+
+A dataset is a folder under ``BOKEHSITE_DATASET_DIR`` named by its id: ``c<i>.npy`` for column i
+(NumPy's ``.npy`` format, so ``np.load(path, mmap_mode="r")`` reads it) and the min/max
+summaries of every column but x (``c<i>.summary<k>.bin``, ``datasets.summaries``). An upload
+is written into ``.uploads/<id>/`` and renamed into place when it is finished.
+
+Readers map the files once per process (``open_columns``, ``summary_levels``) and take the
+dataset's length from the database, not from a file: rows an append has written but not yet
+committed are past that length, so nobody sees them, and the summaries' blocks that an append
+rewrites are never read for ranges within the old length (only whole blocks are).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from datasets import summaries
+
+# Datasets whose maps each process keeps (a map costs address space, not memory: the pages are
+# the page cache's, shared by every process).
+OPEN_DATASETS = 64
+
+
+def root() -> Path:
+    return Path(settings.BOKEHSITE_DATASET_DIR)
+
+
+def final_directory(dataset_id: uuid.UUID | str) -> Path:
+    return root() / str(dataset_id)
+
+
+def upload_directory(dataset_id: uuid.UUID | str) -> Path:
+    return root() / ".uploads" / str(dataset_id)
+
+
+def directory(dataset: Any) -> Path:
+    """The folder of ``dataset``'s files (its upload's, while it is uploading)."""
+    return final_directory(dataset.id) if dataset.is_ready else upload_directory(dataset.id)
+
+
+def column_stem(index: int) -> str:
+    return f"c{index}"
+
+
+def column_path(folder: Path, index: int) -> Path:
+    return folder / f"{column_stem(index)}.npy"
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def _header(dtype: np.dtype, length: int) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    # NumPy pads the header so that the shape can grow to 21 digits in place: appends rewrite it.
+    np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                                               "shape": (int(length),)})
+    return out.getvalue()
+
+
+def data_offset(path: Path) -> int:
+    """Where a ``.npy`` file's rows start."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        read(file)
+        return file.tell()
+
+
+def create_column(path: Path, dtype: np.dtype, length: int) -> None:
+    """A ``.npy`` file for ``length`` rows of ``dtype``, sparse until written."""
+    header = _header(dtype, length)
+    with open(path, "wb") as file:
+        file.write(header)
+        file.truncate(len(header) + length * dtype.itemsize)
+
+
+def write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
+    """Write ``data`` at byte ``offset`` of the rows, durably."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        view = memoryview(data).cast("B")
+        position = data_offset(path) + offset
+        while view:
+            written = os.pwrite(fd, view, position)
+            view, position = view[written:], position + written
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def set_rows(path: Path, dtype: np.dtype, length: int, rows: np.ndarray | None = None, at: int = 0) -> None:
+    """Write ``rows`` from row ``at`` (if given), cut the file after row ``length`` and say
+    ``length`` rows in its header."""
+    header = _header(dtype, length)
+    offset = data_offset(path)
+    if len(header) != offset:
+        raise OSError(f"{path}: the header cannot grow in place")
+    with open(path, "r+b") as file:
+        if rows is not None:
+            file.seek(offset + at * dtype.itemsize)
+            file.write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+        file.truncate(offset + length * dtype.itemsize)
+        file.seek(0)
+        file.write(header)
+        file.flush()
+        os.fdatasync(file.fileno())
+
+
+def disk_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+
+
+def remove(dataset_id: uuid.UUID | str) -> None:
+    """Delete every file of a dataset or upload; maps other processes hold stay valid until dropped."""
+    forget(dataset_id)
+    for folder in (final_directory(dataset_id), upload_directory(dataset_id)):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+_maps: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _opened(dataset: Any) -> dict[str, Any]:
+    key = (str(dataset.id), int(dataset.length))
+    with _lock:
+        entry = _maps.get(key)
+        if entry is not None:
+            _maps.move_to_end(key)
+            return entry
+    folder = directory(dataset)
+    columns = {}
+    for index, name in enumerate(dataset.column_names):
+        rows = np.load(column_path(folder, index), mmap_mode="r")
+        columns[name] = rows[:dataset.length]
+    entry = {"columns": columns, "levels": {}, "folder": folder}
+    with _lock:
+        entry = _maps.setdefault(key, entry)
+        while len(_maps) > OPEN_DATASETS:
+            _maps.popitem(last=False)
+    return entry
+
+
+def open_columns(dataset: Any) -> dict[str, np.ndarray]:
+    """Every column of ``dataset``, in order, as read-only memory maps of its first
+    ``dataset.length`` rows (datetimes as int64: the unit is in ``dataset.columns``).
+
+    Opened once per process for each (dataset, length): an append, which changes the length,
+    is seen by those who read the dataset's row again."""
+    return dict(_opened(dataset)["columns"])
+
+
+def summary_levels(dataset: Any, column: str) -> list[np.ndarray]:
+    """The min/max summaries of ``column`` (any but x), level 1 first, as memory maps.
+
+    Raises:
+        KeyError: no such column, or it is x (which has none).
+    """
+    if column not in dataset.summarized_columns:
+        raise KeyError(column)
+    entry = _opened(dataset)
+    levels = entry["levels"].get(column)
+    if levels is None:
+        stem = column_stem(dataset.column_index(column))
+        levels = entry["levels"].setdefault(column, summaries.open_levels(entry["folder"], stem,
+                                                                          entry["columns"][column]))
+    return list(levels)
+
+
+def forget(dataset_id: uuid.UUID | str) -> None:
+    """Drop this process's maps of a dataset."""
+    with _lock:
+        for key in [key for key in _maps if key[0] == str(dataset_id)]:
+            del _maps[key]

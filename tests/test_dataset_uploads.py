@@ -1,0 +1,293 @@
+"""Uploading datasets through the REST API: chunks, resuming, limits, and what is refused."""
+
+import numpy as np
+import pytest
+
+from datasets import storage, summaries
+from datasets.models import Dataset, UploadChunk
+from tests.conftest import token_client
+from tests.helpers import column_bytes, send_chunk, start_upload, upload_dataset
+
+pytestmark = pytest.mark.django_db
+
+
+def columns(n: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"t": np.arange(n, dtype=np.float64), "y": rng.normal(size=n).astype(np.float32),
+            "count": rng.integers(-5, 5, n).astype(np.int32), "flag": rng.random(n) > 0.5}
+
+
+def nothing_left(tmp_dir) -> bool:
+    return not Dataset.objects.exists() and not UploadChunk.objects.exists() and not any(
+        p.is_file() for p in tmp_dir.rglob("*")) if tmp_dir.exists() else not Dataset.objects.exists()
+
+
+def test_an_upload_in_chunks_becomes_a_dataset_that_numpy_and_storage_read(api, dataset_dir):
+    data = columns()
+    answer = upload_dataset(api, "sensor", data)
+    assert answer.status_code == 201, answer.content
+    body = answer.json()
+    assert body["name"] == "sensor" and body["length"] == 1000 and body["x"] == "t" and body["owner"] == "defaultuser"
+    assert [(c["name"], c["dtype"]) for c in body["columns"]] == [
+        ("t", "float64"), ("y", "float32"), ("count", "int32"), ("flag", "bool")]
+    assert body["x_sorted"] is True and (body["x_min"], body["x_max"]) == (0.0, 999.0)
+
+    dataset = Dataset.objects.get(pk=body["id"])
+    folder = storage.directory(dataset)
+    assert folder == dataset_dir / body["id"]
+    assert body["bytes"] == storage.disk_bytes(folder) > sum(v.nbytes for v in data.values())
+    for index, (name, values) in enumerate(data.items()):
+        np.testing.assert_array_equal(np.load(folder / f"c{index}.npy", mmap_mode="r"), values)
+    opened = storage.open_columns(dataset)
+    assert list(opened) == list(data)
+    for name, values in data.items():
+        np.testing.assert_array_equal(opened[name], values)
+        assert not opened[name].flags.writeable
+    for name in ("y", "count", "flag"):  # every column but x is summarized, as a fresh build would
+        levels = storage.summary_levels(dataset, name)
+        expected = summaries.summarize(data[name])
+        assert len(levels) == len(summaries.level_lengths(1000))
+        for level, want in zip(levels, expected):
+            np.testing.assert_array_equal(level, want)
+    with pytest.raises(KeyError):
+        storage.summary_levels(dataset, "t")
+    assert storage.open_columns(dataset)["y"] is opened["y"]  # mapped once a process
+
+    listed = api.get("/api/datasets/").json()
+    assert [d["id"] for d in listed] == [body["id"]]
+    assert api.get(f"/api/datasets/{body['id']}/").json() == body
+    assert api.get("/api/datasets/?name=sensor").json() == listed and api.get("/api/datasets/?name=other").json() == []
+
+
+def test_datetime_columns_are_stored_as_int64_with_their_unit(api, dataset_dir):
+    when = np.arange("2026-01-01T00:00", "2026-01-01T10:00", dtype="datetime64[m]").astype("datetime64[ms]")
+    answer = upload_dataset(api, "clock", {"when": when, "v": np.linspace(0, 1, len(when))})
+    assert answer.status_code == 201, answer.content
+    body = answer.json()
+    assert body["columns"][0] == {"name": "when", "dtype": "datetime64[ms]", "stored_dtype": "int64", "unit": "ms"}
+    assert body["x_min"] == float(when[0].astype(np.int64)) and body["x_sorted"] is True
+    opened = storage.open_columns(Dataset.objects.get(pk=body["id"]))
+    assert opened["when"].dtype == np.int64
+    np.testing.assert_array_equal(opened["when"].view("datetime64[ms]"), when)
+
+
+def test_an_upload_in_progress_is_no_dataset(api, dataset_dir):
+    upload = start_upload(api, "half", columns()).json()
+    assert api.get("/api/datasets/").json() == []
+    assert api.get(f"/api/datasets/{upload['id']}/").status_code == 404
+    assert api.get("/api/datasets/uploads/").json() == [upload]
+    assert Dataset.objects.usable_by(Dataset.objects.get().owner).count() == 0
+
+
+def test_an_interrupted_upload_resumes_from_what_the_server_says_it_has(api, dataset_dir):
+    data = columns(3000)
+    upload = start_upload(api, "resumed", data).json()
+    y = column_bytes(data["y"])
+    for offset in (0, 2048):  # some chunks of y arrive, then the connection drops
+        assert send_chunk(api, upload, "y", y, offset).status_code == 200
+    status = api.get(f"/api/datasets/uploads/{upload['id']}/").json()
+    y_status = next(c for c in status["columns"] if c["name"] == "y")
+    assert y_status["bytes"] == len(y) == 12000 and y_status["received_bytes"] == 2048
+    assert y_status["missing"] == [1024] + list(range(3072, 12000, 1024))
+    assert send_chunk(api, upload, "y", y, 0).status_code == 200  # sending one again is harmless
+
+    unfinished = api.post(f"/api/datasets/uploads/{upload['id']}/finish/")
+    assert unfinished.status_code == 409 and unfinished.json()["error"] == "upload_incomplete"
+    assert unfinished.json()["field"] == "columns"
+
+    for column in status["columns"]:  # a new client picks up what is missing
+        values = column_bytes(data[column["name"]])
+        for offset in column["missing"]:
+            assert send_chunk(api, upload, column["name"], values, offset).status_code == 200
+    finished = api.post(f"/api/datasets/uploads/{upload['id']}/finish/")
+    assert finished.status_code == 201, finished.content
+    np.testing.assert_array_equal(storage.open_columns(Dataset.objects.get())["y"], data["y"])
+    assert not UploadChunk.objects.exists()
+
+
+def test_a_corrupted_chunk_is_refused_and_can_be_sent_again(api, dataset_dir):
+    data = {"x": np.arange(500, dtype=np.float64)}
+    upload = start_upload(api, "c", data).json()
+    raw = column_bytes(data["x"])
+    import hashlib
+
+    good = hashlib.sha256(raw[:1024]).hexdigest()
+    corrupted = bytearray(raw[:1024])
+    corrupted[10] ^= 0xFF
+    answer = api.put(f"/api/datasets/uploads/{upload['id']}/chunks/?column=x&offset=0&sha256={good}",
+                     bytes(corrupted), content_type="application/octet-stream")
+    assert answer.status_code == 400 and answer.json()["error"] == "checksum_mismatch"
+    assert answer.json()["field"] == "sha256"
+    assert api.get(f"/api/datasets/uploads/{upload['id']}/").json()["columns"][0]["missing"] == [0, 1024, 2048, 3072]
+    for offset in range(0, len(raw), 1024):
+        assert send_chunk(api, upload, "x", raw, offset).status_code == 200
+    assert api.post(f"/api/datasets/uploads/{upload['id']}/finish/").status_code == 201
+    np.testing.assert_array_equal(storage.open_columns(Dataset.objects.get())["x"], data["x"])
+
+
+@pytest.mark.parametrize("query, body, field", [
+    ("column=nope&offset=0", b"\0" * 1024, "column"),
+    ("column=x&offset=100", b"\0" * 1024, "offset"),
+    ("column=x&offset=4096", b"\0" * 1024, "offset"),
+    ("column=x&offset=0", b"\0" * 1000, "body"),
+    ("column=x&offset=3072", b"\0" * 1024, "body"),  # the last chunk holds 928 bytes
+])
+def test_a_chunk_at_a_wrong_offset_or_of_a_wrong_length_is_refused_naming_the_field(api, dataset_dir, query, body,
+                                                                                     field):
+    import hashlib
+
+    upload = start_upload(api, "c", {"x": np.arange(500, dtype=np.float64)}).json()
+    answer = api.put(f"/api/datasets/uploads/{upload['id']}/chunks/?{query}&sha256={hashlib.sha256(body).hexdigest()}",
+                     body, content_type="application/octet-stream")
+    assert answer.status_code == 400 and (answer.json()["error"], answer.json()["field"]) == ("bad_chunk", field)
+
+
+def test_a_body_over_the_chunk_size_and_bad_query_parameters_are_refused(api, dataset_dir):
+    upload = start_upload(api, "c", {"x": np.arange(500, dtype=np.float64)}).json()
+    url = f"/api/datasets/uploads/{upload['id']}/chunks/"
+    big = api.put(f"{url}?column=x&offset=0&sha256={'0' * 64}", b"\0" * 1025, content_type="application/octet-stream")
+    assert big.status_code == 413 and big.json()["error"] == "too_large"
+    for query, field in (("column=x&offset=0&sha256=xyz", "sha256"), ("column=x&offset=-1&sha256=" + "0" * 64, "offset"),
+                         ("offset=0&sha256=" + "0" * 64, "column")):
+        answer = api.put(f"{url}?{query}", b"\0", content_type="application/octet-stream")
+        assert answer.status_code == 400 and answer.json()["field"] == field, answer.content
+    assert api.put(f"{url}?column=x&offset=0&sha256={'0' * 64}", b"{}", content_type="application/json").status_code == 415
+
+
+def test_columns_of_unequal_length_are_refused_before_anything_is_stored(api, dataset_dir):
+    answer = start_upload(api, "u", {"x": np.arange(10.0), "y": np.arange(9.0)})
+    assert answer.status_code == 400
+    assert (answer.json()["error"], answer.json()["field"]) == ("unequal_lengths", "columns[1].length")
+    assert nothing_left(dataset_dir)
+
+
+@pytest.mark.parametrize("dtype", ["object", "float128", "<U10", "complex128", "datetime64[ps]", "datetime64", "V8",
+                                   "float16"])
+def test_a_dtype_that_is_not_numeric_is_refused(api, dataset_dir, dtype):
+    spec = [{"name": "x", "dtype": "float64", "length": 4}, {"name": "y", "dtype": dtype, "length": 4}]
+    answer = api.post("/api/datasets/uploads/", {"name": "d", "columns": spec}, format="json")
+    assert answer.status_code == 400
+    assert (answer.json()["error"], answer.json()["field"]) == ("invalid_dtype", "columns[1].dtype")
+    assert dtype in answer.json()["detail"]
+    assert nothing_left(dataset_dir)
+
+
+def test_column_names_and_the_x_column_are_checked(api, dataset_dir):
+    twice = api.post("/api/datasets/uploads/", {"name": "d", "columns": [
+        {"name": "x", "dtype": "float64", "length": 4}, {"name": "x", "dtype": "float64", "length": 4}]}, format="json")
+    assert twice.status_code == 400 and twice.json()["field"] == "columns[1].name"
+    unknown_x = start_upload(api, "d", {"a": np.arange(3.0)}, x="b")
+    assert unknown_x.status_code == 400 and unknown_x.json()["field"] == "x"
+    assert start_upload(api, "d", {"a": np.arange(3.0), "b": np.arange(3.0)}, x="b").status_code == 201
+
+
+def test_an_unsorted_x_is_refused_when_the_upload_requires_a_sorted_one_and_nothing_is_left(api, dataset_dir):
+    x = np.arange(1000, dtype=np.float64)
+    x[500], x[501] = x[501], x[500]
+    refused = upload_dataset(api, "line", {"x": x, "y": np.ones(1000)}, require_sorted_x=True)
+    assert refused.status_code == 400 and (refused.json()["error"], refused.json()["field"]) == ("x_not_sorted", "x")
+    assert nothing_left(dataset_dir)
+    assert api.get("/api/datasets/").json() == [] and api.get("/api/datasets/uploads/").json() == []
+
+    kept = upload_dataset(api, "points", {"x": x, "y": np.ones(1000)})
+    assert kept.status_code == 201 and kept.json()["x_sorted"] is False
+
+
+def test_a_nan_in_x_makes_it_unsorted_but_not_its_range(api, dataset_dir):
+    x = np.arange(100, dtype=np.float64)
+    x[7] = np.nan
+    body = upload_dataset(api, "nan", {"x": x}).json()
+    assert body["x_sorted"] is False and (body["x_min"], body["x_max"]) == (0.0, 99.0)
+
+
+def test_the_name_is_unique_among_datasets_but_not_among_uploads(api, dataset_dir):
+    first = start_upload(api, "same", {"x": np.arange(3.0)}).json()
+    second = upload_dataset(api, "same", {"x": np.arange(3.0)})
+    assert second.status_code == 201
+    taken = start_upload(api, "same", {"x": np.arange(3.0)})
+    assert taken.status_code == 409 and (taken.json()["error"], taken.json()["field"]) == ("name_taken", "name")
+    send_chunk(api, first, "x", column_bytes(np.arange(3.0)), 0)
+    late = api.post(f"/api/datasets/uploads/{first['id']}/finish/")
+    assert late.status_code == 409 and late.json()["error"] == "name_taken"
+    assert Dataset.objects.count() == 1 and not (dataset_dir / ".uploads" / first["id"]).exists()
+
+
+def test_the_quota_counts_datasets_and_uploads_in_progress(api, dataset_dir, settings):
+    settings.BOKEHSITE_DATASET_QUOTA_BYTES = 20_000
+    data = {"x": np.arange(1000, dtype=np.float64)}  # 8 KB and its header
+    assert upload_dataset(api, "one", data).status_code == 201
+    assert start_upload(api, "two", data).status_code == 201
+    over = start_upload(api, "three", data)
+    assert over.status_code == 413 and (over.json()["error"], over.json()["field"]) == ("quota_exceeded", "columns")
+    assert "20000" in over.json()["detail"]
+    api.delete(f"/api/datasets/uploads/{api.get('/api/datasets/uploads/').json()[0]['id']}/")
+    assert start_upload(api, "three", data).status_code == 201
+
+
+def test_an_upload_over_the_maximum_size_is_refused(api, dataset_dir, settings):
+    settings.BOKEHSITE_DATASET_MAX_BYTES = 8000
+    assert start_upload(api, "fits", {"x": np.arange(1000, dtype=np.float64)}).status_code == 201
+    over = start_upload(api, "over", {"x": np.arange(1001, dtype=np.float64)})
+    assert over.status_code == 413 and (over.json()["error"], over.json()["field"]) == ("too_large", "columns")
+    huge = api.post("/api/datasets/uploads/", {"name": "h", "columns": [
+        {"name": "x", "dtype": "float64", "length": 2 ** 53}]}, format="json")
+    assert huge.status_code == 413
+    beyond = api.post("/api/datasets/uploads/", {"name": "h", "columns": [
+        {"name": "x", "dtype": "float64", "length": 2 ** 60}]}, format="json")
+    assert beyond.status_code == 400 and beyond.json()["field"] == "columns"
+
+
+def test_cancelling_an_upload_leaves_nothing(api, dataset_dir):
+    upload = start_upload(api, "gone", columns()).json()
+    send_chunk(api, upload, "t", column_bytes(columns()["t"]), 0)
+    assert api.delete(f"/api/datasets/uploads/{upload['id']}/").status_code == 204
+    assert nothing_left(dataset_dir)
+    assert api.get(f"/api/datasets/uploads/{upload['id']}/").status_code == 404
+    again = send_chunk(api, upload, "t", column_bytes(columns()["t"]), 1024)
+    assert again.status_code == 404 and api.post(f"/api/datasets/uploads/{upload['id']}/finish/").status_code == 404
+
+
+def test_deleting_a_dataset_removes_its_files(api, dataset_dir, django_capture_on_commit_callbacks):
+    body = upload_dataset(api, "d", columns()).json()
+    assert any((dataset_dir / body["id"]).iterdir())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.delete(f"/api/datasets/{body['id']}/").status_code == 204
+    assert not (dataset_dir / body["id"]).exists() and not Dataset.objects.exists()
+    assert api.get(f"/api/datasets/{body['id']}/").status_code == 404
+
+
+def test_other_users_get_404_for_everything_of_someone_elses(multi_user, dataset_dir, alice, charlie):
+    owner, other = token_client(alice), token_client(charlie)
+    dataset = upload_dataset(owner, "private", columns()).json()
+    upload = start_upload(owner, "pending", columns()).json()
+    assert other.get("/api/datasets/").json() == [] and other.get("/api/datasets/uploads/").json() == []
+    assert other.get(f"/api/datasets/{dataset['id']}/").status_code == 404
+    assert other.delete(f"/api/datasets/{dataset['id']}/").status_code == 404
+    assert other.get(f"/api/datasets/uploads/{upload['id']}/").status_code == 404
+    assert other.delete(f"/api/datasets/uploads/{upload['id']}/").status_code == 404
+    assert other.post(f"/api/datasets/uploads/{upload['id']}/finish/").status_code == 404
+    assert send_chunk(other, upload, "t", column_bytes(columns()["t"]), 0).status_code == 404
+    assert Dataset.objects.count() == 2
+    assert api_anonymous_is_refused(dataset["id"])
+
+
+def api_anonymous_is_refused(dataset_id) -> bool:
+    from rest_framework.test import APIClient
+
+    answer = APIClient().get(f"/api/datasets/{dataset_id}/")
+    return answer.status_code == 401 and answer.json()["error"] == "not_authenticated"
+
+
+def test_the_admin_lists_and_deletes_datasets_with_their_files(client, dataset_dir, api,
+                                                               django_capture_on_commit_callbacks):
+    from tests.conftest import make_user
+
+    body = upload_dataset(api, "in-admin", columns()).json()
+    staff = make_user("root", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    listing = client.get("/admin/datasets/dataset/")
+    assert listing.status_code == 200 and b"in-admin" in listing.content
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = client.post(f"/admin/datasets/dataset/{body['id']}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302
+    assert not Dataset.objects.exists() and not (dataset_dir / body["id"]).exists()
