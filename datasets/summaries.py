@@ -121,8 +121,10 @@ def extend(column: np.ndarray, directory: Path, name: str, old_rows: int) -> Non
     ``old_rows`` rows: only the last block of each level is written again, and the new ones."""
     dtype = column.dtype
     below_mins = below_maxs = below_at_min = below_at_max = None
+    existed = len(level_lengths(old_rows))
     for level, length in enumerate(level_lengths(len(column)), start=1):
-        first = old_rows // BRANCH ** level  # the first block of this level that changes
+        # The first block of this level that changes; a level the old rows did not need is new.
+        first = old_rows // BRANCH ** level if level <= existed else 0
         if level == 1:
             below_mins, below_maxs = _raw_extremes(column[first * BRANCH:])
         else:
