@@ -1,14 +1,16 @@
 """bokehsite's Python client: push Bokeh documents to a bokehsite server and work with them.
 
-Needs only bokeh, requests and websockets; importing it never touches Django.
+Needs only bokeh, requests, websockets and tqdm; importing it never touches Django.
 """
 
 from bokehsite.client.exceptions import BokehsiteError, ServerError, ServerUnreachable
 from bokehsite.client.io import curdoc, cursession, output_server, push, show
 from bokehsite.client.plotting import figure
 from bokehsite.client.session import Session
+from bokehsite.client.datasets import Dataset
 
 __all__ = [
     "BokehsiteError", "ServerError", "ServerUnreachable", "Session",
     "curdoc", "cursession", "figure", "output_server", "push", "show",
+    "Dataset",
 ]

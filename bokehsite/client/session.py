@@ -15,6 +15,7 @@ from bokeh.model import Model
 
 from bokehsite import wire
 from bokehsite.client import config
+from bokehsite.client import datasets as dataset_api
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
 from bokehsite.client.link import DocumentLink
 
@@ -287,6 +288,42 @@ class Session:
     def delete_document(self, title_or_id: str) -> None:
         info = self.document_info(title_or_id)
         self._request("DELETE", f"api/documents/{info['id']}/")
+
+    # --- datasets ---------------------------------------------------------------------------
+
+    def upload_dataset(self, name: str, columns: Any, *, x: str | None = None,
+                       require_sorted_x: bool = False) -> dataset_api.Dataset:
+        """Upload large columns as the dataset ``name``, as raw binary in chunks; a progress bar
+        shows on a terminal. A dropped connection or a restarted server is retried (the server
+        says which chunks it has); an upload that fails or is interrupted is cancelled.
+
+        Args:
+            columns: a dict of one-dimensional numpy arrays (bool, integers, floats,
+                datetime64) of equal length, or a pandas DataFrame.
+            x: the x column; default: the first.
+            require_sorted_x: refuse the upload unless x never decreases (a line needs it).
+
+        Returns:
+            The ``Dataset``, with ``id``, ``name``, ``length`` and ``columns``.
+        """
+        return dataset_api.upload(self, name, columns, x=x, require_sorted_x=require_sorted_x)
+
+    def datasets(self) -> list[dataset_api.Dataset]:
+        """The caller's datasets."""
+        return [dataset_api.Dataset(self, info) for info in self._request("GET", "api/datasets/").json()]
+
+    def dataset(self, name_or_id: str) -> dataset_api.Dataset:
+        """One of the caller's datasets, by name or id."""
+        return dataset_api.Dataset(self, dataset_api.find(self, name_or_id))
+
+    def append_dataset(self, name_or_id: str, columns: Any) -> dataset_api.Dataset:
+        """Append rows to every column of a dataset, in one request (at most the server's
+        ``BOKEHSITE_MAX_BODY_BYTES``); x must not decrease if it was sorted. Returns the dataset."""
+        return dataset_api.append(self, name_or_id, columns)
+
+    def delete_dataset(self, name_or_id: str) -> None:
+        """Delete a dataset and its files."""
+        self._request("DELETE", f"api/datasets/{dataset_api.find(self, name_or_id)['id']}/")
 
     # --- plumbing ----------------------------------------------------------------------------
 

@@ -1,0 +1,244 @@
+"""Datasets from the client: columns too large for a document, uploaded as raw binary in chunks.
+
+``Session.upload_dataset``, ``datasets``, ``dataset``, ``append_dataset`` and ``delete_dataset``
+call these. An upload survives dropped connections and server restarts: after a failure the
+client asks the server which chunks it has and sends the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from bokeh.core.serialization import Buffer
+from tqdm import tqdm
+
+from bokehsite import wire
+from bokehsite.client.exceptions import ServerError, ServerUnreachable
+
+if TYPE_CHECKING:
+    from bokehsite.client.session import Session
+
+# How long an upload keeps trying while the server does not answer (or answers 5xx), from the
+# last chunk that went through.
+RETRY_SECONDS = 60.0
+# Answers that say "try again": a restarting server or proxy, a database that is down.
+TRANSIENT_STATUSES = (502, 503, 504)
+
+
+class Dataset:
+    """A dataset stored on the server: ``id``, ``name``, ``length`` (rows), ``columns`` (each
+    column's dtype, by name, in order), ``x`` (the x column), ``x_range``, ``x_sorted``,
+    ``bytes`` (on disk); ``session`` is the session it came from."""
+
+    def __init__(self, session: Session, info: dict[str, Any]):
+        self.session = session
+        self.info = info
+
+    @property
+    def id(self) -> str:
+        return self.info["id"]
+
+    @property
+    def name(self) -> str:
+        return self.info["name"]
+
+    @property
+    def length(self) -> int:
+        return self.info["length"]
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return {column["name"]: column["dtype"] for column in self.info["columns"]}
+
+    @property
+    def x(self) -> str:
+        return self.info["x"]
+
+    @property
+    def x_range(self) -> tuple[float | None, float | None]:
+        return self.info["x_min"], self.info["x_max"]
+
+    @property
+    def x_sorted(self) -> bool:
+        return self.info["x_sorted"]
+
+    @property
+    def bytes(self) -> int:
+        return self.info["bytes"]
+
+    def refresh(self) -> Dataset:
+        """Read the dataset's description again (after appends from elsewhere)."""
+        self.info = self.session._request("GET", f"api/datasets/{self.id}/").json()
+        return self
+
+    def append(self, columns: Any) -> Dataset:
+        """``Session.append_dataset`` for this dataset."""
+        self.info = append(self.session, self.id, columns).info
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dataset) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"Dataset(name={self.name!r}, length={self.length}, columns={self.columns!r})"
+
+
+# --- columns -----------------------------------------------------------------------------------
+
+
+def as_columns(columns: Any) -> dict[str, np.ndarray]:
+    """A dict of one-dimensional arrays from a dict of array-likes or a pandas DataFrame (its
+    columns; ``df.reset_index()`` first to keep the index). Timezone-aware datetimes become UTC."""
+    if type(columns).__module__.split(".")[0] == "pandas":
+        import pandas as pd  # only if the caller has pandas: the client does not need it
+
+        if not isinstance(columns, pd.DataFrame):
+            raise TypeError(f"columns must be a dict of arrays or a pandas DataFrame, not {type(columns).__name__}")
+        out = {}
+        for name in columns.columns:
+            series = columns[name]
+            if isinstance(series.dtype, pd.DatetimeTZDtype):
+                series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+            out[name] = series.to_numpy()
+        columns = out
+    if not isinstance(columns, Mapping):
+        raise TypeError(f"columns must be a dict of arrays or a pandas DataFrame, not {type(columns).__name__}")
+    arrays = {}
+    for name, values in columns.items():
+        if not isinstance(name, str):
+            raise TypeError(f"column names are strings, not {name!r}")
+        array = np.asarray(values)
+        if array.ndim != 1:
+            raise ValueError(f"column {name!r} must be one-dimensional, not of shape {array.shape}")
+        arrays[name] = array
+    return arrays
+
+
+def dtype_name(values: np.ndarray) -> str:
+    """How the server names the dtype of ``values`` (``float64``, ``datetime64[ms]``...)."""
+    return str(values.dtype) if values.dtype.kind == "M" else values.dtype.name
+
+
+def raw(values: np.ndarray) -> memoryview:
+    """The bytes the server stores for ``values``: little-endian, datetimes as int64."""
+    if values.dtype.kind in "biufM":
+        values = values.astype(values.dtype.newbyteorder("<"), copy=False)
+        if values.dtype.kind == "M":
+            values = values.view("<i8")
+    return memoryview(np.ascontiguousarray(values)).cast("B")
+
+
+# --- uploads -----------------------------------------------------------------------------------
+
+
+def upload(session: Session, name: str, columns: Any, *, x: str | None = None,
+           require_sorted_x: bool = False) -> Dataset:
+    """Upload ``columns`` as the dataset ``name``; see ``Session.upload_dataset``."""
+    arrays = as_columns(columns)
+    spec = [{"name": key, "dtype": dtype_name(values), "length": len(values)} for key, values in arrays.items()]
+    started = session._request("POST", "api/datasets/uploads/", json={
+        "name": name, "columns": spec, "x": x, "require_sorted_x": require_sorted_x}).json()
+    path = f"api/datasets/uploads/{started['id']}/"
+    try:
+        _send_all(session, path, started, arrays)
+        info = _finish(session, path, name)
+    except BaseException:
+        try:  # a failed upload leaves nothing on the server
+            session._request("DELETE", path)
+        except (ServerError, ServerUnreachable):
+            pass
+        raise
+    return Dataset(session, info)
+
+
+def _transient(error: Exception) -> bool:
+    return isinstance(error, ServerUnreachable) or (
+        isinstance(error, ServerError) and (error.status in TRANSIENT_STATUSES or error.code == "checksum_mismatch"))
+
+
+def _send_all(session: Session, path: str, upload: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Send every chunk the server does not have, asking it again after every failure."""
+    chunk = upload["chunk_bytes"]
+    data = {name: raw(values) for name, values in arrays.items()}
+    total = sum(column["bytes"] for column in upload["columns"])
+    status, deadline, pause = upload, None, 0.1
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=upload["name"],
+              disable=not sys.stderr.isatty(), leave=False) as bar:
+        while True:
+            try:
+                if status is None:
+                    status = session._request("GET", path).json()
+                bar.n = sum(column["received_bytes"] for column in status["columns"])
+                bar.refresh()
+                todo = [(column["name"], offset) for column in status["columns"] for offset in column["missing"]]
+                if not todo:
+                    return
+                for column, offset in todo:
+                    piece = bytes(data[column][offset:offset + chunk])
+                    session._request("PUT", f"{path}chunks/", data=piece, content_type="application/octet-stream",
+                                     params={"column": column, "offset": offset,
+                                             "sha256": hashlib.sha256(piece).hexdigest()})
+                    bar.update(len(piece))
+                    deadline, pause = None, 0.1
+                status = None  # ask once more: the server's word on what it has is the one that counts
+            except (ServerError, ServerUnreachable) as e:
+                if not _transient(e):
+                    raise
+                deadline = deadline or time.monotonic() + RETRY_SECONDS
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                status = None
+
+
+def _finish(session: Session, path: str, name: str) -> dict[str, Any]:
+    deadline, pause = time.monotonic() + RETRY_SECONDS, 0.1
+    while True:
+        try:
+            return session._request("POST", f"{path}finish/").json()
+        except (ServerError, ServerUnreachable) as e:
+            if isinstance(e, ServerError) and e.status == 404:
+                # Finished by an earlier try whose answer was lost?
+                found = session._request("GET", "api/datasets/", params={"name": name}).json()
+                if found:
+                    return found[0]
+                raise
+            if not _transient(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+
+def find(session: Session, name_or_id: str) -> dict[str, Any]:
+    """A dataset's description, by name or id."""
+    from bokehsite.client.session import _is_uuid
+
+    if _is_uuid(name_or_id):
+        return session._request("GET", f"api/datasets/{name_or_id}/").json()
+    found = session._request("GET", "api/datasets/", params={"name": name_or_id}).json()
+    if not found:
+        raise ServerError(session.root_url, 404, "not_found", f"no dataset called {name_or_id!r}")
+    return found[0]
+
+
+def append(session: Session, name_or_id: str, columns: Any) -> Dataset:
+    """Append rows; see ``Session.append_dataset``."""
+    arrays = as_columns(columns)
+    dataset_id = find(session, name_or_id)["id"] if not hasattr(name_or_id, "id") else name_or_id.id
+    spec = [{"name": key, "dtype": dtype_name(values)} for key, values in arrays.items()]
+    body = wire.pack({"columns": spec}, [Buffer(str(i), raw(values)) for i, values in enumerate(arrays.values())])
+    info = session._request("POST", f"api/datasets/{dataset_id}/rows/", data=body,
+                            content_type=wire.CONTENT_TYPE).json()
+    return Dataset(session, info)
