@@ -36,7 +36,7 @@ def test_the_schema_documents_every_api_endpoint(client):
     paths = schema(client)["paths"]
     assert set(paths) == api_routes()
     assert {tag for ops in paths.values() for op in ops.values() for tag in op["tags"]} == {
-        "documents", "events", "sharing", "collaborators", "accounts", "tokens"}
+        "documents", "events", "sharing", "collaborators", "accounts", "tokens", "datasets", "dataset uploads"}
 
 
 def test_every_error_answer_is_the_one_envelope_with_its_codes(client):
@@ -60,6 +60,17 @@ def test_content_travels_as_a_bundle_or_json(client):
     assert list(download) == ["application/vnd.bokehsite.bundle"]
     codes = paths["/api/documents/{id}/events/"]["post"]["responses"]["409"]["content"]["application/json"]
     assert codes["schema"]["allOf"][1]["properties"]["error"]["enum"] == ["version_conflict"]
+
+
+def test_dataset_chunks_travel_as_raw_bytes_and_appends_as_a_bundle(client):
+    paths = schema(client)["paths"]
+    chunk = paths["/api/datasets/uploads/{id}/chunks/"]["put"]
+    assert chunk["requestBody"]["content"] == {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    assert {p["name"] for p in chunk["parameters"]} == {"id", "column", "offset", "sha256"}
+    assert "checksum_mismatch" in chunk["responses"]["400"]["content"]["application/json"]["schema"]["allOf"][1][
+        "properties"]["error"]["enum"]
+    rows = paths["/api/datasets/{id}/rows/"]["post"]["requestBody"]["content"]
+    assert list(rows) == ["application/vnd.bokehsite.bundle"]
 
 
 def test_the_docs_page_serves_swagger_ui_from_this_server(client):

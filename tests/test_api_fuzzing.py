@@ -1,6 +1,9 @@
 """schemathesis sends requests generated from the OpenAPI schema, valid and invalid, to every
 operation: no answer is a server error or breaks the schema, in either mode."""
 
+import hashlib
+
+import numpy as np
 import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
@@ -15,6 +18,8 @@ from schemathesis.specs.openapi.checks import (
 
 from accounts.tokens import authenticate_token, create_token
 from bokehsite import wire
+from datasets import services as dataset_services
+from datasets.models import Dataset
 from documents.models import Document
 from tests.conftest import make_user
 from tests.helpers import store
@@ -44,11 +49,33 @@ class Fixtures:
     def token_id(self) -> int:
         return create_token(self.owner, "listed")[0].id
 
+    def dataset_id(self) -> str:
+        dataset = Dataset.objects.usable_by(self.owner).first()
+        if dataset is None:
+            upload = dataset_services.start_upload(self.owner, "fuzzed", [{"name": "x", "dtype": "float64", "length": 3}])
+            data = np.arange(3.0).tobytes()
+            dataset_services.receive_chunk(upload, "x", 0, data, hashlib.sha256(data).hexdigest())
+            dataset = dataset_services.finish_upload(upload)
+        return str(dataset.id)
+
+    def upload_id(self) -> str:
+        upload = Dataset.objects.uploads_of(self.owner).first()
+        upload = upload or dataset_services.start_upload(self.owner, "fuzzing", [{"name": "x", "dtype": "float64",
+                                                                                  "length": 3}])
+        return str(upload.id)
+
     def prepare(self, case) -> dict[str, str]:
         """Point the case's path at real things; the headers that authenticate it."""
         parameters = case.path_parameters or {}
         if "id" in parameters:
-            parameters["id"] = self.token_id() if case.path.startswith("/api/tokens/") else self.document_id()
+            if case.path.startswith("/api/tokens/"):
+                parameters["id"] = self.token_id()
+            elif case.path.startswith("/api/datasets/uploads/"):
+                parameters["id"] = self.upload_id()
+            elif case.path.startswith("/api/datasets/"):
+                parameters["id"] = self.dataset_id()
+            else:
+                parameters["id"] = self.document_id()
         if "username" in parameters:
             parameters["username"] = self.collaborator.username
         if not self.multi_user:
@@ -89,7 +116,7 @@ def assert_within_the_schema(findings: list[str], statuses: dict[str, set[int]])
     # It reached the real things: every read answered 200 at least once (but the changes since a
     # version, which only a `since` of 1 finds on a new document).
     reads = {label: answered for label, answered in statuses.items() if label.startswith("GET ")}
-    assert len(reads) == 7, reads
+    assert len(reads) == 11, reads
     assert all(200 in answered for label, answered in reads.items() if not label.endswith("/events/")), reads
 
 
@@ -100,12 +127,12 @@ def _fast_password_hashing(settings):
 
 
 @pytest.mark.timeout(100)
-def test_single_user_mode_answers_every_generated_request_within_the_schema(alice):
+def test_single_user_mode_answers_every_generated_request_within_the_schema(alice, dataset_dir):
     from accounts.users import default_user
 
     assert_within_the_schema(*fuzz(Fixtures(default_user(), multi_user=False)))
 
 
 @pytest.mark.timeout(100)
-def test_multi_user_mode_answers_every_generated_request_within_the_schema(multi_user, alice):
+def test_multi_user_mode_answers_every_generated_request_within_the_schema(multi_user, alice, dataset_dir):
     assert_within_the_schema(*fuzz(Fixtures(alice, multi_user=True)))
