@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bokehsite.errors import Unavailable
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, raises
 from datasets import access, services
 from datasets.exceptions import (
@@ -68,7 +69,7 @@ class DatasetRows(APIView):
     parser_classes = [BundleParser]
 
     @extend_schema(summary="Append rows to a dataset", request={BUNDLE: BINARY}, responses=DatasetSerializer)
-    @raises(InvalidColumns, InvalidDtype, UnequalLengths, XNotSorted, TooLarge, QuotaExceeded)
+    @raises(InvalidColumns, InvalidDtype, UnequalLengths, XNotSorted, TooLarge, QuotaExceeded, Unavailable)
     def post(self, request: Request, pk) -> Response:
         dataset = access.resolve(request.user, pk)
         spec = _valid(RowsSerializer, request.data)["columns"]
@@ -87,7 +88,7 @@ class UploadList(APIView):
 
     @extend_schema(summary="Start an upload", request={"application/json": UploadCreateSerializer},
                    responses={201: UploadSerializer})
-    @raises(InvalidColumns, InvalidDtype, UnequalLengths, TooLarge, QuotaExceeded, NameTaken)
+    @raises(InvalidColumns, InvalidDtype, UnequalLengths, TooLarge, QuotaExceeded, NameTaken, Unavailable)
     def post(self, request: Request) -> Response:
         data = _valid(UploadCreateSerializer, request.data)
         upload = services.start_upload(request.user, data["name"], data["columns"], x=data.get("x"),
@@ -117,7 +118,7 @@ class UploadChunk(APIView):
 
     @extend_schema(summary="Send a chunk of a column", parameters=[ChunkQuerySerializer],
                    request={OCTET_STREAM: BINARY}, responses=ChunkSerializer)
-    @raises(BadChunk, ChecksumMismatch, TooLarge)
+    @raises(BadChunk, ChecksumMismatch, TooLarge, Unavailable)
     def put(self, request: Request, pk) -> Response:
         upload = access.resolve_upload(request.user, pk)
         query = _valid(ChunkQuerySerializer, request.query_params)
@@ -131,7 +132,7 @@ class UploadFinish(APIView):
     """POST: check the upload, build its summaries and make it a dataset."""
 
     @extend_schema(summary="Finish an upload", request=None, responses={201: DatasetSerializer})
-    @raises(UploadIncomplete, XNotSorted, NameTaken)
+    @raises(UploadIncomplete, XNotSorted, NameTaken, Unavailable)
     def post(self, request: Request, pk) -> Response:
         dataset = services.finish_upload(access.resolve_upload(request.user, pk))
         return Response(DatasetSerializer(dataset, context={"request": request}).data, status=status.HTTP_201_CREATED)

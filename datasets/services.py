@@ -7,7 +7,8 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
+from bokehsite.errors import Unavailable
 from datasets import storage, summaries
 from datasets.exceptions import (
     BadChunk, ChecksumMismatch, DatasetNotFound, InvalidColumns, InvalidDtype, NameTaken, QuotaExceeded, TooLarge, UnequalLengths,
@@ -30,6 +32,16 @@ MAX_COLUMN_NAME = 100
 # Rows compared at once when checking that x is sorted or finding its range.
 SCAN_ROWS = 1 << 22
 _DATETIME = re.compile(r"datetime64\[([A-Za-z]+)\]")
+
+
+@contextmanager
+def _writing(what: str) -> Iterator[None]:
+    """A disk that fails (full, gone) answers 503, as a database that is down does: nothing was stored."""
+    try:
+        yield
+    except OSError as e:
+        raise Unavailable(f"the server could not write {what} ({e.strerror or e}); nothing was stored, "
+                          "try again later") from e
 
 
 # --- columns -------------------------------------------------------------------------------------
@@ -158,10 +170,11 @@ def start_upload(owner: Any, name: str, columns: Sequence[Mapping[str, Any]], *,
                                         require_sorted_x=require_sorted_x, bytes=reserved,
                                         chunk_bytes=settings.BOKEHSITE_DATASET_CHUNK_BYTES)
     try:
-        folder = storage.upload_directory(upload.id)
-        folder.mkdir(mode=0o700, parents=True)
-        for index, dtype in enumerate(dtypes):
-            storage.create_column(storage.column_path(folder, index), dtype, length)
+        with _writing("the upload's files"):
+            folder = storage.upload_directory(upload.id)
+            folder.mkdir(mode=0o700, parents=True)
+            for index, dtype in enumerate(dtypes):
+                storage.create_column(storage.column_path(folder, index), dtype, length)
     except BaseException:
         _discard(upload)
         raise
@@ -200,7 +213,7 @@ def receive_chunk(upload: Dataset, column: str, offset: int, data: bytes | memor
     if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), sha256.lower()):
         raise ChecksumMismatch("sha256: the chunk's bytes do not have this SHA-256; it was corrupted on the way "
                                "and not stored: send it again", field="sha256")
-    with transaction.atomic():
+    with _writing("the chunk"), transaction.atomic():
         locked = _locked_upload(upload)
         storage.write_at(storage.column_path(storage.upload_directory(locked.id), index), offset, data)
         UploadChunk.objects.get_or_create(dataset=locked, column=index, offset=offset)
@@ -256,8 +269,9 @@ def finish_upload(upload: Dataset) -> Dataset:
         _discard(upload)
         raise XNotSorted(f"x: column {upload.x_column!r} is not sorted, and the upload asked for a sorted x "
                          "(require_sorted_x, as a line needs); the upload was discarded", field="x")
-    for name in upload.summarized_columns:
-        summaries.build(rows[name], folder, storage.column_stem(upload.column_index(name)))
+    with _writing("the summaries"):
+        for name in upload.summarized_columns:
+            summaries.build(rows[name], folder, storage.column_stem(upload.column_index(name)))
     del rows
     try:
         with transaction.atomic():
@@ -375,16 +389,17 @@ def append(dataset: Dataset, columns: Mapping[str, Any]) -> Dataset:
                 raise XNotSorted(f"columns.{locked.x_column}: x is sorted and the appended rows would unsort it "
                                  f"(they must not decrease, and start at {last} or more)",
                                  field=f"columns.{locked.x_column}")
-        try:
-            for index, (name, dtype) in enumerate(zip(locked.column_names, dtypes)):
-                storage.set_rows(storage.column_path(folder, index), dtype, new, rows[name], at=old)
-            for name in locked.summarized_columns:
-                index = locked.column_index(name)
-                column = np.load(storage.column_path(folder, index), mmap_mode="r")
-                summaries.extend(column, folder, storage.column_stem(index), old)
-        except BaseException:
-            _restore(locked, folder, dtypes, old)
-            raise
+        with _writing("the rows"):
+            try:
+                for index, (name, dtype) in enumerate(zip(locked.column_names, dtypes)):
+                    storage.set_rows(storage.column_path(folder, index), dtype, new, rows[name], at=old)
+                for name in locked.summarized_columns:
+                    index = locked.column_index(name)
+                    column = np.load(storage.column_path(folder, index), mmap_mode="r")
+                    summaries.extend(column, folder, storage.column_stem(index), old)
+            except BaseException:
+                _restore(locked, folder, dtypes, old)
+                raise
         locked.length = new
         if new_min is not None:  # else the new x values are all NaN
             locked.x_min = new_min if locked.x_min is None else min(locked.x_min, new_min)

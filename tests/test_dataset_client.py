@@ -187,3 +187,37 @@ def test_a_dataset_uploaded_through_one_process_is_listed_appended_and_read_thro
     assert int(rows) == 50_000 and float(total) == float(columns["y"].sum())
     assert int(levels) == len(summaries.level_lengths(50_000))
     assert_stored(uploaded.id, columns)
+
+
+def test_the_upload_shows_a_progress_bar_on_a_terminal(server, tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    script = tmp_path / "upload.py"
+    script.write_text(textwrap.dedent(f"""
+        import numpy as np
+        from bokehsite.client import Session
+        with Session({server.url!r}) as session:
+            session.upload_dataset("bar", {{"x": np.arange(200_000, dtype=np.float64)}})
+        print("done")
+    """))
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal has a size
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=terminal, cwd=ROOT)
+    os.close(terminal)
+    shown = b""
+    while True:  # read as it comes: a terminal holds little
+        try:
+            piece = os.read(controller, 65536)
+        except OSError:  # the script closed its end
+            break
+        if not piece:
+            break
+        shown += piece
+    os.close(controller)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and out.strip() == b"done"
+    assert b"bar:" in shown and b"1.53M/1.53M" in shown and b"B/s" in shown, shown[-400:]

@@ -291,3 +291,22 @@ def test_the_admin_lists_and_deletes_datasets_with_their_files(client, dataset_d
         deleted = client.post(f"/admin/datasets/dataset/{body['id']}/delete/", {"post": "yes"})
     assert deleted.status_code == 302
     assert not Dataset.objects.exists() and not (dataset_dir / body["id"]).exists()
+
+
+def test_a_disk_that_fails_answers_503_and_the_chunk_can_be_sent_again(api, dataset_dir, monkeypatch):
+    import errno
+
+    data = {"x": np.arange(100, dtype=np.float64)}
+    upload = start_upload(api, "full", data).json()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage, "write_at", full)
+    answer = send_chunk(api, upload, "x", column_bytes(data["x"]), 0)
+    assert answer.status_code == 503 and answer.json()["error"] == "unavailable"
+    assert "No space left on device" in answer.json()["detail"]
+    monkeypatch.undo()
+    assert api.get(f"/api/datasets/uploads/{upload['id']}/").json()["columns"][0]["missing"] == [0]
+    assert send_chunk(api, upload, "x", column_bytes(data["x"]), 0).status_code == 200
+    assert api.post(f"/api/datasets/uploads/{upload['id']}/finish/").status_code == 201
