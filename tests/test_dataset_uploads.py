@@ -35,6 +35,7 @@ def test_an_upload_in_chunks_becomes_a_dataset_that_numpy_and_storage_read(api, 
     dataset = Dataset.objects.get(pk=body["id"])
     folder = storage.directory(dataset)
     assert folder == dataset_dir / body["id"]
+    assert folder.stat().st_mode & 0o777 == 0o700  # the server's user's only
     assert body["bytes"] == storage.disk_bytes(folder) > sum(v.nbytes for v in data.values())
     for index, (name, values) in enumerate(data.items()):
         np.testing.assert_array_equal(np.load(folder / f"c{index}.npy", mmap_mode="r"), values)
