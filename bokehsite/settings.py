@@ -310,6 +310,9 @@ BOKEHSITE_DATASET_QUOTA_BYTES = envcount("BOKEHSITE_DATASET_QUOTA_BYTES", str(50
 BOKEHSITE_DATASET_MAX_BYTES = envcount("BOKEHSITE_DATASET_MAX_BYTES", str(16 * 1024 ** 3))
 # Bytes of one upload chunk; the server tells clients, and refuses bigger bodies.
 BOKEHSITE_DATASET_CHUNK_BYTES = envint("BOKEHSITE_DATASET_CHUNK_BYTES", str(8 * 1024 * 1024))
+# An upload that receives nothing for this many seconds is cancelled (manage.py prune_uploads, and
+# when its owner starts another), so that an abandoned one does not hold the quota.
+BOKEHSITE_DATASET_UPLOAD_EXPIRY = envcount("BOKEHSITE_DATASET_UPLOAD_EXPIRY", str(24 * 3600))
 if not 1024 <= BOKEHSITE_DATASET_CHUNK_BYTES <= BOKEHSITE_MAX_BODY_BYTES:
     raise ImproperlyConfigured("BOKEHSITE_DATASET_CHUNK_BYTES must be at least 1024 and at most BOKEHSITE_MAX_BODY_BYTES")
 

@@ -30,7 +30,9 @@ class UploadColumnSerializer(serializers.Serializer):
     dtype = serializers.CharField()
     bytes = serializers.IntegerField(help_text="Bytes the column takes: its rows times the dtype's size.")
     received_bytes = serializers.IntegerField()
-    missing = serializers.ListField(child=serializers.IntegerField(), help_text="Offsets of the chunks not received.")
+    missing_chunks = serializers.IntegerField(help_text="How many chunks have not been received.")
+    missing = serializers.ListField(child=serializers.IntegerField(),
+                                    help_text="Offsets of the chunks not received (the first 1000).")
 
 
 class UploadSerializer(serializers.Serializer):

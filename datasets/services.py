@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from bokehsite.errors import Unavailable
 from datasets import storage, summaries
@@ -28,6 +31,8 @@ from datasets.models import DATETIME_UNITS, NUMERIC_DTYPES, Dataset, State, Uplo
 from datasets.signals import rows_appended
 
 MAX_COLUMNS = 64
+# Missing chunks an upload's status lists, per column (the first ones): bounded, however small the chunks.
+LISTED_MISSING = 1000
 MAX_COLUMN_NAME = 100
 # Rows compared at once when checking that x is sorted or finding its range.
 SCAN_ROWS = 1 << 22
@@ -73,7 +78,7 @@ def summary_bytes(dtype: np.dtype, rows: int) -> int:
 
 def dataset_bytes(dtypes: Sequence[np.dtype], x_index: int, rows: int) -> int:
     """Bytes on disk of a dataset of ``rows`` rows: its columns and their summaries."""
-    header = len(storage._header(np.dtype("<f8"), rows))  # noqa: SLF001 (every header has this size)
+    header = len(storage.header(np.dtype("<f8"), rows))
     total = sum(header + rows * dtype.itemsize for dtype in dtypes)
     return total + sum(summary_bytes(dtype, rows) for i, dtype in enumerate(dtypes) if i != x_index)
 
@@ -161,6 +166,7 @@ def start_upload(owner: Any, name: str, columns: Sequence[Mapping[str, Any]], *,
         raise InvalidColumns(f"x: {x!r} is not one of the columns", field="x")
     _check_size(sum(length * dtype.itemsize for dtype in dtypes), "the upload")
     reserved = dataset_bytes(dtypes, [c["name"] for c in described].index(x), length)
+    discard_idle_uploads(owner)  # so that an abandoned upload does not hold the quota forever
     with transaction.atomic():
         _lock_owner(owner)
         if Dataset.objects.ready().filter(owner=owner, name=name).exists():
@@ -236,9 +242,12 @@ def upload_status(upload: Dataset) -> dict[str, Any]:
     for index, column in enumerate(upload.columns):
         have = received.get(index, set())
         size = _column_bytes(upload, index)
+        offsets = _offsets(upload, index)
+        missing = (o for o in offsets if o not in have)
         columns.append({"name": column["name"], "dtype": upload.declared_dtype(column["name"]), "bytes": size,
                         "received_bytes": sum(min(upload.chunk_bytes, size - o) for o in have),
-                        "missing": [o for o in _offsets(upload, index) if o not in have]})
+                        "missing_chunks": len(offsets) - len(have),
+                        "missing": list(itertools.islice(missing, LISTED_MISSING))})
     return {"id": upload.id, "name": upload.name, "length": upload.length, "x": upload.x_column,
             "require_sorted_x": upload.require_sorted_x, "chunk_bytes": upload.chunk_bytes, "columns": columns,
             "created": upload.created, "updated": upload.updated}
@@ -258,7 +267,7 @@ def finish_upload(upload: Dataset) -> Dataset:
     for column in status["columns"]:
         if column["missing"]:
             raise UploadIncomplete(
-                f"columns: column {column['name']!r} misses {len(column['missing'])} chunk(s), the first at offset "
+                f"columns: column {column['name']!r} misses {column['missing_chunks']} chunk(s), the first at offset "
                 f"{column['missing'][0]}; send them, then finish again", field="columns")
     folder, final = storage.upload_directory(upload.id), storage.final_directory(upload.id)
     if not folder.exists() and final.exists():  # renamed by a finish whose commit failed
@@ -286,6 +295,19 @@ def finish_upload(upload: Dataset) -> Dataset:
         raise NameTaken(f"name: you already have a dataset called {upload.name!r}; the upload was discarded",
                         field="name") from None
     return locked
+
+
+def discard_idle_uploads(owner: Any = None) -> int:
+    """Cancel the uploads (``owner``'s, or everyone's) that received nothing for
+    ``BOKEHSITE_DATASET_UPLOAD_EXPIRY`` seconds; how many."""
+    since = timezone.now() - timedelta(seconds=settings.BOKEHSITE_DATASET_UPLOAD_EXPIRY)
+    idle = Dataset.objects.filter(state=State.UPLOADING, updated__lt=since)
+    if owner is not None:
+        idle = idle.filter(owner=owner)
+    uploads = list(idle)
+    for upload in uploads:
+        _discard(upload)
+    return len(uploads)
 
 
 def cancel_upload(upload: Dataset) -> None:

@@ -13,6 +13,7 @@ rewrites are never read for ranges within the old length (only whole blocks are)
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import threading
@@ -59,9 +60,8 @@ def column_path(folder: Path, index: int) -> Path:
 # --- writing -------------------------------------------------------------------------------------
 
 
-def _header(dtype: np.dtype, length: int) -> bytes:
-    import io
-
+def header(dtype: np.dtype, length: int) -> bytes:
+    """The ``.npy`` header of ``length`` rows of ``dtype``: 128 bytes, whatever the length."""
     out = io.BytesIO()
     # NumPy pads the header so that the shape can grow to 21 digits in place: appends rewrite it.
     np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
@@ -80,10 +80,10 @@ def data_offset(path: Path) -> int:
 
 def create_column(path: Path, dtype: np.dtype, length: int) -> None:
     """A ``.npy`` file for ``length`` rows of ``dtype``, sparse until written."""
-    header = _header(dtype, length)
+    head = header(dtype, length)
     with open(path, "wb") as file:
-        file.write(header)
-        file.truncate(len(header) + length * dtype.itemsize)
+        file.write(head)
+        file.truncate(len(head) + length * dtype.itemsize)
 
 
 def write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
@@ -103,9 +103,9 @@ def write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
 def set_rows(path: Path, dtype: np.dtype, length: int, rows: np.ndarray | None = None, at: int = 0) -> None:
     """Write ``rows`` from row ``at`` (if given), cut the file after row ``length`` and say
     ``length`` rows in its header."""
-    header = _header(dtype, length)
+    head = header(dtype, length)
     offset = data_offset(path)
-    if len(header) != offset:
+    if len(head) != offset:
         raise OSError(f"{path}: the header cannot grow in place")
     with open(path, "r+b") as file:
         if rows is not None:
@@ -113,7 +113,7 @@ def set_rows(path: Path, dtype: np.dtype, length: int, rows: np.ndarray | None =
             file.write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
         file.truncate(offset + length * dtype.itemsize)
         file.seek(0)
-        file.write(header)
+        file.write(head)
         file.flush()
         os.fdatasync(file.fileno())
 

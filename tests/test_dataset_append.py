@@ -5,6 +5,7 @@ import pytest
 from bokeh.core.serialization import Buffer
 
 from bokehsite import wire
+from bokehsite.errors import Unavailable
 from datasets import services, storage, summaries
 from datasets.models import Dataset
 from datasets.signals import rows_appended
@@ -148,7 +149,7 @@ def test_a_failed_append_puts_the_files_back(api, dataset_dir, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(summaries, "extend", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(Unavailable):  # answered 503: nothing was stored
         services.append(dataset, {k: v[200:] for k, v in full.items()})
     monkeypatch.undo()
     dataset.refresh_from_db()

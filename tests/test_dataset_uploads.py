@@ -311,3 +311,27 @@ def test_a_disk_that_fails_answers_503_and_the_chunk_can_be_sent_again(api, data
     assert api.get(f"/api/datasets/uploads/{upload['id']}/").json()["columns"][0]["missing"] == [0]
     assert send_chunk(api, upload, "x", column_bytes(data["x"]), 0).status_code == 200
     assert api.post(f"/api/datasets/uploads/{upload['id']}/finish/").status_code == 201
+
+
+def test_an_idle_upload_is_cancelled_and_frees_the_quota(api, dataset_dir, settings):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    settings.BOKEHSITE_DATASET_QUOTA_BYTES = 10_000
+    data = {"x": np.arange(1000, dtype=np.float64)}
+    idle = start_upload(api, "idle", data).json()
+    assert start_upload(api, "next", data).json()["error"] == "quota_exceeded"
+    Dataset.objects.filter(pk=idle["id"]).update(updated=timezone.now() - timedelta(seconds=24 * 3600 + 1))
+    fresh = start_upload(api, "next", data)  # starting another cancels the idle one first
+    assert fresh.status_code == 201 and not (dataset_dir / ".uploads" / idle["id"]).exists()
+    Dataset.objects.filter(pk=fresh.json()["id"]).update(updated=timezone.now() - timedelta(days=2))
+    call_command("prune_uploads", stdout=open("/dev/null", "w"))
+    assert not Dataset.objects.exists() and not any((dataset_dir / ".uploads").iterdir())
+
+
+def test_the_status_of_an_upload_of_many_chunks_stays_bounded(api, dataset_dir):
+    upload = start_upload(api, "many", {"x": np.zeros(1500 * 128)}).json()  # 1500 chunks of 1 KiB
+    column = upload["columns"][0]
+    assert column["missing_chunks"] == 1500 and column["missing"] == list(range(0, 1000 * 1024, 1024))
