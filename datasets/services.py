@@ -110,15 +110,15 @@ def _lock_owner(owner: Any) -> None:
 
 
 def _x_summary(x: np.ndarray) -> tuple[bool, float | None, float | None]:
-    """Whether ``x`` never decreases (NaN breaks it), and its smallest and largest values."""
+    """Whether ``x`` never decreases (NaN breaks it), and its smallest and largest finite values."""
     ordered, low, high = True, None, None
     for start in range(0, len(x), SCAN_ROWS):
         part = np.asarray(x[start:start + SCAN_ROWS + 1])
         if ordered and len(part) > 1:
             ordered = bool(np.all(part[1:] >= part[:-1]))
         part = part[:SCAN_ROWS]
-        if part.dtype.kind == "f":
-            part = part[~np.isnan(part)]
+        if part.dtype.kind == "f":  # the range of the finite values (JSON has no NaN or infinity)
+            part = part[np.isfinite(part)]
         if len(part):
             lo, hi = float(part.min()), float(part.max())
             low = lo if low is None else min(low, lo)

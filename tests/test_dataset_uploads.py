@@ -201,6 +201,14 @@ def test_a_nan_in_x_makes_it_unsorted_but_not_its_range(api, dataset_dir):
     assert body["x_sorted"] is False and (body["x_min"], body["x_max"]) == (0.0, 99.0)
 
 
+def test_infinities_in_x_keep_it_sorted_and_out_of_its_range(api, dataset_dir):
+    x = np.array([-np.inf, 1.0, 2.0, np.inf])
+    body = upload_dataset(api, "inf", {"x": x, "y": np.array([np.inf, -np.inf, np.nan, 0.0])}).json()
+    assert body["x_sorted"] is True and (body["x_min"], body["x_max"]) == (1.0, 2.0)
+    only = upload_dataset(api, "only-nan", {"x": np.full(3, np.nan)}).json()
+    assert (only["x_min"], only["x_max"]) == (None, None)
+
+
 def test_the_name_is_unique_among_datasets_but_not_among_uploads(api, dataset_dir):
     first = start_upload(api, "same", {"x": np.arange(3.0)}).json()
     second = upload_dataset(api, "same", {"x": np.arange(3.0)})
