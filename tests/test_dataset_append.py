@@ -158,3 +158,24 @@ def test_a_failed_append_puts_the_files_back(api, dataset_dir, monkeypatch):
     services.append(dataset, {k: v[200:] for k, v in full.items()})
     dataset.refresh_from_db()
     assert_summaries_as_built_fresh(dataset, full)
+
+
+def test_readers_of_the_old_length_read_the_same_values_after_an_append(api, dataset_dir):
+    rng = np.random.default_rng(3)
+    full = {"x": np.arange(3000.0), "y": rng.normal(size=3000)}
+    old = 2000 + 5  # the last block of every level is partial, and an append rewrites it
+    body = upload_dataset(api, "read-while-appending", {k: v[:old] for k, v in full.items()}).json()
+    before = Dataset.objects.get(pk=body["id"])
+    columns, levels = storage.open_columns(before), storage.summary_levels(before, "y")
+    assert append(api, body["id"], {k: v[old:] for k, v in full.items()}).status_code == 200
+
+    # What a view of the old length asks: the extremes of ranges within it, from the old maps.
+    starts = rng.integers(0, old - 1, 500)
+    ends = np.minimum(starts + rng.integers(1, old, 500), old)
+    low, at_low, high, at_high = summaries.extremes(columns["y"], levels, starts, ends)
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        assert low[i] == full["y"][start:end].min() and high[i] == full["y"][start:end].max()
+        assert full["y"][at_low[i]] == low[i] and start <= at_low[i] < end and start <= at_high[i] < end
+    np.testing.assert_array_equal(columns["y"], full["y"][:old])
+    after = storage.open_columns(Dataset.objects.get(pk=body["id"]))
+    assert len(after["y"]) == 3000  # a new length is mapped anew
