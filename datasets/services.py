@@ -324,10 +324,15 @@ def _discard(dataset: Dataset) -> None:
 
 
 def delete_dataset(dataset: Dataset) -> None:
-    """Delete a dataset; its files go once that is committed."""
-    with transaction.atomic():
-        Dataset.objects.filter(pk=dataset.pk).delete()
-        transaction.on_commit(lambda: storage.remove(dataset.id))
+    """Delete a dataset; its files go once that is committed (``remove_files``)."""
+    Dataset.objects.filter(pk=dataset.pk).delete()
+
+
+def remove_files(sender: type, instance: Dataset, **kwargs: Any) -> None:
+    """Connected to ``post_delete``: however a dataset's row goes (deleted, its owner deleted, the
+    admin), its files go once that is committed."""
+    dataset_id = instance.pk
+    transaction.on_commit(lambda: storage.remove(dataset_id))
 
 
 def rows_from_buffers(spec: Sequence[Mapping[str, Any]], buffers: Sequence[Buffer]) -> dict[str, np.ndarray]:

@@ -265,6 +265,16 @@ def test_deleting_a_dataset_removes_its_files(api, dataset_dir, django_capture_o
     assert api.get(f"/api/datasets/{body['id']}/").status_code == 404
 
 
+def test_deleting_a_user_removes_their_datasets_files(multi_user, dataset_dir, alice,
+                                                     django_capture_on_commit_callbacks):
+    body = upload_dataset(token_client(alice), "hers", columns()).json()
+    pending = start_upload(token_client(alice), "pending", columns()).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.delete()
+    assert not (dataset_dir / body["id"]).exists() and not (dataset_dir / ".uploads" / pending["id"]).exists()
+    assert not Dataset.objects.exists()
+
+
 def test_other_users_get_404_for_everything_of_someone_elses(multi_user, dataset_dir, alice, charlie):
     owner, other = token_client(alice), token_client(charlie)
     dataset = upload_dataset(owner, "private", columns()).json()
