@@ -281,6 +281,7 @@ def finish_upload(upload: Dataset) -> Dataset:
     with _writing("the summaries"):
         for name in upload.summarized_columns:
             summaries.build(rows[name], folder, storage.column_stem(upload.column_index(name)))
+        storage.sync(folder, "*.summary*")
     del rows
     try:
         with transaction.atomic():
@@ -290,6 +291,7 @@ def finish_upload(upload: Dataset) -> Dataset:
             locked.save()
             UploadChunk.objects.filter(dataset=locked).delete()
             os.rename(folder, final)
+            storage.sync(final.parent, None)  # the rename, before the database says ready
     except IntegrityError:
         _discard(upload)
         raise NameTaken(f"name: you already have a dataset called {upload.name!r}; the upload was discarded",
@@ -424,6 +426,7 @@ def append(dataset: Dataset, columns: Mapping[str, Any]) -> Dataset:
                     index = locked.column_index(name)
                     column = np.load(storage.column_path(folder, index), mmap_mode="r")
                     summaries.extend(column, folder, storage.column_stem(index), old)
+                storage.sync(folder, "*.summary*")
             except BaseException:
                 _restore(locked, folder, dtypes, old)
                 raise

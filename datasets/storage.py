@@ -118,6 +118,21 @@ def set_rows(path: Path, dtype: np.dtype, length: int, rows: np.ndarray | None =
         os.fdatasync(file.fileno())
 
 
+def sync(folder: Path, pattern: str | None = "*") -> None:
+    """Flush the files of ``folder`` that match ``pattern`` (None: none), and the folder itself, to disk."""
+    for path in folder.glob(pattern) if pattern else ():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def disk_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
 
