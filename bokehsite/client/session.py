@@ -18,7 +18,7 @@ from bokehsite.client import config
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
 from bokehsite.client.link import DocumentLink
 
-DEFAULT_URL = "http://localhost:8000/"
+DEFAULT_URL = "http://localhost:5006/"
 
 
 def normalize_url(url: str | None) -> str:
@@ -32,7 +32,7 @@ class Session:
 
     Args:
         root_url: the server's address; defaults to ``$BOKEH_SERVER_URL``, else
-            ``http://localhost:8000/``.
+            ``http://localhost:5006/``.
         token: an API token for a multi-user server. Default: ``$BOKEH_API_TOKEN``, else the
             token saved by the last ``login()`` or ``register()`` for this server.
         timeout: seconds to wait for each HTTP answer.
