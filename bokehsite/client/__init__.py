@@ -3,6 +3,7 @@
 Needs only bokeh, requests and websockets; importing it never touches Django.
 """
 
+from bokehsite.client.embed import autoload_server
 from bokehsite.client.exceptions import BokehsiteError, ServerError, ServerUnreachable
 from bokehsite.client.io import curdoc, cursession, output_server, push, show
 from bokehsite.client.plotting import figure
@@ -11,4 +12,5 @@ from bokehsite.client.session import Session
 __all__ = [
     "BokehsiteError", "ServerError", "ServerUnreachable", "Session",
     "curdoc", "cursession", "figure", "output_server", "push", "show",
+    "autoload_server",
 ]
