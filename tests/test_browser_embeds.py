@@ -4,13 +4,9 @@ which says why; the same snippet in a page of an origin the token does not list 
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 import re
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
@@ -18,27 +14,9 @@ import requests
 from bokehsite.client import Session, autoload_server
 from tests.conftest import make_user
 from tests.helpers import COUNT_PIXELS, LINE_BLUE, line_document
+from tests.servers import StaticSite
 
 pytestmark = [pytest.mark.browser, pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
-
-
-class StaticSite:
-    """Serves the files of ``root`` on a free port of 127.0.0.1: another origin than the server's."""
-
-    def __init__(self, root: Path):
-        handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
-        handler.log_message = lambda *args: None
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> StaticSite:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def host_page(*snippets: str) -> str:

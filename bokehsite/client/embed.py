@@ -101,7 +101,11 @@ def notebook_snippet(session: Session) -> Snippet:
     if info.get("visibility") == "public":
         return autoload_server(session=session, public=True)
     if session.token:
-        return autoload_server(session=session, token=session.embed_token(origins=notebook_origins(), name="notebook"))
+        # One token per document and session, however often the cell is shown again.
+        made = getattr(session, "_notebook_embed", None)
+        if made is None or made[0] != info.get("id"):
+            made = session._notebook_embed = (info.get("id"), session.embed_token(origins=notebook_origins(), name="notebook"))
+        return autoload_server(session=session, token=made[1])
     return autoload_server(session=session)
 
 
