@@ -101,12 +101,14 @@ def check(token: EmbedToken) -> EmbedToken:
     """``token``, if it still holds.
 
     Raises:
-        InvalidEmbedToken: it was revoked, or it has expired.
+        InvalidEmbedToken: it was revoked, it has expired, or its document's owner was deactivated.
     """
     if token.revoked is not None:
         raise InvalidEmbedToken("the embed token was revoked by the document's owner")
     if token.expires <= timezone.now():
         raise InvalidEmbedToken("the embed token has expired; the document's owner can make a new one")
+    if not token.document.owner.is_active:
+        raise InvalidEmbedToken("the document's owner's account is disabled")
     return token
 
 
@@ -119,7 +121,7 @@ def lookup(secret: str) -> EmbedToken:
     if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX) or len(secret) <= PREFIX_LENGTH \
             or len(secret) > 100:
         raise InvalidEmbedToken("the embed token is not valid")
-    token = EmbedToken.objects.filter(prefix=secret[:PREFIX_LENGTH]).first()
+    token = EmbedToken.objects.select_related("document__owner").filter(prefix=secret[:PREFIX_LENGTH]).first()
     if token is None or not hmac.compare_digest(token.digest, secret_digest(secret)):
         raise InvalidEmbedToken("the embed token is not valid")
     return check(token)
@@ -128,7 +130,7 @@ def lookup(secret: str) -> EmbedToken:
 def by_id(token_id: str) -> EmbedToken:
     """The embed token a frame token names, if it still holds (raises ``InvalidEmbedToken``)."""
     try:
-        token = EmbedToken.objects.filter(pk=token_id).first()
+        token = EmbedToken.objects.select_related("document__owner").filter(pk=token_id).first()
     except (ValueError, ValidationError):
         token = None
     if token is None:

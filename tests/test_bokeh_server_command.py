@@ -184,3 +184,77 @@ def test_multi_user_mode_from_the_command_line_asks_for_credentials(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.faults  # a PostgreSQL and a Redis of its own, as the fault tests have
+@pytest.mark.daphne
+@pytest.mark.timeout(150)
+def test_several_workers_share_one_port_over_postgresql_and_redis_and_stop_together(tmp_path):
+    import asyncio
+
+    from bokehsite.client import Session
+    from bokehsite.client.follower import Follower
+    from tests import faults
+    from tests.helpers import line_document
+
+    if missing := faults.missing_programs():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"this test needs {' and '.join(missing)}")
+        pytest.skip(f"this test needs {' and '.join(missing)}")
+    with faults.services() as (_, _, env):
+        port = free_port()
+        log = (tmp_path / "server.log").open("w")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bokehsite.cli", "serve", "--workers", "2", "--port", str(port),
+             "--database-url", env["DATABASE_URL"], "--redis-url", env["REDIS_URL"]],
+            cwd=tmp_path, env=CLEAN_ENV, stdout=log, stderr=subprocess.STDOUT)
+        output = lambda: (tmp_path / "server.log").read_text()  # noqa: E731
+        try:
+            wait_for_port(port, 60, server, output)
+            assert "2 workers" in output()
+            wait_until(lambda: len(children_of(server.pid)) == 2, timeout=30)
+            workers = children_of(server.pid)
+            assert all("daphne" in Path(f"/proc/{pid}/cmdline").read_text() for pid in workers)
+            url = f"http://127.0.0.1:{port}/"
+            # Each connection goes to whichever worker accepts it; every one sees every change.
+            with Session(url) as session:
+                session.use_doc("workers")
+                doc = line_document()
+                info = session.push(doc)
+
+                async def follow() -> list[int]:
+                    followers = [Follower(Session(url), info["id"]) for _ in range(4)]
+                    for follower in followers:
+                        await follower.__aenter__()
+                    doc.get_model_by_name("ex_line").data_source.stream({"x": [6], "y": [1]})
+                    version = await asyncio.to_thread(session.push)
+                    try:
+                        return [await f.wait_for(version["version"], 20) or f.version for f in followers]
+                    finally:
+                        for follower in followers:
+                            await follower.__aexit__(None, None, None)
+
+                assert asyncio.run(follow()) == [2, 2, 2, 2]
+            server.send_signal(signal.SIGINT)
+            assert server.wait(30) == 0
+            assert "bokeh-server: stopped" in output()
+            assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+            for pid in children_of(server.pid):
+                os.kill(pid, signal.SIGKILL)
+            log.close()

@@ -267,3 +267,12 @@ def test_embed_tokens_lookups_refuse_what_does_not_hold(alice):
     embeds.revoke(token)
     with pytest.raises(InvalidEmbedToken, match="revoked"):
         embeds.lookup(secret)
+
+
+def test_an_embed_token_of_a_deactivated_owner_shows_nothing(alice, client, multi_user):
+    document = store(alice)
+    _, secret = make_token(document)
+    alice.is_active = False
+    alice.save()
+    config = config_of(client.get(f"/documents/{document.id}/autoload.js", {"embed_token": secret}))
+    assert config["error"]["error"] == "invalid_embed_token" and "disabled" in config["error"]["detail"]
