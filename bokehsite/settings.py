@@ -14,6 +14,8 @@ from bokeh.util.paths import static_path as bokeh_static_path
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A clone has templates/ and static/ beside the apps; an installed package has them inside bokehsite/.
+ASSETS_DIR = BASE_DIR if (BASE_DIR / "templates").is_dir() else Path(__file__).resolve().parent
 
 
 def envbool(name: str, default: str) -> bool:
@@ -114,7 +116,7 @@ ASGI_APPLICATION = "bokehsite.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [ASSETS_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -212,7 +214,7 @@ STATIC_URL = "static/"
 # Only `collectstatic` needs it: WhiteNoise serves straight from the finders below.
 STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
 STATICFILES_DIRS = [
-    BASE_DIR / "static",
+    ASSETS_DIR / "static",
     # BokehJS is served from the installed `bokeh` package (under /static/bokeh/), never a CDN.
     ("bokeh", str(bokeh_static_path())),
 ]

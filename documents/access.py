@@ -12,6 +12,9 @@ know the document exists; callers then answer 404, never 403.
   present its key.
 - A sandboxed plot frame presents a frame token (``documents.frames``) for one document and role,
   signed for one viewer: it grants the weaker of that role and what the viewer may do now.
+- Another site's page showing a document (``documents.embeds``) presents an embed token, or asks
+  for a public document; in single-user mode it may show any. Embeds only read, and never act
+  with the visitor's cookies.
 
 The REST API, the pages and the websocket consumer all ask ``resolve(caller(...), id, need)``.
 """
@@ -28,11 +31,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 
-from accounts.users import acting_user
-from documents.exceptions import DocumentNotFound, Forbidden, InvalidFrameToken
-from documents import frames
+from accounts.users import acting_user, default_user, multi_user
+from documents.exceptions import DocumentNotFound, Forbidden, InvalidEmbedToken, InvalidFrameToken
+from documents import embeds, frames
 from documents.frames import FrameGrant, verify_frame_token
-from documents.models import Collaborator, Document, Visibility
+from documents.models import Collaborator, Document, EmbedToken, Visibility
 
 RoleName = Literal["read", "write", "owner"]
 RANK = {None: 0, "read": 1, "write": 2, "owner": 3}
@@ -81,6 +84,8 @@ class Caller:
     user: User
     key: str | None = None
     grant: FrameGrant | None = None
+    # Another site's page showing the document: its embed token, or one of ``embeds.ANYWHERE``.
+    embed: EmbedToken | str | None = None
 
 
 def caller(request: Any, *, frame_token: bool = False) -> Caller:
@@ -98,6 +103,37 @@ def caller(request: Any, *, frame_token: bool = False) -> Caller:
         return Caller(AnonymousUser(), grant=verify_frame_token(query["frame_token"]))
     user = AnonymousUser() if query.get("public") == "true" else acting_user(request)
     return Caller(user, key=query.get("key"))
+
+
+def embed_caller(request: Any) -> Caller:
+    """Who another site's page is when it shows a document (``autoload.js`` and its frame tokens):
+    never the visitor's cookies. Its ``?embed_token=``; else anyone (``?public=true``, or any
+    request of a multi-user server); else, in single-user mode, the one user, read-only.
+
+    Raises:
+        InvalidEmbedToken: the embed token is unknown, revoked or expired.
+    """
+    query = request.GET
+    if secret := query.get("embed_token"):
+        return Caller(AnonymousUser(), embed=embeds.lookup(secret))
+    if query.get("public") == "true" or multi_user():
+        return Caller(AnonymousUser(), embed="public")
+    return Caller(default_user(), embed="open")
+
+
+def embed_expires(scope: dict[str, Any]) -> Any:
+    """When the embed token behind a websocket's frame token expires, if it has one."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    try:
+        grant = verify_frame_token(query.get("frame_token", [""])[0]) if query.get("frame_token") else None
+    except InvalidFrameToken:
+        return None
+    if grant is None or grant.embed in (None, *embeds.ANYWHERE):
+        return None
+    try:
+        return embeds.by_id(grant.embed).expires
+    except InvalidEmbedToken:
+        return None
 
 
 def socket_caller(scope: dict[str, Any], user: User) -> Caller:
@@ -118,11 +154,20 @@ def frame_token(who: Caller, document: Document) -> str:
     ``who``: every use checks it against what they may do then."""
     user_id = who.user.pk if who.user.is_authenticated else None
     key = who.key if document.visibility == Visibility.SECRET else None
-    return frames.sign_frame_token(document, document.role, user_id=user_id, key=key)
+    embed = str(who.embed.pk) if isinstance(who.embed, EmbedToken) else who.embed
+    return frames.sign_frame_token(document, document.role, user_id=user_id, key=key, embed=embed)
 
 
 def _granted_role(grant: FrameGrant, document: Document) -> RoleName | None:
-    """What a frame grant allows now: its role, if its viewer still has at least that."""
+    """What a frame grant allows now: its role, if its viewer still has at least that.
+
+    Raises:
+        InvalidEmbedToken: the embed token it came from was revoked or has expired.
+    """
+    if grant.embed not in (None, *embeds.ANYWHERE):
+        return "read" if embeds.by_id(grant.embed).document_id == document.pk else None
+    if grant.embed == "open" and multi_user():
+        return None  # single-user mode's open embeds end with it
     user: User = AnonymousUser()
     if grant.user_id is not None:
         user = get_user_model().objects.filter(pk=grant.user_id, is_active=True).first() or AnonymousUser()
@@ -135,16 +180,27 @@ def resolve(who: Caller, document_id: uuid.UUID | str, need: RoleName = "read") 
 
     Raises:
         InvalidFrameToken: the caller's frame token is for another document.
+        InvalidEmbedToken: the caller's embed token is for another document, or the one its
+            frame token came from was revoked or has expired.
         DocumentNotFound: no such document, or ``who`` may not know it exists.
         Forbidden: ``who`` may view it but not do what ``need`` requires.
     """
     if who.grant is not None and str(who.grant.document_id) != str(document_id):
         raise InvalidFrameToken("the frame token is for another document")
+    if isinstance(who.embed, EmbedToken) and str(who.embed.document_id) != str(document_id):
+        raise InvalidEmbedToken("the embed token is for another document")
     try:
         document = Document.objects.select_related("owner").get(pk=document_id)
     except (Document.DoesNotExist, ValueError, ValidationError):
         raise DocumentNotFound("no such document") from None
-    role = _granted_role(who.grant, document) if who.grant is not None else role_for(who.user, document, key=who.key)
+    if isinstance(who.embed, EmbedToken):
+        role: RoleName | None = "read"
+    elif who.grant is not None:
+        role = _granted_role(who.grant, document)
+    else:
+        role = role_for(who.user, document, key=who.key)
+    if who.embed is not None:
+        role = weaker(role, "read")
     if role is None:
         raise DocumentNotFound("no such document")
     if not allows(role, need):

@@ -4,7 +4,8 @@ from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
 from bokehsite.wire import model_objects
-from documents.models import Collaborator, Document
+from documents import embeds
+from documents.models import Collaborator, Document, EmbedToken
 
 
 class CollaboratorInline(admin.TabularInline):
@@ -41,3 +42,24 @@ class DocumentAdmin(admin.ModelAdmin):
         snapshots = document.snapshots.values_list("buffers", flat=True)
         events = document.events.count()
         return f"{filesizeformat(sum(len(b) for b in snapshots))} in {len(snapshots)} snapshot(s), {events} logged change(s)"
+
+
+@admin.register(EmbedToken)
+class EmbedTokenAdmin(admin.ModelAdmin):
+    """Embed tokens of every document; revoking one stops the pages that show it."""
+
+    list_display = ["prefix", "document", "name", "origins", "expires", "revoked"]
+    list_filter = ["revoked"]
+    search_fields = ["prefix", "name", "document__title", "document__owner__username"]
+    list_select_related = ["document"]
+    readonly_fields = ["id", "document", "prefix", "created"]
+    fields = ["id", "document", "name", "prefix", "origins", "created", "expires", "revoked"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made by owners, with a secret shown once
+
+    @admin.action(description="Revoke the selected embed tokens")
+    def revoke(self, request, queryset) -> None:
+        for token in queryset.filter(revoked__isnull=True):
+            embeds.revoke(token)

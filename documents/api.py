@@ -1,5 +1,10 @@
 """The REST API. Views parse and answer; ``documents.services`` decides."""
 
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotAcceptable, NotFound
@@ -11,9 +16,9 @@ from rest_framework.views import APIView
 
 from bokehsite import wire
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, SECRET_LINK_KEY, body, raises
-from documents import access, services
+from documents import access, embeds, services
 from documents.exceptions import (
-    Forbidden, HistoryTruncated, InvalidDocument, InvalidFrameToken, InvalidPatch, TitleTaken, UnknownModelType,
+    Forbidden, HistoryTruncated, InvalidDocument, InvalidEmbedToken, InvalidFrameToken, InvalidPatch, TitleTaken, UnknownModelType,
     UserNotFound, VersionConflict,
 )
 from documents.renderers import BundleRenderer
@@ -21,6 +26,7 @@ from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
     SinceQuerySerializer, TitleQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
 )
+from documents.serializers import CreateEmbedTokenSerializer, EmbedTokenSerializer, NewEmbedTokenSerializer
 
 BUNDLE_ANSWER = {(200, BUNDLE): OpenApiResponse(BINARY, description="A bundle (see the README's wire format).")}
 
@@ -127,7 +133,7 @@ class DocumentContent(APIView):
             "frame_token", str, description="The sandboxed plot frame's signed token, instead of a login.")],
         responses={**BUNDLE_ANSWER, 304: OpenApiResponse(description="Unchanged since the `If-None-Match` ETag.")},
     )
-    @raises(INVALID, InvalidFrameToken, HistoryTruncated)
+    @raises(INVALID, InvalidFrameToken, InvalidEmbedToken, HistoryTruncated)
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
         document = access.resolve(access.caller(request, frame_token=True), pk)
@@ -264,4 +270,47 @@ class CollaboratorDetail(APIView):
     @raises(Forbidden, UserNotFound)
     def delete(self, request: Request, pk, username: str) -> Response:
         services.unshare(_resolve(request, pk, "owner"), username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- embeds ----------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["sharing"], parameters=[SECRET_LINK_KEY])
+class EmbedTokens(APIView):
+    """GET: the document's embed tokens. POST {origins, expires?}: a new one, for other sites' pages."""
+
+    @extend_schema(summary="A document's embed tokens", responses=EmbedTokenSerializer(many=True))
+    @raises(Forbidden)
+    def get(self, request: Request, pk) -> Response:
+        document = _resolve(request, pk, "owner")
+        return Response(EmbedTokenSerializer(embeds.tokens_of(document), many=True).data)
+
+    @extend_schema(summary="Make an embed token", request=body(CreateEmbedTokenSerializer, bundle=False),
+                   responses={201: NewEmbedTokenSerializer})
+    @raises(Forbidden)
+    def post(self, request: Request, pk) -> Response:
+        document = _resolve(request, pk, "owner")
+        data = _valid(CreateEmbedTokenSerializer, request.data)
+        expires = data["expires"]
+        if data["expires_in_days"]:
+            expires = timezone.now() + timedelta(days=data["expires_in_days"])
+        token, secret = embeds.create(document, data["origins"], expires=expires, name=data["name"])
+        token.token = secret
+        token.autoload_url = request.build_absolute_uri(
+            reverse("documents:autoload", args=[document.id])) + "?" + urlencode({"embed_token": secret})
+        return Response(NewEmbedTokenSerializer(token).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["sharing"], parameters=[SECRET_LINK_KEY])
+class EmbedTokenDetail(APIView):
+    """DELETE: revoke the embed token; pages that show it stop and say why."""
+
+    @extend_schema(summary="Revoke an embed token", responses={204: None})
+    @raises(Forbidden)
+    def delete(self, request: Request, pk, token_id) -> Response:
+        token = embeds.get(_resolve(request, pk, "owner"), token_id)
+        if token is None:
+            raise NotFound("no such embed token")
+        embeds.revoke(token)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -64,3 +64,15 @@ class HistoryTruncated(ApiError):
 
     def __init__(self, version: int):
         super().__init__(f"version {version} is no longer in the document's history", field="version")
+
+
+class InvalidEmbedToken(errors.Unauthorized):
+    """An embed token that is unknown, revoked or expired."""
+
+    code = "invalid_embed_token"
+
+
+class EmbedOriginRefused(errors.Forbidden):
+    """A page of an origin its embed token does not list."""
+
+    code = "origin_not_allowed"

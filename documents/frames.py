@@ -42,6 +42,9 @@ class FrameGrant:
     role: FrameRole
     user_id: int | None = None
     key_digest: str | None = None
+    # A frame shown in another site's page (``documents.embeds``): the embed token's id, or
+    # "public" / "open" for embeds that need none. None: a frame of this site's own plot page.
+    embed: str | None = None
 
 
 def key_digest(key: str) -> str:
@@ -54,10 +57,15 @@ def frame_role(role: str) -> FrameRole:
     return "write" if role in ("owner", "write") else "read"
 
 
-def sign_frame_token(document: Document, role: str, *, user_id: int | None = None, key: str | None = None) -> str:
+def sign_frame_token(document: Document, role: str, *, user_id: int | None = None, key: str | None = None,
+                     embed: str | None = None) -> str:
     """A frame token for ``document`` with ``role`` ("read" or "write"; "owner" counts as write),
-    for the viewer ``user_id`` (None: an anonymous viewer), who holds the secret link ``key``."""
-    data = {"d": str(document.pk), "r": frame_role(role), "u": user_id, "k": key_digest(key) if key else None}
+    for the viewer ``user_id`` (None: an anonymous viewer), who holds the secret link ``key``, or
+    for the embed ``embed`` (which reads only)."""
+    data = {"d": str(document.pk), "r": "read" if embed else frame_role(role), "u": user_id,
+            "k": key_digest(key) if key else None}
+    if embed:
+        data["e"] = embed
     return signing.dumps(data, salt=SALT, compress=False)
 
 
@@ -73,12 +81,13 @@ def verify_frame_token(token: str, *, max_age: float | None = None) -> FrameGran
         max_age = settings.BOKEHSITE_FRAME_TOKEN_MAX_AGE
     try:
         data = signing.loads(token, salt=SALT, max_age=max_age)
-        grant = FrameGrant(uuid.UUID(data["d"]), data["r"], data.get("u"), data.get("k"))
+        grant = FrameGrant(uuid.UUID(data["d"]), data["r"], data.get("u"), data.get("k"), data.get("e"))
     except signing.SignatureExpired:
         raise InvalidFrameToken("the frame token has expired; reload the page") from None
     except (signing.BadSignature, KeyError, TypeError, ValueError):
         raise InvalidFrameToken("the frame token is not valid") from None
     if (grant.role not in ("read", "write") or not isinstance(grant.user_id, (int, type(None)))
-            or not isinstance(grant.key_digest, (str, type(None)))):
+            or not isinstance(grant.key_digest, (str, type(None))) or not isinstance(grant.embed, (str, type(None)))
+            or (grant.embed is not None and grant.role != "read")):
         raise InvalidFrameToken("the frame token is not valid")
     return grant

@@ -178,3 +178,34 @@ class Collaborator(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.role})"
+
+
+# --- embeds ----------------------------------------------------------------------------------
+
+
+class EmbedToken(models.Model):
+    """Lets pages of the listed ``origins`` show one document read-only (``documents.embeds``), until
+    it expires or its owner revokes it. Only a digest of its secret is stored, as for API tokens;
+    the secret is in the snippet the owner puts in their pages, so it is as secret as those are."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="embed_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False, help_text="SHA-256 of the secret, hex.")
+    origins = models.JSONField(default=list, help_text="The origins whose pages may show it, e.g. https://example.org.")
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    revoked = models.DateTimeField(null=True, blank=True, help_text="When it was revoked; empty while it is valid.")
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or ', '.join(self.origins)})"
+
+    @property
+    def is_active(self) -> bool:
+        from django.utils import timezone
+
+        return self.revoked is None and self.expires > timezone.now()

@@ -1,7 +1,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from documents.models import Collaborator, Document, Role, Visibility
+from documents.models import Collaborator, Document, EmbedToken, Role, Visibility
 
 
 class DocumentSerializer(serializers.ModelSerializer):
@@ -105,3 +105,36 @@ class CollaboratorSerializer(serializers.ModelSerializer):
         model = Collaborator
         fields = ["username", "role", "created"]
         read_only_fields = ["created"]
+
+
+# --- embeds ----------------------------------------------------------------------------------
+
+
+class EmbedTokenSerializer(serializers.ModelSerializer):
+    """An embed token, never its secret."""
+
+    active = serializers.BooleanField(source="is_active", read_only=True, help_text="Neither revoked nor expired.")
+
+    class Meta:
+        model = EmbedToken
+        fields = ["id", "name", "prefix", "origins", "created", "expires", "revoked", "active"]
+        read_only_fields = fields
+
+
+class NewEmbedTokenSerializer(EmbedTokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The secret, for autoload.js?embed_token=; shown only now.")
+    autoload_url = serializers.CharField(read_only=True, help_text="The script's URL with the token in it.")
+
+    class Meta(EmbedTokenSerializer.Meta):
+        fields = [*EmbedTokenSerializer.Meta.fields, "token", "autoload_url"]
+        read_only_fields = fields
+
+
+class CreateEmbedTokenSerializer(serializers.Serializer):
+    origins = serializers.ListField(
+        child=serializers.CharField(max_length=200), min_length=1, max_length=20,
+        help_text="The origins whose pages may show the document, e.g. [\"https://example.org\"].")
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    expires = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                        help_text="When it stops working (default: in 30 days; at most a year).")
+    expires_in_days = serializers.IntegerField(min_value=1, max_value=366, required=False, allow_null=True, default=None)

@@ -11,7 +11,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
 from accounts.signals import announce
-from documents.models import Collaborator, Document
+from documents.models import Collaborator, Document, EmbedToken
 
 # changes: list[documents.changes.Change], consecutive versions of one document, in order.
 changes_committed = Signal()
@@ -31,3 +31,9 @@ def _document_changed(sender: Any, instance: Document, created: bool = False, up
 @receiver([post_save, post_delete], sender=Collaborator, dispatch_uid="documents.collaborator_access")
 def _collaborator_changed(sender: Any, instance: Collaborator, **kwargs: Any) -> None:
     announce(documents=[instance.document_id])
+
+
+@receiver([post_save, post_delete], sender=EmbedToken, dispatch_uid="documents.embed_token_access")
+def _embed_token_changed(sender: Any, instance: EmbedToken, created: bool = False, **kwargs: Any) -> None:
+    if not created:  # revoked, changed or deleted (the admin, too): open embeds look again
+        announce(documents=[instance.document_id])

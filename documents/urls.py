@@ -10,4 +10,6 @@ urlpatterns = [
     path("documents/<uuid:pk>/frame/", views.document_frame, name="frame"),
     path("documents/<uuid:pk>/frame-token/", views.frame_token, name="frame-token"),
     path("documents/<uuid:pk>/share/", views.share_page, name="share"),
+    path("documents/<uuid:pk>/autoload.js", views.document_autoload, name="autoload"),
+    path("documents/<uuid:pk>/embeds/", views.embeds_page, name="embeds"),
 ]

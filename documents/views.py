@@ -1,6 +1,10 @@
-"""HTML pages: the caller's document list, the plot page and its sandboxed frame, sharing."""
+"""HTML pages: the caller's document list, the plot page and its sandboxed frame, sharing, and
+embeds in other sites' pages (``autoload.js``, their frames, the owner's embed tokens)."""
 
-from urllib.parse import urlencode
+import json
+import re
+from datetime import timedelta
+from urllib.parse import urlencode, urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
@@ -8,14 +12,16 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.templatetags.static import static
+from django.utils import timezone
+from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.users import acting_user
 from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
-from documents import access, services
-from documents.exceptions import DocumentNotFound, Forbidden, InvalidFrameToken
+from documents import access, embeds, services
+from documents.exceptions import DocumentNotFound, Forbidden, InvalidEmbedToken, InvalidFrameToken
 from documents.frames import verify_frame_token
 from documents.models import Document, Role, Visibility
 
@@ -76,7 +82,10 @@ def document_page(request: HttpRequest, pk) -> HttpResponse:
 
 @require_GET
 def frame_token(request: HttpRequest, pk) -> HttpResponse:
-    """A fresh frame token for the page's frame, under the same rules as the page."""
+    """A fresh frame token for the page's frame, under the same rules as the page; with
+    ``?embed=1``, for an embed's frame, under the embed's rules (no cookies; CORS)."""
+    if request.GET.get("embed") == "1":
+        return _embed_frame_token(request, pk)
     try:
         caller, document = _viewed(request, pk)
     except (_LoginFirst, Http404):
@@ -85,14 +94,18 @@ def frame_token(request: HttpRequest, pk) -> HttpResponse:
     return JsonResponse({"token": token, "role": verify_frame_token(token).role}, headers={"Cache-Control": "no-store"})
 
 
+@xframe_options_exempt  # the frame says where it may be drawn itself (frame-ancestors)
 @require_GET
-@xframe_options_sameorigin
 def document_frame(request: HttpRequest, pk) -> HttpResponse:
     """The sandboxed frame that runs a document's code. It trusts only its frame token."""
+    ancestors = None  # this site's own pages only (X-Frame-Options)
     try:
         if not request.GET.get("frame_token"):
             raise InvalidFrameToken("the frame needs a frame token")
-        document = access.resolve(access.caller(request, frame_token=True), pk)
+        caller = access.caller(request, frame_token=True)
+        if caller.grant.embed is not None:
+            ancestors = embeds.frame_ancestors(caller.grant.embed)
+        document = access.resolve(caller, pk)
         status, context = 200, {"document": document, "token": request.GET["frame_token"],
                                 "role": access.connection_role(document.role),
                                 "doc_url": reverse("api:document-doc", args=[document.id]),
@@ -100,7 +113,9 @@ def document_frame(request: HttpRequest, pk) -> HttpResponse:
     except ApiError as e:
         status, context = e.status_code, {"error": e.detail}
     response = render(request, "documents/frame.html", context, status=status)
-    response["Content-Security-Policy"] = FRAME_CSP
+    response["Content-Security-Policy"] = f"{FRAME_CSP}; {ancestors}" if ancestors else FRAME_CSP
+    if ancestors is None:
+        response["X-Frame-Options"] = "SAMEORIGIN"
     response["Referrer-Policy"] = "no-referrer"  # the token is in this URL
     response["Cache-Control"] = "no-store"
     return response
@@ -139,3 +154,141 @@ def share_page(request: HttpRequest, pk) -> HttpResponse:
         "roles": Role.choices,
     }
     return render(request, "documents/share.html", context)
+
+
+# --- embeds in other sites' pages --------------------------------------------------------------
+
+# The id of the element the snippet's script tag has, which the loader puts the plot after.
+ELEMENT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+# Seconds the host page waits for the frame to say it loaded before it says why it did not.
+EMBED_LOAD_TIMEOUT = 20
+
+
+def _page_origin(request: HttpRequest) -> str | None:
+    """The origin of the page that asks, as its browser says it: ``Origin`` (sent with fetches),
+    else ``Referer`` (sent, cut to the origin by default, with script loads)."""
+    if origin := request.headers.get("Origin"):
+        return None if origin == "null" else origin
+    if referer := request.headers.get("Referer"):
+        parts = urlsplit(referer)
+        if parts.scheme and parts.netloc:
+            return f"{parts.scheme}://{parts.netloc}"
+    return None
+
+
+def _embedded(request: HttpRequest, pk) -> tuple[access.Caller, Document]:
+    """Who embeds, and the document, for another site's page (``documents.access.embed_caller``).
+
+    Raises:
+        ApiError: an embed token that does not hold or does not list the page's origin, or a
+            document the embed may not show (``DocumentNotFound``, with what to do).
+    """
+    caller = access.embed_caller(request)
+    if isinstance(caller.embed, embeds.EmbedToken):
+        embeds.check_origin(caller.embed, _page_origin(request))
+    try:
+        return caller, access.resolve(caller, pk)
+    except DocumentNotFound:
+        what = "it is not public" if caller.embed == "public" else "it is not this embed token's"
+        raise DocumentNotFound(f"this plot cannot be shown: there is no such document, or {what} "
+                               "(a private document needs an embed token from its owner)") from None
+
+
+def _cors(response: HttpResponse) -> HttpResponse:
+    # Answers to embeds depend on no cookie, so any page may read them; the origin was checked.
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _embed_frame_token(request: HttpRequest, pk) -> HttpResponse:
+    try:
+        caller, document = _embedded(request, pk)
+    except ApiError as e:
+        return _cors(errors.json_response(e))
+    return _cors(JsonResponse({"token": access.frame_token(caller, document), "role": "read"}))
+
+
+@require_GET
+def document_autoload(request: HttpRequest, pk) -> HttpResponse:
+    """``autoload.js``: the script that shows the document in another site's page, in a sandboxed
+    frame after the script's own tag, live. A refusal is a script too, which says why in the page
+    (a browser runs no script answered with an error status, and would leave a blank box)."""
+    element = request.GET.get("id", "")
+    error: ApiError | None = None
+    if element and not ELEMENT_ID.fullmatch(element):
+        error = ApiError("id must be a letter followed by at most 63 letters, digits, - or _", field="id", code="invalid")
+        element = ""
+    config: dict = {"element": element or None, "timeout": EMBED_LOAD_TIMEOUT,
+                    "server": request.build_absolute_uri("/")}
+    if error is None:
+        try:
+            caller, document = _embedded(request, pk)
+        except ApiError as e:
+            error = e
+    if error is not None:
+        config["error"] = errors.envelope(error)
+    else:
+        query = {"embed": "1"}
+        if isinstance(caller.embed, embeds.EmbedToken):
+            query["embed_token"] = request.GET["embed_token"]
+            config["origins"] = caller.embed.origins
+        elif caller.embed == "public":
+            query["public"] = "true"
+        frame = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
+            {"frame_token": access.frame_token(caller, document)})
+        config.update({
+            "title": document.title, "frame_url": request.build_absolute_uri(frame),
+            "token_url": request.build_absolute_uri(reverse("documents:frame-token", args=[document.id]) + "?" + urlencode(query)),
+            "host_script": request.build_absolute_uri(static("bokehsite/frame-host.js")),
+        })
+    # "<" escaped, so that the script stays whole even if a page pastes it inline.
+    response = render(request, "documents/autoload.js", {"config": json.dumps(config).replace("<", "\\u003c")},
+                      content_type="text/javascript; charset=utf-8")
+    if error is not None:
+        response["X-Bokehsite-Error"] = error.code
+    response["Cache-Control"] = "no-store"  # it holds a short-lived frame token
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def embeds_page(request: HttpRequest, pk) -> HttpResponse:
+    """The owner's embed tokens: make one (its snippet is shown once), list them, revoke them."""
+    try:
+        _, document = _viewed(request, pk, "owner")
+    except _LoginFirst:
+        return redirect_to_login(request.get_full_path())
+    created = None
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "create":
+                try:
+                    days = int(request.POST.get("days") or 30)
+                except ValueError:
+                    raise ApiError("days must be a whole number", field="days", code="invalid") from None
+                if not 1 <= days <= embeds.MAX_LIFETIME.days:
+                    raise ApiError(f"days must be from 1 to {embeds.MAX_LIFETIME.days}", field="days", code="invalid")
+                origins = request.POST.get("origins", "").replace(",", " ").split()
+                token, secret = embeds.create(document, origins, expires=timezone.now() + timedelta(days=days),
+                                              name=request.POST.get("name", "").strip()[:100])
+                src = request.build_absolute_uri(reverse("documents:autoload", args=[document.id])) + "?" + urlencode(
+                    {"embed_token": secret, "id": f"bokehsite-{token.prefix}"})
+                created = {"token": token, "secret": secret,
+                           "snippet": f'<script src="{src}" id="bokehsite-{token.prefix}"></script>'}
+            elif action == "revoke" and (token := embeds.get(document, request.POST.get("token"))):
+                embeds.revoke(token)
+                messages.success(request, "Embed token revoked: pages that show it stop now.")
+            else:
+                messages.error(request, "Unknown action.")
+        except ApiError as e:
+            messages.error(request, e.detail)
+        if created is None:
+            return redirect("documents:embeds", pk=document.pk)
+    context = {"document": document, "tokens": embeds.tokens_of(document), "created": created,
+               "public_snippet": None}
+    if document.visibility == Visibility.PUBLIC:
+        src = request.build_absolute_uri(reverse("documents:autoload", args=[document.id])) + "?public=true"
+        context["public_snippet"] = f'<script src="{src}"></script>'
+    return render(request, "documents/embeds.html", context)

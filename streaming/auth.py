@@ -36,6 +36,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from accounts.exceptions import InvalidToken
 from accounts.tokens import authenticate_token, secret_from_authorization, user_for_token
 from accounts.users import default_user, multi_user
+from documents import access
 
 
 def origin_is_ours(scope) -> bool:
@@ -85,7 +86,9 @@ def identify(scope: dict[str, Any], *, session_ended: bool = False) -> AbstractB
 
 def credentials_expire(scope: dict[str, Any]) -> datetime | None:
     """When what identifies the connection lapses on its own, if it does: its API token's expiry,
-    or its browser session's (it queries the database)."""
+    or its browser session's, or the embed token's behind its frame token (it queries the database)."""
+    if (expires := access.embed_expires(scope)) is not None:
+        return expires
     headers = dict(scope.get("headers", []))
     authorization = headers.get(b"authorization")
     if authorization and multi_user():

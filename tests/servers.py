@@ -1,9 +1,11 @@
-"""Real server processes for end-to-end tests and benchmarks: Daphne, and for fault tests a
-PostgreSQL and a Redis of their own and a TCP balancer in front of several Daphnes."""
+"""Real server processes for end-to-end tests and benchmarks: Daphne, a static site of another
+origin, and for fault tests a PostgreSQL and a Redis of their own and a TCP balancer in front of
+several Daphnes."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import signal
@@ -13,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,30 @@ class DaphneServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class StaticSite:
+    """Serves the files of ``root`` on a free port of 127.0.0.1, in a thread: a page of another
+    origin than the server's (a site that embeds plots, a notebook's page)."""
+
+    def __init__(self, root: Path):
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> StaticSite:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 # --- a fault harness: services of its own, killed and restarted by their ids -------------------

@@ -97,7 +97,7 @@ def test_the_client_imports_without_django():
 
 def test_the_default_url_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("BOKEH_SERVER_URL", raising=False)
-    assert Session().root_url == "http://localhost:8000/"
+    assert Session().root_url == "http://localhost:5006/"
     monkeypatch.setenv("BOKEH_SERVER_URL", "http://plots.example:9000")
     assert Session().root_url == "http://plots.example:9000/"
 

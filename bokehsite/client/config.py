@@ -2,7 +2,7 @@
 
 The file maps each server URL to the API token its last login or registration got::
 
-    {"servers": {"http://localhost:8000/": {"token": "bks_...", "username": "alice"}}}
+    {"servers": {"http://localhost:5006/": {"token": "bks_...", "username": "alice"}}}
 
 It holds secrets, so the directory is created with mode 0700 and the file with mode 0600, and
 every write replaces the file atomically.

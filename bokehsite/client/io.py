@@ -8,6 +8,7 @@ from typing import Any
 from bokeh.document import Document
 from bokeh.model import Model
 
+from bokehsite.client.embed import display_inline, in_notebook
 from bokehsite.client.session import Session, normalize_url
 
 _current: Session | None = None
@@ -65,6 +66,8 @@ def show(obj: Model | None = None, browser: bool | str = False, new: str = "tab"
             doc = obj.document
     info = session.push(doc)
     print(f"{info['title']}: {info['url']}")
+    if in_notebook():  # the live plot, inline in the output cell
+        display_inline(session)
     if browser:
         controller = webbrowser.get(None if browser is True else browser)
         controller.open(info["url"], new=2 if new == "tab" else 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urljoin
@@ -19,7 +20,7 @@ from bokehsite.client import datasets as dataset_api
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
 from bokehsite.client.link import DocumentLink
 
-DEFAULT_URL = "http://localhost:8000/"
+DEFAULT_URL = "http://localhost:5006/"
 
 
 def normalize_url(url: str | None) -> str:
@@ -33,7 +34,7 @@ class Session:
 
     Args:
         root_url: the server's address; defaults to ``$BOKEH_SERVER_URL``, else
-            ``http://localhost:8000/``.
+            ``http://localhost:5006/``.
         token: an API token for a multi-user server. Default: ``$BOKEH_API_TOKEN``, else the
             token saved by the last ``login()`` or ``register()`` for this server.
         timeout: seconds to wait for each HTTP answer.
@@ -222,6 +223,41 @@ class Session:
 
     def unshare(self, username: str, title_or_id: str | None = None) -> None:
         self._request("DELETE", f"api/documents/{self._share_target(title_or_id)}/collaborators/{username}/")
+
+    # --- embeds ------------------------------------------------------------------------------
+
+    def embed_token(self, title_or_id: str | None = None, origins: list[str] | tuple[str, ...] = (),
+                    expires: datetime | None = None, name: str = "") -> str:
+        """A new embed token for a document (default: the current one), for ``autoload_server``:
+        read-only, for the pages of ``origins`` (``["https://example.org"]``) only, until
+        ``expires`` (default: in 30 days) or until it is revoked.
+
+        Returns:
+            Its secret, which the server shows only now.
+        """
+        if isinstance(origins, str):
+            origins = [origins]
+        body: dict[str, Any] = {"origins": list(origins), "name": name}
+        if expires is not None:
+            body["expires"] = expires.isoformat()
+        target = self._share_target(title_or_id)
+        return self._request("POST", f"api/documents/{target}/embed-tokens/", json=body).json()["token"]
+
+    def embed_tokens(self, title_or_id: str | None = None) -> list[dict[str, Any]]:
+        """A document's embed tokens (never their secrets), revoked and expired ones included."""
+        return self._request("GET", f"api/documents/{self._share_target(title_or_id)}/embed-tokens/").json()
+
+    def revoke_embed_token(self, token_id: str, title_or_id: str | None = None) -> None:
+        """Revoke an embed token (by its ``id``): pages that show it stop, and say why."""
+        self._request("DELETE", f"api/documents/{self._share_target(title_or_id)}/embed-tokens/{token_id}/")
+
+    def _repr_html_(self) -> str | None:
+        """In a notebook, the session's current document, live (once pushed)."""
+        if self.info is None:
+            return None
+        from bokehsite.client.embed import notebook_snippet
+
+        return str(notebook_snippet(self))
 
     def _share_target(self, title_or_id: str | None) -> str:
         if title_or_id is not None:

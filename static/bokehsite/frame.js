@@ -32,7 +32,7 @@
     } else {
       // refused: the page answered that this viewer may no longer see the document.
       waiting.reject(Object.assign(new Error(`no fresh frame token: ${event.data.error || "refused"}`),
-                                   {refused: Boolean(event.data.refused)}));
+                                   {refused: Boolean(event.data.refused), detail: event.data.detail || null}));
     }
   });
 
@@ -51,9 +51,24 @@
   window.bokehsiteFrame = {token: () => current, refreshToken};
 
   if (parent && plot) {
-    const report = () => post({type: "bokehsite:frame-state", state: plot.dataset.state});
-    new MutationObserver(report).observe(plot, {attributes: true, attributeFilter: ["data-state"]});
-    const size = () => post({type: "bokehsite:frame-size", height: document.documentElement.scrollHeight});
-    new ResizeObserver(size).observe(document.body);
+    // A plot that stopped for good (its access ended) says why: the page around may show it.
+    const report = () => post({type: "bokehsite:frame-state", reason: plot.dataset.closedReason || null,
+                               state: plot.dataset.closedReason ? "closed" : plot.dataset.state});
+    new MutationObserver(report).observe(plot, {attributes: true, attributeFilter: ["data-state", "data-closed-reason"]});
+    // The width of a plot of fixed size, when it differs from the frame's (a plot that
+    // stretches is as wide as the frame, and the page decides that).
+    const contentWidth = () => Math.max(0, ...Array.from(plot.children, (child) => {
+      const box = child.getBoundingClientRect();
+      return box.height > 0 ? box.right : 0;  // BokehJS adds an empty notifications bar
+    }));
+    const size = () => {
+      const width = Math.ceil(contentWidth());
+      post({type: "bokehsite:frame-size", height: document.documentElement.scrollHeight,
+            width: width > 0 && Math.abs(width - window.innerWidth) > 1 ? width : 0});
+    };
+    const observer = new ResizeObserver(size);
+    observer.observe(document.body);
+    new MutationObserver(() => { for (const child of plot.children) observer.observe(child); })
+      .observe(plot, {childList: true});
   }
 })();

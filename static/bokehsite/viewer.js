@@ -121,7 +121,7 @@
           url.searchParams.set("frame_token", reconnecting ? await frame.refreshToken() : frame.token());
         } catch (error) {
           if (error.refused) {  // the page may no longer show this document to this viewer
-            this.stop("no access", "You no longer have access to this document.");
+            this.stop("no access", error.detail || "You no longer have access to this document.");
             return;
           }
           console.warn(`bokehsite: ${error.message}`);

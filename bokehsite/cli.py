@@ -1,0 +1,250 @@
+"""The command line: ``bokeh-server`` runs the server from any directory, as the old one did;
+``bokehsite`` has the same as ``serve`` beside ``secret`` and ``createuser``.
+
+The options become the environment variables the settings read (``bokehsite.settings`` is the
+one reader of the environment), so a command-line server behaves as one configured by hand.
+Its data (the SQLite database, the generated secret key, media) goes in ``./bokehsite-data``
+of the directory it runs from unless ``--data-dir`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_IP = "127.0.0.1"
+DEFAULT_PORT = 5006
+DATA_DIR_NAME = "bokehsite-data"
+APPLICATION = "bokehsite.asgi:application"
+
+
+class UsageError(Exception):
+    """A command line that cannot run; the message says why, and the command exits 2."""
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ip", default=DEFAULT_IP, help=f"address to listen on (default {DEFAULT_IP}; 0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
+    parser.add_argument("-m", "--multi-user", action="store_true",
+                        help="multi-user mode: accounts, API tokens, private documents (default: single-user, everyone is defaultuser)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"where the SQLite database, the secret key and media live (default ./{DATA_DIR_NAME})")
+    parser.add_argument("--database-url", default=None,
+                        help="a database instead of SQLite in the data directory, e.g. postgres://user:pass@host:5432/name")
+    parser.add_argument("--redis-url", default=None,
+                        help="the Redis channel layer, e.g. redis://127.0.0.1:6379/0 (needed by --workers over 1)")
+    parser.add_argument("--allow-registration", action=argparse.BooleanOptionalAction, default=None,
+                        help="in multi-user mode, whether people may register themselves (default: allowed)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Daphne processes sharing the port and the data (default 1; more need PostgreSQL and Redis)")
+
+
+def _parser(prog: str, *, subcommands: bool) -> argparse.ArgumentParser:
+    description = "Serve, store and stream interactive Bokeh plots."
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    if not subcommands:
+        _serve_arguments(parser)
+        parser.set_defaults(command="serve")
+        return parser
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_arguments(commands.add_parser("serve", help="run the server (as bokeh-server does)", description=description))
+    commands.add_parser("secret", help="print a new random SECRET_KEY")
+    create = commands.add_parser("createuser", help="create an account in the server's database")
+    create.add_argument("username")
+    create.add_argument("--staff", action="store_true", help="also a staff superuser, who may use /admin/")
+    create.add_argument("--data-dir", type=Path, default=None, help=f"the server's data directory (default ./{DATA_DIR_NAME})")
+    create.add_argument("--database-url", default=None, help="the server's database, if not SQLite in the data directory")
+    return parser
+
+
+def _configure(args: argparse.Namespace) -> None:
+    """Turn the options into the environment the settings read, then set Django up."""
+    data_dir = args.data_dir or Path(os.environ.get("BOKEHSITE_DATA_DIR") or Path.cwd() / DATA_DIR_NAME)
+    os.environ["BOKEHSITE_DATA_DIR"] = str(Path(data_dir).resolve())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bokehsite.settings")
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url
+    if getattr(args, "redis_url", None):
+        os.environ["REDIS_URL"] = args.redis_url
+    if getattr(args, "multi_user", False):
+        os.environ["BOKEHSITE_MULTI_USER"] = "1"
+    if getattr(args, "allow_registration", None) is not None:
+        os.environ["BOKEHSITE_ALLOW_REGISTRATION"] = "1" if args.allow_registration else "0"
+    ip = getattr(args, "ip", None)
+    if ip and ip not in ("127.0.0.1", "localhost", "::1") and "ALLOWED_HOSTS" not in os.environ:
+        # Listening beyond loopback: answer for this machine's names and the address given, never
+        # for any Host (a page on another site could reach the server by a name it controls).
+        names = {"localhost", "127.0.0.1", "[::1]", socket.gethostname(), socket.getfqdn()}
+        if ip not in ("0.0.0.0", "::"):
+            names.add(f"[{ip}]" if ":" in ip else ip)
+        os.environ["ALLOWED_HOSTS"] = ",".join(sorted(names))
+
+    import django
+
+    django.setup()
+
+
+def _check_serve(args: argparse.Namespace) -> None:
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, not {args.port}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be 1 or more, not {args.workers}")
+    if args.workers > 1 and ":" in args.ip:
+        raise UsageError("--workers over 1 share one IPv4 socket: give an IPv4 --ip")
+    if args.workers > 1:
+        database = args.database_url or os.environ.get("DATABASE_URL", "")
+        redis = args.redis_url or os.environ.get("REDIS_URL", "")
+        missing = [name for name, value in (("--database-url postgres://...", database.startswith(("postgres://", "postgresql://"))),
+                                            ("--redis-url redis://...", redis.startswith(("redis://", "rediss://", "unix://"))))
+                   if not value]
+        if missing:
+            raise UsageError(
+                f"--workers {args.workers} runs {args.workers} processes that must share their documents and live "
+                f"changes: that needs PostgreSQL and Redis; give {' and '.join(missing)}")
+
+
+def _listen(ip: str, port: int) -> socket.socket:
+    """The listening socket, made here so that a port in use is said plainly and several
+    workers can share it (each accepts from it)."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((ip, port))
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"cannot listen on {ip}:{port}: {e.strerror}") from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _daphne_arguments(sock: socket.socket) -> list[str]:
+    from django.conf import settings
+
+    limit = str(settings.BOKEHSITE_MAX_BODY_BYTES)  # Daphne's own limit is 1 MiB; a body may be this large
+    if sock.family == socket.AF_INET6:
+        # Twisted adopts only IPv4 descriptors from a command line: Daphne binds the address itself.
+        host, port = sock.getsockname()[:2]
+        sock.close()
+        where = ["-b", host, "-p", str(port)]
+    else:
+        where = ["--fd", str(sock.fileno())]
+    return [*where, "--websocket-max-message-size", limit, "--websocket-max-frame-size", limit, APPLICATION]
+
+
+def serve(args: argparse.Namespace) -> int:
+    _check_serve(args)
+    _configure(args)
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    sock = _listen(args.ip, args.port)
+    host = f"[{args.ip}]" if ":" in args.ip else ("localhost" if args.ip == "127.0.0.1" else args.ip)
+    mode = "multi-user" if settings.BOKEHSITE_MULTI_USER else "single-user"
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    print(f"bokeh-server: serving http://{host}:{args.port}/ ({mode}{workers}; data in {settings.DATA_DIR})", flush=True)
+    print("bokeh-server: press Ctrl-C to stop", flush=True)
+    if args.workers == 1:
+        from daphne.cli import CommandLineInterface
+
+        try:
+            CommandLineInterface().run(_daphne_arguments(sock))  # stops on SIGINT and SIGTERM
+        finally:
+            sock.close()
+        print("bokeh-server: stopped", flush=True)
+        return 0
+    return _run_workers(sock, args.workers)
+
+
+def _run_workers(sock: socket.socket, count: int) -> int:
+    """Run ``count`` Daphne processes accepting from ``sock``; stop them all on Ctrl-C or SIGTERM,
+    or when one of them exits."""
+    command = [sys.executable, "-m", "daphne", *_daphne_arguments(sock)]
+    workers = [subprocess.Popen(command, pass_fds=[sock.fileno()]) for _ in range(count)]
+    sock.close()  # the workers hold it now
+
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        os.wait()  # the first worker to end (or a signal) ends them all
+    except ChildProcessError:
+        pass
+    except InterruptedError:
+        pass
+    stop(signal.SIGTERM, None)
+    codes = [worker.wait() for worker in workers]
+    print("bokeh-server: stopped", flush=True)
+    return 0 if stopping or all(code == 0 for code in codes) else 1
+
+
+def createuser(args: argparse.Namespace) -> int:
+    _configure(args)
+    from django.contrib.auth import get_user_model, password_validation
+    from django.core.exceptions import ValidationError
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    User = get_user_model()
+    if User.objects.filter(username=args.username).exists():
+        raise UsageError(f"there is already a user called {args.username!r}")
+    # Asked for at a terminal; read from standard input otherwise (scripts: echo "$PW" | bokehsite createuser ...).
+    password = getpass.getpass(f"Password for {args.username}: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    user = User(username=args.username, is_staff=args.staff, is_superuser=args.staff)
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as e:
+        raise UsageError("password refused: " + " ".join(e.messages)) from None
+    user.set_password(password)
+    user.save()
+    print(f"bokehsite: created {'staff user' if args.staff else 'user'} {args.username}")
+    return 0
+
+
+def _run(prog: str, argv: Sequence[str] | None, *, subcommands: bool) -> int:
+    args = _parser(prog, subcommands=subcommands).parse_args(argv)
+    try:
+        if args.command == "secret":
+            print(secrets.token_urlsafe(50))
+            return 0
+        if args.command == "createuser":
+            return createuser(args)
+        return serve(args)
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: stopped", flush=True)
+        return 0
+
+
+def bokeh_server(argv: Sequence[str] | None = None) -> int:
+    """``bokeh-server [options]``."""
+    return _run("bokeh-server", argv, subcommands=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``bokehsite serve|secret|createuser ...``."""
+    return _run("bokehsite", argv, subcommands=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
