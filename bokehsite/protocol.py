@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ KINDS = {kind.name: kind for kind in (
     Kind("name", _name, f"a string of at most {MAX_NAME_LENGTH} characters"),
     Kind("name|null", lambda v: v is None or _name(v), f"null or a string of at most {MAX_NAME_LENGTH} characters"),
     Kind("text", lambda v: isinstance(v, str), "a string"),
+    Kind("number", lambda v: type(v) in (int, float) and math.isfinite(v), "a finite number"),
     Kind("object", lambda v: isinstance(v, dict), "a JSON object"),
     Kind("items", lambda v: isinstance(v, list) and all(map(_item, v)),
          'a list of {"version", "patch", "key"?} or {"version", "own": true} items'),
@@ -324,6 +326,68 @@ class Pong(Message, type="pong", sender=SERVER):
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.TYPE, "id": self.id}
+
+
+@dataclass(frozen=True)
+class View(Message, type="view", sender=CLIENT):
+    """Asks for a view of a source backed by a dataset (`source` is its model id) over the plot's visible range, at its size in pixels; any connection may ask, readers too. The server answers this connection alone with `view_data` of the same `id`. A request for a source replaces any earlier one for it not yet answered, which is then dropped."""
+
+    id: int | str | None = member("id", "N")
+    source: str = member("name", "ID")
+    x0: float = member("number", "X0")
+    x1: float = member("number", "X1")
+    width: int = member("count", "W")
+    height: int = member("count", "H")
+    y0: float | None = member("number", "Y0", optional=True)
+    y1: float | None = member("number", "Y1", optional=True)
+
+
+@dataclass(frozen=True)
+class ViewData(Message, type="view_data", sender=SERVER):
+    """The view asked for by `view` `id` (sent again, with the same `id`, when rows appended to the dataset reach it): `data` holds columns whose arrays are buffers. `kind` is `raw` (the rows themselves), `line` (each pixel column's first, last, lowest and highest point) or `image` (counts of points per pixel, `data.image`, over `x0`..`x1` by `y0`..`y1`); `rows` is how many rows the range holds. It is this viewer's alone: never stored, never sent to anyone else."""
+
+    BINARY = True
+
+    id: int | str | None = member("id", "N")
+    source: str = member("name", "ID")
+    kind: str = member("name", '"raw", "line" or "image"')
+    data: dict[str, Any] = member("object", "{...}")
+    rows: int = member("version", "R")
+    x0: float | None = member("number", "X0", optional=True)
+    x1: float | None = member("number", "X1", optional=True)
+    y0: float | None = member("number", "Y0", optional=True)
+    y1: float | None = member("number", "Y1", optional=True)
+
+
+# --- sources backed by a dataset ---------------------------------------------------------------
+
+# A ColumnDataSource whose rows are a dataset on the server carries a mark among its Bokeh
+# ``tags``: ``{"bokehsite_dataset": ID, "kind": "line" or "points", "x": COLUMN, "y": COLUMN,
+# "extent": [X0, X1, Y0, Y1]}`` (the extent of the whole dataset, on the plot's axes). It holds a
+# first view only; each viewer asks for its own (``view``).
+DATASET_MARK = "bokehsite_dataset"
+VIEW_KINDS = ("line", "points")
+
+
+def dataset_mark(dataset_id: object, kind: str, x: str, y: str, extent: list[float] | None = None) -> dict[str, Any]:
+    """The tag that marks a source as backed by dataset ``dataset_id``, drawn as ``kind``."""
+    assert kind in VIEW_KINDS, kind
+    return {DATASET_MARK: str(dataset_id), "kind": kind, "x": x, "y": y,
+            **({"extent": [float(e) for e in extent]} if extent is not None else {})}
+
+
+def read_mark(tags: Iterable[Any]) -> dict[str, Any] | None:
+    """The dataset mark among a source's tags, if it has a well-formed one."""
+    for tag in tags or ():
+        if (isinstance(tag, dict) and DATASET_MARK in tag and tag.get("kind") in VIEW_KINDS
+                and all(isinstance(tag.get(k), str) and tag.get(k) for k in (DATASET_MARK, "x", "y"))):
+            mark = {k: tag[k] for k in (DATASET_MARK, "kind", "x", "y")}
+            extent = tag.get("extent")
+            if (isinstance(extent, list) and len(extent) == 4 and all(KINDS["number"].check(e) for e in extent)
+                    and extent[0] <= extent[1] and extent[2] <= extent[3]):
+                mark["extent"] = extent
+            return mark
+    return None
 
 
 # --- items of a patches message -----------------------------------------------------------------

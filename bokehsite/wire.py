@@ -216,14 +216,20 @@ def _binary_map(data: Any, buffers: list[Buffer]) -> None:
 
 def _binary_column(value: Any, buffers: list[Buffer]) -> Any:
     array = _numeric_array(value)
-    if array is None:
-        return value
-    buffer = Buffer(make_id(), array.data)
+    return value if array is None else ndarray(array, buffers)
+
+
+def ndarray(array: np.ndarray, buffers: list[Buffer]) -> dict[str, Any]:
+    """Bokeh's encoding of a NumPy array whose bytes travel as a buffer (appended to ``buffers``)."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    buffer = Buffer(make_id(), array.data if array.size else b"")
     buffers.append(buffer)
     return {
         "type": "ndarray",
         "array": {"type": "bytes", "data": buffer},
-        "shape": [len(array)],
+        "shape": list(array.shape),
         "dtype": array.dtype.name,
         "order": "little",
     }

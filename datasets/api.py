@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import NotAcceptable
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,9 +20,11 @@ from datasets.exceptions import (
 from datasets.parsers import OCTET_STREAM, ChunkParser
 from datasets.serializers import (
     ChunkQuerySerializer, ChunkSerializer, DatasetSerializer, NameQuerySerializer, RowsSerializer,
-    UploadCreateSerializer, UploadSerializer,
+    UploadCreateSerializer, UploadSerializer, ViewQuerySerializer,
 )
+from datasets.viewing import InvalidView, first_view
 from documents.parsers import BundleParser
+from documents.renderers import BundleRenderer
 
 
 def _valid(serializer_class, data) -> dict:
@@ -75,6 +79,24 @@ class DatasetRows(APIView):
         spec = _valid(RowsSerializer, request.data)["columns"]
         columns = services.rows_from_buffers(spec, getattr(request.data, "buffers", []))
         return _dataset(request, services.append(dataset, columns))
+
+
+@extend_schema(tags=["datasets"])
+class DatasetView(APIView):
+    """GET: a view of the dataset at a plot's size, as a bundle whose header is a ``view_data``
+    message (see the websocket protocol): what ``server_source`` puts in a source first."""
+
+    renderer_classes = [BundleRenderer, JSONRenderer]
+
+    @extend_schema(summary="A view of a dataset", parameters=[ViewQuerySerializer],
+                   responses={(200, BUNDLE): OpenApiResponse(BINARY, description="A view_data message as a bundle.")})
+    @raises(INVALID, InvalidView)
+    def get(self, request: Request, pk) -> Response:
+        if not isinstance(request.accepted_renderer, BundleRenderer):
+            raise NotAcceptable(f"this is served only as {BundleRenderer.media_type}")
+        dataset = access.resolve(request.user, pk)
+        message, buffers = first_view(dataset, **_valid(ViewQuerySerializer, request.query_params))
+        return Response(message.encode(buffers))
 
 
 @extend_schema(tags=["dataset uploads"])

@@ -12,4 +12,5 @@ urlpatterns = [
     path("datasets/uploads/<uuid:pk>/finish/", api.UploadFinish.as_view(), name="upload-finish"),
     path("datasets/<uuid:pk>/", api.DatasetDetail.as_view(), name="dataset-detail"),
     path("datasets/<uuid:pk>/rows/", api.DatasetRows.as_view(), name="dataset-rows"),
+    path("datasets/<uuid:pk>/view/", api.DatasetView.as_view(), name="dataset-view"),
 ]

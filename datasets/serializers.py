@@ -104,3 +104,17 @@ class RowsSerializer(serializers.Serializer):
     """The header of an append: column i's new rows are the bundle's buffer i."""
 
     columns = serializers.ListField(child=RowsColumnSerializer(), min_length=1, max_length=MAX_COLUMNS)
+
+
+class ViewQuerySerializer(serializers.Serializer):
+    """What a first view of a dataset is asked with: how to draw it, at what size, over what range."""
+
+    kind = serializers.ChoiceField(choices=["line", "points"], help_text="A line (x sorted) or a scatter.")
+    x = serializers.CharField(max_length=MAX_COLUMN_NAME, required=False, help_text="Default: the dataset's x column.")
+    y = serializers.CharField(max_length=MAX_COLUMN_NAME, required=False, help_text="Default: its first other column.")
+    width = serializers.IntegerField(min_value=1, max_value=8192, help_text="Pixels across.")
+    height = serializers.IntegerField(min_value=1, max_value=8192, help_text="Pixels down.")
+    x0 = serializers.FloatField(required=False, help_text="Default: the dataset's extent (and so for the others).")
+    x1 = serializers.FloatField(required=False)
+    y0 = serializers.FloatField(required=False)
+    y1 = serializers.FloatField(required=False)

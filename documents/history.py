@@ -25,6 +25,7 @@ from typing import Any
 
 from bokeh.core.serialization import Buffer
 from bokeh.document import Document as BokehDocument
+from bokeh.models import ColumnDataSource
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -336,6 +337,16 @@ def current_bundle(document_id: uuid.UUID) -> tuple[int, bytes]:
     with live.lock:
         live.catch_up()
         return live.version, live.bundle()
+
+
+def source_tags(document_id: uuid.UUID, source_id: str) -> list | None:
+    """The Bokeh ``tags`` of model ``source_id`` in the current document, or None when it has no
+    such ColumnDataSource."""
+    live = _live(document_id)
+    with live.lock:
+        live.catch_up()
+        model = live.doc.get_model_by_id(source_id) if isinstance(source_id, str) else None
+        return list(model.tags) if isinstance(model, ColumnDataSource) else None
 
 
 def bundle_at(document_id: uuid.UUID, version: int) -> bytes:

@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
-from bokehsite import wire
+from bokehsite import protocol, wire
 from bokehsite.errors import ApiError
 from documents import bokeh_io, history, signals
 from documents.changes import Change, PatchRequest
@@ -140,6 +140,13 @@ def events_after(document: Document, version: int, limit: int) -> list[Event]:
         HistoryTruncated: the log no longer holds them; only a snapshot brings a reader up to date.
     """
     return history.log_after(document.id, version, limit)
+
+
+def dataset_mark(document: Document, source_id: str) -> dict[str, str] | None:
+    """The dataset mark (``protocol.read_mark``) of source ``source_id`` of the document, if it
+    has a source of that id backed by a dataset."""
+    tags = history.source_tags(document.id, source_id)
+    return protocol.read_mark(tags) if tags is not None else None
 
 
 def current_version(document: Document) -> int:

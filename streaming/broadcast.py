@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 CHANGED = "document.changed"
 ACCESS_CHANGED = "access.changed"
+APPENDED = "dataset.appended"
 
 
 def _layer_errors() -> tuple[type[BaseException], ...]:
@@ -56,6 +57,11 @@ def group_name(document_id: uuid.UUID | str) -> str:
 def user_group_name(user_id: int) -> str:
     """The group of every connection that acts as the user ``user_id``."""
     return f"user.{int(user_id)}"
+
+
+def dataset_group_name(dataset_id: uuid.UUID | str) -> str:
+    """The group of every connection showing a view of the dataset."""
+    return f"dataset.{uuid.UUID(str(dataset_id)).hex}"
 
 
 def message(changes: list[Change]) -> dict[str, Any]:
@@ -125,6 +131,16 @@ def access_changed(sender: Any, documents: list[str], users: list[int], sessions
         async_to_sync(send_access_changed)(documents, users, sessions)
     except Exception as error:
         _log_failure("announcing a change of access", error)
+
+
+def rows_appended(sender: Any, dataset: Any, old_length: int, new_length: int, **kwargs: Any) -> None:
+    """Receiver of ``datasets.signals.rows_appended``, once committed: the connections with views
+    of the dataset look whether theirs reach the new rows."""
+    message = {"type": APPENDED, "dataset": str(dataset.pk), "old_length": old_length, "new_length": new_length}
+    try:
+        async_to_sync(get_channel_layer().group_send)(dataset_group_name(dataset.pk), message)
+    except Exception as error:
+        _log_failure("announcing rows appended to a dataset", error)
 
 
 def _log_failure(what: str, error: Exception) -> None:

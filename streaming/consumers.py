@@ -40,7 +40,7 @@ from documents import access, services
 from documents.changes import PatchRequest
 from documents.exceptions import DocumentNotFound, HistoryTruncated
 from documents.models import EventKind
-from streaming import auth, batching, broadcast
+from streaming import auth, batching, broadcast, views
 
 logger = logging.getLogger(__name__)
 db = database_sync_to_async
@@ -73,6 +73,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             protocol.Applied: self.on_applied,
             protocol.Patch: self.on_patch,
             protocol.Ping: self.on_ping,
+            protocol.View: self.on_view,
         }
 
     async def connect(self) -> None:
@@ -95,6 +96,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.checking = self.recheck_wanted = False
         self.stalled = False  # a change could not be stored for now: closing, to be sent again
         self.tick_sent = self.tick_heard = False  # the layer's delivery to this connection, checked
+        self.views = views.ConnectionViews(self.document, self.send_message, self.send_failure)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         self.rechecking = asyncio.create_task(self.recheck_periodically())
@@ -164,6 +166,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         for task in (getattr(self, "rechecking", None), getattr(self, "renewing", None)):
             if task is not None:
                 task.cancel()
+        if hasattr(self, "views"):
+            self.views.stop()
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
@@ -239,6 +243,14 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def on_ping(self, message: protocol.Ping, buffers: list[Buffer]) -> None:
         await self.send_message(protocol.Pong(message.id))
 
+    async def on_view(self, message: protocol.View, buffers: list[Buffer]) -> None:
+        """A view of a dataset-backed source for this connection alone (``streaming.views``)."""
+        dataset_id = await self.views.request(message)
+        group = broadcast.dataset_group_name(dataset_id)
+        if group not in self.groups_joined:  # to hear of rows appended to it
+            self.groups_joined.append(group)
+            await self.channel_layer.group_add(group, self.channel_name)
+
     # --- what the channel layer sends --------------------------------------------------------
 
     async def document_changed(self, event) -> None:
@@ -262,6 +274,9 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         if self.scope.get("session") is not None and self.scope["session"].session_key in event.get("sessions", ()):
             self.session_ended = True
         await self.recheck()
+
+    async def dataset_appended(self, event) -> None:
+        await self.views.rows_appended(event["dataset"], event["old_length"])
 
     # --- access --------------------------------------------------------------------------------
 
@@ -400,6 +415,11 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=frame)
         else:
             await self.send(text_data=frame)
+
+    async def send_failure(self, error: BaseException, request_id) -> None:
+        """Answer request ``request_id`` with what went wrong (the connection stays open)."""
+        async with self.answering_errors(request_id):
+            raise error
 
     async def send_error(self, error: ApiError, request_id=None) -> None:
         await self.send_message(protocol.Error.from_envelope(errors.envelope(error), request_id))

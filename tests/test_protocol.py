@@ -25,6 +25,8 @@ SAMPLES = {
     "role": protocol.Role("read"),
     "ping": protocol.Ping("are you there"),
     "pong": protocol.Pong("are you there"),
+    "view": protocol.View(4, "p1001", 0.5, 10, 800, 400, -1.5, 2.0),
+    "view_data": protocol.ViewData(4, "p1001", "line", {"x": {"id": "b0"}}, 12_000, 0.5, 10.0),
 }
 
 

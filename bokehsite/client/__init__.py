@@ -3,6 +3,7 @@
 Needs only bokeh, requests, websockets and tqdm; importing it never touches Django.
 """
 
+from bokehsite.client.backed import server_source
 from bokehsite.client.embed import autoload_server
 from bokehsite.client.exceptions import BokehsiteError, ServerError, ServerUnreachable
 from bokehsite.client.io import curdoc, cursession, output_server, push, show
@@ -14,5 +15,5 @@ __all__ = [
     "BokehsiteError", "ServerError", "ServerUnreachable", "Session",
     "curdoc", "cursession", "figure", "output_server", "push", "show",
     "Dataset",
-    "autoload_server",
+    "autoload_server", "server_source",
 ]

@@ -16,6 +16,7 @@ from bokeh.model import Model
 
 from bokehsite import wire
 from bokehsite.client import config
+from bokehsite.client import backed
 from bokehsite.client import datasets as dataset_api
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
 from bokehsite.client.link import DocumentLink
@@ -287,6 +288,7 @@ class Session:
         Returns:
             The stored document's metadata, including its page ``url``.
         """
+        backed.pin_ranges(doc)
         serialized = wire.document_json(doc)
         existing = self.documents(title=title)
         if existing:
@@ -356,6 +358,13 @@ class Session:
         """Append rows to every column of a dataset, in one request (at most the server's
         ``BOKEHSITE_MAX_BODY_BYTES``); x must not decrease if it was sorted. Returns the dataset."""
         return dataset_api.append(self, name_or_id, columns)
+
+    def dataset_view(self, dataset_id: str, *, kind: str, width: int, height: int, **query: Any) -> tuple[dict[str, Any], list]:
+        """A view of a dataset at a plot's size (``x``, ``y``, ``x0``... as the server takes them):
+        the ``view_data`` header and its buffers. ``server_source`` starts from one."""
+        params = {"kind": kind, "width": width, "height": height, **{k: v for k, v in query.items() if v is not None}}
+        response = self._request("GET", f"api/datasets/{dataset_id}/view/", accept=wire.CONTENT_TYPE, params=params)
+        return wire.unpack(response.content)
 
     def delete_dataset(self, name_or_id: str) -> None:
         """Delete a dataset and its files."""

@@ -29,6 +29,7 @@
     "name": name,
     "name|null": (v) => v === null || name(v),
     "text": (v) => typeof v === "string",
+    "number": (v) => typeof v === "number" && Number.isFinite(v),
     "object": object,
     "items": (v) => Array.isArray(v) && v.every(item),
   };
@@ -46,6 +47,11 @@
     role: {sender: "server", fields: {role: f("role")}},
     ping: {sender: "client", fields: {id: f("id", true)}},
     pong: {sender: "server", fields: {id: f("id", true)}},
+    view: {sender: "client", fields: {id: f("id"), source: f("name"), x0: f("number"), x1: f("number"),
+                                      y0: f("number", true), y1: f("number", true), width: f("count"), height: f("count")}},
+    view_data: {sender: "server", binary: true, fields: {id: f("id"), source: f("name"), kind: f("name"), data: f("object"),
+                                                         rows: f("version"), x0: f("number", true), x1: f("number", true),
+                                                         y0: f("number", true), y1: f("number", true)}},
   };
 
   class ProtocolError extends Error {

@@ -88,6 +88,7 @@
       this.pending = [];  // changes sent but not yet seen in the stream, oldest first
       this.outbox = [];  // the user's changes of this task, sent together
       this.lastInput = -Infinity;
+      this.views = new window.bokehsiteViews.BackedViews((type, fields) => this.send(type, fields), element);
       for (const type of INPUT_EVENTS) {
         element.addEventListener(type, (event) => {
           if (type !== "pointermove" || event.buttons) this.lastInput = performance.now();
@@ -99,7 +100,11 @@
 
     watch(doc) {
       this.doc = doc;
-      doc.on_change((event) => this.local(event), true);
+      this.views.attach(doc);
+      doc.on_change((event) => {
+        this.views.changed(event);
+        this.local(event);
+      }, true);
     }
 
     setStatus(state, text) {
@@ -219,6 +224,10 @@
           this.setRole(header.role);
           this.send("sync", {version: this.version});
           for (const change of this.pending) this.sendChange(change);  // the server drops repeats by key
+          this.views.requestAll();
+          break;
+        case "view_data":
+          this.views.receive(header, buffers);
           break;
         case "patches":
           this.applyPatches(header, buffers);
@@ -228,6 +237,7 @@
           if (this.doc) this.doc.clear();
           this.watch(await embed(this.element, header.doc, buffers));
           this.moveTo(header.version);
+          this.views.requestAll();
           break;
         case "role":
           this.setRole(header.role);

@@ -1,0 +1,70 @@
+"""Sources backed by a dataset on the server: ``server_source`` gives a normal Bokeh
+``ColumnDataSource`` that holds a first view of the dataset and a mark naming it; every viewer's
+page then asks the server for the view of its own visible range, at its own size in pixels.
+
+The stored document never holds the dataset's rows, only that first view; Python sessions and
+followers see the source as stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bokeh.core.serialization import Deserializer, Serialized
+from bokeh.document import Document
+from bokeh.models import ColumnDataSource, DataRange1d, GlyphRenderer, Plot, Range1d
+
+from bokehsite import protocol
+
+# The size a first view is computed for, in pixels: about a plot's; viewers ask for their own.
+FIRST_VIEW_WIDTH, FIRST_VIEW_HEIGHT = 1200, 600
+
+
+def server_source(dataset: Any, kind: str = "line", *, x: str | None = None, y: str | None = None) -> ColumnDataSource:
+    """A ``ColumnDataSource`` showing ``dataset`` (a ``Dataset`` from ``Session.upload_dataset``
+    or ``Session.dataset``), to draw as usual: ``p.line("x", "y", source=src)``.
+
+    Args:
+        kind: ``"line"`` (x sorted; each view keeps every pixel column's exact extremes) or
+            ``"points"`` (a scatter: a count of points per pixel while there are many, the
+            points themselves when few are in view).
+        x, y: the columns to draw (default: the dataset's x column and the first other one).
+    """
+    if kind not in protocol.VIEW_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(protocol.VIEW_KINDS)}")
+    x = x or dataset.x
+    y = y or next((c for c in dataset.columns if c != x), None)
+    if y is None or x not in dataset.columns or y not in dataset.columns:
+        raise ValueError(f"the dataset has no columns {x!r} and {y!r} to draw (it has {', '.join(dataset.columns)})")
+    header, buffers = dataset.session.dataset_view(dataset.id, kind=kind, x=x, y=y,
+                                                   width=FIRST_VIEW_WIDTH, height=FIRST_VIEW_HEIGHT)
+    extent = [header["x0"], header["x1"], header["y0"], header["y1"]]
+    if header["kind"] == "image":  # a scatter too dense to send: the page asks for its own view
+        data: dict[str, Any] = {x: [], y: []}
+    else:
+        data = decode_view(header, buffers)
+    return ColumnDataSource(data=data, tags=[protocol.dataset_mark(dataset.id, kind, x, y, extent)])
+
+
+def pin_ranges(doc: Document) -> None:
+    """Give every plot that draws a backed source fixed ranges over its dataset's extent, in place
+    of ranges that fit themselves to the data: a view would otherwise move the range it was
+    computed for."""
+    for plot in doc.select({"type": Plot}):
+        extents = [mark["extent"] for renderer in plot.select({"type": GlyphRenderer})
+                   if isinstance(renderer.data_source, ColumnDataSource)
+                   and (mark := protocol.read_mark(renderer.data_source.tags)) and mark.get("extent")]
+        if not extents:
+            continue
+        x0, x1 = min(e[0] for e in extents), max(e[1] for e in extents)
+        y0, y1 = min(e[2] for e in extents), max(e[3] for e in extents)
+        pad = (y1 - y0) * 0.05 or 1.0
+        if isinstance(plot.x_range, DataRange1d):
+            plot.x_range = Range1d(x0, x1 if x1 > x0 else x0 + 1)
+        if isinstance(plot.y_range, DataRange1d):
+            plot.y_range = Range1d(y0 - pad, y1 + pad)
+
+
+def decode_view(header: dict[str, Any], buffers: list) -> dict[str, Any]:
+    """The columns of a ``view_data`` message (or a first view) as NumPy arrays."""
+    return Deserializer().deserialize(Serialized(header["data"], buffers))

@@ -1,0 +1,85 @@
+"""Views of sources backed by a dataset: what one connection asked to see, sent to it alone.
+
+A viewer's page sends ``view`` (a source, its plot's visible ranges and size in pixels) as the
+user pans and zooms. The view is computed off the event loop (``datasets.viewing``) and answered
+with ``view_data`` to that connection only: views are never stored and never broadcast, and
+read-only viewers may ask for them too. A request for a source replaces any earlier one for it
+that is not being computed yet; an answer to a request that was replaced meanwhile is dropped.
+Rows appended to a dataset refresh the views of it whose x range reaches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bokeh.core.serialization import Buffer
+from channels.db import database_sync_to_async
+
+from bokehsite import protocol
+from bokehsite.errors import ApiError
+from datasets.viewing import Backing, backing, check, compute, first_new_x
+
+# Views are computed here, two at once, off every event loop.
+_views = ThreadPoolExecutor(max_workers=2, thread_name_prefix="views")
+
+Send = Callable[[protocol.Message, list[Buffer]], Awaitable[None]]
+Fail = Callable[[BaseException, Any], Awaitable[None]]
+
+
+class ConnectionViews:
+    """One connection's view requests: the newest per source, computed one at a time."""
+
+    def __init__(self, document, send: Send, fail: Fail):
+        self.document = document
+        self.send, self.fail = send, fail
+        self.wanted: dict[str, tuple[protocol.View, Backing]] = {}  # the newest of each source, not started
+        self.running: dict[str, asyncio.Task] = {}
+        self.shown: dict[str, tuple[protocol.View, str]] = {}  # the last view sent, and its dataset
+
+    async def request(self, request: protocol.View) -> str:
+        """Take a request (answered later, by ``send``); the id of the dataset it is about."""
+        found = await database_sync_to_async(backing)(self.document, request.source)
+        check(request, found.kind)
+        self._want(request.source, request, found)
+        return str(found.dataset.pk)
+
+    async def rows_appended(self, dataset_id: str, old_length: int) -> None:
+        """Rows were appended to a dataset: views of it whose x range reaches them are computed again."""
+        for source, (request, shown_dataset) in list(self.shown.items()):
+            if shown_dataset != dataset_id or source in self.wanted:
+                continue
+            try:
+                found = await database_sync_to_async(backing)(self.document, source)
+            except ApiError:
+                continue  # the source or its dataset went: nothing to refresh
+            start = await asyncio.get_running_loop().run_in_executor(_views, first_new_x, found, old_length)
+            if start is not None and start > request.x1:
+                continue
+            self._want(source, request, found)
+
+    def _want(self, source: str, request: protocol.View, found: Backing) -> None:
+        self.wanted[source] = (request, found)
+        if source not in self.running:
+            task = self.running[source] = asyncio.create_task(self._serve(source))
+            task.add_done_callback(lambda _: self.running.pop(source, None))
+
+    def stop(self) -> None:
+        for task in list(self.running.values()):
+            task.cancel()  # a view being computed finishes in its thread; nobody is told
+
+    async def _serve(self, source: str) -> None:
+        loop = asyncio.get_running_loop()
+        while (wanted := self.wanted.pop(source, None)) is not None:
+            request, found = wanted
+            try:
+                message, buffers = await loop.run_in_executor(_views, compute, found, request)
+            except Exception as error:
+                await self.fail(error, request.id)
+                continue
+            if source in self.wanted:
+                continue  # replaced while it was computed: the newer one is sent instead
+            await self.send(message, buffers)
+            self.shown[source] = (request, str(found.dataset.pk))
