@@ -201,12 +201,14 @@ def extremes(column: np.ndarray, levels: list[np.ndarray], starts: np.ndarray, e
                     mins, maxs = np.where(inside, values, np.inf), np.where(inside, values, -np.inf)
                 rows_min = rows_max = index
             else:
-                records = levels[level - 1][index]
-                mins = np.where(inside, records["min"], np.inf)
-                maxs = np.where(inside, records["max"], -np.inf)
+                # Field by field from a plain view of the map: indexing whole records of a
+                # memory-mapped structured array costs several times more.
+                records = np.asarray(levels[level - 1])
+                mins = np.where(inside, records["min"][index], np.inf)
+                maxs = np.where(inside, records["max"][index], -np.inf)
                 span = BRANCH ** level
-                rows_min = index * span + records["at_min"].astype(np.int64)
-                rows_max = index * span + records["at_max"].astype(np.int64)
+                rows_min = index * span + records["at_min"][index].astype(np.int64)
+                rows_max = index * span + records["at_max"][index].astype(np.int64)
             which = np.flatnonzero(has)
             pick = np.arange(len(which))
             j, k = mins.argmin(axis=1), maxs.argmax(axis=1)

@@ -1,0 +1,429 @@
+"""Large data: how fast a view of a huge line or scatter is, against scanning the raw data and
+against plotly-resampler, in one run.
+
+It prints:
+
+- **compute**: the server's line view (M4 from the min/max summaries, ``datasets.aggregation``)
+  at full range and at 10%, 1% and 0.1% zoom, for each size, beside a plain ``y[slice].min()``
+  and tsdownsample's MinMaxLTTB (to 2,000 points) over the same slice: the raw-scan floor. The
+  summaries' build time and size are printed too;
+- **scatter**: a full view of the largest size's scatter (Datashader counts, on both cores);
+- **websocket**: a Daphne server with the dataset uploaded through the client, ``view`` to
+  ``view_data`` round trips for one viewer and for 10 viewers panning at once (p50, p99), and the
+  server's memory per viewer;
+- **zoom to pixels**: in headless Chromium, from a mouse-wheel event to the new view painted;
+- **baselines**: the same line sent whole to the browser (time to first render, and to redraw
+  after a zoom), and plotly-resampler in a Dash app: the HTTP round trip of its
+  ``/_dash-update-component`` callback after a relayout, and its memory.
+
+    .venv/bin/python -m pip install -r requirements-bench.txt
+    .venv/bin/python bench/large_data.py                       # 1e6, 1e7, 1e8; the server parts on 1e7
+    .venv/bin/python bench/large_data.py --server-size 1e8     # the server parts on 1e8 too (1.6 GB)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+import websockets
+
+from common import CHROMIUM, CHROMIUM_ARGS, machine, revision, server_env  # noqa: I001
+
+from bokehsite import protocol
+from datasets import summaries
+from datasets.aggregation import line_view, points_view
+from tests.servers import DaphneServer, free_port
+
+WIDTH, HEIGHT = 1000, 400
+ZOOMS = (1.0, 0.1, 0.01, 0.001)
+
+
+def p(values, q):
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def timed(function, repeat: int) -> float:
+    """The median time of ``function()`` in ms."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def walk(n: int, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """x = 0..n-1 and a random walk, written as .npy files and memory-mapped back."""
+    rng = np.random.default_rng(n)
+    y = np.empty(n)
+    for start in range(0, n, 10_000_000):  # in pieces, to keep memory small
+        piece = rng.normal(size=min(10_000_000, n - start))
+        y[start:start + len(piece)] = np.cumsum(piece) + (y[start - 1] if start else 0.0)
+    np.save(folder / "x.npy", np.arange(n, dtype=np.float64))
+    np.save(folder / "y.npy", y)
+    del y
+    return np.load(folder / "x.npy", mmap_mode="r"), np.load(folder / "y.npy", mmap_mode="r")
+
+
+def window(n: int, zoom: float) -> tuple[int, int]:
+    span = max(int(n * zoom), 10)
+    start = (n - span) // 2
+    return start, start + span
+
+
+def compute(sizes: list[int], repeat: int) -> dict[int, float]:
+    from tsdownsample import MinMaxLTTBDownsampler
+
+    print(f"\ncompute: a line view at {WIDTH} px (median of {repeat}, ms); raw-scan floor beside it")
+    print(f"{'rows':>12} {'zoom':>6} {'rows in view':>12} {'view':>8} {'y.min()':>9} {'MinMaxLTTB':>11} {'points':>7}")
+    full = {}
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-large-") as folder:
+            x, y = walk(n, Path(folder))
+            start = time.perf_counter()
+            size = summaries.build(y, Path(folder), "y")
+            build = time.perf_counter() - start
+            levels = summaries.open_levels(Path(folder), "y", y)
+            downsampler = MinMaxLTTBDownsampler()
+            for zoom in ZOOMS:
+                lo, hi = window(n, zoom)
+                x0, x1 = float(x[lo]), float(x[hi - 1])
+                view_ms = timed(lambda: line_view(x, y, levels, x0, x1, WIDTH), repeat)
+                points = len(line_view(x, y, levels, x0, x1, WIDTH).x)
+                scan_ms = timed(lambda: y[lo:hi].min(), repeat)
+                lttb_ms = timed(lambda: downsampler.downsample(x[lo:hi], y[lo:hi], n_out=2000, parallel=True), repeat)
+                if zoom == 1.0:
+                    full[n] = view_ms
+                print(f"{n:>12,} {zoom * 100:>5g}% {hi - lo:>12,} {view_ms:>8.2f} {scan_ms:>9.2f} {lttb_ms:>11.2f} {points:>7}")
+            print(f"{'':>12} summaries: built in {build:.2f} s, {size / 1e6:.1f} MB ({size / (8 * n):.0%} of y)")
+    if len(full) > 1:
+        small, large = min(full), max(full)
+        print(f"full-range view, {large:,} rows against {small:,}: {full[large] / full[small]:.2f}x")
+    return full
+
+
+def scatter(n: int, repeat: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    with tempfile.TemporaryDirectory(prefix="bench-scatter-") as folder:
+        for name in ("x", "y"):
+            column = np.empty(n)
+            for start in range(0, n, 10_000_000):
+                column[start:start + 10_000_000] = rng.normal(size=min(10_000_000, n - start))
+            np.save(Path(folder) / f"{name}.npy", column)
+            del column
+        x, y = (np.load(Path(folder) / f"{name}.npy", mmap_mode="r") for name in ("x", "y"))
+        threads = ThreadPoolExecutor(2)
+        points_view(x, y, -5, 5, -5, 5, WIDTH, HEIGHT, x_sorted=False, threads=threads)  # numba compiles
+        full = timed(lambda: points_view(x, y, -5, 5, -5, 5, WIDTH, HEIGHT, x_sorted=False, threads=threads), repeat)
+        deep = timed(lambda: points_view(x, y, 0, 0.01, 0, 0.01, WIDTH, HEIGHT, x_sorted=False, threads=threads), repeat)
+        print(f"\nscatter: {n:,} points at {WIDTH}x{HEIGHT} px: full view (Datashader counts) {full:.0f} ms; "
+              f"a 0.01 x 0.01 zoom (the points themselves, x unsorted: a full scan) {deep:.0f} ms")
+
+
+# --- a server ------------------------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def backed_plot(session, dataset, title: str):
+    from bokeh.document import Document
+
+    from bokehsite.client import figure, server_source
+
+    source = server_source(dataset, "line")
+    plot = figure(width=WIDTH, height=HEIGHT, active_scroll="wheel_zoom", toolbar_location=None)
+    plot.line("x", "y", source=source)
+    doc = Document()
+    doc.add_root(plot)
+    session.use_doc(title)
+    return session.push(doc), source.id
+
+
+async def viewers_panning(url: str, document_id: str, source_id: str, n: int, viewers: int, requests_each: int):
+    """Each viewer asks for views of random 1% windows, one after another; the round trips, ms."""
+    rng = np.random.default_rng(viewers)
+
+    async def viewer(index: int) -> list[float]:
+        times = []
+        async with websockets.connect(protocol.url(url, document_id), max_size=None) as socket:
+            protocol.decode(await socket.recv(), sender=protocol.SERVER)  # hello
+            for i in range(requests_each):
+                span = n * 0.01
+                x0 = float(rng.uniform(0, n - span))
+                start = time.perf_counter()
+                await socket.send(protocol.View(i, source_id, x0, x0 + span, WIDTH, HEIGHT).encode())
+                while True:
+                    message, _ = protocol.decode(await socket.recv(), sender=protocol.SERVER)
+                    if isinstance(message, protocol.ViewData) and message.id == i:
+                        break
+                times.append((time.perf_counter() - start) * 1000)
+        return times
+
+    results = await asyncio.gather(*(viewer(i) for i in range(viewers)))
+    return [t for r in results for t in r]
+
+
+def websocket_views(server: DaphneServer, n: int, document_id: str, source_id: str) -> None:
+    print(f"\nwebsocket: view requests of random 1% windows of {n:,} rows, {WIDTH} px")
+    base = rss_mib(server.process.pid)
+    for viewers in (1, 10):
+        times = asyncio.run(viewers_panning(server.url, document_id, source_id, n, viewers, 40))
+        print(f"  {viewers:>2} viewer(s) at once: p50 {p(times, 50):.1f} ms, p99 {p(times, 99):.1f} ms ({len(times)} views)")
+
+    async def hold(count: int) -> float:
+        sockets = [await websockets.connect(protocol.url(server.url, document_id), max_size=None) for _ in range(count)]
+        for i, socket in enumerate(sockets):
+            await socket.recv()
+            await socket.send(protocol.View(i, source_id, 0, n * 0.5, WIDTH, HEIGHT).encode())
+        for socket in sockets:
+            while not isinstance(protocol.decode(await socket.recv(), sender=protocol.SERVER)[0], protocol.ViewData):
+                pass
+        await asyncio.sleep(1)
+        memory = rss_mib(server.process.pid)
+        for socket in sockets:
+            await socket.close()
+        return memory
+
+    held = asyncio.run(hold(10))
+    print(f"  server RSS {base:.0f} MiB before, {held:.0f} MiB with 10 viewers holding a view: "
+          f"{(held - base) / 10 * 1024:.0f} KiB a viewer (the data is memory-mapped: shared page cache, not RSS growth)")
+
+
+# --- the browser ---------------------------------------------------------------------------------
+
+# In the plot frame: the time from each wheel event to the next view painted.
+WATCH_ZOOMS = """() => {
+  const plot = document.getElementById("plot");
+  window.__zooms = [];
+  let wheel = null;
+  document.addEventListener("wheel", () => { if (wheel === null) wheel = performance.now(); }, {capture: true});
+  new MutationObserver(() => {
+    if (wheel === null) return;
+    const started = wheel;
+    wheel = null;
+    requestAnimationFrame(() => requestAnimationFrame(() => window.__zooms.push(performance.now() - started)));
+  }).observe(plot, {attributes: true, attributeFilter: ["data-views-applied"]});
+}"""
+
+
+def browser_zooms(url: str, zooms: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 700})
+        page.goto(url)
+        page.frame_locator("#plot-frame").locator("#plot[data-views-applied]").wait_for(timeout=60_000)
+        frame = next(f for f in page.frames if "/frame/" in f.url)
+        frame.evaluate(WATCH_ZOOMS)
+        box = page.frame_locator("#plot-frame").locator("canvas").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        for i in range(zooms):
+            page.mouse.wheel(0, -200 if (i // 10) % 2 == 0 else 200)
+            deadline = time.monotonic() + 10
+            while frame.evaluate("window.__zooms.length") <= i and time.monotonic() < deadline:
+                page.wait_for_timeout(5)
+            page.wait_for_timeout(100)
+        times = frame.evaluate("window.__zooms")
+        browser.close()
+    return times
+
+
+def whole_line_in_the_browser(server: DaphneServer, session, n: int) -> None:
+    """The same line sent whole: a plain ColumnDataSource of every row."""
+    from bokeh.document import Document
+    from bokeh.models import ColumnDataSource
+    from playwright.sync_api import sync_playwright
+
+    from bokehsite.client import figure
+
+    x = np.arange(n, dtype=np.float64)
+    y = np.cumsum(np.random.default_rng(n).normal(size=n))
+    plot = figure(width=WIDTH, height=HEIGHT, active_scroll="wheel_zoom", toolbar_location=None)
+    plot.line("x", "y", source=ColumnDataSource({"x": x, "y": y}))
+    doc = Document()
+    doc.add_root(plot)
+    session.use_doc("whole line")
+    info = session.push(doc)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 700})
+        start = time.perf_counter()
+        page.goto(info["url"])
+        page.frame_locator("#plot-frame").locator("#plot[data-state=rendered]").wait_for(timeout=300_000)
+        frame = next(f for f in page.frames if "/frame/" in f.url)
+        frame.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        first = time.perf_counter() - start
+        redraws = []
+        box = page.frame_locator("#plot-frame").locator("canvas").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        for _ in range(5):
+            start = time.perf_counter()
+            page.mouse.wheel(0, -200)
+            frame.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            redraws.append((time.perf_counter() - start) * 1000)
+        browser.close()
+    print(f"  the whole line ({n:,} points) in the browser: first render {first:.1f} s (page open to painted), "
+          f"redraw after a zoom p50 {p(redraws, 50):.0f} ms")
+
+
+# --- plotly-resampler ----------------------------------------------------------------------------
+
+DASH_APP = textwrap.dedent("""
+    import sys
+    import numpy as np, plotly.graph_objects as go
+    from dash import Dash, dcc, html
+    from plotly_resampler import FigureResampler
+    n, port = int(sys.argv[1]), int(sys.argv[2])
+    x = np.arange(n, dtype=np.float64)
+    y = np.cumsum(np.random.default_rng(n).normal(size=n))
+    fig = FigureResampler(go.Figure(), default_n_shown_samples=2000)
+    fig.add_trace(go.Scattergl(name="walk"), hf_x=x, hf_y=y)
+    app = Dash(__name__)
+    app.layout = html.Div([dcc.Graph(id="graph", figure=fig)])
+    fig.register_update_graph_callback(app, "graph")
+    app.run(host="127.0.0.1", port=port, debug=False)
+""")
+
+
+def plotly_resampler(n: int, repeat: int) -> dict[str, float]:
+    port = free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
+        script.write(DASH_APP)
+    process = subprocess.Popen([sys.executable, script.name, str(n), str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                dependencies = requests.get(f"{base}/_dash-dependencies", timeout=5).json()
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the Dash app did not start") from None
+                time.sleep(0.5)
+        callback = next(d for d in dependencies if d["inputs"][0]["property"] == "relayoutData")
+        output = callback["output"]
+
+        def relayout(value: dict) -> float:
+            body = {"output": output, "outputs": {"id": "graph", "property": output.split(".", 1)[1]},
+                    "inputs": [{"id": "graph", "property": "relayoutData", "value": value}],
+                    "changedPropIds": ["graph.relayoutData"], "state": []}
+            start = time.perf_counter()
+            answer = requests.post(f"{base}/_dash-update-component", json=body, timeout=60)
+            elapsed = (time.perf_counter() - start) * 1000
+            if answer.status_code != 200 or b"walk" not in answer.content and b"data" not in answer.content:
+                raise RuntimeError(f"plotly-resampler answered {answer.status_code}: {answer.text[:200]}")
+            return elapsed
+
+        figures = {}
+        for zoom in (0.1, 0.01):
+            lo, hi = window(n, zoom)
+            relayout({"xaxis.range[0]": lo, "xaxis.range[1]": hi})  # warm
+            figures[f"{zoom:.0%}"] = statistics.median(
+                relayout({"xaxis.range[0]": lo + i, "xaxis.range[1]": hi + i}) for i in range(repeat))
+        times = []
+        for i in range(repeat):  # a reset, as plotly's button sends it: autorange beside showspikes
+            relayout({"xaxis.range[0]": 1000 + i, "xaxis.range[1]": n // 3})
+            times.append(relayout({"xaxis.autorange": True, "xaxis.showspikes": False}))
+        figures["full (reset)"] = statistics.median(times)
+        figures["rss"] = rss_mib(process.pid)
+        return figures
+    finally:
+        process.terminate()
+        process.wait(10)
+        os.unlink(script.name)
+
+
+def ours_over_websocket(url: str, document_id: str, source_id: str, n: int, repeat: int) -> dict[str, float]:
+    async def run() -> dict[str, float]:
+        figures = {}
+        async with websockets.connect(protocol.url(url, document_id), max_size=None) as socket:
+            await socket.recv()
+            ids = iter(range(10**6))
+            for label, zoom in (("10%", 0.1), ("1%", 0.01), ("full (reset)", 1.0)):
+                lo, hi = window(n, zoom)
+                times = []
+                for i in range(repeat + 1):
+                    request_id = next(ids)
+                    start = time.perf_counter()
+                    await socket.send(protocol.View(request_id, source_id, float(lo + i), float(hi - 1), WIDTH, HEIGHT).encode())
+                    while not ((m := protocol.decode(await socket.recv(), sender=protocol.SERVER)[0])
+                               and isinstance(m, protocol.ViewData) and m.id == request_id):
+                        pass
+                    times.append((time.perf_counter() - start) * 1000)
+                figures[label] = statistics.median(times[1:])
+        return figures
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1e6,1e7,1e8", help="rows for the compute table (default %(default)s)")
+    parser.add_argument("--server-size", type=float, default=1e7, help="rows for the server parts (default %(default)g)")
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--zooms", type=int, default=40, help="wheel zooms timed in Chromium (default %(default)s)")
+    parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--no-plotly", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    print(f"bokehsite large-data benchmark; {machine()}")
+    print(f"bokehsite at {revision()}")
+
+    compute(sizes, args.repeat)
+    scatter(max(sizes), 5)
+
+    n = int(args.server_size)
+    from bokehsite.client import Session
+
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as data, DaphneServer(env=server_env(data)) as server:
+        with Session(server.url) as session:
+            x, y = walk(n, Path(data))
+            start = time.perf_counter()
+            dataset = session.upload_dataset("walk", {"x": np.asarray(x), "y": np.asarray(y)}, require_sorted_x=True)
+            print(f"\nserver: {n:,} rows uploaded in {time.perf_counter() - start:.1f} s")
+            info, source_id = backed_plot(session, dataset, "big line")
+            websocket_views(server, n, info["id"], source_id)
+            ours = ours_over_websocket(server.url, info["id"], source_id, n, args.repeat)
+            if not args.no_browser:
+                zooms = browser_zooms(info["url"], args.zooms)
+                print(f"\nzoom to pixels in Chromium ({len(zooms)} wheel zooms): p50 {p(zooms, 50):.0f} ms, "
+                      f"p99 {p(zooms, 99):.0f} ms, max {max(zooms):.0f} ms")
+                print("\nbaselines:")
+                whole_line_in_the_browser(server, session, min(n, 10_000_000))
+            if not args.no_plotly:
+                theirs = plotly_resampler(n, args.repeat)
+                print(f"\nplotly-resampler 0.11 (Dash, one process) against bokehsite's view over the websocket, "
+                      f"{n:,} rows, median ms:")
+                print(f"  {'range':>14} {'plotly-resampler':>17} {'bokehsite':>10} {'ratio':>7}")
+                for label in ("full (reset)", "10%", "1%"):
+                    print(f"  {label:>14} {theirs[label]:>17.1f} {ours[label]:>10.2f} {theirs[label] / ours[label]:>6.1f}x")
+                print(f"  memory: the Dash process {theirs['rss']:.0f} MiB RSS; "
+                      f"the bokehsite server {rss_mib(server.process.pid):.0f} MiB RSS (the columns memory-mapped)")
+            else:
+                print("\nbokehsite's view over the websocket, median ms: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in ours.items()))
+
+
+if __name__ == "__main__":
+    main()
