@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numba
 import numpy as np
 
 BRANCH = 8
@@ -149,10 +150,6 @@ def open_levels(directory: Path, name: str, column: np.ndarray) -> list[np.ndarr
 
 # --- reading -------------------------------------------------------------------------------------
 
-# Widest piece of one level a range leaves to that level: under 2 * BRANCH entries.
-_PIECE = 2 * BRANCH
-
-
 def extremes(column: np.ndarray, levels: list[np.ndarray], starts: np.ndarray, ends: np.ndarray,
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each range of rows ``[starts[i], ends[i])`` (non-empty), the smallest value and its row,
@@ -171,7 +168,6 @@ def extremes(column: np.ndarray, levels: list[np.ndarray], starts: np.ndarray, e
     at_max = starts.astype(np.int64).copy()
     lo, hi = starts.astype(np.int64), ends.astype(np.int64)
     top = len(levels)
-    offsets = np.arange(_PIECE)
     for level in range(top + 1):
         if not (hi > lo).any():
             break
@@ -184,40 +180,48 @@ def extremes(column: np.ndarray, levels: list[np.ndarray], starts: np.ndarray, e
         # The pieces this level takes: the left end (or all of it, if nothing goes up), the right end.
         left_end = np.where(goes_up, up_lo * BRANCH, hi)
         right_start = np.where(goes_up, up_hi * BRANCH, hi)
-        for piece_lo, piece_hi in ((lo, left_end), (right_start, hi)):
-            lengths = piece_hi - piece_lo
-            has = lengths > 0
-            if not has.any():
-                continue
-            index = piece_lo[has, None] + offsets
-            inside = offsets < lengths[has, None]
-            index = np.where(inside, index, piece_lo[has, None])
-            if level == 0:
-                values = np.asarray(column[index], dtype=value_dtype(column.dtype))
-                if values.dtype.kind == "f":
-                    nan = np.isnan(values)
-                    mins, maxs = np.where(nan | ~inside, np.inf, values), np.where(nan | ~inside, -np.inf, values)
-                else:
-                    mins, maxs = np.where(inside, values, np.inf), np.where(inside, values, -np.inf)
-                rows_min = rows_max = index
-            else:
-                # Field by field from a plain view of the map: indexing whole records of a
-                # memory-mapped structured array costs several times more.
-                records = np.asarray(levels[level - 1])
-                mins = np.where(inside, records["min"][index], np.inf)
-                maxs = np.where(inside, records["max"][index], -np.inf)
-                span = BRANCH ** level
-                rows_min = index * span + records["at_min"][index].astype(np.int64)
-                rows_max = index * span + records["at_max"][index].astype(np.int64)
-            which = np.flatnonzero(has)
-            pick = np.arange(len(which))
-            j, k = mins.argmin(axis=1), maxs.argmax(axis=1)
-            candidate_min, candidate_max = mins[pick, j], maxs[pick, k]
-            better = candidate_min < best_min[which]
-            best_min[which[better]] = candidate_min[better]
-            at_min[which[better]] = rows_min[pick, j][better]
-            better = candidate_max > best_max[which]
-            best_max[which[better]] = candidate_max[better]
-            at_max[which[better]] = rows_max[pick, k][better]
+        if level == 0:
+            values = np.asarray(column)
+            _scan_rows(values, lo, left_end, right_start, hi, best_min, at_min, best_max, at_max)
+        else:
+            records = np.asarray(levels[level - 1])  # a plain view of the map: no memmap wrapping per access
+            _scan_blocks(records["min"], records["max"], records["at_min"], records["at_max"], BRANCH ** level,
+                         lo, left_end, right_start, hi, best_min, at_min, best_max, at_max)
         lo, hi = np.where(goes_up, up_lo, 0), np.where(goes_up, up_hi, 0)
     return best_min, at_min, best_max, at_max
+
+
+# The scans themselves, compiled: each range reads under 2 * BRANCH entries of a level, and the
+# work is a few comparisons an entry, which NumPy's temporaries would cost many times over. Ties
+# keep the first entry met, in row order within a piece.
+@numba.njit(nogil=True, cache=True)
+def _scan_rows(values, lo, left_end, right_start, hi, best_min, at_min, best_max, at_max):  # pragma: no cover
+    for i in range(len(lo)):
+        for j in range(lo[i], left_end[i]):
+            v = float(values[j])
+            if v < best_min[i]:  # NaN is neither smaller nor larger
+                best_min[i], at_min[i] = v, j
+            if v > best_max[i]:
+                best_max[i], at_max[i] = v, j
+        for j in range(right_start[i], hi[i]):
+            v = float(values[j])
+            if v < best_min[i]:
+                best_min[i], at_min[i] = v, j
+            if v > best_max[i]:
+                best_max[i], at_max[i] = v, j
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan_blocks(mins, maxs, offsets_min, offsets_max, span, lo, left_end, right_start, hi,
+                 best_min, at_min, best_max, at_max):  # pragma: no cover
+    for i in range(len(lo)):
+        for j in range(lo[i], left_end[i]):
+            if mins[j] < best_min[i]:
+                best_min[i], at_min[i] = mins[j], j * span + np.int64(offsets_min[j])
+            if maxs[j] > best_max[i]:
+                best_max[i], at_max[i] = maxs[j], j * span + np.int64(offsets_max[j])
+        for j in range(right_start[i], hi[i]):
+            if mins[j] < best_min[i]:
+                best_min[i], at_min[i] = mins[j], j * span + np.int64(offsets_min[j])
+            if maxs[j] > best_max[i]:
+                best_max[i], at_max[i] = maxs[j], j * span + np.int64(offsets_max[j])
