@@ -139,3 +139,52 @@ def test_a_huge_scatter_is_an_image_until_a_deep_zoom_shows_its_points(server, p
     hidden = frame.evaluate("""() => [...Bokeh.documents[0].all_models].every(
         (m) => !(m.type === "GlyphRenderer" && m.glyph.type === "Image") || !m.visible)""")
     assert hidden  # the image makes way for the points
+
+
+def plot_pixels(page, url, backed: bool) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    page.goto(url)
+    selector = "#plot[data-views-applied]" if backed else "#plot[data-state=rendered]"
+    page.frame_locator("#plot-frame").locator(selector).wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    png = page.frame_locator("#plot-frame").locator("#plot").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_a_view_of_a_million_points_draws_the_same_pixels_as_the_points_themselves(server, page, capsys):
+    from bokeh.models import ColumnDataSource, Range1d
+
+    n = 1_000_000
+    x = np.arange(n, dtype=np.float64)
+    y = np.cumsum(np.random.default_rng(3).normal(size=n))
+    with Session(server.url) as session:
+        dataset = session.upload_dataset("million", {"x": x, "y": y}, require_sorted_x=True)
+        source = push_plot(session, "million, viewed", dataset, "line")
+        backed_url = session.url
+        stored = session.load_document("million, viewed")
+        plot = next(m for m in stored.roots)
+        whole = figure(width=WIDTH, height=HEIGHT, active_scroll="wheel_zoom", active_drag="pan", toolbar_location=None,
+                       x_range=Range1d(plot.x_range.start, plot.x_range.end),
+                       y_range=Range1d(plot.y_range.start, plot.y_range.end))
+        whole.line("x", "y", source=ColumnDataSource({"x": x, "y": y}))
+        doc = BokehDocument()
+        doc.add_root(whole)
+        session.use_doc("million, whole")
+        session.push(doc)
+        whole_url = session.url
+    viewed = plot_pixels(page, backed_url, backed=True)
+    drawn = plot_pixels(page, whole_url, backed=False)
+    assert viewed.shape == drawn.shape
+    exact = np.all(viewed == drawn, axis=2).mean()
+    # Which pixels the line touches: any tint of its blue (#1f77b4) over the white and grey page.
+    touched = lambda image: image[:, :, 2].astype(int) - image[:, :, 0].astype(int) > 10  # noqa: E731
+    covered = (touched(viewed) == touched(drawn)).mean()
+    with capsys.disabled():
+        print(f"\n  a view of {n:,} points against the whole line, {viewed.shape[0] * viewed.shape[1]:,} pixels: "
+              f"{covered:.3%} agree on whether the line touches them, {exact:.2%} are of exactly the same colour")
+    # Thousands of antialiased segments a pixel column overdraw each other's edges, so the whole
+    # line's edges come out a shade darker than the view's few; the pixels it covers are the same.
+    assert covered >= 0.995
