@@ -162,7 +162,7 @@ def test_a_view_of_a_million_points_draws_the_same_pixels_as_the_points_themselv
     y = np.cumsum(np.random.default_rng(3).normal(size=n))
     with Session(server.url) as session:
         dataset = session.upload_dataset("million", {"x": x, "y": y}, require_sorted_x=True)
-        source = push_plot(session, "million, viewed", dataset, "line")
+        push_plot(session, "million, viewed", dataset, "line")
         backed_url = session.url
         stored = session.load_document("million, viewed")
         plot = next(m for m in stored.roots)
