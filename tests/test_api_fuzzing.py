@@ -52,9 +52,11 @@ class Fixtures:
     def dataset_id(self) -> str:
         dataset = Dataset.objects.usable_by(self.owner).first()
         if dataset is None:
-            upload = dataset_services.start_upload(self.owner, "fuzzed", [{"name": "x", "dtype": "float64", "length": 3}])
+            upload = dataset_services.start_upload(self.owner, "fuzzed", [{"name": "x", "dtype": "float64", "length": 3},
+                                                                          {"name": "y", "dtype": "float64", "length": 3}])
             data = np.arange(3.0).tobytes()
-            dataset_services.receive_chunk(upload, "x", 0, data, hashlib.sha256(data).hexdigest())
+            for column in ("x", "y"):  # a line: views of it can be drawn
+                dataset_services.receive_chunk(upload, column, 0, data, hashlib.sha256(data).hexdigest())
             dataset = dataset_services.finish_upload(upload)
         return str(dataset.id)
 
