@@ -21,6 +21,7 @@ from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
     SinceQuerySerializer, TitleQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
 )
+from documents.serializers import HistoryQuerySerializer, HistorySerializer, RestoreSerializer
 
 BUNDLE_ANSWER = {(200, BUNDLE): OpenApiResponse(BINARY, description="A bundle (see the README's wire format).")}
 
@@ -93,15 +94,12 @@ class DocumentDetail(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema(tags=["documents"], parameters=[SECRET_LINK_KEY])
-class DocumentContent(APIView):
-    """GET: the document as a bundle, now or at ``?version=``. PUT: replace it (bundle or JSON).
+FRAME_TOKEN = OpenApiParameter("frame_token", str, description="The sandboxed plot frame's signed token, instead of a login.")
 
-    A sandboxed plot frame GETs with ``?frame_token=``: no cookies, no API token, from the opaque
-    origin ``null``. Those answers carry CORS headers; nothing else here does.
-    """
 
-    renderer_classes = [BundleRenderer, JSONRenderer]
+class FrameReadable:
+    """A view that a sandboxed plot frame may GET with ``?frame_token=``: no cookies, no API
+    token, from the opaque origin ``null``. Those answers carry CORS headers; nothing else does."""
 
     def _frame_token(self) -> str | None:
         request = self.request  # Django's request until DRF wraps it; both have GET and method
@@ -122,9 +120,18 @@ class DocumentContent(APIView):
             response["Access-Control-Expose-Headers"] = "ETag, X-Document-Version"
         return response
 
+
+@extend_schema(tags=["documents"], parameters=[SECRET_LINK_KEY])
+class DocumentContent(FrameReadable, APIView):
+    """GET: the document as a bundle, now or at ``?version=``. PUT: replace it (bundle or JSON).
+
+    A sandboxed plot frame GETs with ``?frame_token=`` (``FrameReadable``).
+    """
+
+    renderer_classes = [BundleRenderer, JSONRenderer]
+
     @extend_schema(
-        summary="A document's content", parameters=[VersionQuerySerializer, OpenApiParameter(
-            "frame_token", str, description="The sandboxed plot frame's signed token, instead of a login.")],
+        summary="A document's content", parameters=[VersionQuerySerializer, FRAME_TOKEN],
         responses={**BUNDLE_ANSWER, 304: OpenApiResponse(description="Unchanged since the `If-None-Match` ETag.")},
     )
     @raises(INVALID, InvalidFrameToken, HistoryTruncated)
@@ -153,21 +160,24 @@ class DocumentContent(APIView):
 
 
 @extend_schema(tags=["events"], parameters=[SECRET_LINK_KEY])
-class DocumentEvents(APIView):
-    """GET ``?since=V``: the changes after version V, as a bundle. POST: apply a change."""
+class DocumentEvents(FrameReadable, APIView):
+    """GET ``?since=V``: the changes after version V, as a bundle (a history frame replays them
+    with its ``?frame_token=``). POST: apply a change."""
 
     renderer_classes = [BundleRenderer, JSONRenderer]
 
-    @extend_schema(summary="The changes after a version", parameters=[SinceQuerySerializer], responses=BUNDLE_ANSWER)
-    @raises(INVALID, HistoryTruncated)
+    @extend_schema(summary="The changes after a version", parameters=[SinceQuerySerializer, FRAME_TOKEN],
+                   responses=BUNDLE_ANSWER)
+    @raises(INVALID, InvalidFrameToken, HistoryTruncated)
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
-        document = _resolve(request, pk)
+        document = access.resolve(access.caller(request, frame_token=True), pk)
         query = _valid(SinceQuerySerializer, request.query_params, current=document.version)
         events = services.events_after(document, query["since"], query["limit"])
         items, buffers = [], []
         for event in events:
-            items.append({"version": event.version, "kind": event.kind, "patch": event.patch})
+            items.append({"version": event.version, "kind": event.kind, "patch": event.patch,
+                          "created": event.created.isoformat()})
             buffers.extend(event.buffer_list())
         version = events[-1].version if events else query["since"]
         body = wire.pack({"since": query["since"], "version": version, "current": document.version, "items": items}, buffers)
@@ -265,3 +275,33 @@ class CollaboratorDetail(APIView):
     def delete(self, request: Request, pk, username: str) -> Response:
         services.unshare(_resolve(request, pk, "owner"), username)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["history"], parameters=[SECRET_LINK_KEY])
+class History(APIView):
+    """GET: the document's versions, newest first, a page at a time (``?before=``, ``?limit=``)."""
+
+    @extend_schema(summary="A document's versions", parameters=[HistoryQuerySerializer], responses=HistorySerializer)
+    @raises(INVALID)
+    def get(self, request: Request, pk) -> Response:
+        document = _resolve(request, pk)
+        query = _valid(HistoryQuerySerializer, request.query_params)
+        page = services.version_history(document, before=query.get("before"), limit=query["limit"])
+        return Response(HistorySerializer(page).data)
+
+
+@extend_schema(tags=["history"], parameters=[SECRET_LINK_KEY])
+class Restore(APIView):
+    """POST {version}: a new version equal to an earlier one, recorded as its restore."""
+
+    @extend_schema(summary="Restore an earlier version", request=body(RestoreSerializer, bundle=False),
+                   responses={201: DocumentSerializer})
+    @raises(Forbidden, HistoryTruncated)
+    def post(self, request: Request, pk) -> Response:
+        document = _resolve(request, pk, "write")
+        version = _valid(RestoreSerializer, request.data, current=document.version)["version"]
+        services.restore_version(document, version, author=request.user)
+        return Response(DocumentSerializer(document, context={"request": request}).data, status=status.HTTP_201_CREATED)

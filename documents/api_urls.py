@@ -16,4 +16,7 @@ urlpatterns = [
     path("documents/<uuid:pk>/collaborators/", api.Collaborators.as_view(), name="document-collaborators"),
     path("documents/<uuid:pk>/collaborators/<str:username>/", api.CollaboratorDetail.as_view(),
          name="document-collaborator"),
+    # History
+    path("documents/<uuid:pk>/history/", api.History.as_view(), name="document-history"),
+    path("documents/<uuid:pk>/restore/", api.Restore.as_view(), name="document-restore"),
 ]

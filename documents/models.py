@@ -146,6 +146,9 @@ class Event(DocumentVersion):
     key = models.CharField(max_length=100, blank=True, default="",
                            help_text="The client's own name for the change, so that a resend is not applied twice.")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # History: a replace that brought back an earlier version says which one.
+    restored_from = models.PositiveIntegerField(null=True, blank=True,
+                                                help_text="The version this replace restored, if it was a restore.")
 
     class Meta(DocumentVersion.Meta):
         ordering = ["version"]
@@ -153,6 +156,13 @@ class Event(DocumentVersion):
 
     def __str__(self) -> str:
         return f"{self.document_id} v{self.version} {self.kind}"
+
+    @property
+    def history_kind(self) -> str:
+        """What the history calls this change: "change", "replace" or "restore"."""
+        if self.kind == EventKind.PATCH:
+            return "change"
+        return "restore" if self.restored_from is not None else "replace"
 
     def apply_to(self, doc: BokehDocument) -> None:
         """Apply this change to ``doc``, which must be at ``version - 1``, through Bokeh."""

@@ -105,3 +105,41 @@ class CollaboratorSerializer(serializers.ModelSerializer):
         model = Collaborator
         fields = ["username", "role", "created"]
         read_only_fields = ["created"]
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    before = serializers.IntegerField(min_value=1, required=False,
+                                      help_text="Only versions below this one (the previous page's `next`).")
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class HistoryItemSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["create", "change", "replace", "restore"],
+                                   help_text="How this version came: created, a change, a whole replace, or a restore.")
+    created = serializers.DateTimeField()
+    author = serializers.CharField(allow_null=True, help_text="Who made it (null once their account is gone).")
+    size = serializers.IntegerField(help_text="Bytes of JSON and buffers the version's change holds.")
+    restored_from = serializers.IntegerField(allow_null=True, help_text="For a restore: the version it brought back.")
+
+
+class HistorySerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The document's current version.")
+    oldest = serializers.IntegerField(help_text="The oldest version still held; older ones were pruned.")
+    retention = serializers.IntegerField(help_text="How many versions back the server keeps (BOKEHSITE_HISTORY).")
+    pruned = serializers.BooleanField(help_text="Whether versions before `oldest` were pruned.")
+    items = HistoryItemSerializer(many=True)
+    next = serializers.IntegerField(allow_null=True, help_text="`before` for the next page; null on the last.")
+
+
+class RestoreSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, help_text="The version to bring back as a new version.")
+
+    def validate_version(self, version: int) -> int:
+        current = self.context["current"]
+        if version > current:
+            raise serializers.ValidationError(f"version {version} does not exist yet; the document is at version {current}")
+        return version

@@ -235,3 +235,46 @@ def unshare(document: Document, username: str) -> None:
     deleted = 0 if NUL in username else Collaborator.objects.filter(document=document, user__username=username).delete()[0]
     if not deleted:
         raise UserNotFound(f"{username!r} is not a collaborator on this document", field="username")
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+def version_history(document: Document, *, before: int | None = None, limit: int = 100) -> dict[str, Any]:
+    """One page of a document's versions, newest first, each with its time, author, kind and
+    size; ``next`` is the ``before`` of the next page (None on the last one).
+
+    Versions older than ``oldest`` were pruned (``BOKEHSITE_HISTORY`` says how many are kept).
+    """
+    from django.conf import settings
+
+    oldest = history.oldest_version(document.id)
+    events = history.versions(document.id, before=before, limit=limit)
+    items = [{"version": e.version, "kind": e.history_kind, "created": e.created,
+              "author": e.author.username if e.author else None, "size": e.size,
+              "restored_from": e.restored_from} for e in events]
+    last = events[-1].version if events else (before if before is not None else document.version + 1)
+    if oldest == 1 and last > 1 and len(items) < limit and not Event.objects.filter(document=document, version=1).exists():
+        # A document is created at version 1 by its snapshot alone; no change is logged for it.
+        snapshot = Snapshot.objects.filter(document=document, version=1).only("created", "buffers").first()
+        if snapshot is not None:
+            items.append({"version": 1, "kind": "create", "created": snapshot.created, "author": document.owner.username,
+                          "size": snapshot.size, "restored_from": None})
+    lowest = items[-1]["version"] if items else None
+    more = lowest is not None and lowest > max(oldest, 1) and len(items) >= limit
+    return {"version": document.version, "oldest": oldest, "retention": settings.BOKEHSITE_HISTORY,
+            "pruned": oldest > 1, "items": items, "next": lowest if more else None}
+
+
+def restore_version(document: Document, version: int, *, author: Any = None, origin: str = "") -> Document:
+    """Make a new version whose content is that of ``version``; nothing in the history is lost.
+    It is stored and broadcast as a replace, recorded as a restore of ``version``.
+
+    Raises:
+        HistoryTruncated: the history no longer holds ``version``.
+    """
+    header, buffers = wire.unpack(history.bundle_at(document.id, version))
+    change = history.replace(document, header["doc"], buffers, author=author, origin=origin, restored_from=version)
+    _broadcast_on_commit([change])
+    document.refresh_from_db(fields=["version", "updated"])
+    return document

@@ -10,4 +10,5 @@ urlpatterns = [
     path("documents/<uuid:pk>/frame/", views.document_frame, name="frame"),
     path("documents/<uuid:pk>/frame-token/", views.frame_token, name="frame-token"),
     path("documents/<uuid:pk>/share/", views.share_page, name="share"),
+    path("documents/<uuid:pk>/history/", views.history_page, name="history"),
 ]

@@ -70,6 +70,7 @@ def document_page(request: HttpRequest, pk) -> HttpResponse:
         "role": document.role,
         "frame_url": frame_url,
         "token_url": reverse("documents:frame-token", args=[document.id]) + _share_query(request),
+        "share_query": _share_query(request),
     }
     return render(request, "documents/plot.html", context)
 
@@ -97,6 +98,10 @@ def document_frame(request: HttpRequest, pk) -> HttpResponse:
                                 "role": access.connection_role(document.role),
                                 "doc_url": reverse("api:document-doc", args=[document.id]),
                                 "ws_path": protocol.path(document.id)}
+        if version := _version_in(request.GET):
+            # A history frame shows one version and replays the log; it follows nothing live.
+            context.update(history=True, ws_path="", doc_url=context["doc_url"] + f"?version={version}",
+                           events_url=reverse("api:document-events", args=[document.id]))
     except ApiError as e:
         status, context = e.status_code, {"error": e.detail}
     response = render(request, "documents/frame.html", context, status=status)
@@ -139,3 +144,46 @@ def share_page(request: HttpRequest, pk) -> HttpResponse:
         "roles": Role.choices,
     }
     return render(request, "documents/share.html", context)
+
+
+# --- history ---------------------------------------------------------------------------------
+
+HISTORY_PAGE = 100
+
+
+def _version_in(query) -> int | None:
+    """The ``version`` a query or form names (None if none, or a value that is no version)."""
+    value = query.get("version", "")
+    return int(value) if value.isdigit() and 0 < int(value) < 2**31 else None
+
+
+@require_http_methods(["GET", "POST"])
+def history_page(request: HttpRequest, pk) -> HttpResponse:
+    """A document's versions, one of them shown in the sandboxed frame with a scrubber and
+    replay; owners and writers restore one (POST ``version``)."""
+    try:
+        caller, document = _viewed(request, pk, "write" if request.method == "POST" else "read")
+    except _LoginFirst:
+        return redirect_to_login(request.get_full_path())
+    if request.method == "POST":
+        version = _version_in(request.POST)
+        try:
+            if version is None or version > document.version:
+                raise ApiError(f"no version {request.POST.get('version', '')!r} to restore", field="version")
+            services.restore_version(document, version, author=acting_user(request))
+            messages.success(request, f"Version {version} restored as version {document.version}.")
+        except ApiError as e:
+            messages.error(request, e.detail)
+        return redirect(reverse("documents:history", args=[document.pk]) + _share_query(request))
+    before = request.GET.get("before", "")
+    page = services.version_history(document, before=int(before) if before.isdigit() else None, limit=HISTORY_PAGE)
+    shown = document.version
+    frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
+        {"frame_token": access.frame_token(caller, document), "version": shown})
+    context = {
+        "document": document, "role": document.role, "page": page, "shown": shown,
+        "can_restore": access.allows(document.role, "write"),
+        "frame_url": frame_url, "share_query": _share_query(request),
+        "token_url": reverse("documents:frame-token", args=[document.id]) + _share_query(request),
+    }
+    return render(request, "documents/history.html", context)

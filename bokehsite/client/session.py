@@ -288,6 +288,40 @@ class Session:
         info = self.document_info(title_or_id)
         self._request("DELETE", f"api/documents/{info['id']}/")
 
+    # --- history -----------------------------------------------------------------------------
+
+    def history(self, title_or_id: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """The versions of a document (default: the current one) the server still holds, newest
+        first: each a dict with ``version``, ``kind`` ("create", "change", "replace" or
+        "restore"), ``created``, ``author``, ``size`` and ``restored_from``.
+
+        Args:
+            limit: at most this many (default: all of them, fetched a page at a time).
+        """
+        target = self._share_target(title_or_id)
+        versions: list[dict[str, Any]] = []
+        before = None
+        while limit is None or len(versions) < limit:
+            params = {"limit": 1000 if limit is None else min(1000, limit - len(versions))}
+            if before is not None:
+                params["before"] = before
+            page = self._request("GET", f"api/documents/{target}/history/", params=params).json()
+            versions.extend(page["items"])
+            before = page["next"]
+            if before is None:
+                break
+        return versions
+
+    def restore(self, version: int, title_or_id: str | None = None) -> dict[str, Any]:
+        """Make a new version of a document (default: the current one) equal to ``version``;
+        every viewer, and this session's live document, moves to it. Returns the metadata,
+        with the new ``version``. The history keeps everything, recorded as a restore."""
+        target = self._share_target(title_or_id)
+        info = self._request("POST", f"api/documents/{target}/restore/", json={"version": version}).json()
+        if self.info is not None and self.info.get("id") == info["id"]:
+            self.info = info
+        return info
+
     # --- plumbing ----------------------------------------------------------------------------
 
     def _request(
