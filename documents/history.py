@@ -352,7 +352,7 @@ def bundle_at(document_id: uuid.UUID, version: int) -> bytes:
     snapshot, events = replay_base(document_id, version)
     if not events:
         return snapshot.to_bundle()
-    doc_json, buffers = bokeh_io.dump(snapshot.build(events))
+    doc_json, buffers = snapshot.build_json(events)
     return wire.pack({"doc": doc_json}, buffers)
 
 

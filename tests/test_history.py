@@ -4,6 +4,7 @@ that make a new version equal to an old one without losing any."""
 import html
 import re
 
+import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
@@ -11,7 +12,7 @@ from bokehsite import wire
 from documents import bokeh_io, services
 from documents.models import Collaborator, Document, Event, Snapshot
 from tests.conftest import token_client
-from tests.helpers import BUNDLE, line_document, plain, state, stored_line, stream_patch
+from tests.helpers import BUNDLE, line_document, plain, state, store, stored_line, stream_patch
 
 pytestmark = pytest.mark.django_db
 
@@ -197,3 +198,39 @@ def test_a_hundred_thousand_versions_are_listed_a_page_at_a_time(alice, api, set
     assert middle["items"][0]["version"] == 50_000 and middle["next"] == 49_001
     last = api.get(f"/api/documents/{document.id}/history/", {"before": 3}).json()
     assert [i["version"] for i in last["items"]] == [2, 1] and last["next"] is None
+
+
+@pytest.mark.parametrize("rollover", [None, 7, 30])
+def test_a_streamed_history_rebuilds_to_what_bokeh_reaches_change_by_change(alice, settings, rollover):
+    from bokeh.document.events import ColumnsStreamedEvent
+    from bokeh.core.serialization import Serializer
+
+    from documents import history
+    from documents.models import _streamed_json
+
+    settings.BOKEHSITE_SNAPSHOT_EVERY = 8
+    doc = line_document(10)  # float columns, as streams append float arrays
+    document = store(alice, "line", doc)
+    source = doc.get_model_by_name("ex_line").data_source
+    source_id = source.id
+    for i in range(20):
+        event = ColumnsStreamedEvent(doc, source, "data", {"x": np.arange(i, i + 3, dtype=float),
+                                                           "y": np.full(3, float(i))}, rollover)
+        serializer = Serializer(references=doc.models)
+        encoded = serializer.encode(event)
+        patch, buffers = plain({"events": [wire.binary_event(encoded, serializer.buffers)]}, serializer.buffers)
+        services.apply_patch(document, patch, buffers)
+    if rollover is None:  # a change that is no stream breaks a run
+        services.apply_patch(document, {"events": [{"kind": "ModelChanged", "model": {"id": source_id},
+                                                    "attr": "name", "new": "renamed"}]}, [])
+    document.refresh_from_db()
+    for version in range(2, document.version + 1):
+        snapshot, events = history.replay_base(document.id, version)
+        reference = bokeh_io.load(snapshot.doc, snapshot.buffer_list())
+        for event in events:
+            event.apply_to(reference)
+        header, buffers = wire.unpack(history.bundle_at(document.id, version))
+        assert state(wire.load_document(header["doc"], buffers)) == state(reference), version
+        assert state(history.replay_base(document.id, version)[0].build(events)) == state(reference), version
+        if events and all(e.patch["events"][0]["kind"] == "ColumnsStreamed" for e in events):
+            assert _streamed_json(*history.replay_base(document.id, version)) is not None  # the fast path ran
