@@ -1,5 +1,12 @@
 """The REST API. Views parse and answer; ``documents.services`` decides."""
 
+import itertools
+from collections.abc import Iterator
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotAcceptable, NotFound
@@ -10,18 +17,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bokehsite import wire
+from bokehsite.negotiation import ContentNegotiation
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, SECRET_LINK_KEY, body, raises
-from documents import access, services
+from documents import access, exports, services
 from documents.exceptions import (
     Forbidden, HistoryTruncated, InvalidDocument, InvalidFrameToken, InvalidPatch, TitleTaken, UnknownModelType,
     UserNotFound, VersionConflict,
 )
-from documents.renderers import BundleRenderer
+from documents.exceptions import ExportFailed, ExportUnavailable
+from documents.renderers import BundleRenderer, ExportRenderer
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
     SinceQuerySerializer, TitleQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
 )
 from documents.serializers import HistoryQuerySerializer, HistorySerializer, RestoreSerializer
+from documents.serializers import ExportQuerySerializer
 
 BUNDLE_ANSWER = {(200, BUNDLE): OpenApiResponse(BINARY, description="A bundle (see the README's wire format).")}
 
@@ -305,3 +315,58 @@ class Restore(APIView):
         version = _valid(RestoreSerializer, request.data, current=document.version)["version"]
         services.restore_version(document, version, author=request.user)
         return Response(DocumentSerializer(document, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+
+class _AnswerAsExported(ContentNegotiation):
+    """Whatever the Accept header, an export answers in its format; ``?format=`` names that
+    format here, not DRF's renderer."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        renderer = next(r for r in renderers if isinstance(r, ExportRenderer))
+        return renderer, renderer.media_type
+
+
+def _streamed(request: Request, chunks: Iterator[bytes]):
+    """``chunks`` as an answer's body, sent as they come. Under ASGI an async iterator: Django
+    would gather a synchronous one in memory first."""
+    if not isinstance(request._request, ASGIRequest):
+        return chunks
+
+    async def pieces():
+        while batch := await sync_to_async(lambda: list(itertools.islice(chunks, 8)), thread_sensitive=False)():
+            for piece in batch:
+                yield piece
+
+    return pieces()
+
+
+@extend_schema(tags=["exports"], parameters=[SECRET_LINK_KEY])
+class Export(APIView):
+    """GET ``?format=html|json|png|svg&version=V``: the document written out, as a download."""
+
+    renderer_classes = [ExportRenderer]
+    content_negotiation_class = _AnswerAsExported
+
+    @extend_schema(summary="Export a document", parameters=[ExportQuerySerializer], responses={
+        (200, "text/html"): OpenApiResponse(BINARY, description="A standalone page: BokehJS inline, no server needed."),
+        (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="Bokeh's document JSON."),
+        (200, "image/png"): OpenApiResponse(BINARY, description="The document drawn by headless Chromium."),
+        (200, "image/svg+xml"): OpenApiResponse(BINARY, description="The document's roots drawn as SVG."),
+    })
+    @raises(INVALID, HistoryTruncated, ExportUnavailable, ExportFailed)
+    def get(self, request: Request, pk) -> StreamingHttpResponse:
+        document = _resolve(request, pk)
+        query = _valid(ExportQuerySerializer, request.query_params)
+        asked = query.get("version")
+        if asked is not None and asked > document.version:
+            raise NotFound(f"version {asked} does not exist yet; the document is at version {document.version}")
+        fmt = exports.FORMATS[query["format"]]
+        version, chunks = services.export_document(document, fmt.name, asked)
+        response = StreamingHttpResponse(_streamed(request, chunks), content_type=fmt.media_type)
+        response["Content-Disposition"] = f'attachment; filename="{exports.filename(document.title, version, fmt)}"'
+        response["X-Document-Version"] = str(version)
+        response["Cache-Control"] = "no-cache"
+        return response

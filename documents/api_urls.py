@@ -19,4 +19,6 @@ urlpatterns = [
     # History
     path("documents/<uuid:pk>/history/", api.History.as_view(), name="document-history"),
     path("documents/<uuid:pk>/restore/", api.Restore.as_view(), name="document-restore"),
+    # Exports
+    path("documents/<uuid:pk>/export/", api.Export.as_view(), name="document-export"),
 ]

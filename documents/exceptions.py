@@ -64,3 +64,20 @@ class HistoryTruncated(ApiError):
 
     def __init__(self, version: int):
         super().__init__(f"version {version} is no longer in the document's history", field="version")
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+
+class ExportUnavailable(ApiError):
+    """This server cannot draw images: no Chromium (or no Playwright to drive it)."""
+
+    status_code = status.HTTP_501_NOT_IMPLEMENTED
+    code = "export_unavailable"
+
+
+class ExportFailed(ApiError):
+    """The document did not draw in headless Chromium (its code failed, or it took too long)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "export_failed"

@@ -143,3 +143,13 @@ class RestoreSerializer(serializers.Serializer):
         if version > current:
             raise serializers.ValidationError(f"version {version} does not exist yet; the document is at version {current}")
         return version
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["html", "json", "png", "svg"], default="html", help_text=(
+        "html: a standalone page, BokehJS inline, that opens from disk; json: Bokeh's document JSON; "
+        "png, svg: drawn by headless Chromium (501 where the server has none)."))
+    version = serializers.IntegerField(min_value=1, required=False, help_text="An earlier version (default: the current one).")

@@ -3,6 +3,7 @@ a request or a socket. Who may call which is ``documents.access``'s to decide, b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from bokeh.core.serialization import Buffer
@@ -16,6 +17,7 @@ from bokehsite.errors import ApiError
 from documents import bokeh_io, history, signals
 from documents.changes import Change, PatchRequest
 from documents.exceptions import TitleTaken, UserNotFound
+from documents.exceptions import ExportUnavailable
 from documents.models import Collaborator, Document, Event, Role, Snapshot, Visibility
 
 User = AbstractBaseUser | AnonymousUser
@@ -278,3 +280,30 @@ def restore_version(document: Document, version: int, *, author: Any = None, ori
     _broadcast_on_commit([change])
     document.refresh_from_db(fields=["version", "updated"])
     return document
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+
+def export_document(document: Document, fmt: str, version: int | None = None) -> tuple[int, Iterator[bytes]]:
+    """The document (at ``version``, default the current one) written as ``fmt``: "html"
+    (standalone, BokehJS inline), "json" (Bokeh's document JSON), "png" or "svg" (drawn by
+    headless Chromium). Returns the version and the export's bytes, as chunks.
+
+    Raises:
+        HistoryTruncated: the history no longer holds ``version``.
+        ExportUnavailable: no Chromium on this server, for "png" and "svg".
+        ExportFailed: the document did not draw.
+    """
+    from documents import exports, images
+
+    if fmt in ("png", "svg") and (reason := images.unavailable()):
+        raise ExportUnavailable(reason, field="format")  # before anything is rebuilt
+    version, bundle = document_bundle(document, version)
+    header, buffers = wire.unpack(bundle)
+    if fmt == "json":
+        return version, exports.json_chunks(header["doc"], buffers)
+    page = exports.html_chunks(document.title, header["doc"], buffers)
+    if fmt == "html":
+        return version, page
+    return version, iter([images.draw(page, fmt)])

@@ -22,6 +22,7 @@ from documents.models import Document, Role, Visibility
 # The sandbox: scripts run, but in an opaque origin, so they have neither this site's cookies
 # nor its storage, and every request they make is cross-origin.
 FRAME_CSP = "sandbox allow-scripts"
+EXPORT_FORMATS = [("html", "HTML"), ("json", "JSON"), ("png", "PNG"), ("svg", "SVG")]
 
 
 class _LoginFirst(Exception):
@@ -71,6 +72,7 @@ def document_page(request: HttpRequest, pk) -> HttpResponse:
         "frame_url": frame_url,
         "token_url": reverse("documents:frame-token", args=[document.id]) + _share_query(request),
         "share_query": _share_query(request),
+        "export_formats": EXPORT_FORMATS,
     }
     return render(request, "documents/plot.html", context)
 
@@ -183,7 +185,7 @@ def history_page(request: HttpRequest, pk) -> HttpResponse:
     context = {
         "document": document, "role": document.role, "page": page, "shown": shown,
         "can_restore": access.allows(document.role, "write"),
-        "frame_url": frame_url, "share_query": _share_query(request),
+        "frame_url": frame_url, "share_query": _share_query(request), "export_formats": EXPORT_FORMATS,
         "token_url": reverse("documents:frame-token", args=[document.id]) + _share_query(request),
     }
     return render(request, "documents/history.html", context)

@@ -47,6 +47,7 @@ def test_scrubbing_to_an_old_version_draws_it(live_server_url, page):
         assert frame.evaluate(COUNT_PIXELS, list(LINE_BLUE)) > 200
         assert frame.evaluate(COUNT_PIXELS, RED) == 0
         assert page.locator("#shown-version").inner_text() == "1"
+        assert page.locator("#exports a[data-format=png]").get_attribute("href").endswith("format=png&version=1")
         scrub_to(page, frame, 2)
         assert frame.evaluate(COUNT_PIXELS, RED) > 200
         rows = page.locator("#versions tbody tr")

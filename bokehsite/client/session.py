@@ -322,6 +322,35 @@ class Session:
             self.info = info
         return info
 
+    # --- exports -----------------------------------------------------------------------------
+
+    EXPORT_FORMATS = ("html", "json", "png", "svg")
+
+    def export(self, title_or_id: str | None = None, format: str = "html", version: int | None = None,
+               path: str | os.PathLike[str] | None = None) -> bytes | str:
+        """A document (default: the current one) written out: ``"html"`` (a standalone page with
+        BokehJS inline, which opens from disk), ``"json"`` (Bokeh's document JSON), ``"png"`` or
+        ``"svg"`` (drawn by the server's headless Chromium).
+
+        Args:
+            version: an earlier version (default: the current one).
+            path: a file to write it to, as it arrives; then the path is returned, else the bytes.
+        """
+        if format not in self.EXPORT_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(self.EXPORT_FORMATS)}, not {format!r}")
+        params: dict[str, Any] = {"format": format}
+        if version is not None:
+            params["version"] = version
+        response = self._request("GET", f"api/documents/{self._share_target(title_or_id)}/export/",
+                                 accept="*/*", params=params, stream=True)
+        with response:
+            if path is None:
+                return response.content
+            with open(path, "wb") as out:
+                for chunk in response.iter_content(1 << 20):
+                    out.write(chunk)
+        return os.fspath(path)
+
     # --- plumbing ----------------------------------------------------------------------------
 
     def _request(

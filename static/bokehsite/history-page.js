@@ -23,6 +23,11 @@
     output.value = String(version);
     frame.dataset.version = String(version);
     if (restoreVersion) restoreVersion.value = String(version);
+    for (const link of document.querySelectorAll("#exports a[data-format]")) {  // export what is shown
+      const url = new URL(link.href, location.href);
+      url.searchParams.set("version", String(version));
+      link.href = url.pathname + url.search;
+    }
   }
 
   function playing(on) {
