@@ -307,3 +307,24 @@ def export_document(document: Document, fmt: str, version: int | None = None) ->
     if fmt == "html":
         return version, page
     return version, iter([images.draw(page, fmt)])
+
+
+# --- finding documents -------------------------------------------------------------------------
+
+# The orders a document list can take: name -> the fields it sorts by (newest or A first).
+LIST_ORDERS = {"updated": ("-updated", "-pk"), "created": ("-created", "-pk"), "title": ("title", "pk"),
+               "version": ("-version", "-pk")}
+
+
+def find_documents(documents: QuerySet[Document], *, search: str = "", order: str = "updated") -> QuerySet[Document]:
+    """``documents`` whose title holds ``search`` (any case), in the order ``order`` names
+    (``LIST_ORDERS``; a leading "-" reverses it)."""
+    if search and NUL not in search:
+        documents = documents.filter(title__icontains=search)
+    elif search:
+        documents = documents.none()
+    reverse = order.startswith("-")
+    fields = LIST_ORDERS.get(order.lstrip("-"), LIST_ORDERS["updated"])
+    if reverse:
+        fields = tuple(f[1:] if f.startswith("-") else "-" + f for f in fields)
+    return documents.order_by(*fields)

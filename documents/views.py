@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -50,11 +51,25 @@ def _share_query(request: HttpRequest) -> str:
     return "?" + urlencode(params) if params else ""
 
 
+LIST_PAGE = 50
+
+
 def document_list(request: HttpRequest) -> HttpResponse:
+    """The caller's documents, searched by title, sorted and a page at a time; then those shared
+    with them."""
     user = acting_user(request)
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    context = {"documents": services.owned_documents(user), "shared": services.shared_documents(user).select_related("owner")}
+    search = request.GET.get("q", "").strip()[:200]
+    order = request.GET.get("sort", "updated")
+    if order.lstrip("-") not in services.LIST_ORDERS:
+        order = "updated"
+    owned = services.owned_documents(user)
+    found = services.find_documents(owned, search=search, order=order)
+    page = Paginator(found, LIST_PAGE).get_page(request.GET.get("page"))
+    context = {"documents": page.object_list, "page": page, "search": search, "sort": order,
+               "has_any": bool(search) or owned.exists(), "orders": services.LIST_ORDERS,
+               "shared": services.shared_documents(user).select_related("owner")}
     return render(request, "documents/list.html", context)
 
 
