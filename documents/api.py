@@ -1,11 +1,13 @@
 """The REST API. Views parse and answer; ``documents.services`` decides."""
 
 import itertools
+import tempfile
 from collections.abc import Iterator
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -31,7 +33,7 @@ from documents.serializers import (
     SinceQuerySerializer, TitleQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
 )
 from documents.serializers import HistoryQuerySerializer, HistorySerializer, RestoreSerializer
-from documents.serializers import ExportQuerySerializer
+from documents.serializers import AccountExportQuerySerializer, ExportQuerySerializer
 
 BUNDLE_ANSWER = {(200, BUNDLE): OpenApiResponse(BINARY, description="A bundle (see the README's wire format).")}
 
@@ -370,3 +372,23 @@ class Export(APIView):
         response["X-Document-Version"] = str(version)
         response["Cache-Control"] = "no-cache"
         return response
+
+
+@extend_schema(tags=["exports"])
+class AccountExport(APIView):
+    """GET ``?history=true|false``: every document the caller owns, as one zip."""
+
+    renderer_classes = [ExportRenderer]
+    content_negotiation_class = _AnswerAsExported
+
+    @extend_schema(summary="Export all of one's documents as a zip", parameters=[AccountExportQuerySerializer],
+                   responses={(200, "application/zip"): OpenApiResponse(
+                       BINARY, description="manifest.json and each document's JSON (and, if asked, its history).")})
+    @raises(INVALID)
+    def get(self, request: Request) -> FileResponse:
+        with_history = _valid(AccountExportQuerySerializer, request.query_params)["history"]
+        out = tempfile.TemporaryFile()  # on disk, not in memory; sent from there
+        services.export_account(request.user, out, with_history=with_history)
+        out.seek(0)
+        name = f"bokehsite-{request.user.get_username()}-{timezone.now():%Y%m%d-%H%M%S}.zip"
+        return FileResponse(out, as_attachment=True, filename=name, content_type="application/zip")

@@ -21,4 +21,5 @@ urlpatterns = [
     path("documents/<uuid:pk>/restore/", api.Restore.as_view(), name="document-restore"),
     # Exports
     path("documents/<uuid:pk>/export/", api.Export.as_view(), name="document-export"),
+    path("account/export/", api.AccountExport.as_view(), name="account-export"),
 ]

@@ -153,3 +153,7 @@ class ExportQuerySerializer(serializers.Serializer):
         "html: a standalone page, BokehJS inline, that opens from disk; json: Bokeh's document JSON; "
         "png, svg: drawn by headless Chromium (501 where the server has none)."))
     version = serializers.IntegerField(min_value=1, required=False, help_text="An earlier version (default: the current one).")
+
+
+class AccountExportQuerySerializer(serializers.Serializer):
+    history = serializers.BooleanField(default=False, help_text="Also each document's snapshots and change log.")

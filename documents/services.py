@@ -328,3 +328,16 @@ def find_documents(documents: QuerySet[Document], *, search: str = "", order: st
     if reverse:
         fields = tuple(f[1:] if f.startswith("-") else "-" + f for f in fields)
     return documents.order_by(*fields)
+
+
+# --- whole accounts ----------------------------------------------------------------------------
+
+
+def export_account(user: AbstractBaseUser, out, *, with_history: bool = False) -> int:
+    """Write every document ``user`` owns (metadata, content and, if asked, history) as one zip
+    to ``out`` (``documents.archive``); returns how many. Datasets are not included."""
+    from documents import archive
+
+    documents = list(owned_documents(user).order_by("created", "pk"))
+    archive.write_account(documents, out, username=user.get_username(), with_history=with_history)
+    return len(documents)

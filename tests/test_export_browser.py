@@ -82,3 +82,14 @@ def test_the_plot_page_links_to_its_exports(live_server_url, page):
     assert links["PNG"].endswith("/export/?format=png")
     response = page.request.get(live_server_url.rstrip("/") + links["JSON"])
     assert response.status == 200 and response.json()["roots"]
+
+
+def test_the_client_exports_the_whole_account(live_server_url, tmp_path):
+    import json
+    import zipfile
+
+    with pushed(live_server_url, "first") as session:
+        session.push_document(line_document(), "second")
+        path = session.export_account(tmp_path / "account.zip", history=True)
+    manifest = json.loads(zipfile.ZipFile(path).read("manifest.json"))
+    assert {"first", "second"} <= {d["title"] for d in manifest["documents"]} and manifest["history"] is True

@@ -351,6 +351,16 @@ class Session:
                     out.write(chunk)
         return os.fspath(path)
 
+    def export_account(self, path: str | os.PathLike[str], *, history: bool = False) -> str:
+        """Write every document this session's user owns to the zip file ``path``: metadata and
+        Bokeh JSON of each, and with ``history`` their snapshots and change log. Returns the path."""
+        response = self._request("GET", "api/account/export/", accept="*/*",
+                                 params={"history": "true" if history else "false"}, stream=True)
+        with response, open(path, "wb") as out:
+            for chunk in response.iter_content(1 << 20):
+                out.write(chunk)
+        return os.fspath(path)
+
     # --- plumbing ----------------------------------------------------------------------------
 
     def _request(
