@@ -26,7 +26,7 @@ from documents.exceptions import (
     Forbidden, HistoryTruncated, InvalidDocument, InvalidFrameToken, InvalidPatch, TitleTaken, UnknownModelType,
     UserNotFound, VersionConflict,
 )
-from documents.exceptions import ExportFailed, ExportUnavailable
+from documents.exceptions import ExportFailed, ExportUnavailable, InvalidArchive
 from documents.renderers import BundleRenderer, ExportRenderer
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
@@ -34,6 +34,8 @@ from documents.serializers import (
 )
 from documents.serializers import HistoryQuerySerializer, HistorySerializer, RestoreSerializer
 from documents.serializers import AccountExportQuerySerializer, ExportQuerySerializer
+from documents.serializers import AccountImportQuerySerializer, ImportedSerializer
+from documents.parsers import ZipParser
 
 BUNDLE_ANSWER = {(200, BUNDLE): OpenApiResponse(BINARY, description="A bundle (see the README's wire format).")}
 
@@ -392,3 +394,22 @@ class AccountExport(APIView):
         out.seek(0)
         name = f"bokehsite-{request.user.get_username()}-{timezone.now():%Y%m%d-%H%M%S}.zip"
         return FileResponse(out, as_attachment=True, filename=name, content_type="application/zip")
+
+
+@extend_schema(tags=["exports"])
+class AccountImport(APIView):
+    """POST a zip from an account export (``Content-Type: application/zip``): its documents become
+    the caller's, all or none."""
+
+    parser_classes = [ZipParser]
+
+    @extend_schema(summary="Import an account zip", parameters=[AccountImportQuerySerializer],
+                   request={"application/zip": BINARY}, responses={201: ImportedSerializer(many=True)})
+    @raises(InvalidArchive, InvalidDocument, UnknownModelType, TitleTaken)
+    def post(self, request: Request) -> Response:
+        on_conflict = _valid(AccountImportQuerySerializer, request.query_params).get("on_conflict")
+        data = request.data.get("archive") if hasattr(request.data, "get") else None
+        if not data:
+            raise InvalidArchive("send the zip as the body, with Content-Type: application/zip")
+        results = services.import_account(request.user, data, on_conflict=on_conflict)
+        return Response(ImportedSerializer(results, many=True).data, status=status.HTTP_201_CREATED)

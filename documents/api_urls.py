@@ -22,4 +22,5 @@ urlpatterns = [
     # Exports
     path("documents/<uuid:pk>/export/", api.Export.as_view(), name="document-export"),
     path("account/export/", api.AccountExport.as_view(), name="account-export"),
+    path("account/import/", api.AccountImport.as_view(), name="account-import"),
 ]

@@ -81,3 +81,12 @@ class ExportFailed(ApiError):
 
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     code = "export_failed"
+
+
+class InvalidArchive(ApiError):
+    """An account zip that is not one, or holds what it may not (paths outside it, bad JSON)."""
+
+    code = "invalid_archive"
+
+    def __init__(self, detail: str):
+        super().__init__(detail, field="archive")

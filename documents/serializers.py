@@ -157,3 +157,15 @@ class ExportQuerySerializer(serializers.Serializer):
 
 class AccountExportQuerySerializer(serializers.Serializer):
     history = serializers.BooleanField(default=False, help_text="Also each document's snapshots and change log.")
+
+
+class AccountImportQuerySerializer(serializers.Serializer):
+    on_conflict = serializers.ChoiceField(choices=["rename", "skip", "replace"], required=False, help_text=(
+        "What to do with a document whose title you already have: store it as 'title (imported)', "
+        "leave it out, or store it as a new version of yours. Without it, a clash answers 409."))
+
+
+class ImportedSerializer(serializers.Serializer):
+    title = serializers.CharField()
+    id = serializers.UUIDField()
+    outcome = serializers.ChoiceField(choices=["created", "renamed", "skipped", "replaced"])

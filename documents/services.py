@@ -341,3 +341,52 @@ def export_account(user: AbstractBaseUser, out, *, with_history: bool = False) -
     documents = list(owned_documents(user).order_by("created", "pk"))
     archive.write_account(documents, out, username=user.get_username(), with_history=with_history)
     return len(documents)
+
+
+def import_account(user: AbstractBaseUser, data: bytes, *, on_conflict: str | None = None) -> list[dict[str, Any]]:
+    """Store the documents of an account zip (``documents.archive``) as ``user``'s, all or none.
+
+    A document whose title ``user`` already has is, as ``on_conflict`` says, stored under a new
+    title ("rename": "title (imported)"), left out ("skip"), or stored as a new version of the
+    existing one ("replace", its history kept). Returns what became of each:
+    ``{"title", "id", "outcome"}`` with outcome "created", "renamed", "skipped" or "replaced".
+
+    Raises:
+        InvalidArchive, PayloadTooLarge, InvalidDocument: the zip; nothing is stored.
+        TitleTaken: titles clash and ``on_conflict`` is not given; nothing is stored.
+    """
+    from documents import archive
+
+    incoming = archive.read_account(data)
+    mine = {d.title: d for d in owned_documents(user)}
+    clashes = [i.title for i in incoming if i.title in mine]
+    if clashes and on_conflict not in archive.CONFLICT_CHOICES:
+        shown = ", ".join(repr(t) for t in clashes[:5]) + (" ..." if len(clashes) > 5 else "")
+        raise TitleTaken(f"you already have documents titled {shown}: choose on_conflict rename, skip or replace",
+                         field="on_conflict")
+    results = []
+    with transaction.atomic():
+        for item in incoming:
+            existing = mine.get(item.title)
+            if existing is None:
+                document, outcome = create_document(user, item.title, item.doc_json, item.buffers), "created"
+            elif on_conflict == "skip":
+                results.append({"title": item.title, "id": str(existing.id), "outcome": "skipped"})
+                continue
+            elif on_conflict == "replace":
+                document, outcome = replace_document(existing, item.doc_json, item.buffers, author=user), "replaced"
+            else:
+                title = _free_title(user, item.title, taken=set(mine))
+                document, outcome = create_document(user, title, item.doc_json, item.buffers), "renamed"
+            mine[document.title] = document
+            results.append({"title": document.title, "id": str(document.id), "outcome": outcome})
+    return results
+
+
+def _free_title(user: AbstractBaseUser, title: str, *, taken: set[str]) -> str:
+    for n in range(1, 10_000):
+        suffix = " (imported)" if n == 1 else f" (imported {n})"
+        candidate = title[:200 - len(suffix)] + suffix
+        if candidate not in taken and not Document.objects.filter(owner=user, title=candidate).exists():
+            return candidate
+    raise TitleTaken(f"no free title like {title!r}", field="on_conflict")

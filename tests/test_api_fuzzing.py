@@ -26,6 +26,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 # A bundle is binary: schemathesis sends the bytes it generates as they are.
 schemathesis.serializer.alias(wire.CONTENT_TYPE, "application/octet-stream")
+schemathesis.serializer.alias("application/zip", "application/octet-stream")  # an account zip, likewise
 
 
 class Fixtures:

@@ -93,3 +93,29 @@ def test_the_client_exports_the_whole_account(live_server_url, tmp_path):
         path = session.export_account(tmp_path / "account.zip", history=True)
     manifest = json.loads(zipfile.ZipFile(path).read("manifest.json"))
     assert {"first", "second"} <= {d["title"] for d in manifest["documents"]} and manifest["history"] is True
+
+
+def test_an_account_moves_from_one_server_to_another(live_server_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import state
+    from tests.servers import ROOT, DaphneServer
+
+    with pushed(live_server_url, "travels") as session:
+        session.document.get_model_by_name("ex_line").data_source.stream({"x": [6], "y": [3]})
+        session.push()
+        session.push_document(line_document(2000), "travels too")
+        path = session.export_account(tmp_path / "account.zip")
+        here = {t: state(session.load_document(t)) for t in ("travels", "travels too")}
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/other.sqlite3", "BOKEHSITE_DATA_DIR": str(tmp_path / "var")}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True,
+                   env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    with DaphneServer(env=env) as other, Session(other.url) as there:
+        outcomes = there.import_account(path)
+        assert {o["title"] for o in outcomes} >= {"travels", "travels too"}
+        assert {t: state(there.load_document(t)) for t in here} == here
+        with pytest.raises(Exception) as clash:
+            there.import_account(path)
+        assert clash.value.status == 409 and clash.value.field == "on_conflict"

@@ -361,6 +361,17 @@ class Session:
                 out.write(chunk)
         return os.fspath(path)
 
+    def import_account(self, path: str | os.PathLike[str], *, on_conflict: str | None = None) -> list[dict[str, Any]]:
+        """Store the documents of an account zip (``export_account``, ``manage.py export_documents``)
+        as this session's user's, all or none. ``on_conflict`` ("rename", "skip" or "replace")
+        says what to do with a title the user already has; without it a clash raises
+        ``ServerError`` (409 ``title_taken``) and nothing is stored. Returns what became of each:
+        ``{"title", "id", "outcome"}``."""
+        params = {"on_conflict": on_conflict} if on_conflict else None
+        with open(path, "rb") as f:
+            return self._request("POST", "api/account/import/", data=f, content_type="application/zip",
+                                 params=params).json()
+
     # --- plumbing ----------------------------------------------------------------------------
 
     def _request(
