@@ -70,6 +70,8 @@ REASONS = {
     413: "The body is over the size limit",
     415: "The body's media type is not one this endpoint parses",
     429: "Too many attempts; Retry-After says when to try again",
+    422: "The document could not be drawn",
+    501: "This server cannot do this (it lacks a program it needs)",
 }
 
 BUNDLE = wire.CONTENT_TYPE

@@ -272,6 +272,12 @@ BOKEHSITE_MAX_BODY_BYTES = envint("BOKEHSITE_MAX_BODY_BYTES", str(512 * 1024 * 1
 BOKEHSITE_LIVE_DOCUMENTS = envint("BOKEHSITE_LIVE_DOCUMENTS", "32")
 BOKEHSITE_SNAPSHOT_EVERY = envint("BOKEHSITE_SNAPSHOT_EVERY", "500")
 BOKEHSITE_HISTORY = envint("BOKEHSITE_HISTORY", "10000")
+
+# Exports: PNG and SVG are drawn by this Chromium (documents.images), by at most this many at once,
+# each within this many seconds.
+BOKEHSITE_CHROMIUM = os.environ.get("BOKEHSITE_CHROMIUM", "/usr/bin/chromium")
+BOKEHSITE_EXPORT_WORKERS = max(1, envcount("BOKEHSITE_EXPORT_WORKERS", "2"))
+BOKEHSITE_EXPORT_TIMEOUT = envcount("BOKEHSITE_EXPORT_TIMEOUT", "30")
 # A viewer more than this many versions behind gets no more frames until it catches up...
 BOKEHSITE_VIEWER_WINDOW = envint("BOKEHSITE_VIEWER_WINDOW", "64")
 # ...and then the missed changes from the log, or a snapshot when more than this many.

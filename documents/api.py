@@ -1,10 +1,17 @@
 """The REST API. Views parse and answer; ``documents.services`` decides."""
 
+import itertools
+import tempfile
+from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotAcceptable, NotFound
@@ -15,18 +22,24 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bokehsite import wire
+from bokehsite.negotiation import ContentNegotiation
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, SECRET_LINK_KEY, body, raises
-from documents import access, embeds, services
+from documents import access, embeds, exports, services
 from documents.exceptions import (
     Forbidden, HistoryTruncated, InvalidDocument, InvalidEmbedToken, InvalidFrameToken, InvalidPatch, TitleTaken, UnknownModelType,
     UserNotFound, VersionConflict,
 )
-from documents.renderers import BundleRenderer
+from documents.exceptions import ExportFailed, ExportUnavailable, InvalidArchive
+from documents.renderers import BundleRenderer, ExportRenderer
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
     SinceQuerySerializer, TitleQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
 )
 from documents.serializers import CreateEmbedTokenSerializer, EmbedTokenSerializer, NewEmbedTokenSerializer
+from documents.serializers import HistoryQuerySerializer, HistorySerializer, RestoreSerializer
+from documents.serializers import AccountExportQuerySerializer, ExportQuerySerializer
+from documents.serializers import AccountImportQuerySerializer, ImportedSerializer
+from documents.parsers import ZipParser
 
 BUNDLE_ANSWER = {(200, BUNDLE): OpenApiResponse(BINARY, description="A bundle (see the README's wire format).")}
 
@@ -99,15 +112,12 @@ class DocumentDetail(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema(tags=["documents"], parameters=[SECRET_LINK_KEY])
-class DocumentContent(APIView):
-    """GET: the document as a bundle, now or at ``?version=``. PUT: replace it (bundle or JSON).
+FRAME_TOKEN = OpenApiParameter("frame_token", str, description="The sandboxed plot frame's signed token, instead of a login.")
 
-    A sandboxed plot frame GETs with ``?frame_token=``: no cookies, no API token, from the opaque
-    origin ``null``. Those answers carry CORS headers; nothing else here does.
-    """
 
-    renderer_classes = [BundleRenderer, JSONRenderer]
+class FrameReadable:
+    """A view that a sandboxed plot frame may GET with ``?frame_token=``: no cookies, no API
+    token, from the opaque origin ``null``. Those answers carry CORS headers; nothing else does."""
 
     def _frame_token(self) -> str | None:
         request = self.request  # Django's request until DRF wraps it; both have GET and method
@@ -128,9 +138,18 @@ class DocumentContent(APIView):
             response["Access-Control-Expose-Headers"] = "ETag, X-Document-Version"
         return response
 
+
+@extend_schema(tags=["documents"], parameters=[SECRET_LINK_KEY])
+class DocumentContent(FrameReadable, APIView):
+    """GET: the document as a bundle, now or at ``?version=``. PUT: replace it (bundle or JSON).
+
+    A sandboxed plot frame GETs with ``?frame_token=`` (``FrameReadable``).
+    """
+
+    renderer_classes = [BundleRenderer, JSONRenderer]
+
     @extend_schema(
-        summary="A document's content", parameters=[VersionQuerySerializer, OpenApiParameter(
-            "frame_token", str, description="The sandboxed plot frame's signed token, instead of a login.")],
+        summary="A document's content", parameters=[VersionQuerySerializer, FRAME_TOKEN],
         responses={**BUNDLE_ANSWER, 304: OpenApiResponse(description="Unchanged since the `If-None-Match` ETag.")},
     )
     @raises(INVALID, InvalidFrameToken, InvalidEmbedToken, HistoryTruncated)
@@ -159,21 +178,24 @@ class DocumentContent(APIView):
 
 
 @extend_schema(tags=["events"], parameters=[SECRET_LINK_KEY])
-class DocumentEvents(APIView):
-    """GET ``?since=V``: the changes after version V, as a bundle. POST: apply a change."""
+class DocumentEvents(FrameReadable, APIView):
+    """GET ``?since=V``: the changes after version V, as a bundle (a history frame replays them
+    with its ``?frame_token=``). POST: apply a change."""
 
     renderer_classes = [BundleRenderer, JSONRenderer]
 
-    @extend_schema(summary="The changes after a version", parameters=[SinceQuerySerializer], responses=BUNDLE_ANSWER)
-    @raises(INVALID, HistoryTruncated)
+    @extend_schema(summary="The changes after a version", parameters=[SinceQuerySerializer, FRAME_TOKEN],
+                   responses=BUNDLE_ANSWER)
+    @raises(INVALID, InvalidFrameToken, HistoryTruncated)
     def get(self, request: Request, pk) -> Response:
         _require_bundle(request)
-        document = _resolve(request, pk)
+        document = access.resolve(access.caller(request, frame_token=True), pk)
         query = _valid(SinceQuerySerializer, request.query_params, current=document.version)
         events = services.events_after(document, query["since"], query["limit"])
         items, buffers = [], []
         for event in events:
-            items.append({"version": event.version, "kind": event.kind, "patch": event.patch})
+            items.append({"version": event.version, "kind": event.kind, "patch": event.patch,
+                          "created": event.created.isoformat()})
             buffers.extend(event.buffer_list())
         version = events[-1].version if events else query["since"]
         body = wire.pack({"since": query["since"], "version": version, "current": document.version, "items": items}, buffers)
@@ -314,3 +336,126 @@ class EmbedTokenDetail(APIView):
             raise NotFound("no such embed token")
         embeds.revoke(token)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+# --- history ---------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["history"], parameters=[SECRET_LINK_KEY])
+class History(APIView):
+    """GET: the document's versions, newest first, a page at a time (``?before=``, ``?limit=``)."""
+
+    @extend_schema(summary="A document's versions", parameters=[HistoryQuerySerializer], responses=HistorySerializer)
+    @raises(INVALID)
+    def get(self, request: Request, pk) -> Response:
+        document = _resolve(request, pk)
+        query = _valid(HistoryQuerySerializer, request.query_params)
+        page = services.version_history(document, before=query.get("before"), limit=query["limit"])
+        return Response(HistorySerializer(page).data)
+
+
+@extend_schema(tags=["history"], parameters=[SECRET_LINK_KEY])
+class Restore(APIView):
+    """POST {version}: a new version equal to an earlier one, recorded as its restore."""
+
+    @extend_schema(summary="Restore an earlier version", request=body(RestoreSerializer, bundle=False),
+                   responses={201: DocumentSerializer})
+    @raises(Forbidden, HistoryTruncated)
+    def post(self, request: Request, pk) -> Response:
+        document = _resolve(request, pk, "write")
+        version = _valid(RestoreSerializer, request.data, current=document.version)["version"]
+        services.restore_version(document, version, author=request.user)
+        return Response(DocumentSerializer(document, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+
+class _AnswerAsExported(ContentNegotiation):
+    """Whatever the Accept header, an export answers in its format; ``?format=`` names that
+    format here, not DRF's renderer."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        renderer = next(r for r in renderers if isinstance(r, ExportRenderer))
+        return renderer, renderer.media_type
+
+
+def _streamed(request: Request, chunks: Iterator[bytes]):
+    """``chunks`` as an answer's body, sent as they come. Under ASGI an async iterator: Django
+    would gather a synchronous one in memory first."""
+    if not isinstance(request._request, ASGIRequest):
+        return chunks
+
+    async def pieces():
+        while batch := await sync_to_async(lambda: list(itertools.islice(chunks, 8)), thread_sensitive=False)():
+            for piece in batch:
+                yield piece
+
+    return pieces()
+
+
+@extend_schema(tags=["exports"], parameters=[SECRET_LINK_KEY])
+class Export(APIView):
+    """GET ``?format=html|json|png|svg&version=V``: the document written out, as a download."""
+
+    renderer_classes = [ExportRenderer]
+    content_negotiation_class = _AnswerAsExported
+
+    @extend_schema(summary="Export a document", parameters=[ExportQuerySerializer], responses={
+        (200, "text/html"): OpenApiResponse(BINARY, description="A standalone page: BokehJS inline, no server needed."),
+        (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="Bokeh's document JSON."),
+        (200, "image/png"): OpenApiResponse(BINARY, description="The document drawn by headless Chromium."),
+        (200, "image/svg+xml"): OpenApiResponse(BINARY, description="The document's roots drawn as SVG."),
+    })
+    @raises(INVALID, HistoryTruncated, ExportUnavailable, ExportFailed)
+    def get(self, request: Request, pk) -> StreamingHttpResponse:
+        document = _resolve(request, pk)
+        query = _valid(ExportQuerySerializer, request.query_params)
+        asked = query.get("version")
+        if asked is not None and asked > document.version:
+            raise NotFound(f"version {asked} does not exist yet; the document is at version {document.version}")
+        fmt = exports.FORMATS[query["format"]]
+        version, chunks = services.export_document(document, fmt.name, asked)
+        response = StreamingHttpResponse(_streamed(request, chunks), content_type=fmt.media_type)
+        response["Content-Disposition"] = f'attachment; filename="{exports.filename(document.title, version, fmt)}"'
+        response["X-Document-Version"] = str(version)
+        response["Cache-Control"] = "no-cache"
+        return response
+
+
+@extend_schema(tags=["exports"])
+class AccountExport(APIView):
+    """GET ``?history=true|false``: every document the caller owns, as one zip."""
+
+    renderer_classes = [ExportRenderer]
+    content_negotiation_class = _AnswerAsExported
+
+    @extend_schema(summary="Export all of one's documents as a zip", parameters=[AccountExportQuerySerializer],
+                   responses={(200, "application/zip"): OpenApiResponse(
+                       BINARY, description="manifest.json and each document's JSON (and, if asked, its history).")})
+    @raises(INVALID)
+    def get(self, request: Request) -> FileResponse:
+        with_history = _valid(AccountExportQuerySerializer, request.query_params)["history"]
+        out = tempfile.TemporaryFile()  # on disk, not in memory; sent from there
+        services.export_account(request.user, out, with_history=with_history)
+        out.seek(0)
+        name = f"bokehsite-{request.user.get_username()}-{timezone.now():%Y%m%d-%H%M%S}.zip"
+        return FileResponse(out, as_attachment=True, filename=name, content_type="application/zip")
+
+
+@extend_schema(tags=["exports"])
+class AccountImport(APIView):
+    """POST a zip from an account export (``Content-Type: application/zip``): its documents become
+    the caller's, all or none."""
+
+    parser_classes = [ZipParser]
+
+    @extend_schema(summary="Import an account zip", parameters=[AccountImportQuerySerializer],
+                   request={"application/zip": BINARY}, responses={201: ImportedSerializer(many=True)})
+    @raises(InvalidArchive, InvalidDocument, UnknownModelType, TitleTaken)
+    def post(self, request: Request) -> Response:
+        on_conflict = _valid(AccountImportQuerySerializer, request.query_params).get("on_conflict")
+        data = request.data.get("archive") if hasattr(request.data, "get") else None
+        if not data:
+            raise InvalidArchive("send the zip as the body, with Content-Type: application/zip")
+        results = services.import_account(request.user, data, on_conflict=on_conflict)
+        return Response(ImportedSerializer(results, many=True).data, status=status.HTTP_201_CREATED)

@@ -19,4 +19,11 @@ urlpatterns = [
     path("documents/<uuid:pk>/embed-tokens/", api.EmbedTokens.as_view(), name="document-embed-tokens"),
     path("documents/<uuid:pk>/embed-tokens/<uuid:token_id>/", api.EmbedTokenDetail.as_view(),
          name="document-embed-token"),
+    # History
+    path("documents/<uuid:pk>/history/", api.History.as_view(), name="document-history"),
+    path("documents/<uuid:pk>/restore/", api.Restore.as_view(), name="document-restore"),
+    # Exports
+    path("documents/<uuid:pk>/export/", api.Export.as_view(), name="document-export"),
+    path("account/export/", api.AccountExport.as_view(), name="account-export"),
+    path("account/import/", api.AccountImport.as_view(), name="account-import"),
 ]

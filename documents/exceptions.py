@@ -76,3 +76,28 @@ class EmbedOriginRefused(errors.Forbidden):
     """A page of an origin its embed token does not list."""
 
     code = "origin_not_allowed"
+
+# --- exports -----------------------------------------------------------------------------------
+
+
+class ExportUnavailable(ApiError):
+    """This server cannot draw images: no Chromium (or no Playwright to drive it)."""
+
+    status_code = status.HTTP_501_NOT_IMPLEMENTED
+    code = "export_unavailable"
+
+
+class ExportFailed(ApiError):
+    """The document did not draw in headless Chromium (its code failed, or it took too long)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "export_failed"
+
+
+class InvalidArchive(ApiError):
+    """An account zip that is not one, or holds what it may not (paths outside it, bad JSON)."""
+
+    code = "invalid_archive"
+
+    def __init__(self, detail: str):
+        super().__init__(detail, field="archive")

@@ -261,8 +261,10 @@ def _restore(live: LiveDocument, accepted: list[Event]) -> None:
         live.version = event.version
 
 
-def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer], *, author: Any = None, origin: str = "") -> Change:
-    """Replace the whole content (already validated and canonical) as a new version."""
+def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer], *, author: Any = None, origin: str = "",
+            restored_from: int | None = None) -> Change:
+    """Replace the whole content (already validated and canonical) as a new version; a restore
+    names the version it brought back (``restored_from``)."""
     live = live_documents.get(document.id)
     with live.lock:
         with transaction.atomic():
@@ -274,7 +276,9 @@ def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer],
             snapshot = Snapshot(document_id=document.id, version=version)
             snapshot.set_content(doc_json, buffers)
             snapshot.save()
-            Event.objects.create(document_id=document.id, version=version, kind=EventKind.REPLACE, origin=origin, author=author)
+            size = len(json.dumps(doc_json, separators=(",", ":"))) + snapshot.size
+            Event.objects.create(document_id=document.id, version=version, kind=EventKind.REPLACE, origin=origin, author=author,
+                                 restored_from=restored_from, size=size)
             change = Change(document.id, version, EventKind.REPLACE, origin=origin)
         live.doc = None  # rebuilt from the new snapshot on next use
         prune(document.id, version)
@@ -311,7 +315,8 @@ def prune(document_id: uuid.UUID, version: int) -> None:
     if base is None:
         return
     Snapshot.objects.filter(document_id=document_id, version__lt=base.version).delete()
-    Event.objects.filter(document_id=document_id, version__lte=base.version).delete()
+    # The base version's own event stays: the history still says who made it, when and how.
+    Event.objects.filter(document_id=document_id, version__lt=base.version).delete()
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -358,7 +363,7 @@ def bundle_at(document_id: uuid.UUID, version: int) -> bytes:
     snapshot, events = replay_base(document_id, version)
     if not events:
         return snapshot.to_bundle()
-    doc_json, buffers = bokeh_io.dump(snapshot.build(events))
+    doc_json, buffers = snapshot.build_json(events)
     return wire.pack({"doc": doc_json}, buffers)
 
 
@@ -373,3 +378,16 @@ def log_after(document_id: uuid.UUID, version: int, limit: int) -> list[Event]:
     if version < current and (not events or events[0].version != version + 1):
         raise HistoryTruncated(version + 1)
     return events
+
+
+def oldest_version(document_id: uuid.UUID) -> int:
+    """The oldest version the history can still rebuild (its oldest snapshot); 0 if none."""
+    return Snapshot.objects.filter(document_id=document_id).order_by("version").values_list("version", flat=True).first() or 0
+
+
+def versions(document_id: uuid.UUID, *, before: int | None, limit: int) -> list[Event]:
+    """Up to ``limit`` logged versions that are still rebuildable, newest first, below ``before``."""
+    events = Event.objects.filter(document_id=document_id, version__gte=oldest_version(document_id))
+    if before is not None:
+        events = events.filter(version__lt=before)
+    return list(events.select_related("author").defer("patch", "buffers").order_by("-version")[:limit])

@@ -57,3 +57,12 @@ class JSONParser(parsers.BaseParser):
         if not isinstance(data, dict):
             raise MalformedBody("the body must be a JSON object", field="body", code="malformed_json")
         return ParsedBody(data, [])
+
+
+class ZipParser(parsers.BaseParser):
+    """An account zip, as bytes under the size limit (``documents.archive`` reads it)."""
+
+    media_type = "application/zip"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> ParsedBody:
+        return ParsedBody({"archive": read_limited(stream, parser_context)}, [])

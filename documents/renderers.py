@@ -20,3 +20,19 @@ class BundleRenderer(renderers.BaseRenderer):
         if response is not None:
             response["Content-Type"] = "application/json"
         return json.dumps(data).encode()
+
+
+class ExportRenderer(renderers.BaseRenderer):
+    """Exports answer with their own media type (HTML, JSON, PNG, SVG) whatever is asked; errors
+    met on the way still go out as the JSON envelope."""
+
+    media_type = "*/*"
+    format = "export"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
+        return json.dumps(data).encode()

@@ -138,3 +138,66 @@ class CreateEmbedTokenSerializer(serializers.Serializer):
     expires = serializers.DateTimeField(required=False, allow_null=True, default=None,
                                         help_text="When it stops working (default: in 30 days; at most a year).")
     expires_in_days = serializers.IntegerField(min_value=1, max_value=366, required=False, allow_null=True, default=None)
+
+# --- history ---------------------------------------------------------------------------------
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    before = serializers.IntegerField(min_value=1, required=False,
+                                      help_text="Only versions below this one (the previous page's `next`).")
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class HistoryItemSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["create", "change", "replace", "restore"],
+                                   help_text="How this version came: created, a change, a whole replace, or a restore.")
+    created = serializers.DateTimeField()
+    author = serializers.CharField(allow_null=True, help_text="Who made it (null once their account is gone).")
+    size = serializers.IntegerField(help_text="Bytes of JSON and buffers the version's change holds.")
+    restored_from = serializers.IntegerField(allow_null=True, help_text="For a restore: the version it brought back.")
+
+
+class HistorySerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The document's current version.")
+    oldest = serializers.IntegerField(help_text="The oldest version still held; older ones were pruned.")
+    retention = serializers.IntegerField(help_text="How many versions back the server keeps (BOKEHSITE_HISTORY).")
+    pruned = serializers.BooleanField(help_text="Whether versions before `oldest` were pruned.")
+    items = HistoryItemSerializer(many=True)
+    next = serializers.IntegerField(allow_null=True, help_text="`before` for the next page; null on the last.")
+
+
+class RestoreSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, help_text="The version to bring back as a new version.")
+
+    def validate_version(self, version: int) -> int:
+        current = self.context["current"]
+        if version > current:
+            raise serializers.ValidationError(f"version {version} does not exist yet; the document is at version {current}")
+        return version
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["html", "json", "png", "svg"], default="html", help_text=(
+        "html: a standalone page, BokehJS inline, that opens from disk; json: Bokeh's document JSON; "
+        "png, svg: drawn by headless Chromium (501 where the server has none)."))
+    version = serializers.IntegerField(min_value=1, required=False, help_text="An earlier version (default: the current one).")
+
+
+class AccountExportQuerySerializer(serializers.Serializer):
+    history = serializers.BooleanField(default=False, help_text="Also each document's snapshots and change log.")
+
+
+class AccountImportQuerySerializer(serializers.Serializer):
+    on_conflict = serializers.ChoiceField(choices=["rename", "skip", "replace"], required=False, help_text=(
+        "What to do with a document whose title you already have: store it as 'title (imported)', "
+        "leave it out, or store it as a new version of yours. Without it, a clash answers 409."))
+
+
+class ImportedSerializer(serializers.Serializer):
+    title = serializers.CharField()
+    id = serializers.UUIDField()
+    outcome = serializers.ChoiceField(choices=["created", "renamed", "skipped", "replaced"])

@@ -3,6 +3,7 @@ a request or a socket. Who may call which is ``documents.access``'s to decide, b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from bokeh.core.serialization import Buffer
@@ -16,6 +17,7 @@ from bokehsite.errors import ApiError
 from documents import bokeh_io, history, signals
 from documents.changes import Change, PatchRequest
 from documents.exceptions import TitleTaken, UserNotFound
+from documents.exceptions import ExportUnavailable
 from documents.models import Collaborator, Document, Event, Role, Snapshot, Visibility
 
 User = AbstractBaseUser | AnonymousUser
@@ -242,3 +244,156 @@ def unshare(document: Document, username: str) -> None:
     deleted = 0 if NUL in username else Collaborator.objects.filter(document=document, user__username=username).delete()[0]
     if not deleted:
         raise UserNotFound(f"{username!r} is not a collaborator on this document", field="username")
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+def version_history(document: Document, *, before: int | None = None, limit: int = 100) -> dict[str, Any]:
+    """One page of a document's versions, newest first, each with its time, author, kind and
+    size; ``next`` is the ``before`` of the next page (None on the last one).
+
+    Versions older than ``oldest`` were pruned (``BOKEHSITE_HISTORY`` says how many are kept).
+    """
+    from django.conf import settings
+
+    oldest = history.oldest_version(document.id)
+    events = history.versions(document.id, before=before, limit=limit)
+    items = [{"version": e.version, "kind": e.history_kind, "created": e.created,
+              "author": e.author.username if e.author else None, "size": e.size,
+              "restored_from": e.restored_from} for e in events]
+    last = events[-1].version if events else (before if before is not None else document.version + 1)
+    if oldest == 1 and last > 1 and len(items) < limit and not Event.objects.filter(document=document, version=1).exists():
+        # A document is created at version 1 by its snapshot alone; no change is logged for it.
+        snapshot = Snapshot.objects.filter(document=document, version=1).only("created", "buffers").first()
+        if snapshot is not None:
+            items.append({"version": 1, "kind": "create", "created": snapshot.created, "author": document.owner.username,
+                          "size": snapshot.size, "restored_from": None})
+    lowest = items[-1]["version"] if items else None
+    more = lowest is not None and lowest > max(oldest, 1) and len(items) >= limit
+    return {"version": document.version, "oldest": oldest, "retention": settings.BOKEHSITE_HISTORY,
+            "pruned": oldest > 1, "items": items, "next": lowest if more else None}
+
+
+def restore_version(document: Document, version: int, *, author: Any = None, origin: str = "") -> Document:
+    """Make a new version whose content is that of ``version``; nothing in the history is lost.
+    It is stored and broadcast as a replace, recorded as a restore of ``version``.
+
+    Raises:
+        HistoryTruncated: the history no longer holds ``version``.
+    """
+    header, buffers = wire.unpack(history.bundle_at(document.id, version))
+    change = history.replace(document, header["doc"], buffers, author=author, origin=origin, restored_from=version)
+    _broadcast_on_commit([change])
+    document.refresh_from_db(fields=["version", "updated"])
+    return document
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+
+def export_document(document: Document, fmt: str, version: int | None = None) -> tuple[int, Iterator[bytes]]:
+    """The document (at ``version``, default the current one) written as ``fmt``: "html"
+    (standalone, BokehJS inline), "json" (Bokeh's document JSON), "png" or "svg" (drawn by
+    headless Chromium). Returns the version and the export's bytes, as chunks.
+
+    Raises:
+        HistoryTruncated: the history no longer holds ``version``.
+        ExportUnavailable: no Chromium on this server, for "png" and "svg".
+        ExportFailed: the document did not draw.
+    """
+    from documents import exports, images
+
+    if fmt in ("png", "svg") and (reason := images.unavailable()):
+        raise ExportUnavailable(reason, field="format")  # before anything is rebuilt
+    version, bundle = document_bundle(document, version)
+    header, buffers = wire.unpack(bundle)
+    if fmt == "json":
+        return version, exports.json_chunks(header["doc"], buffers)
+    page = exports.html_chunks(document.title, header["doc"], buffers)
+    if fmt == "html":
+        return version, page
+    return version, iter([images.draw(page, fmt)])
+
+
+# --- finding documents -------------------------------------------------------------------------
+
+# The orders a document list can take: name -> the fields it sorts by (newest or A first).
+LIST_ORDERS = {"updated": ("-updated", "-pk"), "created": ("-created", "-pk"), "title": ("title", "pk"),
+               "version": ("-version", "-pk")}
+
+
+def find_documents(documents: QuerySet[Document], *, search: str = "", order: str = "updated") -> QuerySet[Document]:
+    """``documents`` whose title holds ``search`` (any case), in the order ``order`` names
+    (``LIST_ORDERS``; a leading "-" reverses it)."""
+    if search and NUL not in search:
+        documents = documents.filter(title__icontains=search)
+    elif search:
+        documents = documents.none()
+    reverse = order.startswith("-")
+    fields = LIST_ORDERS.get(order.lstrip("-"), LIST_ORDERS["updated"])
+    if reverse:
+        fields = tuple(f[1:] if f.startswith("-") else "-" + f for f in fields)
+    return documents.order_by(*fields)
+
+
+# --- whole accounts ----------------------------------------------------------------------------
+
+
+def export_account(user: AbstractBaseUser, out, *, with_history: bool = False) -> int:
+    """Write every document ``user`` owns (metadata, content and, if asked, history) as one zip
+    to ``out`` (``documents.archive``); returns how many. Datasets are not included."""
+    from documents import archive
+
+    documents = list(owned_documents(user).order_by("created", "pk"))
+    archive.write_account(documents, out, username=user.get_username(), with_history=with_history)
+    return len(documents)
+
+
+def import_account(user: AbstractBaseUser, data: bytes, *, on_conflict: str | None = None) -> list[dict[str, Any]]:
+    """Store the documents of an account zip (``documents.archive``) as ``user``'s, all or none.
+
+    A document whose title ``user`` already has is, as ``on_conflict`` says, stored under a new
+    title ("rename": "title (imported)"), left out ("skip"), or stored as a new version of the
+    existing one ("replace", its history kept). Returns what became of each:
+    ``{"title", "id", "outcome"}`` with outcome "created", "renamed", "skipped" or "replaced".
+
+    Raises:
+        InvalidArchive, PayloadTooLarge, InvalidDocument: the zip; nothing is stored.
+        TitleTaken: titles clash and ``on_conflict`` is not given; nothing is stored.
+    """
+    from documents import archive
+
+    incoming = archive.read_account(data)
+    mine = {d.title: d for d in owned_documents(user)}
+    clashes = [i.title for i in incoming if i.title in mine]
+    if clashes and on_conflict not in archive.CONFLICT_CHOICES:
+        shown = ", ".join(repr(t) for t in clashes[:5]) + (" ..." if len(clashes) > 5 else "")
+        raise TitleTaken(f"you already have documents titled {shown}: choose on_conflict rename, skip or replace",
+                         field="on_conflict")
+    results = []
+    with transaction.atomic():
+        for item in incoming:
+            existing = mine.get(item.title)
+            if existing is None:
+                document, outcome = create_document(user, item.title, item.doc_json, item.buffers), "created"
+            elif on_conflict == "skip":
+                results.append({"title": item.title, "id": str(existing.id), "outcome": "skipped"})
+                continue
+            elif on_conflict == "replace":
+                document, outcome = replace_document(existing, item.doc_json, item.buffers, author=user), "replaced"
+            else:
+                title = _free_title(user, item.title, taken=set(mine))
+                document, outcome = create_document(user, title, item.doc_json, item.buffers), "renamed"
+            mine[document.title] = document
+            results.append({"title": document.title, "id": str(document.id), "outcome": outcome})
+    return results
+
+
+def _free_title(user: AbstractBaseUser, title: str, *, taken: set[str]) -> str:
+    for n in range(1, 10_000):
+        suffix = " (imported)" if n == 1 else f" (imported {n})"
+        candidate = title[:200 - len(suffix)] + suffix
+        if candidate not in taken and not Document.objects.filter(owner=user, title=candidate).exists():
+            return candidate
+    raise TitleTaken(f"no free title like {title!r}", field="on_conflict")

@@ -12,4 +12,5 @@ urlpatterns = [
     path("documents/<uuid:pk>/share/", views.share_page, name="share"),
     path("documents/<uuid:pk>/autoload.js", views.document_autoload, name="autoload"),
     path("documents/<uuid:pk>/embeds/", views.embeds_page, name="embeds"),
+    path("documents/<uuid:pk>/history/", views.history_page, name="history"),
 ]

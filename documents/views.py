@@ -9,6 +9,7 @@ from urllib.parse import urlencode, urlsplit
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,6 +29,7 @@ from documents.models import Document, Role, Visibility
 # The sandbox: scripts run, but in an opaque origin, so they have neither this site's cookies
 # nor its storage, and every request they make is cross-origin.
 FRAME_CSP = "sandbox allow-scripts"
+EXPORT_FORMATS = [("html", "HTML"), ("json", "JSON"), ("png", "PNG"), ("svg", "SVG")]
 
 
 class _LoginFirst(Exception):
@@ -55,11 +57,25 @@ def _share_query(request: HttpRequest) -> str:
     return "?" + urlencode(params) if params else ""
 
 
+LIST_PAGE = 50
+
+
 def document_list(request: HttpRequest) -> HttpResponse:
+    """The caller's documents, searched by title, sorted and a page at a time; then those shared
+    with them."""
     user = acting_user(request)
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    context = {"documents": services.owned_documents(user), "shared": services.shared_documents(user).select_related("owner")}
+    search = request.GET.get("q", "").strip()[:200]
+    order = request.GET.get("sort", "updated")
+    if order.lstrip("-") not in services.LIST_ORDERS:
+        order = "updated"
+    owned = services.owned_documents(user)
+    found = services.find_documents(owned, search=search, order=order)
+    page = Paginator(found, LIST_PAGE).get_page(request.GET.get("page"))
+    context = {"documents": page.object_list, "page": page, "search": search, "sort": order,
+               "has_any": bool(search) or owned.exists(), "orders": services.LIST_ORDERS,
+               "shared": services.shared_documents(user).select_related("owner")}
     return render(request, "documents/list.html", context)
 
 
@@ -76,6 +92,8 @@ def document_page(request: HttpRequest, pk) -> HttpResponse:
         "role": document.role,
         "frame_url": frame_url,
         "token_url": reverse("documents:frame-token", args=[document.id]) + _share_query(request),
+        "share_query": _share_query(request),
+        "export_formats": EXPORT_FORMATS,
     }
     return render(request, "documents/plot.html", context)
 
@@ -110,6 +128,10 @@ def document_frame(request: HttpRequest, pk) -> HttpResponse:
                                 "role": access.connection_role(document.role),
                                 "doc_url": reverse("api:document-doc", args=[document.id]),
                                 "ws_path": protocol.path(document.id)}
+        if version := _version_in(request.GET):
+            # A history frame shows one version and replays the log; it follows nothing live.
+            context.update(history=True, ws_path="", doc_url=context["doc_url"] + f"?version={version}",
+                           events_url=reverse("api:document-events", args=[document.id]))
     except ApiError as e:
         status, context = e.status_code, {"error": e.detail}
     response = render(request, "documents/frame.html", context, status=status)
@@ -292,3 +314,45 @@ def embeds_page(request: HttpRequest, pk) -> HttpResponse:
         src = request.build_absolute_uri(reverse("documents:autoload", args=[document.id])) + "?public=true"
         context["public_snippet"] = f'<script src="{src}"></script>'
     return render(request, "documents/embeds.html", context)
+
+# --- history ---------------------------------------------------------------------------------
+
+HISTORY_PAGE = 100
+
+
+def _version_in(query) -> int | None:
+    """The ``version`` a query or form names (None if none, or a value that is no version)."""
+    value = query.get("version", "")
+    return int(value) if value.isdigit() and 0 < int(value) < 2**31 else None
+
+
+@require_http_methods(["GET", "POST"])
+def history_page(request: HttpRequest, pk) -> HttpResponse:
+    """A document's versions, one of them shown in the sandboxed frame with a scrubber and
+    replay; owners and writers restore one (POST ``version``)."""
+    try:
+        caller, document = _viewed(request, pk, "write" if request.method == "POST" else "read")
+    except _LoginFirst:
+        return redirect_to_login(request.get_full_path())
+    if request.method == "POST":
+        version = _version_in(request.POST)
+        try:
+            if version is None or version > document.version:
+                raise ApiError(f"no version {request.POST.get('version', '')!r} to restore", field="version")
+            services.restore_version(document, version, author=acting_user(request))
+            messages.success(request, f"Version {version} restored as version {document.version}.")
+        except ApiError as e:
+            messages.error(request, e.detail)
+        return redirect(reverse("documents:history", args=[document.pk]) + _share_query(request))
+    before = request.GET.get("before", "")
+    page = services.version_history(document, before=int(before) if before.isdigit() else None, limit=HISTORY_PAGE)
+    shown = document.version
+    frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
+        {"frame_token": access.frame_token(caller, document), "version": shown})
+    context = {
+        "document": document, "role": document.role, "page": page, "shown": shown,
+        "can_restore": access.allows(document.role, "write"),
+        "frame_url": frame_url, "share_query": _share_query(request), "export_formats": EXPORT_FORMATS,
+        "token_url": reverse("documents:frame-token", args=[document.id]) + _share_query(request),
+    }
+    return render(request, "documents/history.html", context)

@@ -36,7 +36,8 @@ def test_the_schema_documents_every_api_endpoint(client):
     paths = schema(client)["paths"]
     assert set(paths) == api_routes()
     assert {tag for ops in paths.values() for op in ops.values() for tag in op["tags"]} == {
-        "documents", "events", "sharing", "collaborators", "accounts", "tokens", "datasets", "dataset uploads"}
+        "documents", "events", "sharing", "collaborators", "accounts", "tokens", "datasets", "dataset uploads",
+        "history", "exports"}
 
 
 def test_every_error_answer_is_the_one_envelope_with_its_codes(client):

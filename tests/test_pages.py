@@ -83,3 +83,25 @@ def test_the_admin_lists_and_edits_documents(client):
     document.refresh_from_db()
     assert (document.title, document.visibility) == ("renamed in the admin", "public")
     assert services.load_bokeh_document(document).get_model_by_name("ex_line") is not None
+
+
+def test_the_list_finds_sorts_and_pages_through_five_thousand_documents(client):
+    from django.utils import timezone
+
+    owner = default_user()
+    now = timezone.now()
+    Document.objects.bulk_create([Document(owner=owner, title=f"run {i:04d}" + (" needle" if i % 500 == 7 else ""))
+                                  for i in range(5000)], batch_size=1000)
+    Document.objects.filter(owner=owner).update(updated=now)
+    first = client.get("/").content.decode()
+    assert first.count('<tr>') == 51 and "page 1 of 100 · 5000 documents" in first  # 50 rows and the head
+    by_title = client.get("/", {"sort": "title", "page": 3}).content.decode()
+    titles = re.findall(r'<td><a href="/documents/[^"]+/">([^<]+)</a></td>', by_title)
+    assert titles[0] == "run 0100" and titles[-1] == "run 0149" and titles == sorted(titles)
+    last = client.get("/", {"sort": "-title", "page": 100}).content.decode()
+    assert re.findall(r'<td><a href="/documents/[^"]+/">([^<]+)</a></td>', last)[-1] == "run 0000"
+    found = client.get("/", {"q": "NEEDLE"}).content.decode()
+    assert "page 1 of 1 · 10 documents" in found and found.count("needle") >= 10
+    nothing = client.get("/", {"q": "no such"}).content.decode()
+    assert "No document has “no such” in its title." in nothing and "No documents yet" not in nothing
+    assert client.get("/", {"page": "999", "sort": "nonsense", "q": "\x00"}).status_code == 200

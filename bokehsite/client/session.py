@@ -370,6 +370,90 @@ class Session:
         """Delete a dataset and its files."""
         self._request("DELETE", f"api/datasets/{dataset_api.find(self, name_or_id)['id']}/")
 
+    # --- history -----------------------------------------------------------------------------
+
+    def history(self, title_or_id: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """The versions of a document (default: the current one) the server still holds, newest
+        first: each a dict with ``version``, ``kind`` ("create", "change", "replace" or
+        "restore"), ``created``, ``author``, ``size`` and ``restored_from``.
+
+        Args:
+            limit: at most this many (default: all of them, fetched a page at a time).
+        """
+        target = self._share_target(title_or_id)
+        versions: list[dict[str, Any]] = []
+        before = None
+        while limit is None or len(versions) < limit:
+            params = {"limit": 1000 if limit is None else min(1000, limit - len(versions))}
+            if before is not None:
+                params["before"] = before
+            page = self._request("GET", f"api/documents/{target}/history/", params=params).json()
+            versions.extend(page["items"])
+            before = page["next"]
+            if before is None:
+                break
+        return versions
+
+    def restore(self, version: int, title_or_id: str | None = None) -> dict[str, Any]:
+        """Make a new version of a document (default: the current one) equal to ``version``;
+        every viewer, and this session's live document, moves to it. Returns the metadata,
+        with the new ``version``. The history keeps everything, recorded as a restore."""
+        target = self._share_target(title_or_id)
+        info = self._request("POST", f"api/documents/{target}/restore/", json={"version": version}).json()
+        if self.info is not None and self.info.get("id") == info["id"]:
+            self.info = info
+        return info
+
+    # --- exports -----------------------------------------------------------------------------
+
+    EXPORT_FORMATS = ("html", "json", "png", "svg")
+
+    def export(self, title_or_id: str | None = None, format: str = "html", version: int | None = None,
+               path: str | os.PathLike[str] | None = None) -> bytes | str:
+        """A document (default: the current one) written out: ``"html"`` (a standalone page with
+        BokehJS inline, which opens from disk), ``"json"`` (Bokeh's document JSON), ``"png"`` or
+        ``"svg"`` (drawn by the server's headless Chromium).
+
+        Args:
+            version: an earlier version (default: the current one).
+            path: a file to write it to, as it arrives; then the path is returned, else the bytes.
+        """
+        if format not in self.EXPORT_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(self.EXPORT_FORMATS)}, not {format!r}")
+        params: dict[str, Any] = {"format": format}
+        if version is not None:
+            params["version"] = version
+        response = self._request("GET", f"api/documents/{self._share_target(title_or_id)}/export/",
+                                 accept="*/*", params=params, stream=True)
+        with response:
+            if path is None:
+                return response.content
+            with open(path, "wb") as out:
+                for chunk in response.iter_content(1 << 20):
+                    out.write(chunk)
+        return os.fspath(path)
+
+    def export_account(self, path: str | os.PathLike[str], *, history: bool = False) -> str:
+        """Write every document this session's user owns to the zip file ``path``: metadata and
+        Bokeh JSON of each, and with ``history`` their snapshots and change log. Returns the path."""
+        response = self._request("GET", "api/account/export/", accept="*/*",
+                                 params={"history": "true" if history else "false"}, stream=True)
+        with response, open(path, "wb") as out:
+            for chunk in response.iter_content(1 << 20):
+                out.write(chunk)
+        return os.fspath(path)
+
+    def import_account(self, path: str | os.PathLike[str], *, on_conflict: str | None = None) -> list[dict[str, Any]]:
+        """Store the documents of an account zip (``export_account``, ``manage.py export_documents``)
+        as this session's user's, all or none. ``on_conflict`` ("rename", "skip" or "replace")
+        says what to do with a title the user already has; without it a clash raises
+        ``ServerError`` (409 ``title_taken``) and nothing is stored. Returns what became of each:
+        ``{"title", "id", "outcome"}``."""
+        params = {"on_conflict": on_conflict} if on_conflict else None
+        with open(path, "rb") as f:
+            return self._request("POST", "api/account/import/", data=f, content_type="application/zip",
+                                 params=params).json()
+
     # --- plumbing ----------------------------------------------------------------------------
 
     def _request(

@@ -295,11 +295,13 @@
     }
   }
 
-  window.bokehsite = {fetchBundle, render, DocumentSync};
+  window.bokehsite = {fetchBundle, render, embed, DocumentSync};
 
   const element = document.getElementById("plot");
   if (element) {
-    render(element).then(({doc, version}) => {
+    // history.js waits for the first version to be drawn.
+    window.bokehsite.loaded = render(element);
+    window.bokehsite.loaded.then(({doc, version}) => {
       if (element.dataset.wsPath) window.bokehsite.sync = new DocumentSync(element, doc, version, document.getElementById("live-status"));
     }).catch((error) => {
       element.dataset.state = "error";

@@ -1,0 +1,104 @@
+"""Exports: standalone HTML (opens from disk), Bokeh's document JSON, PNG and SVG drawn by
+headless Chromium, at any version, from the API, the client and the pages."""
+
+import io
+import json
+
+import pytest
+from bokeh.document import Document as BokehDocument
+
+from bokehsite import wire
+from documents import bokeh_io, services
+from tests.conftest import token_client
+from tests.helpers import line_document, plain, state, store, stream_patch
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api(alice, multi_user):
+    return token_client(alice)
+
+
+def body(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def test_the_json_export_is_bokehs_document_json(alice, api):
+    doc = line_document(1000)
+    document = store(alice, "wave", doc)
+    response = api.get(f"/api/documents/{document.id}/export/", {"format": "json"})
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"] == 'attachment; filename="wave-v1.json"'
+    assert state(BokehDocument.from_json(json.loads(body(response)))) == state(doc)
+
+
+def test_any_version_can_be_exported(alice, api):
+    doc = line_document()
+    document = store(alice, "line", doc)
+    source_id = doc.get_model_by_name("ex_line").data_source.id
+    services.apply_patch(document, *plain(*stream_patch(doc, source_id, [6], [1])))
+    old = BokehDocument.from_json(json.loads(body(api.get(f"/api/documents/{document.id}/export/",
+                                                         {"format": "json", "version": 1}))))
+    new = BokehDocument.from_json(json.loads(body(api.get(f"/api/documents/{document.id}/export/", {"format": "json"}))))
+    assert len(old.get_model_by_name("ex_line").data_source.data["x"]) == 5
+    assert len(new.get_model_by_name("ex_line").data_source.data["x"]) == 6
+
+
+def test_the_html_export_holds_bokehjs_and_the_document(alice, api):
+    document = store(alice, "a <b> title")
+    response = api.get(f"/api/documents/{document.id}/export/", {"format": "html"}, HTTP_ACCEPT="text/html")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    page = body(response).decode()
+    assert "<title>a &lt;b&gt; title</title>" in page and 'filename="a-b-title-v1.html"' in response["Content-Disposition"]
+    head, rest = page.split("<script>", 1)
+    own = head + rest.split('</head>\n<body>\n<div id="plot"', 1)[1]  # the page's own markup, around BokehJS
+    assert page.count("<script>") >= 5 and "src=" not in own and "<link" not in own  # nothing to fetch
+    doc_json = json.loads(page.split('id="bokehsite-doc">')[1].split("</script>")[0])
+    assert doc_json["roots"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "html"])
+def test_a_large_export_is_written_a_piece_at_a_time(alice, api, fmt):
+    document = store(alice, "big", line_document(300_000))
+    assert api.get(f"/api/documents/{document.id}/export/", {"format": fmt}).streaming
+    _, chunks = services.export_document(document, fmt)
+    pieces = list(chunks)
+    # Each array is encoded a megabyte at a time, never as one string of the whole document.
+    assert len(pieces) > 5 and max(map(len, pieces)) <= 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize("query, status, error, field", [
+    ({"format": "pdf"}, 400, "invalid", "format"), ({"version": 0}, 400, "invalid", "version"),
+    ({"version": 9}, 404, "not_found", None)])
+def test_bad_export_queries_are_refused_naming_the_field(alice, api, query, status, error, field):
+    document = store(alice)
+    response = api.get(f"/api/documents/{document.id}/export/", query)
+    assert response.status_code == status and response.json()["error"] == error and response.json()["field"] == field
+
+
+def test_a_pruned_version_is_gone(alice, api, settings):
+    settings.BOKEHSITE_HISTORY, settings.BOKEHSITE_SNAPSHOT_EVERY = 2, 2
+    doc = line_document()
+    document = store(alice, "line", doc)
+    source_id = doc.get_model_by_name("ex_line").data_source.id
+    for i in range(6):
+        services.apply_patch(document, *plain(*stream_patch(doc, source_id, [6 + i], [1])))
+    response = api.get(f"/api/documents/{document.id}/export/", {"format": "json", "version": 1})
+    assert response.status_code == 410 and response.json()["error"] == "history_truncated"
+
+
+def test_without_chromium_images_answer_501_and_html_still_works(alice, api, settings):
+    settings.BOKEHSITE_CHROMIUM = "/nonexistent/chromium"
+    document = store(alice)
+    for fmt in ("png", "svg"):
+        response = api.get(f"/api/documents/{document.id}/export/", {"format": fmt})
+        assert response.status_code == 501 and response.json()["error"] == "export_unavailable"
+        assert "no Chromium at /nonexistent/chromium" in response.json()["detail"]
+    assert api.get(f"/api/documents/{document.id}/export/", {"format": "html"}).status_code == 200
+
+
+def test_someone_who_may_not_view_it_cannot_export_it(alice, charlie, api):
+    document = store(alice)
+    response = token_client(charlie).get(f"/api/documents/{document.id}/export/", {"format": "json"})
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
