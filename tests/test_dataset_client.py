@@ -221,3 +221,13 @@ def test_the_upload_shows_a_progress_bar_on_a_terminal(server, tmp_path):
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0 and out.strip() == b"done"
     assert b"bar:" in shown and b"1.53M/1.53M" in shown and b"B/s" in shown, shown[-400:]
+
+
+def test_a_dataset_shows_what_it_holds_in_a_notebook(server):
+    with Session(server.url) as session:
+        dataset = session.upload_dataset("<tail>", {"t": np.arange(1000, dtype=np.float64), "y & z": np.ones(1000)},
+                                         require_sorted_x=True)
+        html = dataset._repr_html_()
+    assert "<strong>&lt;tail&gt;</strong>: 1,000 rows" in html
+    assert "<code>t</code> (x)</td><td>float64</td>" in html and "<code>y &amp; z</code>" in html
+    assert "x from 0 to 999" in html

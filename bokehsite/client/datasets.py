@@ -90,6 +90,18 @@ class Dataset:
     def __repr__(self) -> str:
         return f"Dataset(name={self.name!r}, length={self.length}, columns={self.columns!r})"
 
+    def _repr_html_(self) -> str:
+        """In a notebook: what the dataset holds, as a small table."""
+        from html import escape
+
+        rows = "".join(f"<tr><td><code>{escape(name)}</code>{' (x)' if name == self.x else ''}</td>"
+                       f"<td>{escape(dtype)}</td></tr>" for name, dtype in self.columns.items())
+        low, high = self.x_range
+        extent = f", x from {low:g} to {high:g}" if low is not None and high is not None else ""
+        return (f"<div class='bokehsite-dataset'><strong>{escape(self.name)}</strong>: {self.length:,} rows, "
+                f"{self.bytes / 1e6:,.1f} MB on the server{escape(extent)}{'' if self.x_sorted else ', x unsorted'}"
+                f"<table><tr><th>column</th><th>dtype</th></tr>{rows}</table></div>")
+
 
 # --- columns -----------------------------------------------------------------------------------
 
