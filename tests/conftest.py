@@ -7,14 +7,35 @@ from rest_framework.test import APIClient
 from tests.servers import DaphneServer, database_url
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+def _redis_database_of_this_worker() -> None:
+    """Under pytest-xdist each worker has a test database of its own; give it a Redis database of
+    its own too, so that one worker's groups (named after users' ids) never reach another's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = os.environ.get("REDIS_URL")
+    if not url or not worker.startswith("gw"):
+        return
+    from urllib.parse import urlsplit, urlunsplit
+
+    from django.conf import settings
+
+    url = urlunsplit(urlsplit(url)._replace(path=f"/{int(worker[2:]) % 15 + 1}"))
+    os.environ["REDIS_URL"] = url  # for the servers the tests start
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = url
+
+
+_redis_database_of_this_worker()
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(tmp_path_factory):
-    """Keep the SQLite test database in a file, so that a Daphne child process can share it."""
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """Keep the SQLite test database in a file, so that a Daphne child process can share it; under
+    pytest-xdist each worker has its own (pytest-django's suffix)."""
     from django.conf import settings
 
     db = settings.DATABASES["default"]
