@@ -13,7 +13,9 @@ Plain functions of arrays (memory maps of the stored columns): no Django, no net
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -61,6 +63,21 @@ def line_view(x: np.ndarray, y: np.ndarray, levels: list[np.ndarray], x0: float,
     if end < n:
         picked = np.concatenate([picked, [end]])
     return LineView(np.asarray(x[picked]), np.asarray(y[picked]), inside, False)
+
+
+def warm_up() -> None:
+    """Compile the summaries' kernels for float64 columns, or load them from numba's cache, so
+    that the first viewer does not wait about a second for it. Draws a line view of a column
+    stored and mapped as a dataset's are (the kernels are typed by how their arrays are held),
+    tall enough that its summaries reach the levels whose offsets are 32-bit."""
+    with tempfile.TemporaryDirectory(prefix="bokehsite-warm-up-") as folder:
+        path = Path(folder)
+        rows = summaries.BRANCH ** 7 + 1
+        np.save(path / "x.npy", np.arange(rows, dtype=np.float64))
+        np.save(path / "y.npy", np.sin(np.arange(rows, dtype=np.float64)))
+        x, y = np.load(path / "x.npy", mmap_mode="r"), np.load(path / "y.npy", mmap_mode="r")
+        summaries.build(y, path, "y")
+        line_view(x, y, summaries.open_levels(path, "y", y), 0.0, float(rows - 1), 2)
 
 
 # Up to this many points in the visible range a scatter gets the points themselves; past it, an

@@ -28,7 +28,7 @@ from datasets.exceptions import (
     UploadIncomplete, UploadNotFound, XNotSorted,
 )
 from datasets.models import DATETIME_UNITS, NUMERIC_DTYPES, Dataset, State, UploadChunk
-from datasets.signals import rows_appended
+from datasets.signals import dataset_removed, rows_appended
 
 MAX_COLUMNS = 64
 # Missing chunks an upload's status lists, per column (the first ones): bounded, however small the chunks.
@@ -335,6 +335,7 @@ def remove_files(sender: type, instance: Dataset, **kwargs: Any) -> None:
     admin), its files go once that is committed."""
     dataset_id = instance.pk
     transaction.on_commit(lambda: storage.remove(dataset_id))
+    transaction.on_commit(lambda: dataset_removed.send(sender=Dataset, dataset_id=dataset_id))
 
 
 def rows_from_buffers(spec: Sequence[Mapping[str, Any]], buffers: Sequence[Buffer]) -> dict[str, np.ndarray]:

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 CHANGED = "document.changed"
 ACCESS_CHANGED = "access.changed"
 APPENDED = "dataset.appended"
+REMOVED = "dataset.removed"
 
 
 def _layer_errors() -> tuple[type[BaseException], ...]:
@@ -141,6 +142,15 @@ def rows_appended(sender: Any, dataset: Any, old_length: int, new_length: int, *
         async_to_sync(get_channel_layer().group_send)(dataset_group_name(dataset.pk), message)
     except Exception as error:
         _log_failure("announcing rows appended to a dataset", error)
+
+
+def dataset_removed(sender: Any, dataset_id: Any, **kwargs: Any) -> None:
+    """Receiver of ``datasets.signals.dataset_removed``, once committed: views of it stop."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(dataset_group_name(dataset_id),
+                                                      {"type": REMOVED, "dataset": str(dataset_id)})
+    except Exception as error:
+        _log_failure("announcing a dataset's deletion", error)
 
 
 def _log_failure(what: str, error: Exception) -> None:

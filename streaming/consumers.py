@@ -247,13 +247,14 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         """A view of a dataset-backed source for this connection alone (``streaming.views``)."""
         dataset_id = await self.views.request(message)
         group = broadcast.dataset_group_name(dataset_id)
-        if group not in self.groups_joined:  # to hear of rows appended to it
+        if group not in self.groups_joined:  # to hear of rows appended to it, or its deletion
             self.groups_joined.append(group)
             await self.channel_layer.group_add(group, self.channel_name)
 
     # --- what the channel layer sends --------------------------------------------------------
 
     async def document_changed(self, event) -> None:
+        self.views.forget()  # a source's mark may have changed
         start, version = event["start"], event["version"]
         if not self.synced or version <= self.sent:
             return
@@ -278,6 +279,9 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def dataset_appended(self, event) -> None:
         await self.views.rows_appended(event["dataset"], event["old_length"])
 
+    async def dataset_removed(self, event) -> None:
+        self.views.forget(event["dataset"])
+
     # --- access --------------------------------------------------------------------------------
 
     async def recheck(self) -> None:
@@ -297,6 +301,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
                 except (OperationalError, InterfaceError):
                     logger.warning("the database did not answer an access check; it is tried again")
                     return
+                self.views.forget()  # and what the sources it views are backed by
                 role = access.connection_role(document.role)
                 if role != self.role:
                     self.role = role

@@ -6,13 +6,19 @@ with ``view_data`` to that connection only: views are never stored and never bro
 read-only viewers may ask for them too. A request for a source replaces any earlier one for it
 that is not being computed yet; an answer to a request that was replaced meanwhile is dropped.
 Rows appended to a dataset refresh the views of it whose x range reaches them.
+
+What each source is backed by (its mark in the document, and the dataset's row, which says the
+document's owner may use it) is looked up once and kept while nothing changes it, so that panning
+costs no database work: it is looked up again after any change to the document, rows appended
+to the dataset or its deletion (all announced through the channel layer), and at every access
+check of the connection, the periodic one included.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from bokeh.core.serialization import Buffer
@@ -20,10 +26,12 @@ from channels.db import database_sync_to_async
 
 from bokehsite import protocol
 from bokehsite.errors import ApiError
+from datasets.aggregation import warm_up
 from datasets.viewing import Backing, backing, check, compute, first_new_x
 
 # Views are computed here, two at once, off every event loop.
 _views = ThreadPoolExecutor(max_workers=2, thread_name_prefix="views")
+_warming: Future | None = None  # the views' kernels, readied when the first connection opens
 
 Send = Callable[[protocol.Message, list[Buffer]], Awaitable[None]]
 Fail = Callable[[BaseException, Any], Awaitable[None]]
@@ -33,26 +41,49 @@ class ConnectionViews:
     """One connection's view requests: the newest per source, computed one at a time."""
 
     def __init__(self, document, send: Send, fail: Fail):
+        global _warming
+        if _warming is None:
+            _warming = _views.submit(warm_up)
         self.document = document
         self.send, self.fail = send, fail
         self.wanted: dict[str, tuple[protocol.View, Backing]] = {}  # the newest of each source, not started
         self.running: dict[str, asyncio.Task] = {}
         self.shown: dict[str, tuple[protocol.View, str]] = {}  # the last view sent, and its dataset
+        self.backings: dict[str, Backing] = {}  # what each source is backed by, while nothing changed
+        self.generation = 0  # counts forget(): a lookup that began before one is not kept
 
     async def request(self, request: protocol.View) -> str:
         """Take a request (answered later, by ``send``); the id of the dataset it is about."""
-        found = await database_sync_to_async(backing)(self.document, request.source)
+        found = await self._backing(request.source)
         check(request, found.kind)
         self._want(request.source, request, found)
         return str(found.dataset.pk)
 
+    def forget(self, dataset_id: str | None = None) -> None:
+        """The document changed (or, given its id, a dataset did): look its sources up again."""
+        self.generation += 1
+        if dataset_id is None:
+            self.backings.clear()
+        else:
+            self.backings = {s: b for s, b in self.backings.items() if str(b.dataset.pk) != dataset_id}
+
+    async def _backing(self, source: str) -> Backing:
+        found = self.backings.get(source)
+        if found is None:
+            generation = self.generation
+            found = await database_sync_to_async(backing)(self.document, source)
+            if generation == self.generation:
+                self.backings[source] = found
+        return found
+
     async def rows_appended(self, dataset_id: str, old_length: int) -> None:
         """Rows were appended to a dataset: views of it whose x range reaches them are computed again."""
+        self.forget(dataset_id)  # its length and extent changed
         for source, (request, shown_dataset) in list(self.shown.items()):
             if shown_dataset != dataset_id or source in self.wanted:
                 continue
             try:
-                found = await database_sync_to_async(backing)(self.document, source)
+                found = await self._backing(source)
             except ApiError:
                 continue  # the source or its dataset went: nothing to refresh
             start = await asyncio.get_running_loop().run_in_executor(_views, first_new_x, found, old_length)

@@ -278,3 +278,79 @@ def test_the_first_view_answers_over_rest_as_a_view_data_bundle(api, dataset_dir
     assert np.nanmin(got["y"]) == np.nanmin(values) and np.nanmax(got["y"]) == np.nanmax(values)
     bad = api.get(f"/api/datasets/{dataset.pk}/view/?kind=line&width=500&height=200&y=nope", HTTP_ACCEPT=wire.CONTENT_TYPE)
     assert (bad.status_code, bad.json()["error"], bad.json()["field"]) == (400, "invalid_view", "y")
+
+
+def test_a_datetime_x_is_viewed_in_bokehs_milliseconds(api, dataset_dir):
+    seconds = np.arange(ROWS)
+    stamps = np.datetime64("2026-01-01T00:00:00", "ns") + seconds.astype("timedelta64[s]")
+    y = np.cumsum(np.random.default_rng(3).normal(size=ROWS))
+    dataset = stored_dataset(api, "sensor", {"x": stamps, "y": y}, require_sorted_x=True)
+    document, source_id = backed_document(default_user(), dataset)
+    start_ms = stamps[0].astype("datetime64[ms]").astype(np.int64)
+    x0, x1 = float(start_ms + 1000 * 1000), float(start_ms + 1000 * 31_000)  # rows 1,000 to 31,000
+    columns = storage.open_columns(dataset)
+    expected = aggregation.line_view(columns["x"], columns["y"], storage.summary_levels(dataset, "y"),
+                                     x0 * 1e6, x1 * 1e6, 300)
+
+    async def scenario():
+        socket = await connect(document.id)
+        await socket.send_json_to(view(1, source_id, x0, x1, width=300))
+        message, buffers = await next_frame(socket)
+        assert (message["type"], message["kind"], message["rows"]) == ("view_data", "line", 30_001)
+        got = columns_of(message, buffers)
+        np.testing.assert_array_equal(got["x"], expected.x.astype(np.float64) / 1e6)
+        np.testing.assert_array_equal(got["y"], expected.y)
+        assert got["x"][1] == x0 and got["x"][-2] == x1  # the edges, in ms, with a row beyond each
+        await socket.disconnect()
+
+    run(scenario)
+
+
+async def refused_soon(socket, request: dict, timeout: float = 5.0) -> dict:
+    """Ask for ``request`` until it is refused (what refuses it is announced through the channel
+    layer, which may reach the connection just after the request does); the error."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        await socket.send_json_to(request)
+        message, _ = await next_frame(socket)
+        if message["type"] == "error":
+            return message
+        assert message["type"] == "view_data"
+        assert asyncio.get_running_loop().time() < deadline, "the view is still served"
+        await asyncio.sleep(0.05)
+
+
+def test_views_stop_once_the_dataset_is_deleted(line):
+    dataset, document, source_id = line
+
+    async def scenario():
+        socket = await connect(document.id)
+        await socket.send_json_to(view(1, source_id, 0, ROWS))
+        assert (await next_frame(socket))[0]["type"] == "view_data"
+        await sync_to_async(dataset_services.delete_dataset)(dataset)
+        error = await refused_soon(socket, view(2, source_id, 0, ROWS))
+        assert (error["code"], error["field"]) == ("unknown_source", "source")
+        await socket.disconnect()
+
+    run(scenario)
+
+
+def test_views_stop_once_the_document_no_longer_backs_the_source(line):
+    dataset, document, source_id = line
+
+    async def scenario():
+        socket = await connect(document.id)
+        await socket.send_json_to(view(1, source_id, 0, ROWS))
+        assert (await next_frame(socket))[0]["type"] == "view_data"
+        plain = BokehDocument()
+        p = figure()
+        p.line("x", "y", source=ColumnDataSource(data={"x": [1, 2], "y": [3, 4]}))
+        plain.add_root(p)
+        await sync_to_async(services.replace_document)(document, *bokeh_io.dump(plain))
+        error = await refused_soon(socket, view(2, source_id, 0, ROWS))
+        assert error["code"] == "unknown_source"
+        await socket.disconnect()
+
+    run(scenario)
