@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 
 from bokehsite import protocol, wire
 from bokehsite.errors import ApiError
-from documents import bokeh_io, history, signals
+from documents import bokeh_io, history, signals, thumbnails
 from documents.changes import Change, PatchRequest
 from documents.exceptions import TitleTaken, UserNotFound
 from documents.exceptions import ExportUnavailable
@@ -53,6 +53,7 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
         snapshot = Snapshot(document=document, version=document.version)
         snapshot.set_content(doc_json, buffers)
         snapshot.save()
+    transaction.on_commit(lambda: thumbnails.schedule(document.id))
     return document
 
 
