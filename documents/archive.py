@@ -267,7 +267,10 @@ def _read_history(entry: dict[str, Any], i: int, names: set[str], read, *, impor
                 raise InvalidArchive(f"{where}: version {v} replaced the document, and the zip has no snapshot of it")
             event.size = header["size"] if _is_size(header.get("size")) else snapshots[v].size
         else:
-            patch, buffers = PatchRequest(patch, buffers).validated()
+            try:
+                patch, buffers = PatchRequest(patch, buffers).validated()
+            except InvalidPatch as e:
+                raise InvalidDocument(e.detail, field=field) from None
             if v != base:
                 _check_applies(doc, patch, buffers, field)
             if not all(str(b.id).startswith(f"{v}.") for b in buffers):  # ids unique within the log

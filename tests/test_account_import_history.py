@@ -165,6 +165,7 @@ BAD_CHANGE = {"events": [{"kind": "ModelChanged", "model": {"id": "no-such-model
 @pytest.mark.parametrize("case, status, code, field", [
     ("a change that does not apply", 400, "invalid_document", "documents[0].events[3]"),
     ("a change of a kind Bokeh has not", 400, "invalid_archive", "archive"),
+    ("a change that is no PATCH-DOC", 400, "invalid_document", "documents[0].events[6]"),
     ("a missing change", 400, "invalid_archive", "archive"),
     ("a bad time", 400, "invalid_archive", "archive"),
     ("a restore of a later version", 400, "invalid_archive", "archive"),
@@ -175,6 +176,7 @@ def test_a_history_that_does_not_replay_is_refused_and_nothing_is_stored(alice, 
     change = {
         "a change that does not apply": _change_event(3, patch=BAD_CHANGE),
         "a change of a kind Bokeh has not": _change_event(3, kind="delete"),
+        "a change that is no PATCH-DOC": _change_event(6, patch={"events": [{"kind": "Explode"}]}),
         "a missing change": _drop_event(9),
         "a bad time": _change_event(4, created="yesterday"),
         "a restore of a later version": _change_event(15, restored_from=19),
