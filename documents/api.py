@@ -476,7 +476,7 @@ class AccountExport(APIView):
 @extend_schema(tags=["exports"])
 class AccountImport(APIView):
     """POST a zip from an account export (``Content-Type: application/zip``): its documents become
-    the caller's, all or none."""
+    the caller's, all or none, with the history the zip carries (``?history=true`` exports)."""
 
     parser_classes = [ZipParser]
 

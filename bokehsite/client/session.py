@@ -460,7 +460,8 @@ class Session:
 
     def import_account(self, path: str | os.PathLike[str], *, on_conflict: str | None = None) -> list[dict[str, Any]]:
         """Store the documents of an account zip (``export_account``, ``manage.py export_documents``)
-        as this session's user's, all or none. ``on_conflict`` ("rename", "skip" or "replace")
+        as this session's user's, all or none, with each document's history when the zip carries
+        it (``export_account(..., history=True)``). ``on_conflict`` ("rename", "skip" or "replace")
         says what to do with a title the user already has; without it a clash raises
         ``ServerError`` (409 ``title_taken``) and nothing is stored. Returns what became of each:
         ``{"title", "id", "outcome"}``."""
