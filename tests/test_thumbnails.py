@@ -145,6 +145,21 @@ def test_a_document_drawn_a_moment_ago_waits_for_the_interval(settings):
     assert thumbnails._drawn_elsewhere_until(document.id) is None
 
 
+def test_the_worker_holds_each_document_once_and_only_so_many_without_waiting(settings, monkeypatch):
+    import uuid
+
+    settings.BOKEHSITE_THUMBNAIL_INTERVAL = 3600  # each was just drawn: it waits, so the set stays as it is
+    monkeypatch.setattr(thumbnails, "MAX_WAITING", 5)
+    worker = thumbnails._Worker()
+    ids = [uuid.uuid4() for _ in range(7)]
+    for document_id in ids:
+        worker._remember(document_id)
+    start = time.monotonic()
+    assert worker.schedule(ids[0]) and worker.schedule(ids[0]) and worker.waiting() == 1
+    assert [worker.schedule(i) for i in ids[1:]] == [True, True, True, True, False, False]
+    assert worker.waiting() == 5 and time.monotonic() - start < 0.5
+
+
 # --- drawn by Chromium ---------------------------------------------------------------------------
 
 
