@@ -417,6 +417,7 @@ def _import_document(user: AbstractBaseUser, title: str, item: Any) -> Document:
             Document.objects.filter(pk=document.pk).update(**times)
             document.refresh_from_db(fields=list(times))
         history.prune(document.id, document.version)  # this server's retention
+    transaction.on_commit(lambda: thumbnails.schedule(document.id))
     return document
 
 
