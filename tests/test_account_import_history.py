@@ -3,15 +3,17 @@ every version rebuilds to the same document; a history that does not replay is r
 
 import io
 import json
+import re
 import zipfile
 
 import pytest
+from django.test import Client
 
 from bokehsite import wire
 from documents import exports, services
 from documents import history as history_module
 from documents.models import Document, Event, Snapshot
-from tests.conftest import token_client
+from tests.conftest import PASSWORD, token_client
 from tests.helpers import line_document, plain, store, stream_patch
 
 pytestmark = pytest.mark.django_db
@@ -90,6 +92,11 @@ def test_the_imported_history_has_the_same_versions_and_rebuilds_each_the_same(a
     # Through the API, as Session.history reads it.
     api_history = token_client(charlie).get(f"/api/documents/{imported.id}/history/").json()
     assert [i["version"] for i in api_history["items"]] == list(range(20, 0, -1))
+    browser = Client()
+    browser.login(username="charlie", password=PASSWORD)
+    page = browser.get(f"/documents/{imported.id}/history/").content.decode()
+    assert re.findall(r'<tr data-version="(\d+)">', page) == [str(v) for v in range(20, 0, -1)]
+    assert "restore of version 5" in page and "(unknown)" in page and "charlie" in page
     plain_doc = Document.objects.get(owner=charlie, title="plain")
     assert plain_doc.version == 1 and [i["kind"] for i in history(plain_doc)] == ["create"]
 
