@@ -4,8 +4,8 @@ The zip holds ``manifest.json`` (what it is, who exported it and when, and each 
 metadata) and, for each document, ``documents/<id>/document.json``: Bokeh's document JSON at
 its current version (``documents.exports``). With the history it also holds the document's log
 as bundles (``bokehsite.wire``): ``documents/<id>/snapshots/<V>.bundle`` (the whole document at
-V) and ``documents/<id>/events/<V>.bundle`` (the change from V - 1 to V, with its kind, author
-and time). Large datasets are not part of it.
+V, and when it was written) and ``documents/<id>/events/<V>.bundle`` (the change from V - 1 to V,
+with its kind, author, time and size). Large datasets are not part of it.
 
 Reading one back (``read_account``) checks everything before anything is stored: the paths, the
 sizes it unpacks to, the manifest, and every document through Bokeh as an upload is checked.

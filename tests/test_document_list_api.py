@@ -104,13 +104,10 @@ def test_without_a_limit_a_page_holds_a_hundred(api, many_documents):
     assert 'rel="next"' in response["Link"]
 
 
-def test_the_title_filter_still_finds_one_title_exactly():
+def test_the_title_filter_still_finds_one_title_exactly(api):
     owner = default_user()
     store(owner, "line")
     store(owner, "line two")
-    from rest_framework.test import APIClient
-
-    api = APIClient()
     assert [d["title"] for d in api.get("/api/documents/?title=line").json()] == ["line"]
     assert api.get("/api/documents/?title=LINE").json() == []
     assert sorted(d["title"] for d in api.get("/api/documents/?q=LINE").json()) == ["line", "line two"]
