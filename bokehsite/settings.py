@@ -278,6 +278,10 @@ BOKEHSITE_HISTORY = envint("BOKEHSITE_HISTORY", "10000")
 BOKEHSITE_CHROMIUM = os.environ.get("BOKEHSITE_CHROMIUM", "/usr/bin/chromium")
 BOKEHSITE_EXPORT_WORKERS = max(1, envcount("BOKEHSITE_EXPORT_WORKERS", "2"))
 BOKEHSITE_EXPORT_TIMEOUT = envcount("BOKEHSITE_EXPORT_TIMEOUT", "30")
+# The document list's thumbnails: drawn in the background by that Chromium (documents.thumbnails),
+# a document that keeps changing redrawn at most once every this many seconds.
+BOKEHSITE_THUMBNAILS = envbool("BOKEHSITE_THUMBNAILS", "1")
+BOKEHSITE_THUMBNAIL_INTERVAL = envcount("BOKEHSITE_THUMBNAIL_INTERVAL", "60")
 # A viewer more than this many versions behind gets no more frames until it catches up...
 BOKEHSITE_VIEWER_WINDOW = envint("BOKEHSITE_VIEWER_WINDOW", "64")
 # ...and then the missed changes from the log, or a snapshot when more than this many.

@@ -33,9 +33,10 @@ from documents.exceptions import ExportFailed, ExportUnavailable, InvalidArchive
 from documents.renderers import BundleRenderer, ExportRenderer
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
-    SinceQuerySerializer, TitleQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
+    SinceQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
 )
 from documents.serializers import CreateEmbedTokenSerializer, EmbedTokenSerializer, NewEmbedTokenSerializer
+from documents.serializers import DocumentListQuerySerializer
 from documents.serializers import HistoryQuerySerializer, HistorySerializer, RestoreSerializer
 from documents.serializers import AccountExportQuerySerializer, ExportQuerySerializer
 from documents.serializers import AccountImportQuerySerializer, ImportedSerializer
@@ -56,27 +57,57 @@ def _valid(serializer_class, data, **context) -> dict:
     return serializer.validated_data
 
 
+def _page_url(request: Request, offset: int, limit: int) -> str:
+    """The list's URL with the same query, at another page."""
+    query = request.query_params.copy()
+    query["offset"], query["limit"] = str(offset), str(limit)
+    return request.build_absolute_uri(request.path) + "?" + query.urlencode()
+
+
 def _require_bundle(request: Request) -> None:
     if not isinstance(request.accepted_renderer, BundleRenderer):
         raise NotAcceptable(f"this is served only as {BundleRenderer.media_type}")
 
 
+LIST_HEADERS = [
+    OpenApiParameter("X-Total-Count", int, OpenApiParameter.HEADER, response=[200],
+                     description="How many documents match, on every page."),
+    OpenApiParameter("Link", str, OpenApiParameter.HEADER, response=[200],
+                     description='The next and previous pages, when there are: `<URL>; rel="next", <URL>; rel="prev"`.'),
+]
+
+
 @extend_schema(tags=["documents"])
 class DocumentList(generics.ListAPIView):
-    """GET: the caller's documents (``?title=`` filters). POST: create one from a bundle or JSON."""
+    """GET: the caller's documents, searched (``?q=``), sorted (``?sort=``) and a page at a time
+    (``?limit=``, ``?offset=``; ``?title=`` is one title exactly). POST: create one from a bundle or JSON."""
 
     serializer_class = DocumentSerializer
 
-    @extend_schema(summary="The caller's documents", parameters=[TitleQuerySerializer])
+    @extend_schema(summary="The caller's documents", parameters=[DocumentListQuerySerializer, *LIST_HEADERS],
+                   responses=DocumentSerializer(many=True))
     @raises(INVALID)
     def get(self, request: Request, *args, **kwargs) -> Response:
-        return super().get(request, *args, **kwargs)
+        query = _valid(DocumentListQuerySerializer, request.query_params)
+        documents = self.get_queryset()
+        if query.get("title"):
+            documents = documents.filter(title=query["title"])
+        documents = services.find_documents(documents, search=query["q"], order=query["sort"])
+        total = documents.count()
+        start, limit = query["offset"], query["limit"]
+        page = documents[start:start + limit]
+        headers = {"X-Total-Count": str(total)}
+        links = []
+        if start + limit < total:
+            links.append(f'<{_page_url(request, start + limit, limit)}>; rel="next"')
+        if start > 0:
+            links.append(f'<{_page_url(request, max(start - limit, 0), limit)}>; rel="prev"')
+        if links:
+            headers["Link"] = ", ".join(links)
+        return Response(self.get_serializer(page, many=True).data, headers=headers)
 
     def get_queryset(self):
-        documents = services.owned_documents(self.request.user).select_related("owner")
-        if title := _valid(TitleQuerySerializer, self.request.query_params).get("title"):
-            documents = documents.filter(title=title)
-        return documents
+        return services.owned_documents(self.request.user).select_related("owner")
 
     @extend_schema(summary="Create a document", request=body(CreateSerializer), responses={201: DocumentSerializer})
     @raises(InvalidDocument, UnknownModelType, TitleTaken)
@@ -445,7 +476,7 @@ class AccountExport(APIView):
 @extend_schema(tags=["exports"])
 class AccountImport(APIView):
     """POST a zip from an account export (``Content-Type: application/zip``): its documents become
-    the caller's, all or none."""
+    the caller's, all or none, with the history the zip carries (``?history=true`` exports)."""
 
     parser_classes = [ZipParser]
 

@@ -6,3 +6,4 @@ class DocumentsConfig(AppConfig):
 
     def ready(self) -> None:
         from documents import signals  # noqa: F401  (connects the access receivers)
+        from documents import thumbnails  # noqa: F401  (draws documents again once they change)

@@ -194,6 +194,19 @@ class Event(DocumentVersion):
         doc.apply_json_patch(Serialized(self.patch, self.buffer_list()))
 
 
+class Thumbnail(models.Model):
+    """The small picture of a document that the document list shows, drawn in the background by
+    ``documents.thumbnails``. An empty ``png`` says drawing that version failed."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, primary_key=True, related_name="thumbnail")
+    version = models.PositiveIntegerField(help_text="The version drawn (or tried).")
+    png = models.BinaryField(default=b"", help_text="PNG, about 320 pixels wide; empty when drawing failed.")
+    drawn = models.DateTimeField(help_text="When it was drawn, or drawing failed.")
+
+    def __str__(self) -> str:
+        return f"{self.document_id} @ {self.version}"
+
+
 class Role(models.TextChoices):
     READ = "read", "Read"
     WRITE = "write", "Write"

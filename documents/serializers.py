@@ -1,6 +1,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from documents import services
 from documents.models import Collaborator, Document, EmbedToken, Role, Visibility
 
 
@@ -66,6 +67,22 @@ class PatchSerializer(serializers.Serializer):
 class TitleQuerySerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200, required=False, allow_blank=True, trim_whitespace=False,
                                   help_text="Only the document with this title (empty: every document).")
+
+
+# Orders a list takes (``services.LIST_ORDERS``), each also reversed with a leading "-".
+LIST_SORTS = [name for order in services.LIST_ORDERS for name in (order, "-" + order)]
+
+
+class DocumentListQuerySerializer(TitleQuerySerializer):
+    q = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
+                              help_text="Only documents whose title holds this, in any case.")
+    sort = serializers.ChoiceField(choices=LIST_SORTS, default="updated", help_text=(
+        "updated (newest first), created (newest first), title (A to Z) or version (most first); "
+        "a leading - reverses the order."))
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100,
+                                     help_text="At most this many documents (the `Link` header names the next page).")
+    offset = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0,
+                                      help_text="Skip this many documents first.")
 
 
 class VersionSerializer(serializers.Serializer):

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 
 from bokehsite import protocol, wire
 from bokehsite.errors import ApiError
-from documents import bokeh_io, history, signals
+from documents import bokeh_io, history, signals, thumbnails
 from documents.changes import Change, PatchRequest
 from documents.exceptions import TitleTaken, UserNotFound
 from documents.exceptions import ExportUnavailable
@@ -53,6 +53,7 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
         snapshot = Snapshot(document=document, version=document.version)
         snapshot.set_content(doc_json, buffers)
         snapshot.save()
+    transaction.on_commit(lambda: thumbnails.schedule(document.id))
     return document
 
 
@@ -353,6 +354,7 @@ def export_account(user: AbstractBaseUser, out, *, with_history: bool = False) -
 def import_account(user: AbstractBaseUser, data: bytes, *, on_conflict: str | None = None) -> list[dict[str, Any]]:
     """Store the documents of an account zip (``documents.archive``) as ``user``'s, all or none.
 
+    A zip exported with history brings each document's history (``archive.read_account``).
     A document whose title ``user`` already has is, as ``on_conflict`` says, stored under a new
     title ("rename": "title (imported)"), left out ("skip"), or stored as a new version of the
     existing one ("replace", its history kept). Returns what became of each:
@@ -364,7 +366,7 @@ def import_account(user: AbstractBaseUser, data: bytes, *, on_conflict: str | No
     """
     from documents import archive
 
-    incoming = archive.read_account(data)
+    incoming = archive.read_account(data, importer=user)
     mine = {d.title: d for d in owned_documents(user)}
     clashes = [i.title for i in incoming if i.title in mine]
     if clashes and on_conflict not in archive.CONFLICT_CHOICES:
@@ -376,7 +378,7 @@ def import_account(user: AbstractBaseUser, data: bytes, *, on_conflict: str | No
         for item in incoming:
             existing = mine.get(item.title)
             if existing is None:
-                document, outcome = create_document(user, item.title, item.doc_json, item.buffers), "created"
+                document, outcome = _import_document(user, item.title, item), "created"
             elif on_conflict == "skip":
                 results.append({"title": item.title, "id": str(existing.id), "outcome": "skipped"})
                 continue
@@ -384,10 +386,39 @@ def import_account(user: AbstractBaseUser, data: bytes, *, on_conflict: str | No
                 document, outcome = replace_document(existing, item.doc_json, item.buffers, author=user), "replaced"
             else:
                 title = _free_title(user, item.title, taken=set(mine))
-                document, outcome = create_document(user, title, item.doc_json, item.buffers), "renamed"
+                document, outcome = _import_document(user, title, item), "renamed"
             mine[document.title] = document
             results.append({"title": document.title, "id": str(document.id), "outcome": outcome})
     return results
+
+
+def _import_document(user: AbstractBaseUser, title: str, item: Any) -> Document:
+    """A new document from a zip: with the history it carries (its versions, kinds, authors and
+    times as they were), else its current version as version 1."""
+    logged = item.history
+    if logged is None:
+        return create_document(user, title, item.doc_json, item.buffers)
+    document = Document(owner=user, title=title, version=logged.version)
+    with transaction.atomic():
+        _save_with_title(document, force_insert=True)
+        for row in (*logged.snapshots, *logged.events):
+            row.document = document
+        snapshots = Snapshot.objects.bulk_create(logged.snapshots, batch_size=100)
+        events = Event.objects.bulk_create(logged.events, batch_size=500)
+        # auto_now_add stamped them now; they keep the times they were made at.
+        for kind, rows in (("snapshot", snapshots), ("event", events)):
+            dated = [row for row in rows if (kind, row.version) in logged.times]
+            for row in dated:
+                row.created = logged.times[kind, row.version]
+            if dated:
+                type(dated[0]).objects.bulk_update(dated, ["created"], batch_size=500)
+        times = {k: v for k, v in (("created", logged.created), ("updated", logged.updated)) if v is not None}
+        if times:
+            Document.objects.filter(pk=document.pk).update(**times)
+            document.refresh_from_db(fields=list(times))
+        history.prune(document.id, document.version)  # this server's retention
+    transaction.on_commit(lambda: thumbnails.schedule(document.id))
+    return document
 
 
 def _free_title(user: AbstractBaseUser, title: str, *, taken: set[str]) -> str:

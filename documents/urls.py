@@ -13,4 +13,5 @@ urlpatterns = [
     path("documents/<uuid:pk>/autoload.js", views.document_autoload, name="autoload"),
     path("documents/<uuid:pk>/embeds/", views.embeds_page, name="embeds"),
     path("documents/<uuid:pk>/history/", views.history_page, name="history"),
+    path("documents/<uuid:pk>/thumbnail.png", views.document_thumbnail, name="thumbnail"),
 ]

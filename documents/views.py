@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.users import acting_user
 from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
-from documents import access, embeds, services
+from documents import access, embeds, services, thumbnails
 from documents.exceptions import DocumentNotFound, Forbidden, InvalidEmbedToken, InvalidFrameToken
 from documents.frames import verify_frame_token
 from documents.models import Document, Role, Visibility
@@ -71,12 +71,39 @@ def document_list(request: HttpRequest) -> HttpResponse:
     if order.lstrip("-") not in services.LIST_ORDERS:
         order = "updated"
     owned = services.owned_documents(user)
-    found = services.find_documents(owned, search=search, order=order)
+    found = services.find_documents(owned, search=search, order=order).select_related("thumbnail").defer("thumbnail__png")
     page = Paginator(found, LIST_PAGE).get_page(request.GET.get("page"))
-    context = {"documents": page.object_list, "page": page, "search": search, "sort": order,
-               "has_any": bool(search) or owned.exists(), "orders": services.LIST_ORDERS,
-               "shared": services.shared_documents(user).select_related("owner")}
+    documents = list(page.object_list)
+    shared = list(services.shared_documents(user).select_related("owner", "thumbnail").defer("thumbnail__png"))
+    for document in (*documents, *shared):
+        document.thumbnail_url = thumbnails.url(document)
+    thumbnails.refresh(documents + shared)
+    context = {"documents": documents, "page": page, "search": search, "sort": order,
+               "has_any": bool(search) or owned.exists(), "orders": services.LIST_ORDERS, "shared": shared}
     return render(request, "documents/list.html", context)
+
+
+@require_GET
+def document_thumbnail(request: HttpRequest, pk) -> HttpResponse:
+    """The document's thumbnail (PNG), for whoever may view the plot page; the placeholder (SVG)
+    while there is none. ``?v=`` is the version the page expects: that one is cached."""
+    try:
+        _, document = _viewed(request, pk)
+    except _LoginFirst:
+        raise Http404("no such document") from None
+    picture = thumbnails.picture(document)
+    if picture is None:
+        response = HttpResponse(thumbnails.PLACEHOLDER, content_type="image/svg+xml")
+        response["Cache-Control"] = "no-cache"
+    else:
+        png, version = picture
+        response = HttpResponse(png, content_type="image/png")
+        # Private: it was shown under this viewer's rights. A newer drawing comes under a new ?v=.
+        fresh = request.GET.get("v") == str(version)
+        response["Cache-Control"] = "private, max-age=86400" if fresh else "private, no-cache"
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def document_page(request: HttpRequest, pk) -> HttpResponse:

@@ -27,6 +27,10 @@ def _redis_database_of_this_worker() -> None:
 
 _redis_database_of_this_worker()
 
+# Thumbnails are drawn only where a test asks for them (tests/test_thumbnails.py): elsewhere a
+# background Chromium per stored document would slow every test and the servers they start.
+os.environ.setdefault("BOKEHSITE_THUMBNAILS", "0")
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -51,7 +55,10 @@ def _isolated(tmp_path, monkeypatch):
     """Each test starts with empty throttle counters, and the client never touches the real home."""
     from django.core.cache import cache
 
+    from django.conf import settings
+
     cache.clear()
+    monkeypatch.setattr(settings, "BOKEHSITE_THUMBNAILS", False)
     monkeypatch.setenv("BOKEH_CONFIG_DIR", str(tmp_path / "bokeh-config"))
     monkeypatch.delenv("BOKEH_API_TOKEN", raising=False)
     yield

@@ -42,7 +42,7 @@ def test_logging_in_through_the_form_shows_only_the_users_documents(multi_user_s
     store(charlie, "charlies plot")
     log_in(page, multi_user_server_url, "alice")
     assert page.url == multi_user_server_url
-    titles = page.locator("table.documents td:first-child a").all_inner_texts()
+    titles = page.locator("table.documents td:nth-child(2) a").all_inner_texts()
     assert titles == ["alices plot"]
 
     page.click("text=alices plot")

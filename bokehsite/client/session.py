@@ -269,9 +269,24 @@ class Session:
 
     # --- documents ---------------------------------------------------------------------------
 
-    def documents(self, title: str | None = None) -> list[dict[str, Any]]:
-        """Metadata of the caller's documents, optionally only the one with ``title``."""
-        return self._request("GET", "api/documents/", params={"title": title} if title else None).json()
+    def documents(self, title: str | None = None, *, search: str | None = None,
+                  sort: str | None = None) -> list[dict[str, Any]]:
+        """Metadata of the caller's documents, every page of them.
+
+        Args:
+            title: only the one with exactly this title.
+            search: only those whose title holds this, in any case.
+            sort: "updated", "created", "title" or "version", or one of them reversed with "-".
+        """
+        params = {k: v for k, v in {"title": title, "q": search, "sort": sort, "limit": 1000}.items() if v}
+        found: list[dict[str, Any]] = []
+        while True:  # the server sends a page at a time, and says how many there are in all
+            response = self._request("GET", "api/documents/", params={**params, "offset": len(found)})
+            page = response.json()
+            found.extend(page)
+            total = response.headers.get("X-Total-Count")
+            if not page or total is None or len(found) >= int(total):
+                return found
 
     def document_info(self, title_or_id: str) -> dict[str, Any]:
         """Metadata of one document, found by id or by title."""
@@ -445,7 +460,8 @@ class Session:
 
     def import_account(self, path: str | os.PathLike[str], *, on_conflict: str | None = None) -> list[dict[str, Any]]:
         """Store the documents of an account zip (``export_account``, ``manage.py export_documents``)
-        as this session's user's, all or none. ``on_conflict`` ("rename", "skip" or "replace")
+        as this session's user's, all or none, with each document's history when the zip carries
+        it (``export_account(..., history=True)``). ``on_conflict`` ("rename", "skip" or "replace")
         says what to do with a title the user already has; without it a clash raises
         ``ServerError`` (409 ``title_taken``) and nothing is stored. Returns what became of each:
         ``{"title", "id", "outcome"}``."""

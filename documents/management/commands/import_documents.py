@@ -8,7 +8,8 @@ from documents import services
 
 
 class Command(BaseCommand):
-    help = "Store the documents of a zip made by export_documents (or the API) as a user's, all or none."
+    help = ("Store the documents of a zip made by export_documents (or the API) as a user's, all or none; "
+            "a zip exported with --history brings each document's history too.")
 
     def add_arguments(self, parser):
         parser.add_argument("username", help="who the documents will belong to")

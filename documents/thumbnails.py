@@ -1,0 +1,227 @@
+"""The document list's thumbnails: each document drawn small, in the background.
+
+A thumbnail is the PNG export (headless Chromium drawing the standalone HTML, ``documents.images``)
+shrunk with Pillow to ``WIDTH`` pixels wide, stored with the version it shows. One worker thread
+per process draws them, one at a time, from a bounded set of documents waiting (one entry per
+document, whatever asks again), so that a request never waits for Chromium and thumbnails never
+take more than one of the export pool's Chromiums. A document is queued when it is created or
+changed and when a page shows a stale thumbnail of it; one that keeps changing (a stream) is
+redrawn at most once every ``BOKEHSITE_THUMBNAIL_INTERVAL`` seconds. Until a thumbnail is drawn,
+or when it cannot be (no Chromium, or the document did not draw), pages show ``PLACEHOLDER``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.dispatch import receiver
+from django.urls import reverse
+from django.utils import timezone
+
+from documents import images, signals
+from documents.models import Document, Thumbnail
+
+logger = logging.getLogger(__name__)
+
+WIDTH = 320
+MAX_HEIGHT = 640  # a very tall layout is cut, not squeezed
+MAX_WAITING = 1000  # documents waiting to be drawn; beyond, a page that shows one asks again
+_REMEMBERED = 10_000  # when this process last drew each of this many documents
+
+PLACEHOLDER = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="320" height="200" viewBox="0 0 320 200">'
+    '<rect width="320" height="200" fill="#f3f4f6"/>'
+    '<path d="M40 160 V40 M40 160 H280" stroke="#c4c8cf" stroke-width="3" fill="none"/>'
+    '<path d="M52 140 L100 100 L150 120 L200 70 L260 90" stroke="#c4c8cf" stroke-width="5" fill="none" '
+    'stroke-linecap="round" stroke-linejoin="round"/>'
+    '<text x="160" y="188" font-family="sans-serif" font-size="14" fill="#8a8f98" text-anchor="middle">'
+    "no preview</text></svg>"
+)
+
+
+def url(document: Document) -> str:
+    """The thumbnail's address for pages, naming the version drawn so that a browser's cached
+    copy is used until a newer one is drawn."""
+    thumbnail = _stored(document)
+    drawn = thumbnail.version if thumbnail is not None and thumbnail.png != b"" else 0
+    return reverse("documents:thumbnail", args=[document.id]) + f"?v={drawn}"
+
+
+def is_stale(document: Document) -> bool:
+    """Whether the document has no thumbnail of its current version (drawn, or tried and failed)."""
+    thumbnail = _stored(document)
+    return thumbnail is None or thumbnail.version != document.version
+
+
+def refresh(documents: list[Document]) -> None:
+    """Queue the documents whose thumbnails are stale (what a page shows)."""
+    for document in documents:
+        if is_stale(document):
+            schedule(document.id)
+
+
+def picture(document: Document) -> tuple[bytes, int] | None:
+    """The stored PNG and the version it shows, or None (the placeholder is due); a stale one is
+    queued to be drawn again."""
+    thumbnail = Thumbnail.objects.filter(document=document).first()
+    if thumbnail is None or thumbnail.version != document.version:
+        schedule(document.id)
+    if thumbnail is None or not thumbnail.png:
+        return None
+    return bytes(thumbnail.png), thumbnail.version
+
+
+def _stored(document: Document) -> Thumbnail | None:
+    try:
+        return document.thumbnail
+    except Thumbnail.DoesNotExist:
+        return None
+
+
+def schedule(document_id: uuid.UUID) -> bool:
+    """Queue the document to be drawn (no sooner than the interval after this process last drew
+    it). Never waits; False when thumbnails are off, cannot be drawn, or too many wait."""
+    if not settings.BOKEHSITE_THUMBNAILS or images.unavailable():
+        return False
+    return _worker.schedule(document_id)
+
+
+def shrink(png: bytes) -> bytes:
+    """``png`` scaled to ``WIDTH`` pixels wide (never up), cut at ``MAX_HEIGHT``."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        image.load()
+        if image.width > WIDTH:
+            height = max(1, round(image.height * WIDTH / image.width))
+            image = image.resize((WIDTH, height), Image.Resampling.LANCZOS)
+        if image.height > MAX_HEIGHT:
+            image = image.crop((0, 0, image.width, MAX_HEIGHT))
+        out = io.BytesIO()
+        image.save(out, "PNG", optimize=True)
+        return out.getvalue()
+
+
+def draw(document_id: uuid.UUID) -> Thumbnail | None:
+    """Draw the document's thumbnail now, if it is stale, and store it (an empty one if it did
+    not draw). None when there is nothing to do or it cannot be drawn here."""
+    from documents import services
+    from documents.exceptions import DocumentNotFound, ExportUnavailable, HistoryTruncated
+
+    document = Document.objects.filter(pk=document_id).first()
+    if document is None or not is_stale(document):
+        return None
+    version = document.version
+    try:
+        drawn_version, chunks = services.export_document(document, "png", version)
+        png = shrink(b"".join(chunks))
+    except ExportUnavailable:
+        return None
+    except (DocumentNotFound, HistoryTruncated):
+        return None  # deleted or changed while we drew: the next change or page asks again
+    except Exception as e:  # the document's code failed, it took too long, or Pillow refused it
+        logger.warning("thumbnail of document %s version %s not drawn: %s", document_id, version, e)
+        png = b""
+    if not Document.objects.filter(pk=document_id).exists():
+        return None
+    thumbnail, _ = Thumbnail.objects.update_or_create(
+        document_id=document_id, defaults={"version": version, "png": png, "drawn": timezone.now()})
+    return thumbnail
+
+
+class _Worker:
+    """The one thread of this process that draws thumbnails, and the documents it waits to draw."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[uuid.UUID, float] = {}  # document -> when it may be drawn (monotonic)
+        self._drawn: OrderedDict[uuid.UUID, float] = OrderedDict()  # document -> when this process drew it
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, document_id: uuid.UUID) -> bool:
+        with self._condition:
+            if document_id in self._waiting:
+                return True
+            if len(self._waiting) >= MAX_WAITING:
+                return False
+            last = self._drawn.get(document_id)
+            now = time.monotonic()
+            self._waiting[document_id] = now if last is None else max(now, last + settings.BOKEHSITE_THUMBNAIL_INTERVAL)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="thumbnails", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+        return True
+
+    def waiting(self) -> int:
+        with self._condition:
+            return len(self._waiting)
+
+    def _next(self) -> uuid.UUID:
+        with self._condition:
+            while True:
+                if self._waiting:
+                    document_id, due = min(self._waiting.items(), key=lambda item: item[1])
+                    wait = due - time.monotonic()
+                    if wait <= 0:
+                        del self._waiting[document_id]
+                        return document_id
+                    self._condition.wait(wait)
+                else:
+                    self._condition.wait()
+
+    def _run(self) -> None:
+        while True:
+            document_id = self._next()
+            try:
+                close_old_connections()
+                later = _drawn_elsewhere_until(document_id)
+                if later is not None:  # another process drew it a moment ago
+                    self._defer(document_id, later)
+                    continue
+                draw(document_id)
+            except Exception:  # the database went away, say: this thread must go on for the next one
+                logger.exception("drawing the thumbnail of document %s failed", document_id)
+            finally:
+                self._remember(document_id)
+                close_old_connections()
+
+    def _defer(self, document_id: uuid.UUID, seconds: float) -> None:
+        with self._condition:
+            self._waiting.setdefault(document_id, time.monotonic() + seconds)
+
+    def _remember(self, document_id: uuid.UUID) -> None:
+        with self._condition:
+            self._drawn[document_id] = time.monotonic()
+            self._drawn.move_to_end(document_id)
+            while len(self._drawn) > _REMEMBERED:
+                self._drawn.popitem(last=False)
+
+
+def _drawn_elsewhere_until(document_id: uuid.UUID) -> float | None:
+    """Seconds to wait when the stored thumbnail was drawn less than the interval ago (by any
+    process), else None."""
+    interval = settings.BOKEHSITE_THUMBNAIL_INTERVAL
+    drawn = Thumbnail.objects.filter(document_id=document_id).values_list("drawn", flat=True).first()
+    if drawn is None:
+        return None
+    left = (drawn + timedelta(seconds=interval) - timezone.now()).total_seconds()
+    return left if left > 0 else None
+
+
+_worker = _Worker()
+
+
+@receiver(signals.changes_committed, dispatch_uid="documents.thumbnails")
+def _changed(sender: Any, changes: list, **kwargs: Any) -> None:
+    if changes:
+        schedule(changes[0].document_id)
