@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotAcceptable
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,7 +23,7 @@ from datasets.serializers import (
 )
 from datasets.viewing import InvalidView, first_view
 from documents.parsers import BundleParser
-from documents.renderers import BundleRenderer
+from documents.renderers import BundleRenderer, require_bundle
 
 
 def _valid(serializer_class, data) -> dict:
@@ -92,8 +91,7 @@ class DatasetView(APIView):
                    responses={(200, BUNDLE): OpenApiResponse(BINARY, description="A view_data message as a bundle.")})
     @raises(INVALID, InvalidView)
     def get(self, request: Request, pk) -> Response:
-        if not isinstance(request.accepted_renderer, BundleRenderer):
-            raise NotAcceptable(f"this is served only as {BundleRenderer.media_type}")
+        require_bundle(request)
         dataset = access.resolve(request.user, pk)
         message, buffers = first_view(dataset, **_valid(ViewQuerySerializer, request.query_params))
         return Response(message.encode(buffers))

@@ -161,67 +161,76 @@ def extremes(column: np.ndarray, levels: list[np.ndarray], starts: np.ndarray, e
     left that no level-2 block covers, and so on up. So the cost grows with the number of
     ranges and the logarithm of their length, not with the rows they span.
     """
-    count = len(starts)
-    best_min = np.full(count, np.inf)
-    best_max = np.full(count, -np.inf)
-    at_min = starts.astype(np.int64).copy()
-    at_max = starts.astype(np.int64).copy()
-    lo, hi = starts.astype(np.int64), ends.astype(np.int64)
+    best_min = np.full(len(starts), np.inf)
+    best_max = np.full(len(starts), -np.inf)
+    at_min = starts.astype(np.int64)
+    at_max = at_min.copy()
+    lo, hi = at_min.copy(), ends.astype(np.int64)  # what is left of each range, on the level scanned next
     top = len(levels)
-    for level in range(top + 1):
-        if not (hi > lo).any():
+    if not _scan_rows(np.asarray(column), lo, hi, top > 0, best_min, at_min, best_max, at_max):
+        return best_min, at_min, best_max, at_max
+    for level in range(1, top + 1):
+        records = np.asarray(levels[level - 1])  # a plain view of the map: no memmap wrapping per access
+        if not _scan_blocks(records["min"], records["max"], records["at_min"], records["at_max"], BRANCH ** level,
+                            lo, hi, level < top, best_min, at_min, best_max, at_max):
             break
-        if level < top:
-            up_lo, up_hi = -(-lo // BRANCH), hi // BRANCH
-            goes_up = up_lo < up_hi
-        else:  # the top level takes whatever is left
-            goes_up = np.zeros(count, bool)
-            up_lo = up_hi = lo
-        # The pieces this level takes: the left end (or all of it, if nothing goes up), the right end.
-        left_end = np.where(goes_up, up_lo * BRANCH, hi)
-        right_start = np.where(goes_up, up_hi * BRANCH, hi)
-        if level == 0:
-            values = np.asarray(column)
-            _scan_rows(values, lo, left_end, right_start, hi, best_min, at_min, best_max, at_max)
-        else:
-            records = np.asarray(levels[level - 1])  # a plain view of the map: no memmap wrapping per access
-            _scan_blocks(records["min"], records["max"], records["at_min"], records["at_max"], BRANCH ** level,
-                         lo, left_end, right_start, hi, best_min, at_min, best_max, at_max)
-        lo, hi = np.where(goes_up, up_lo, 0), np.where(goes_up, up_hi, 0)
     return best_min, at_min, best_max, at_max
 
 
-# The scans themselves, compiled: each range reads under 2 * BRANCH entries of a level, and the
-# work is a few comparisons an entry, which NumPy's temporaries would cost many times over. Ties
-# keep the first entry met, in row order within a piece.
+# The scans themselves, compiled: one call a level, each range reading under 2 * BRANCH entries
+# of it, a few comparisons an entry, which NumPy's temporaries would cost many times over. Each
+# takes the ends of what is left of every range that the level above does not cover wholly (or
+# all of it, at the top or when nothing is covered), leaves in ``lo``/``hi`` what the level above
+# is to take, and says whether anything is left. Ties keep the first entry met.
 @numba.njit(nogil=True, cache=True)
-def _scan_rows(values, lo, left_end, right_start, hi, best_min, at_min, best_max, at_max):  # pragma: no cover
+def _pieces(lo, hi, may_go_up):  # pragma: no cover
+    """This level's two pieces of a range ``[lo, hi)``: ``[lo, left_end)`` and ``[right_start, hi)``,
+    and the range of the level above that covers the middle (empty if none)."""
+    if may_go_up:
+        up_lo, up_hi = -(-lo // BRANCH), hi // BRANCH
+        if up_lo < up_hi:
+            return up_lo * BRANCH, up_hi * BRANCH, up_lo, up_hi
+    return hi, hi, 0, 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan_rows(values, lo, hi, may_go_up, best_min, at_min, best_max, at_max):  # pragma: no cover
+    left = False
     for i in range(len(lo)):
-        for j in range(lo[i], left_end[i]):
+        left_end, right_start, up_lo, up_hi = _pieces(lo[i], hi[i], may_go_up)
+        for j in range(lo[i], left_end):
             v = float(values[j])
             if v < best_min[i]:  # NaN is neither smaller nor larger
                 best_min[i], at_min[i] = v, j
             if v > best_max[i]:
                 best_max[i], at_max[i] = v, j
-        for j in range(right_start[i], hi[i]):
+        for j in range(right_start, hi[i]):
             v = float(values[j])
             if v < best_min[i]:
                 best_min[i], at_min[i] = v, j
             if v > best_max[i]:
                 best_max[i], at_max[i] = v, j
+        lo[i], hi[i] = up_lo, up_hi
+        left = left or up_lo < up_hi
+    return left
 
 
 @numba.njit(nogil=True, cache=True)
-def _scan_blocks(mins, maxs, offsets_min, offsets_max, span, lo, left_end, right_start, hi,
+def _scan_blocks(mins, maxs, offsets_min, offsets_max, span, lo, hi, may_go_up,
                  best_min, at_min, best_max, at_max):  # pragma: no cover
+    left = False
     for i in range(len(lo)):
-        for j in range(lo[i], left_end[i]):
+        left_end, right_start, up_lo, up_hi = _pieces(lo[i], hi[i], may_go_up)
+        for j in range(lo[i], left_end):
             if mins[j] < best_min[i]:
                 best_min[i], at_min[i] = mins[j], j * span + np.int64(offsets_min[j])
             if maxs[j] > best_max[i]:
                 best_max[i], at_max[i] = maxs[j], j * span + np.int64(offsets_max[j])
-        for j in range(right_start[i], hi[i]):
+        for j in range(right_start, hi[i]):
             if mins[j] < best_min[i]:
                 best_min[i], at_min[i] = mins[j], j * span + np.int64(offsets_min[j])
             if maxs[j] > best_max[i]:
                 best_max[i], at_max[i] = maxs[j], j * span + np.int64(offsets_max[j])
+        lo[i], hi[i] = up_lo, up_hi
+        left = left or up_lo < up_hi
+    return left

@@ -14,7 +14,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotAcceptable, NotFound
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import SAFE_METHODS, AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -30,7 +30,7 @@ from documents.exceptions import (
     UserNotFound, VersionConflict,
 )
 from documents.exceptions import ExportFailed, ExportUnavailable, InvalidArchive
-from documents.renderers import BundleRenderer, ExportRenderer
+from documents.renderers import BundleRenderer, ExportRenderer, require_bundle
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
     SinceQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
@@ -62,11 +62,6 @@ def _page_url(request: Request, offset: int, limit: int) -> str:
     query = request.query_params.copy()
     query["offset"], query["limit"] = str(offset), str(limit)
     return request.build_absolute_uri(request.path) + "?" + query.urlencode()
-
-
-def _require_bundle(request: Request) -> None:
-    if not isinstance(request.accepted_renderer, BundleRenderer):
-        raise NotAcceptable(f"this is served only as {BundleRenderer.media_type}")
 
 
 LIST_HEADERS = [
@@ -185,7 +180,7 @@ class DocumentContent(FrameReadable, APIView):
     )
     @raises(INVALID, InvalidFrameToken, InvalidEmbedToken, HistoryTruncated)
     def get(self, request: Request, pk) -> Response:
-        _require_bundle(request)
+        require_bundle(request)
         document = access.resolve(access.caller(request, frame_token=True), pk)
         asked = _valid(VersionQuerySerializer, request.query_params).get("version")
         if asked is not None and asked > document.version:
@@ -219,7 +214,7 @@ class DocumentEvents(FrameReadable, APIView):
                    responses=BUNDLE_ANSWER)
     @raises(INVALID, InvalidFrameToken, HistoryTruncated)
     def get(self, request: Request, pk) -> Response:
-        _require_bundle(request)
+        require_bundle(request)
         document = access.resolve(access.caller(request, frame_token=True), pk)
         query = _valid(SinceQuerySerializer, request.query_params, current=document.version)
         events = services.events_after(document, query["since"], query["limit"])

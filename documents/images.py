@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,7 @@ SVG_SCRIPT = """() => {
 }"""
 
 _pool: ThreadPoolExecutor | None = None
+_pool_made = threading.Lock()  # exports and thumbnails may ask for the pool at once
 
 
 def unavailable() -> str | None:
@@ -62,8 +64,9 @@ def draw(html: Iterable[bytes], fmt: str) -> bytes:
     if reason:
         raise ExportUnavailable(reason, field="format")
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=settings.BOKEHSITE_EXPORT_WORKERS, thread_name_prefix="chromium")
+    with _pool_made:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=settings.BOKEHSITE_EXPORT_WORKERS, thread_name_prefix="chromium")
     with tempfile.NamedTemporaryFile(suffix=".html") as page:
         for chunk in html:
             page.write(chunk)

@@ -1,6 +1,7 @@
 import json
 
 from rest_framework import renderers
+from rest_framework.exceptions import NotAcceptable
 
 from bokehsite import wire
 
@@ -20,6 +21,12 @@ class BundleRenderer(renderers.BaseRenderer):
         if response is not None:
             response["Content-Type"] = "application/json"
         return json.dumps(data).encode()
+
+
+def require_bundle(request) -> None:
+    """Refuse (406) a request for what is served only as a bundle that asked for something else."""
+    if not isinstance(request.accepted_renderer, BundleRenderer):
+        raise NotAcceptable(f"this is served only as {BundleRenderer.media_type}")
 
 
 class ExportRenderer(renderers.BaseRenderer):

@@ -97,6 +97,35 @@ def test_integer_and_datetime_x_and_integer_y(tmp_path):
     check_view(stamps, y, levels, stamps[10], stamps[-10], 640)
 
 
+def test_unevenly_spaced_x_with_bursts_and_repeats(tmp_path):
+    rng = np.random.default_rng(11)
+    gaps = np.where(rng.random(300_000) < 0.01, rng.exponential(5_000, 300_000), rng.exponential(0.01, 300_000))
+    gaps[rng.random(300_000) < 0.2] = 0.0  # repeated x
+    x = np.cumsum(gaps)
+    y = np.cumsum(rng.standard_normal(len(x)))
+    levels = built(y, tmp_path)
+    for fraction in (1.0, 0.05, 0.001):
+        span = (x[-1] - x[0]) * fraction
+        x0 = x[0] + (x[-1] - x[0] - span) * 0.61
+        check_view(x, y, levels, x0, x0 + span, 500)
+
+
+def test_the_pixel_columns_rows_are_found_as_numpy_finds_them():
+    from datasets.aggregation import _search_sorted
+
+    rng = np.random.default_rng(5)
+    for trial in range(2000):
+        n = int(rng.integers(0, 400))
+        x = [np.sort(rng.normal(size=n)), np.sort(rng.integers(0, 20, n)), np.arange(n, dtype=float),
+             np.sort(np.exp(rng.normal(size=n) * 5)).astype(np.float32)][trial % 4]
+        first = int(rng.integers(0, n + 1))
+        end = int(rng.integers(first, n + 1))
+        edges = np.sort(np.concatenate([rng.uniform(-3, 25, int(rng.integers(1, 40))),
+                                        rng.choice(x, 5).astype(float) if n else []]))
+        expected = np.searchsorted(x[first:end], edges, "left") + first
+        assert np.array_equal(_search_sorted(x, edges, first, end), expected), (trial, first, end)
+
+
 def test_rows_appended_after_the_summaries_were_built(walk, tmp_path):
     x, y = walk
     head = 123_457
