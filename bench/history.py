@@ -38,6 +38,8 @@ def main() -> None:
         import django
 
         django.setup()
+        import bokehsite.asgi  # noqa: F401  (as a server starts: its views loaded, and what they made frozen)
+
         run(args)
 
 

@@ -5,8 +5,9 @@ shrunk with Pillow to ``WIDTH`` pixels wide, stored with the version it shows. O
 per process draws them, one at a time, from a bounded set of documents waiting (one entry per
 document, whatever asks again), so that a request never waits for Chromium and thumbnails never
 take more than one of the export pool's Chromiums. A document is queued when it is created or
-changed and when a page shows a stale thumbnail of it; one that keeps changing (a stream) is
-redrawn at most once every ``BOKEHSITE_THUMBNAIL_INTERVAL`` seconds. Until a thumbnail is drawn,
+its content is replaced (a push, a restore), and when a page shows a stale thumbnail of it (so a
+stream's is drawn again only when somebody looks); one that keeps changing is redrawn at most
+once every ``BOKEHSITE_THUMBNAIL_INTERVAL`` seconds. Until a thumbnail is drawn,
 or when it cannot be (no Chromium, or the document did not draw), pages show ``PLACEHOLDER``.
 """
 
@@ -22,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import IntegrityError, close_old_connections
 from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
@@ -133,9 +134,19 @@ def draw(document_id: uuid.UUID) -> Thumbnail | None:
         png = b""
     if not Document.objects.filter(pk=document_id).exists():
         return None
-    thumbnail, _ = Thumbnail.objects.update_or_create(
-        document_id=document_id, defaults={"version": version, "png": png, "drawn": timezone.now()})
-    return thumbnail
+    return _store(document_id, version, png)
+
+
+def _store(document_id: uuid.UUID, version: int, png: bytes) -> Thumbnail | None:
+    """Keep the thumbnail, in single statements: on SQLite a transaction that reads and then writes
+    fails at once ("database is locked") while a request writes, where one statement waits."""
+    fields = {"version": version, "png": png, "drawn": timezone.now()}
+    if not Thumbnail.objects.filter(document_id=document_id).update(**fields):
+        try:
+            return Thumbnail.objects.create(document_id=document_id, **fields)
+        except IntegrityError:  # another process stored one meanwhile, or the document went
+            Thumbnail.objects.filter(document_id=document_id).update(**fields)
+    return Thumbnail.objects.filter(document_id=document_id).first()
 
 
 class _Worker:
@@ -223,5 +234,8 @@ _worker = _Worker()
 
 @receiver(signals.changes_committed, dispatch_uid="documents.thumbnails")
 def _changed(sender: Any, changes: list, **kwargs: Any) -> None:
-    if changes:
+    # A new content (a push, a restore) is drawn at once. Changes within it (a stream) are drawn
+    # when a page shows the thumbnail stale: a server streaming to many documents does not keep
+    # Chromium busy drawing pictures nobody looks at.
+    if any(change.patch is None for change in changes):
         schedule(changes[0].document_id)

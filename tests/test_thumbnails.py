@@ -178,7 +178,7 @@ def wait_for_png(document_id, timeout: float) -> bytes:
 @pytest.mark.browser
 @pytest.mark.timeout(180)
 @pytest.mark.django_db(transaction=True)  # the worker thread reads what the test committed
-def test_a_pushed_plot_gets_a_real_thumbnail_and_a_stream_redraws_it_after_the_interval(api, settings):
+def test_a_pushed_plot_gets_a_real_thumbnail_and_a_stream_is_redrawn_once_shown_stale(api, settings):
     from pathlib import Path
 
     from PIL import Image
@@ -198,8 +198,11 @@ def test_a_pushed_plot_gets_a_real_thumbnail_and_a_stream_redraws_it_after_the_i
 
     document = Document.objects.get(pk=document_id)
     source = doc.get_model_by_name("ex_line").data_source
-    for i in range(3):  # a stream: each change asks for a drawing, the interval holds them back
+    for i in range(3):  # a stream: nothing is drawn until a page shows the thumbnail stale
         services.apply_patch(document, *plain(*stream_patch(doc, source.id, [300.0 + i], [2.0])))
+    time.sleep(settings.BOKEHSITE_THUMBNAIL_INTERVAL + 1)
+    assert Thumbnail.objects.get(pk=document_id).version == 1
+    assert api.get(f"/documents/{document_id}/thumbnail.png").status_code == 200  # the old one, and a redraw asked
     deadline = time.monotonic() + 120
     while Thumbnail.objects.get(pk=document_id).version != 4:
         assert time.monotonic() < deadline, "the stream's thumbnail was not redrawn"
