@@ -94,7 +94,7 @@ def _base64_chunks(data: bytes | memoryview) -> Iterator[bytes]:
 
 def _gzip_base64_chunks(data: bytes | memoryview) -> Iterator[bytes]:
     """base64 of gzip of ``data``, as Bokeh writes inline arrays, compressed a piece at a time."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: the gzip container; level 1: 4x faster than 6, a few % larger
     view = memoryview(data).cast("B")
     pending = b""
     for start in range(0, len(view), CHUNK):
