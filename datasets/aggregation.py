@@ -124,7 +124,7 @@ def warm_up() -> None:
     tall enough that its summaries reach the levels whose offsets are 32-bit."""
     with tempfile.TemporaryDirectory(prefix="bokehsite-warm-up-") as folder:
         path = Path(folder)
-        rows = summaries.BRANCH ** 7 + 1
+        rows = 2 * summaries.BRANCH ** 6  # a pixel column of half of them climbs to level 6
         np.save(path / "x.npy", np.arange(rows, dtype=np.float64))
         np.save(path / "y.npy", np.sin(np.arange(rows, dtype=np.float64)))
         x, y = np.load(path / "x.npy", mmap_mode="r"), np.load(path / "y.npy", mmap_mode="r")
