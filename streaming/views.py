@@ -76,6 +76,18 @@ class ConnectionViews:
                 self.backings[source] = found
         return found
 
+    async def _why(self, source: str, found: Backing, error: Exception) -> Exception:
+        """What to answer for a view that failed: the dataset may have gone (its files with it)
+        before its deletion was announced here, and that is said as such."""
+        self.forget(str(found.dataset.pk))
+        try:
+            await self._backing(source)
+        except ApiError as gone:
+            return gone
+        except Exception:  # the database, say: the view's own failure is the answer
+            pass
+        return error
+
     async def rows_appended(self, dataset_id: str, old_length: int) -> None:
         """Rows were appended to a dataset: views of it whose x range reaches them are computed again."""
         self.forget(dataset_id)  # its length and extent changed
@@ -108,7 +120,7 @@ class ConnectionViews:
             try:
                 message, buffers = await loop.run_in_executor(_views, compute, found, request)
             except Exception as error:
-                await self.fail(error, request.id)
+                await self.fail(await self._why(source, found, error), request.id)
                 continue
             if source in self.wanted:
                 continue  # replaced while it was computed: the newer one is sent instead

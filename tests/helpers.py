@@ -5,6 +5,8 @@ Fixtures live in ``conftest.py``; real server processes in ``tests/servers.py``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 import os
@@ -40,9 +42,25 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
     raise AssertionError(f"timed out after {timeout} s waiting for {getattr(predicate, '__name__', predicate)}")
 
 
+_opened: contextvars.ContextVar[list | None] = contextvars.ContextVar("opened sockets", default=None)
+
+
 def run(scenario: Callable[[], Any]) -> Any:
-    """Run an async test body (pytest here has no asyncio plugin)."""
-    return async_to_sync(scenario)()
+    """Run an async test body (pytest here has no asyncio plugin). Every socket it opened with
+    ``open_socket`` is disconnected after it, so that no consumer (a refused one, say) is left
+    running when its event loop closes: one left waiting can hold the loop's shutdown forever."""
+
+    async def scenario_then_close() -> Any:
+        opened = []
+        _opened.set(opened)
+        try:
+            return await scenario()
+        finally:
+            for socket in opened:
+                with contextlib.suppress(Exception):
+                    await socket.disconnect(timeout=2)
+
+    return async_to_sync(scenario_then_close)()
 
 
 # --- scripts in a child process ---------------------------------------------------------------
@@ -152,6 +170,8 @@ async def open_socket(path: str, headers=()):
     from bokehsite.asgi import application
 
     socket = WebsocketCommunicator(application, path, headers=list(headers))
+    if (opened := _opened.get()) is not None:
+        opened.append(socket)
     connected, _ = await socket.connect()
     assert connected
     return socket, await receive(socket)

@@ -58,11 +58,12 @@ def history(document) -> list[dict]:
     return services.version_history(document, limit=1000)["items"]
 
 
-def as_json(document, version) -> bytes:
-    """The document at ``version`` as Bokeh's document JSON, arrays inline: comparable bytes."""
+def as_json(document, version) -> dict:
+    """The document at ``version`` as Bokeh's document JSON, arrays inline, parsed: comparable
+    whatever order the database kept its keys in (PostgreSQL's jsonb keeps its own)."""
     _, bundle = services.document_bundle(document, version)
     header, buffers = wire.unpack(bundle)
-    return b"".join(exports.json_chunks(header["doc"], buffers))
+    return json.loads(b"".join(exports.json_chunks(header["doc"], buffers)))
 
 
 def test_the_imported_history_has_the_same_versions_and_rebuilds_each_the_same(alice, bob, charlie, multi_user,

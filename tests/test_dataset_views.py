@@ -354,3 +354,26 @@ def test_views_stop_once_the_document_no_longer_backs_the_source(line):
         await socket.disconnect()
 
     run(scenario)
+
+
+def test_a_view_of_a_dataset_deleted_before_its_deletion_is_announced_is_refused_plainly(line):
+    from datasets.signals import dataset_removed
+    from streaming import broadcast
+
+    dataset, document, source_id = line
+
+    async def scenario():
+        socket = await connect(document.id)
+        await socket.send_json_to(view(1, source_id, 0, ROWS))
+        assert (await next_frame(socket))[0]["type"] == "view_data"
+        await sync_to_async(dataset_services.delete_dataset)(dataset)  # its files go; nobody is told
+        await socket.send_json_to(view(2, source_id, 0, ROWS))
+        error = (await next_frame(socket))[0]
+        assert (error["type"], error["code"], error["id"]) == ("error", "unknown_source", 2)
+        await socket.disconnect()
+
+    assert dataset_removed.disconnect(dispatch_uid="streaming.removed")
+    try:
+        run(scenario)
+    finally:
+        dataset_removed.connect(broadcast.dataset_removed, dispatch_uid="streaming.removed")
