@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bokehsite-bench-exports-") as data_dir:
-        os.environ.update(server_env(data_dir, BOKEHSITE_MAX_BODY_BYTES=str(1 << 30), BOKEHSITE_THUMBNAILS="0"))
+        os.environ.update(server_env(data_dir, BOKEHSITE_MAX_BODY_BYTES=str(1 << 30), BOKEHSITE_THUMBNAILS="0",
+                                     BOKEHSITE_EXPORT_TIMEOUT="120"))  # a 1e6-point PNG takes 15 to 25 s here
         os.environ["DJANGO_SETTINGS_MODULE"] = "bokehsite.settings"
         import django
 

@@ -134,10 +134,11 @@ def _parse_header(view: memoryview, head_len: int) -> dict[str, Any]:
     return header
 
 
-def unpack(data: bytes | memoryview) -> tuple[dict[str, Any], list[Buffer]]:
+def unpack(data: bytes | memoryview, *, views: bool = False) -> tuple[dict[str, Any], list[Buffer]]:
     """Decode a bundle into its header and its buffers.
 
     Buffers come out as ``bytes``: Bokeh's deserializer reinterprets only ``bytes`` as array data.
+    With ``views``, as memoryviews of ``data`` instead, copying nothing: for what only reads them.
     """
     view, head_len = _split(data)
     header = _parse_header(view, head_len)
@@ -154,7 +155,8 @@ def unpack(data: bytes | memoryview) -> tuple[dict[str, Any], list[Buffer]]:
         buffer_id, length = item
         if offset + length > len(view):
             raise BundleError(f"buffer {buffer_id!r} runs past the end of the body")
-        buffers.append(Buffer(buffer_id, bytes(view[offset:offset + length])))
+        piece = view[offset:offset + length]
+        buffers.append(Buffer(buffer_id, piece if views else bytes(piece)))
         offset += length
     if offset != len(view):
         raise BundleError(f"{len(view) - offset} bytes follow the last buffer")

@@ -367,6 +367,36 @@ def bundle_at(document_id: uuid.UUID, version: int) -> bytes:
     return wire.pack({"doc": doc_json}, buffers)
 
 
+def json_at(document_id: uuid.UUID, version: int | None = None) -> tuple[int, dict, list[Buffer]]:
+    """The document at ``version`` (default: the current one), that version, and the document as
+    Bokeh's JSON and its buffers, without packing them into a bundle: what reads it whole (an
+    export, which only reads the buffers) then holds one copy of its arrays, not three.
+
+    Raises:
+        HistoryTruncated: the log no longer holds that version.
+    """
+    if version is None:
+        version = current_version(document_id)
+        snapshot = Snapshot.objects.filter(document_id=document_id, version=version).first()
+        if snapshot is None:
+            live = _live(document_id)
+            with live.lock:
+                live.catch_up()
+                version, bundle = live.version, live.bundle()  # kept by the live document anyway
+            header, buffers = wire.unpack(bundle, views=True)
+            return version, header["doc"], buffers
+        return version, snapshot.doc, _views_of(snapshot)
+    snapshot, events = replay_base(document_id, version)
+    if not events:
+        return version, snapshot.doc, _views_of(snapshot)
+    return version, *snapshot.build_json(events)
+
+
+def _views_of(snapshot: Snapshot) -> list[Buffer]:
+    """The snapshot's buffers as views of the bytes the database gave: nothing copied."""
+    return wire.unpack(snapshot.buffers, views=True)[1] if snapshot.buffers else []
+
+
 def log_after(document_id: uuid.UUID, version: int, limit: int) -> list[Event]:
     """Up to ``limit`` events after ``version``, in order.
 

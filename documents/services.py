@@ -307,11 +307,10 @@ def export_document(document: Document, fmt: str, version: int | None = None) ->
 
     if fmt in ("png", "svg") and (reason := images.unavailable()):
         raise ExportUnavailable(reason, field="format")  # before anything is rebuilt
-    version, bundle = document_bundle(document, version)
-    header, buffers = wire.unpack(bundle)
+    version, doc_json, buffers = history.json_at(document.id, version)
     if fmt == "json":
-        return version, exports.json_chunks(header["doc"], buffers)
-    page = exports.html_chunks(document.title, header["doc"], buffers)
+        return version, exports.json_chunks(doc_json, buffers)
+    page = exports.html_chunks(document.title, doc_json, buffers)
     if fmt == "html":
         return version, page
     return version, iter([images.draw(page, fmt)])

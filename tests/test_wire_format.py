@@ -33,6 +33,16 @@ def test_it_round_trips_a_document_with_binary_arrays():
     np.testing.assert_array_equal(source.data["y"], original.data["y"])
 
 
+def test_buffers_unpack_as_copies_or_as_views_of_the_bundle():
+    data = np.arange(1000, dtype=np.float64).tobytes()
+    bundle = wire.pack({"doc": {}}, [Buffer("a", b"xyz"), Buffer("b", data)])
+    _, copies = wire.unpack(bundle)
+    _, views = wire.unpack(bundle, views=True)
+    assert [type(b.data) for b in copies] == [bytes, bytes]  # what Bokeh's deserializer needs
+    assert all(isinstance(b.data, memoryview) and b.data.obj is bundle for b in views)  # nothing copied
+    assert [(b.id, bytes(b.data)) for b in views] == [(b.id, b.data) for b in copies] == [("a", b"xyz"), ("b", data)]
+
+
 def test_numeric_list_columns_become_binary_buffers():
     serialized = wire.document_json(line_document(5))
     cols = columns(serialized)
