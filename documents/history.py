@@ -370,7 +370,7 @@ def bundle_at(document_id: uuid.UUID, version: int) -> bytes:
 def json_at(document_id: uuid.UUID, version: int | None = None) -> tuple[int, dict, list[Buffer]]:
     """The document at ``version`` (default: the current one), that version, and the document as
     Bokeh's JSON and its buffers, without packing them into a bundle: what reads it whole (an
-    export, which only reads the buffers) then holds one copy of its arrays, not three.
+    export, which only reads the buffers) then holds one copy of its arrays.
 
     Raises:
         HistoryTruncated: the log no longer holds that version.
