@@ -360,10 +360,7 @@ def bundle_at(document_id: uuid.UUID, version: int) -> bytes:
     Raises:
         HistoryTruncated: the log no longer holds that version.
     """
-    snapshot, events = replay_base(document_id, version)
-    if not events:
-        return snapshot.to_bundle()
-    doc_json, buffers = snapshot.build_json(events)
+    _, doc_json, buffers = json_at(document_id, version)
     return wire.pack({"doc": doc_json}, buffers)
 
 
