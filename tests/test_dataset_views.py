@@ -21,7 +21,7 @@ from documents import bokeh_io, services
 from documents.frames import sign_frame_token
 from documents.models import Event, Visibility
 from tests.conftest import token_client
-from tests.helpers import open_socket, receive, run, upload_dataset
+from tests.helpers import line_document, open_socket, receive, run, upload_dataset
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -306,6 +306,14 @@ def test_a_datetime_x_is_viewed_in_bokehs_milliseconds(api, dataset_dir):
     run(scenario)
 
 
+async def shown_a_view(document, source_id):
+    """A socket to ``document`` that has been sent a view of ``source_id``."""
+    socket = await connect(document.id)
+    await socket.send_json_to(view(1, source_id, 0, ROWS))
+    assert (await next_frame(socket))[0]["type"] == "view_data"
+    return socket
+
+
 async def refused_soon(socket, request: dict, timeout: float = 5.0) -> dict:
     """Ask for ``request`` until it is refused (what refuses it is announced through the channel
     layer, which may reach the connection just after the request does); the error."""
@@ -326,9 +334,7 @@ def test_views_stop_once_the_dataset_is_deleted(line):
     dataset, document, source_id = line
 
     async def scenario():
-        socket = await connect(document.id)
-        await socket.send_json_to(view(1, source_id, 0, ROWS))
-        assert (await next_frame(socket))[0]["type"] == "view_data"
+        socket = await shown_a_view(document, source_id)
         await sync_to_async(dataset_services.delete_dataset)(dataset)
         error = await refused_soon(socket, view(2, source_id, 0, ROWS))
         assert (error["code"], error["field"]) == ("unknown_source", "source")
@@ -341,14 +347,8 @@ def test_views_stop_once_the_document_no_longer_backs_the_source(line):
     dataset, document, source_id = line
 
     async def scenario():
-        socket = await connect(document.id)
-        await socket.send_json_to(view(1, source_id, 0, ROWS))
-        assert (await next_frame(socket))[0]["type"] == "view_data"
-        plain = BokehDocument()
-        p = figure()
-        p.line("x", "y", source=ColumnDataSource(data={"x": [1, 2], "y": [3, 4]}))
-        plain.add_root(p)
-        await sync_to_async(services.replace_document)(document, *bokeh_io.dump(plain))
+        socket = await shown_a_view(document, source_id)
+        await sync_to_async(services.replace_document)(document, *bokeh_io.dump(line_document()))  # no mark
         error = await refused_soon(socket, view(2, source_id, 0, ROWS))
         assert error["code"] == "unknown_source"
         await socket.disconnect()
@@ -363,9 +363,7 @@ def test_a_view_of_a_dataset_deleted_before_its_deletion_is_announced_is_refused
     dataset, document, source_id = line
 
     async def scenario():
-        socket = await connect(document.id)
-        await socket.send_json_to(view(1, source_id, 0, ROWS))
-        assert (await next_frame(socket))[0]["type"] == "view_data"
+        socket = await shown_a_view(document, source_id)
         await sync_to_async(dataset_services.delete_dataset)(dataset)  # its files go; nobody is told
         await socket.send_json_to(view(2, source_id, 0, ROWS))
         error = (await next_frame(socket))[0]
