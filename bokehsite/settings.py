@@ -181,7 +181,7 @@ if REDIS_URL := os.environ.get("REDIS_URL"):
 
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "streaming.layers.RedisChannelLayer",
             "CONFIG": {"hosts": [{
                 "address": REDIS_URL,
                 # channels-redis waits for a connection's messages with a 5 s blocking read; a

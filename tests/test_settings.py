@@ -63,7 +63,7 @@ def test_the_environment_selects_postgresql_and_redis(tmp_path):
         SECRET_KEY="k" * 50, DEBUG="true", ALLOWED_HOSTS="a.example, b.example", BOKEHSITE_MULTI_USER="1",
     ).stdout)
     assert values["engine"] == "django.db.backends.postgresql" and values["db_name"] == "site"
-    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert values["layer"] == "streaming.layers.RedisChannelLayer"
     assert values["secret"] == "k" * 50 and values["debug"] is True and values["multi_user"] is True
     assert values["hosts"] == ["a.example", "b.example"]
     assert values["pool"] == {"timeout": 5} and values["conn_max_age"] == 0
