@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 
 from bokehsite import protocol, wire
 from bokehsite.errors import ApiError
-from documents import bokeh_io, history, signals, thumbnails
+from documents import archive, bokeh_io, exports, history, images, signals
 from documents.changes import Change, PatchRequest
 from documents.exceptions import TitleTaken, UserNotFound
 from documents.exceptions import ExportUnavailable
@@ -53,7 +53,7 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
         snapshot = Snapshot(document=document, version=document.version)
         snapshot.set_content(doc_json, buffers)
         snapshot.save()
-    transaction.on_commit(lambda: thumbnails.schedule(document.id))
+    _stored_on_commit(document)
     return document
 
 
@@ -67,6 +67,7 @@ def replace_document(
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
     _broadcast_on_commit([history.replace(document, doc_json, buffers, author=author, origin=origin)])
+    _stored_on_commit(document)
     document.refresh_from_db(fields=["version", "updated"])
     return document
 
@@ -123,6 +124,11 @@ def apply_patch(
 def _broadcast_on_commit(changes: list[Change]) -> None:
     if changes:
         transaction.on_commit(lambda: signals.changes_committed.send(sender=Document, changes=changes))
+
+
+def _stored_on_commit(document: Document) -> None:
+    document_id = document.id
+    transaction.on_commit(lambda: signals.content_stored.send(sender=Document, document_id=document_id))
 
 
 def document_bundle(document: Document, version: int | None = None) -> tuple[int, bytes]:
@@ -286,6 +292,7 @@ def restore_version(document: Document, version: int, *, author: Any = None, ori
     header, buffers = wire.unpack(history.bundle_at(document.id, version))
     change = history.replace(document, header["doc"], buffers, author=author, origin=origin, restored_from=version)
     _broadcast_on_commit([change])
+    _stored_on_commit(document)
     document.refresh_from_db(fields=["version", "updated"])
     return document
 
@@ -303,8 +310,6 @@ def export_document(document: Document, fmt: str, version: int | None = None) ->
         ExportUnavailable: no Chromium on this server, for "png" and "svg".
         ExportFailed: the document did not draw.
     """
-    from documents import exports, images
-
     if fmt in ("png", "svg") and (reason := images.unavailable()):
         raise ExportUnavailable(reason, field="format")  # before anything is rebuilt
     version, doc_json, buffers = history.json_at(document.id, version)
@@ -343,8 +348,6 @@ def find_documents(documents: QuerySet[Document], *, search: str = "", order: st
 def export_account(user: AbstractBaseUser, out, *, with_history: bool = False) -> int:
     """Write every document ``user`` owns (metadata, content and, if asked, history) as one zip
     to ``out`` (``documents.archive``); returns how many. Datasets are not included."""
-    from documents import archive
-
     documents = list(owned_documents(user).order_by("created", "pk"))
     archive.write_account(documents, out, username=user.get_username(), with_history=with_history)
     return len(documents)
@@ -363,8 +366,6 @@ def import_account(user: AbstractBaseUser, data: bytes, *, on_conflict: str | No
         InvalidArchive, PayloadTooLarge, InvalidDocument: the zip; nothing is stored.
         TitleTaken: titles clash and ``on_conflict`` is not given; nothing is stored.
     """
-    from documents import archive
-
     incoming = archive.read_account(data, importer=user)
     mine = {d.title: d for d in owned_documents(user)}
     clashes = [i.title for i in incoming if i.title in mine]
@@ -416,7 +417,7 @@ def _import_document(user: AbstractBaseUser, title: str, item: Any) -> Document:
             Document.objects.filter(pk=document.pk).update(**times)
             document.refresh_from_db(fields=list(times))
         history.prune(document.id, document.version)  # this server's retention
-    transaction.on_commit(lambda: thumbnails.schedule(document.id))
+    _stored_on_commit(document)
     return document
 
 

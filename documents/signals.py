@@ -1,6 +1,7 @@
 """What the documents domain tells the rest of the site, once it is committed.
 
-``streaming.broadcast`` listens, so that this app never imports the websocket app. A change to
+``streaming.broadcast`` listens, so that this app never imports the websocket app, and
+``documents.thumbnails`` listens, so that the actions never wait for a drawing. A change to
 who may see a document (its owner, visibility, secret link, collaborators, or the document
 deleted) is announced as ``accounts.signals.access_changed``.
 """
@@ -15,6 +16,10 @@ from documents.models import Collaborator, Document, EmbedToken
 
 # changes: list[documents.changes.Change], consecutive versions of one document, in order.
 changes_committed = Signal()
+
+# document_id: a document whose whole content was just stored: created, imported, replaced (a
+# push) or restored.
+content_stored = Signal()
 
 # Saving only these fields of a document changes nothing about who may see it.
 _CONTENT_FIELDS = frozenset({"title", "version", "updated"})

@@ -27,8 +27,10 @@ from django.db import IntegrityError, close_old_connections
 from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
+from PIL import Image
 
-from documents import images, signals
+from documents import images, services, signals
+from documents.exceptions import DocumentNotFound, ExportUnavailable, HistoryTruncated
 from documents.models import Document, Thumbnail
 
 logger = logging.getLogger(__name__)
@@ -98,8 +100,6 @@ def schedule(document_id: uuid.UUID) -> bool:
 
 def shrink(png: bytes) -> bytes:
     """``png`` scaled to ``WIDTH`` pixels wide (never up), cut at ``MAX_HEIGHT``."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(png)) as image:
         image.load()
         if image.width > WIDTH:
@@ -115,9 +115,6 @@ def shrink(png: bytes) -> bytes:
 def draw(document_id: uuid.UUID) -> Thumbnail | None:
     """Draw the document's thumbnail now, if it is stale, and store it (an empty one if it did
     not draw). None when there is nothing to do or it cannot be drawn here."""
-    from documents import services
-    from documents.exceptions import DocumentNotFound, ExportUnavailable, HistoryTruncated
-
     document = Document.objects.filter(pk=document_id).first()
     if document is None or not is_stale(document):
         return None
@@ -232,10 +229,9 @@ def _drawn_elsewhere_until(document_id: uuid.UUID) -> float | None:
 _worker = _Worker()
 
 
-@receiver(signals.changes_committed, dispatch_uid="documents.thumbnails")
-def _changed(sender: Any, changes: list, **kwargs: Any) -> None:
-    # A new content (a push, a restore) is drawn at once. Changes within it (a stream) are drawn
-    # when a page shows the thumbnail stale: a server streaming to many documents does not keep
-    # Chromium busy drawing pictures nobody looks at.
-    if any(change.patch is None for change in changes):
-        schedule(changes[0].document_id)
+@receiver(signals.content_stored, dispatch_uid="documents.thumbnails")
+def _content_stored(sender: Any, document_id: uuid.UUID, **kwargs: Any) -> None:
+    # A new content (a push, a restore, an import) is drawn at once. Changes within it (a stream)
+    # are drawn when a page shows the thumbnail stale: a server streaming to many documents does
+    # not keep Chromium busy drawing pictures nobody looks at.
+    schedule(document_id)

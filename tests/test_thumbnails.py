@@ -210,3 +210,28 @@ def test_a_pushed_plot_gets_a_real_thumbnail_and_a_stream_is_redrawn_once_shown_
     again = Thumbnail.objects.get(pk=document_id)
     assert (again.drawn - first.drawn).total_seconds() >= settings.BOKEHSITE_THUMBNAIL_INTERVAL - 0.5
     assert bytes(again.png) != bytes(first.png)
+
+
+@pytest.mark.django_db(transaction=True)  # the signal is sent once committed
+def test_a_new_content_is_announced_once_committed_and_a_stream_is_not(alice):
+    from documents import bokeh_io, signals
+
+    heard = []
+    signals.content_stored.connect(lambda sender, document_id, **kw: heard.append(document_id), weak=False,
+                                   dispatch_uid="test")
+    try:
+        doc = line_document(20)
+        document = store(alice, "announced", doc)
+        assert heard == [document.id]
+        source = doc.get_model_by_name("ex_line").data_source
+        services.apply_patch(document, *plain(*stream_patch(doc, source.id, [30.0], [2.0])))
+        assert heard == [document.id]  # a change within the content is drawn when a page shows it stale
+        services.replace_document(document, *bokeh_io.dump(line_document(40)), author=alice)
+        services.restore_version(document, 1, author=alice)
+        assert heard == [document.id] * 3
+        data = io.BytesIO()
+        services.export_account(alice, data, with_history=True)
+        (imported,) = services.import_account(alice, data.getvalue(), on_conflict="rename")
+        assert heard[3:] == [services.Document.objects.get(pk=imported["id"]).id]
+    finally:
+        signals.content_stored.disconnect(dispatch_uid="test")
