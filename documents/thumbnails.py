@@ -1,14 +1,19 @@
 """The document list's thumbnails: each document drawn small, in the background.
 
-A thumbnail is the PNG export (headless Chromium drawing the standalone HTML, ``documents.images``)
-shrunk with Pillow to ``WIDTH`` pixels wide, stored with the version it shows. One worker thread
-per process draws them, one at a time, from a bounded set of documents waiting (one entry per
-document, whatever asks again), so that a request never waits for Chromium and thumbnails never
-take more than one of the export pool's Chromiums. A document is queued when it is created or
-its content is replaced (a push, a restore), and when a page shows a stale thumbnail of it (so a
-stream's is drawn again only when somebody looks); one that keeps changing is redrawn at most
-once every ``BOKEHSITE_THUMBNAIL_INTERVAL`` seconds. Until a thumbnail is drawn,
-or when it cannot be (no Chromium, or the document did not draw), pages show ``PLACEHOLDER``.
+A thumbnail is the PNG export (drawn by the renderer, ``documents.images``: one kept Chromium in
+a process of its own at the lowest CPU priority) shrunk with Pillow to ``WIDTH`` pixels wide,
+stored with the version it shows. One worker thread per process asks for them, one at a time,
+from a bounded set of documents waiting (one entry per document, whatever asks again), so that a
+request never waits for Chromium.
+
+A thumbnail is drawn when a page first shows it (the list, or the picture's own address) and
+again when a page shows it stale; and at once when the content of a document whose thumbnail
+exists is replaced (a push, a restore: ``signals.content_stored``). A new document, a stream's
+changes or an account's import cost nothing until somebody looks: a drawing costs about a CPU
+second (mostly BokehJS starting in a fresh page), so a script that pushes a hundred plots does not
+buy a hundred of them. One that keeps changing is redrawn at most once every
+``BOKEHSITE_THUMBNAIL_INTERVAL`` seconds. Until a thumbnail is drawn, or when it cannot be (no
+Chromium, or the document did not draw), pages show ``PLACEHOLDER``.
 """
 
 from __future__ import annotations
@@ -231,7 +236,6 @@ _worker = _Worker()
 
 @receiver(signals.content_stored, dispatch_uid="documents.thumbnails")
 def _content_stored(sender: Any, document_id: uuid.UUID, **kwargs: Any) -> None:
-    # A new content (a push, a restore, an import) is drawn at once. Changes within it (a stream)
-    # are drawn when a page shows the thumbnail stale: a server streaming to many documents does
-    # not keep Chromium busy drawing pictures nobody looks at.
-    schedule(document_id)
+    # A picture somebody has seen is kept current; a new document waits until a page shows it.
+    if settings.BOKEHSITE_THUMBNAILS and Thumbnail.objects.filter(document_id=document_id).exists():
+        schedule(document_id)

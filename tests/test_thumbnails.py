@@ -188,7 +188,7 @@ def test_a_pushed_plot_gets_a_real_thumbnail_and_a_stream_is_redrawn_once_shown_
     settings.BOKEHSITE_THUMBNAILS = True
     settings.BOKEHSITE_THUMBNAIL_INTERVAL = 3
     doc = line_document(200)
-    document_id = create(api, "sine", doc)["id"]  # queued as it is stored
+    document_id = create(api, "sine", doc)["id"]  # drawn once a page shows it (wait_for_png does)
     image = Image.open(io.BytesIO(wait_for_png(document_id, 120))).convert("RGB")
     assert image.width == thumbnails.WIDTH and 100 < image.height < thumbnails.MAX_HEIGHT
     colours = image.getcolors(maxcolors=1 << 16)
@@ -235,3 +235,27 @@ def test_a_new_content_is_announced_once_committed_and_a_stream_is_not(alice):
         assert heard[3:] == [services.Document.objects.get(pk=imported["id"]).id]
     finally:
         signals.content_stored.disconnect(dispatch_uid="test")
+
+
+@pytest.mark.django_db(transaction=True)  # content_stored is sent once committed
+def test_a_new_document_is_drawn_when_shown_and_a_seen_one_again_when_replaced(alice, settings, monkeypatch):
+    from pathlib import Path
+
+    from documents import bokeh_io
+
+    if not Path(settings.BOKEHSITE_CHROMIUM).exists():
+        pytest.skip(f"{settings.BOKEHSITE_CHROMIUM} is missing")
+    settings.BOKEHSITE_THUMBNAILS = True
+    settings.BOKEHSITE_THUMBNAIL_INTERVAL = 3600
+    worker = thumbnails._Worker()
+    monkeypatch.setattr(thumbnails, "_worker", worker)
+    seen, new = store(alice, "seen"), store(alice, "new")
+    for document in (seen, new):
+        worker._remember(document.id)  # drawn a moment ago: what is queued stays waiting
+    assert worker.waiting() == 0  # stored, not drawn: nobody looked yet
+    drawn(seen)
+    for document in (seen, new):
+        services.replace_document(document, *bokeh_io.dump(line_document(30)), author=alice)
+    assert set(worker._waiting) == {seen.id}
+    thumbnails.refresh([Document.objects.get(pk=new.pk)])  # a page shows it
+    assert set(worker._waiting) == {seen.id, new.id}
