@@ -34,6 +34,7 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
+from bokehsite.errors import Unavailable
 from documents import images, services, signals
 from documents.exceptions import DocumentNotFound, ExportUnavailable, HistoryTruncated
 from documents.models import Document, Thumbnail
@@ -127,7 +128,7 @@ def draw(document_id: uuid.UUID) -> Thumbnail | None:
     try:
         drawn_version, chunks = services.export_document(document, "png", version)
         png = shrink(b"".join(chunks))
-    except ExportUnavailable:
+    except (ExportUnavailable, Unavailable):  # no Chromium, or too many drawings: a page asks again
         return None
     except (DocumentNotFound, HistoryTruncated):
         return None  # deleted or changed while we drew: the next change or page asks again
