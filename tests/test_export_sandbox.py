@@ -148,8 +148,10 @@ def isolation(request, monkeypatch):
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing")
-    if request.param == "flags":
+    if request.param == "flags":  # as where the system allows no namespace
         monkeypatch.setattr(images, "ISOLATIONS", [[]])
+    elif request.param == "user namespace":  # as an unprivileged user would
+        monkeypatch.setattr(images, "ISOLATIONS", [["unshare", "--user", "--map-root-user", "--net", "--"], []])
     images.stop()
     monkeypatch.setattr(images._renderer, "_isolations", None)
     yield request.param
@@ -158,7 +160,7 @@ def isolation(request, monkeypatch):
 
 @pytest.mark.timeout(300)
 @pytest.mark.django_db(transaction=True)  # the renderer's answers come on a thread of their own
-@pytest.mark.parametrize("isolation", ["namespace", "flags"], indirect=True)
+@pytest.mark.parametrize("isolation", ["namespace", "user namespace", "flags"], indirect=True)
 def test_the_renderer_opens_no_socket_yet_draws(alice, isolation, settings):
     import os
     import time
@@ -176,9 +178,9 @@ def test_the_renderer_opens_no_socket_yet_draws(alice, isolation, settings):
         time.sleep(1)  # what a page left running has had its chance
     finally:
         listener.close()
-    if isolation == "namespace":
-        if os.geteuid() != 0 and status["isolation"] != "network namespace":
-            pytest.skip("this system allows no network namespace")
+    if isolation != "flags":
+        if status["isolation"] != "network namespace" and (isolation == "user namespace" or os.geteuid() != 0):
+            pytest.skip(f"this system allows no {isolation}")
         assert status["isolation"] == "network namespace" and status["network"] == "none"
     else:
         assert status["isolation"] == "Chromium's proxy and resolver flags" and status["network"] == "host"
