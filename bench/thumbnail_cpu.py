@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import machine, revision, server_env  # noqa: E402
+from bench.common import machine, revision, server_env
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -65,8 +65,8 @@ def tree_cpu(pid: int) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.exports import line_plot
     from accounts.users import default_user
+    from bench.exports import line_plot
     from documents import bokeh_io, images, services, thumbnails
     from documents.models import Thumbnail
 

@@ -19,6 +19,7 @@ It exits when stdin closes (the server stopped, or had nothing to draw for a whi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -27,6 +28,7 @@ import socket
 import sys
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, Playwright, async_playwright
@@ -107,7 +109,7 @@ class Renderer:
             picture = await asyncio.wait_for(self.draw(request["path"], request["format"], timeout), timeout)
         except DidNotDraw as e:
             self.send({"id": request["id"], "ok": False, "message": str(e)})
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self.send({"id": request["id"], "ok": False, "message": f"the document did not draw within {timeout:g} s"})
         except PlaywrightError as e:
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
@@ -133,8 +135,7 @@ class Renderer:
         try:
             await context.route("**/*", lambda route: route.abort())
             page = await context.new_page()
-            with open(path, encoding="utf-8") as f:
-                html = f.read()
+            html = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
             await page.set_content(html, wait_until="load", timeout=wait)
             plot = page.locator("#plot")
             await page.wait_for_selector("#plot[data-state=rendered], #plot[data-state=error]", timeout=wait)
@@ -149,13 +150,11 @@ class Renderer:
     async def close(self, context: Any) -> None:
         try:
             await asyncio.wait_for(context.close(), CLOSE_TIMEOUT)
-        except Exception:  # a page that will not let go: start a new browser for the next drawing
+        except (PlaywrightError, TimeoutError):  # a page that will not let go: a new browser for the next
             browser, self.browser = self.browser, None
             if browser is not None:
-                try:
+                with contextlib.suppress(PlaywrightError, TimeoutError):  # gone already, or stuck: left to exit
                     await asyncio.wait_for(browser.close(), CLOSE_TIMEOUT)
-                except Exception:
-                    pass
 
 
 def stacked(svgs: list[str]) -> str:
