@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bokehsite import wire
+from bokehsite.errors import Unavailable
 from bokehsite.negotiation import ContentNegotiation
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, SECRET_LINK_KEY, body, raises
 from documents import access, embeds, exports, services
@@ -432,7 +433,7 @@ class Export(APIView):
         (200, "image/png"): OpenApiResponse(BINARY, description="The document drawn by headless Chromium."),
         (200, "image/svg+xml"): OpenApiResponse(BINARY, description="The document's roots drawn as SVG."),
     })
-    @raises(INVALID, HistoryTruncated, ExportUnavailable, ExportFailed)
+    @raises(INVALID, HistoryTruncated, ExportUnavailable, ExportFailed, Unavailable)
     def get(self, request: Request, pk) -> StreamingHttpResponse:
         document = _resolve(request, pk)
         query = _valid(ExportQuerySerializer, request.query_params)

@@ -102,3 +102,25 @@ def test_someone_who_may_not_view_it_cannot_export_it(alice, charlie, api):
     document = store(alice)
     response = token_client(charlie).get(f"/api/documents/{document.id}/export/", {"format": "json"})
     assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+def test_a_drawing_that_waits_too_long_for_its_turn_answers_503(alice, api, settings, tmp_path):
+    import time
+
+    from documents import images
+
+    chromium = tmp_path / "chromium"  # never started: every turn is taken
+    chromium.touch()
+    settings.BOKEHSITE_CHROMIUM = str(chromium)
+    settings.BOKEHSITE_EXPORT_WORKERS = 1
+    settings.BOKEHSITE_EXPORT_TIMEOUT = 1
+    document = store(alice)
+    slots = images._slots()
+    assert slots.acquire(timeout=1)
+    try:
+        started = time.monotonic()
+        response = api.get(f"/api/documents/{document.id}/export/", {"format": "png"})
+    finally:
+        slots.release()
+    assert response.status_code == 503 and response.json()["error"] == "unavailable"
+    assert "as many pictures as it may" in response.json()["detail"] and time.monotonic() - started < 10
