@@ -44,13 +44,15 @@ from documents.exceptions import ExportFailed, ExportUnavailable
 logger = logging.getLogger(__name__)
 
 # Everything a page could reach goes to a proxy that cannot be resolved (every name maps to
-# nothing, and loopback is not exempt), and WebRTC may not send UDP outside a proxy: in case the
-# renderer could not have a network namespace, no socket reaches anything.
+# nothing, and loopback is not exempt), WebRTC may not send UDP outside a proxy nor announce itself
+# by mDNS (without that flag it was seen sending STUN; the renderer also takes WebRTC out of every
+# page): in case the renderer could not have a network namespace, no packet reaches anything.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic", "--disable-features=DnsOverHttps",
+    "--disable-sync", "--no-first-run", "--disable-quic", "--disable-features=DnsOverHttps,WebRtcHideLocalIpsWithMdns",
     "--proxy-server=http://renderer-proxy.invalid:9", "--proxy-bypass-list=<-loopback>",
-    '--host-resolver-rules=MAP * ~NOTFOUND', "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--host-resolver-rules=MAP * ~NOTFOUND", "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
 ]
 # How the renderer is started, the first that works: in a network namespace without interfaces
 # (as root, then as an unprivileged user), else with the flags alone.

@@ -37,6 +37,13 @@ from playwright.async_api import Error as PlaywrightError
 VIEWPORT = {"width": 1600, "height": 1200}
 CLOSE_TIMEOUT = 10  # seconds to close a drawing's context before the browser is started again
 
+# Run in every frame before the page's own code: without a network namespace only Chromium's flags
+# keep WebRTC from sending over UDP, and no document needs it to draw.
+NO_WEBRTC = """for (const name of ["RTCPeerConnection", "webkitRTCPeerConnection", "RTCDataChannel",
+                   "RTCRtpSender", "RTCRtpReceiver", "RTCIceTransport", "RTCSctpTransport"]) {
+  delete globalThis[name];
+}"""
+
 # Each root drawn as SVG (what bokeh.io.export_svg asks BokehJS for).
 SVG_SCRIPT = """() => {
   const doc = Bokeh.documents[Bokeh.documents.length - 1];
@@ -133,6 +140,7 @@ class Renderer:
                                             service_workers="block")
         self.drawings += 1
         try:
+            await context.add_init_script(NO_WEBRTC)
             await context.route("**/*", lambda route: route.abort())
             page = await context.new_page()
             html = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")

@@ -137,6 +137,8 @@ def hostile_document(port: int):
           }},
         ];
         for (const attempt of tries) {{ try {{ attempt(); }} catch (e) {{}} }}
+        const until = Date.now() + 1500;  // WebRTC gathers and sends on threads of its own meanwhile
+        while (Date.now() < until) {{}}
     """))
     return doc
 
