@@ -1,4 +1,4 @@
-"""Accounts API: register, log in, log out, and API tokens. ``accounts.tokens`` decides."""
+"""Accounts API: register, log in, log out, the account itself, and API tokens. ``accounts.tokens`` decides."""
 
 from datetime import timedelta
 
@@ -15,12 +15,13 @@ from accounts import tokens
 from accounts.exceptions import InvalidCredentials, RegistrationClosed, TokenNotFound, UsernameTaken
 from accounts.models import ApiToken
 from accounts.serializers import (
-    CreateTokenSerializer, CredentialsSerializer, NewTokenSerializer, RegisterSerializer, TokenAnswerSerializer,
+    AccountSerializer, CreateTokenSerializer, CredentialsSerializer, NewTokenSerializer, RegisterSerializer, TokenAnswerSerializer,
     TokenSerializer,
 )
 from accounts.throttling import AuthRateThrottle
 from accounts.users import register_user
 from bokehsite.openapi import body, raises
+from documents import quota
 
 
 def _valid(serializer_class, request: Request) -> dict:
@@ -88,6 +89,17 @@ class Logout(APIView):
         if token is not None:
             tokens.revoke_token(token)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["accounts"])
+class Account(APIView):
+    """GET: who the caller is, and what their documents take of their storage quota."""
+
+    @extend_schema(summary="The caller's account and storage", responses=AccountSerializer)
+    def get(self, request: Request) -> Response:
+        storage = quota.usage(request.user.pk)
+        return Response(AccountSerializer({"username": request.user.get_username(), "storage_used": storage.used,
+                                           "storage_quota": storage.quota}).data)
 
 
 @extend_schema(tags=["tokens"])

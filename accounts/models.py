@@ -48,3 +48,24 @@ class ApiToken(models.Model):
             "expires": self.expires,
             "revoked": self.revoked,
         }
+
+
+class AccountLimits(models.Model):
+    """What one account may store, when the admin sets it, and what its documents take now
+    (``documents.quota`` keeps ``storage_used``; no one else writes it)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="limits")
+    storage_quota = models.PositiveBigIntegerField(
+        null=True, blank=True,
+        help_text="Bytes this account's documents may take (snapshots, history, thumbnails). "
+                  "Empty: the server's BOKEHSITE_STORAGE_QUOTA; 0: no quota.")
+    storage_used = models.BigIntegerField(null=True, blank=True, editable=False,
+                                          help_text="Bytes its documents take now; empty until first counted.")
+
+    class Meta:
+        verbose_name = "account limits"
+        verbose_name_plural = "account limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.user}"

@@ -16,6 +16,7 @@ from accounts.exceptions import RegistrationClosed, UsernameTaken
 from accounts.forms import RegisterForm, TokenForm
 from accounts.throttling import form_wait
 from accounts.users import register_user, registration_open
+from documents import quota
 
 
 def _throttled(request: HttpRequest, template: str, context: dict, wait: float) -> HttpResponse:
@@ -79,7 +80,8 @@ def token_list(request: HttpRequest) -> HttpResponse:
             token, secret = tokens.create_token(request.user, form.cleaned_data["name"], expires=expires)
             created = {"token": token, "secret": secret}
             form = TokenForm()
-    context = {"form": form, "tokens": tokens.tokens_of(request.user), "created": created}
+    context = {"form": form, "tokens": tokens.tokens_of(request.user), "created": created,
+               "storage": quota.usage(request.user.pk)}
     response = render(request, "accounts/tokens.html", context, status=400 if form.errors else 200)
     if created:
         response["Cache-Control"] = "no-store"  # the secret must not stay in any cache

@@ -312,6 +312,11 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": BOKEHSITE_TRUSTED_PROXIES,
 }
 
+# --- storage --------------------------------------------------------------------------------
+# Bytes each account's documents may take: snapshots, the change log and thumbnails
+# (documents.quota); 0: no quota. The admin can set another for one account.
+BOKEHSITE_STORAGE_QUOTA = envcount("BOKEHSITE_STORAGE_QUOTA", str(5 * 1024 ** 3))
+
 # --- datasets ----------------------------------------------------------------------------------
 # Where datasets live, one folder each (every process memory-maps them: with several hosts, a
 # filesystem they share, mounted at the same path).

@@ -29,7 +29,7 @@ from documents.exceptions import (
     Forbidden, HistoryTruncated, InvalidDocument, InvalidEmbedToken, InvalidFrameToken, InvalidPatch, TitleTaken, UnknownModelType,
     UserNotFound, VersionConflict,
 )
-from documents.exceptions import ExportFailed, ExportUnavailable, InvalidArchive
+from documents.exceptions import ExportFailed, ExportUnavailable, InvalidArchive, StorageQuotaExceeded
 from documents.renderers import BundleRenderer, ExportRenderer, require_bundle
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
@@ -105,7 +105,7 @@ class DocumentList(generics.ListAPIView):
         return services.owned_documents(self.request.user).select_related("owner")
 
     @extend_schema(summary="Create a document", request=body(CreateSerializer), responses={201: DocumentSerializer})
-    @raises(InvalidDocument, UnknownModelType, TitleTaken)
+    @raises(InvalidDocument, UnknownModelType, TitleTaken, StorageQuotaExceeded)
     def post(self, request: Request) -> Response:
         data = _valid(CreateSerializer, request.data)
         document = services.create_document(
@@ -195,7 +195,7 @@ class DocumentContent(FrameReadable, APIView):
 
     @extend_schema(summary="Replace a document's content", request=body(ContentSerializer),
                    responses={(200, "application/json"): DocumentSerializer})
-    @raises(Forbidden, InvalidDocument, UnknownModelType)
+    @raises(Forbidden, InvalidDocument, UnknownModelType, StorageQuotaExceeded)
     def put(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "write")
         data = _valid(ContentSerializer, request.data)
@@ -229,7 +229,7 @@ class DocumentEvents(FrameReadable, APIView):
 
     @extend_schema(summary="Apply a change", request=body(PatchSerializer),
                    responses={(201, "application/json"): VersionSerializer})
-    @raises(Forbidden, InvalidPatch, VersionConflict)
+    @raises(Forbidden, InvalidPatch, VersionConflict, StorageQuotaExceeded)
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "write")
         data = _valid(PatchSerializer, request.data)
@@ -385,7 +385,7 @@ class Restore(APIView):
 
     @extend_schema(summary="Restore an earlier version", request=body(RestoreSerializer, bundle=False),
                    responses={201: DocumentSerializer})
-    @raises(Forbidden, HistoryTruncated)
+    @raises(Forbidden, HistoryTruncated, StorageQuotaExceeded)
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "write")
         version = _valid(RestoreSerializer, request.data, current=document.version)["version"]
@@ -477,7 +477,7 @@ class AccountImport(APIView):
 
     @extend_schema(summary="Import an account zip", parameters=[AccountImportQuerySerializer],
                    request={"application/zip": BINARY}, responses={201: ImportedSerializer(many=True)})
-    @raises(InvalidArchive, InvalidDocument, UnknownModelType, TitleTaken)
+    @raises(InvalidArchive, InvalidDocument, UnknownModelType, TitleTaken, StorageQuotaExceeded)
     def post(self, request: Request) -> Response:
         on_conflict = _valid(AccountImportQuerySerializer, request.query_params).get("on_conflict")
         data = request.data.get("archive") if hasattr(request.data, "get") else None

@@ -278,7 +278,7 @@ def _read_history(entry: dict[str, Any], i: int, names: set[str], read, *, impor
             event.patch = patch
             event.set_buffers(buffers)
             size = len(json.dumps(patch, separators=(",", ":"))) + sum(len(b.data) for b in buffers)
-            event.size = header["size"] if _is_size(header.get("size")) else size
+            event.size = size  # what it holds (the storage quota counts it), whatever the zip says
         events.append(event)
     return IncomingHistory(version, created, updated, list(snapshots.values()), events, times)
 

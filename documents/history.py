@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from bokehsite import wire
 from bokehsite.errors import ApiError, ServerFault
-from documents import bokeh_io
+from documents import bokeh_io, quota
 from documents.changes import Change, PatchRequest
 from documents.exceptions import DocumentNotFound, HistoryTruncated, InvalidPatch, VersionConflict
 from documents.models import Document, Event, EventKind, Snapshot
@@ -180,6 +180,7 @@ def store(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[Change |
                         version=live.version, updated=timezone.now()
                     ) if events else 1
                     if claimed:
+                        quota.charge_document(document_id, sum(e.size for e in events))
                         Event.objects.bulk_create(events)
             except BaseException:
                 live.doc = None  # ahead of the database, or partly changed: rebuild on next use
@@ -275,6 +276,7 @@ def replace(document: Document, doc_json: dict[str, Any], buffers: list[Buffer],
             Document.objects.filter(pk=document.id).update(version=version, updated=timezone.now())
             snapshot = Snapshot(document_id=document.id, version=version)
             snapshot.set_content(doc_json, buffers)
+            quota.charge(current.owner_id, snapshot.stored_size)
             snapshot.save()
             size = len(json.dumps(doc_json, separators=(",", ":"))) + snapshot.size
             Event.objects.create(document_id=document.id, version=version, kind=EventKind.REPLACE, origin=origin, author=author,
@@ -303,7 +305,9 @@ def fold(live: LiveDocument) -> None:
     doc_json, buffers = bokeh_io.dump(live.doc)
     snapshot = Snapshot(document_id=live.document_id, version=live.version)
     snapshot.set_content(doc_json, buffers)
-    snapshot.save()
+    with transaction.atomic():
+        quota.charge_document(live.document_id, snapshot.stored_size, check=False)  # folding is never refused
+        snapshot.save()
     live.snapshot_version, live.snapshot_size, live.log_size = live.version, snapshot.size, 0
     prune(live.document_id, live.version)
 
@@ -314,9 +318,9 @@ def prune(document_id: uuid.UUID, version: int) -> None:
     base = Snapshot.objects.filter(document_id=document_id, version__lte=max(oldest_kept, 0)).order_by("-version").first()
     if base is None:
         return
-    Snapshot.objects.filter(document_id=document_id, version__lt=base.version).delete()
     # The base version's own event stays: the history still says who made it, when and how.
-    Event.objects.filter(document_id=document_id, version__lt=base.version).delete()
+    quota.delete_freeing(document_id, Snapshot.objects.filter(document_id=document_id, version__lt=base.version),
+                         Event.objects.filter(document_id=document_id, version__lt=base.version))
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -100,6 +101,7 @@ class Snapshot(DocumentVersion):
     """The whole document at one version: Bokeh's document JSON and the buffers it refers to."""
 
     doc = models.JSONField(help_text="Bokeh document JSON; arrays refer to binary buffers by id.")
+    stored_size = models.PositiveBigIntegerField(default=0, help_text="Bytes of JSON and buffers, as the storage quota counts them.")
 
     class Meta(DocumentVersion.Meta):
         ordering = ["-version"]
@@ -114,6 +116,7 @@ class Snapshot(DocumentVersion):
     def set_content(self, doc_json: dict, buffers: list[Buffer]) -> None:
         self.doc = doc_json
         self.set_buffers(buffers)
+        self.stored_size = len(json.dumps(doc_json, separators=(",", ":"))) + len(self.buffers)
 
     def to_bundle(self) -> bytes:
         """The document as the API and the plot page receive it."""

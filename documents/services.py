@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 
 from bokehsite import protocol, wire
 from bokehsite.errors import ApiError
-from documents import bokeh_io, history, signals, thumbnails
+from documents import bokeh_io, history, quota, signals, thumbnails
 from documents.changes import Change, PatchRequest
 from documents.exceptions import TitleTaken, UserNotFound
 from documents.exceptions import ExportUnavailable
@@ -52,6 +52,7 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
         _save_with_title(document, force_insert=True)
         snapshot = Snapshot(document=document, version=document.version)
         snapshot.set_content(doc_json, buffers)
+        quota.charge(owner.pk, snapshot.stored_size)
         snapshot.save()
     transaction.on_commit(lambda: thumbnails.schedule(document.id))
     return document
@@ -85,6 +86,7 @@ def apply_changes(document: Document, requests: list[PatchRequest], *, fold: boo
     Raises:
         DocumentNotFound: the document was deleted.
     """
+    quota.check(document.owner_id, sum(len(b.data) for r in requests for b in r.buffers))  # before any work
     outcomes = history.store(document.id, requests)
     # A resent change was broadcast when it was first stored.
     _broadcast_on_commit([o for o in outcomes if isinstance(o, Change) and not o.resent])
@@ -402,6 +404,7 @@ def _import_document(user: AbstractBaseUser, title: str, item: Any) -> Document:
         _save_with_title(document, force_insert=True)
         for row in (*logged.snapshots, *logged.events):
             row.document = document
+        quota.charge(user.pk, quota.bytes_of(logged.snapshots, logged.events))
         snapshots = Snapshot.objects.bulk_create(logged.snapshots, batch_size=100)
         events = Event.objects.bulk_create(logged.events, batch_size=500)
         # auto_now_add stamped them now; they keep the times they were made at.

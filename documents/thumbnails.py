@@ -28,7 +28,7 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from documents import images, signals
+from documents import images, quota, signals
 from documents.models import Document, Thumbnail
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,8 @@ def draw(document_id: uuid.UUID) -> Thumbnail | None:
         png = b""
     if not Document.objects.filter(pk=document_id).exists():
         return None
-    return _store(document_id, version, png)
+    with quota.thumbnail_replaced(document_id, len(png)):
+        return _store(document_id, version, png)
 
 
 def _store(document_id: uuid.UUID, version: int, png: bytes) -> Thumbnail | None:
