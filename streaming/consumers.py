@@ -119,12 +119,16 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         return access.resolve(caller, self.scope["url_route"]["kwargs"]["pk"])
 
     def identity_groups(self) -> list[str]:
-        """The groups told when this connection's identity changes (its user, or its frame's viewer)."""
+        """The groups told when this connection's identity changes (its user, or its frame's viewer,
+        and an embed's document owner)."""
         user = self.scope["user"]
         if user.is_authenticated:
             return [broadcast.user_group_name(user.pk)]
         grant = access.socket_caller(self.scope, user).grant
-        return [broadcast.user_group_name(grant.user_id)] if grant and grant.user_id is not None else []
+        groups = [broadcast.user_group_name(grant.user_id)] if grant and grant.user_id is not None else []
+        if grant and grant.embed is not None:  # an embed ends with its owner's account
+            groups.append(broadcast.user_group_name(self.document.owner_id))
+        return list(dict.fromkeys(groups))
 
     async def refuse(self, error: ApiError) -> None:
         """Tell the client why it may not (or no longer) follow the document, and close."""
