@@ -4,6 +4,9 @@ pass the quota (create, replace, restore, change over REST or websocket, import)
 413 ``quota_exceeded`` naming the quota. The admin sets an account's own quota."""
 
 import io
+import os
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -14,6 +17,7 @@ from bokehsite import wire
 from documents import history, quota, services, thumbnails
 from documents.models import Document
 from tests.conftest import PASSWORD, token_client
+from tests.servers import ROOT
 from tests.helpers import (
     BUNDLE, bundle_body, create, line_document, open_socket, plain, receive, run, store, stored_line, stream_patch,
 )
@@ -214,3 +218,18 @@ def test_the_live_copy_is_rebuilt_after_a_refused_batch(alice, settings):
     assert refused.value.code == "quota_exceeded"
     settings.BOKEHSITE_STORAGE_QUOTA = 0
     assert history.store(document.id, [services.PatchRequest(*stream_patch(doc, source, [1], [1]))])[0].version == 2
+
+
+def quota_setting(tmp_path, value: str | None):
+    code = "import django; from django.conf import settings; django.setup(); print(settings.BOKEHSITE_STORAGE_QUOTA)"
+    env = {k: v for k, v in os.environ.items() if k != "BOKEHSITE_STORAGE_QUOTA"}
+    env.update({"DJANGO_SETTINGS_MODULE": "bokehsite.settings", "BOKEHSITE_DATA_DIR": str(tmp_path)})
+    if value is not None:
+        env["BOKEHSITE_STORAGE_QUOTA"] = value
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def test_the_quota_setting_defaults_to_5_gib_and_a_bad_one_fails_loudly(tmp_path):
+    assert quota_setting(tmp_path, None).stdout.strip() == str(5 * 1024 ** 3)
+    result = quota_setting(tmp_path, "lots")
+    assert result.returncode != 0 and "ImproperlyConfigured: BOKEHSITE_STORAGE_QUOTA must be" in result.stderr
