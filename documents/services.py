@@ -45,6 +45,7 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
     Raises:
         InvalidDocument: Bokeh cannot load the JSON; nothing is stored.
         TitleTaken: the owner already has a document with this title.
+        StorageQuotaExceeded: it would pass the owner's storage quota (``documents.quota``).
     """
     doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
     document = Document(owner=owner, title=title)
@@ -85,6 +86,7 @@ def apply_changes(document: Document, requests: list[PatchRequest], *, fold: boo
 
     Raises:
         DocumentNotFound: the document was deleted.
+        StorageQuotaExceeded: the changes would pass the owner's storage quota; none is stored.
     """
     quota.check(document.owner_id, sum(len(b.data) for r in requests for b in r.buffers))  # before any work
     outcomes = history.store(document.id, requests)
