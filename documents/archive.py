@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from bokehsite import wire
 from bokehsite.errors import PayloadTooLarge
-from documents import bokeh_io, exports, history
+from documents import bokeh_json, exports, history
 from documents.changes import PatchRequest
 from documents.exceptions import InvalidArchive, InvalidDocument, InvalidPatch
 from documents.models import Document, Event, EventKind, Snapshot
@@ -178,7 +178,7 @@ def read_account(data: bytes, *, importer: Any = None) -> list[Incoming]:
         if title in titles:
             raise InvalidArchive(f"{where}: two documents are titled {title[:200]!r}")
         titles.add(title)
-        doc_json, buffers = bokeh_io.canonical(json_of(entry["document"]), [], field=f"documents[{i}]")
+        doc_json, buffers = bokeh_json.canonical(json_of(entry["document"]), [], field=f"documents[{i}]")
         logged = None
         if manifest.get("history") is True and "history" in entry:
             logged = _read_history(entry, i, names, read, importer=importer,
@@ -236,7 +236,7 @@ def _read_history(entry: dict[str, Any], i: int, names: set[str], read, *, impor
     for v in snapshot_versions:
         name = f"{folder}/snapshots/{v}.bundle"
         header, buffers = bundle(name)
-        doc_json, buffers = bokeh_io.canonical(header.get("doc"), buffers, field=f"documents[{i}].snapshots[{v}]")
+        doc_json, buffers = bokeh_json.canonical(header.get("doc"), buffers, field=f"documents[{i}].snapshots[{v}]")
         snapshot = Snapshot(version=v)
         snapshot.set_content(doc_json, buffers)
         snapshots[v] = snapshot
@@ -287,12 +287,12 @@ def _check_applies(doc, patch: dict[str, Any], buffers: list[Buffer], field: str
     """Apply a change of the history as storing it did, or refuse the zip."""
     try:
         doc.apply_json_patch(Serialized(patch, buffers))
-        if bokeh_io.links_models(patch):
-            bokeh_io.storable(doc, InvalidPatch, field)
+        if bokeh_json.links_models(patch):
+            bokeh_json.storable(doc, InvalidPatch, field)
     except InvalidPatch as e:
         raise InvalidDocument(e.detail, field=field) from None
     except Exception as e:  # Bokeh refusing it, whichever way it does
-        raise InvalidDocument(f"Bokeh cannot apply this change of the history: {bokeh_io.describe(e)}",
+        raise InvalidDocument(f"Bokeh cannot apply this change of the history: {bokeh_json.describe(e)}",
                               field=field) from None
 
 

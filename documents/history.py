@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from bokehsite import wire
 from bokehsite.errors import ApiError, ServerFault
-from documents import bokeh_io
+from documents import bokeh_json
 from documents.changes import Change, PatchRequest
 from documents.exceptions import DocumentNotFound, HistoryTruncated, InvalidPatch, VersionConflict
 from documents.models import Document, Event, EventKind, Snapshot
@@ -105,7 +105,7 @@ class LiveDocument:
     def bundle(self) -> bytes:
         """The document at ``version`` as a bundle (cached until the next change)."""
         if self._bundle is None or self._bundle[0] != self.version:
-            doc_json, buffers = bokeh_io.dump(self.doc)
+            doc_json, buffers = bokeh_json.dump(self.doc)
             self._bundle = (self.version, wire.pack({"doc": doc_json}, buffers))
         return self._bundle[1]
 
@@ -244,13 +244,13 @@ def _apply(live: LiveDocument, event: Event, accepted: list[Event]) -> None:
     """Apply a checked change through Bokeh, or leave the live document as it was and refuse it."""
     try:
         event.apply_to(live.doc)
-        if bokeh_io.links_models(event.patch):
-            bokeh_io.storable(live.doc, InvalidPatch, "patch")
+        if bokeh_json.links_models(event.patch):
+            bokeh_json.storable(live.doc, InvalidPatch, "patch")
     except Exception as e:  # Bokeh refusing what a user sent, whichever way it does
         _restore(live, accepted)  # it may have been applied in part
         if isinstance(e, ApiError):
             raise
-        raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_io.describe(e)}", field="patch") from None
+        raise InvalidPatch(f"Bokeh cannot apply it: {bokeh_json.describe(e)}", field="patch") from None
 
 
 def _restore(live: LiveDocument, accepted: list[Event]) -> None:
@@ -300,7 +300,7 @@ def fold_if_due(document_id: uuid.UUID) -> None:
 
 def fold(live: LiveDocument) -> None:
     """Write the live document as a snapshot, then drop history past the retention window."""
-    doc_json, buffers = bokeh_io.dump(live.doc)
+    doc_json, buffers = bokeh_json.dump(live.doc)
     snapshot = Snapshot(document_id=live.document_id, version=live.version)
     snapshot.set_content(doc_json, buffers)
     snapshot.save()

@@ -13,7 +13,7 @@ from django.db import models
 from django.urls import reverse
 
 from bokehsite import wire
-from documents import bokeh_io
+from documents import bokeh_json
 
 
 class Visibility(models.TextChoices):
@@ -126,7 +126,7 @@ class Snapshot(DocumentVersion):
         rollover) is applied as one stream of them all, which ends in the same state: a long
         streamed history rebuilds with one of Bokeh's stream calls instead of hundreds.
         """
-        doc = bokeh_io.load(self.doc, self.buffer_list())
+        doc = bokeh_json.load(self.doc, self.buffer_list())
         run: list[Event] = []
         for event in events:
             if run and not _same_stream(run[0], event):
@@ -148,7 +148,7 @@ class Snapshot(DocumentVersion):
         streamed = _streamed_json(self, events) if events else None
         if streamed is not None:
             return streamed
-        return bokeh_io.dump(self.build(events))
+        return bokeh_json.dump(self.build(events))
 
 
 class EventKind(models.TextChoices):

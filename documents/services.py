@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 
 from bokehsite import protocol, wire
 from bokehsite.errors import ApiError
-from documents import bokeh_io, history, signals, thumbnails
+from documents import bokeh_json, history, signals, thumbnails
 from documents.changes import Change, PatchRequest
 from documents.exceptions import TitleTaken, UserNotFound
 from documents.exceptions import ExportUnavailable
@@ -46,7 +46,7 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
         InvalidDocument: Bokeh cannot load the JSON; nothing is stored.
         TitleTaken: the owner already has a document with this title.
     """
-    doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
+    doc_json, buffers = bokeh_json.canonical(doc_json, buffers)
     document = Document(owner=owner, title=title)
     with transaction.atomic():
         _save_with_title(document, force_insert=True)
@@ -65,7 +65,7 @@ def replace_document(
     Raises:
         InvalidDocument: Bokeh cannot load the JSON; the stored document is unchanged.
     """
-    doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
+    doc_json, buffers = bokeh_json.canonical(doc_json, buffers)
     _broadcast_on_commit([history.replace(document, doc_json, buffers, author=author, origin=origin)])
     document.refresh_from_db(fields=["version", "updated"])
     return document
@@ -182,7 +182,7 @@ def delete_document(document: Document) -> None:
 def load_bokeh_document(document: Document, version: int | None = None):
     """The stored document (at ``version``, default the current one) as a new Bokeh ``Document``."""
     header, buffers = wire.unpack(document_bundle(document, version)[1])
-    return bokeh_io.load(header["doc"], buffers)
+    return bokeh_json.load(header["doc"], buffers)
 
 
 # --- sharing ---------------------------------------------------------------------------------

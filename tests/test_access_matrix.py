@@ -37,7 +37,7 @@ def quick_store(owner, title):
     """A stored document, without validating the same content again for each of the many cases."""
     global CONTENT
     if CONTENT is None:
-        CONTENT = services.bokeh_io.dump(line_document())
+        CONTENT = services.bokeh_json.dump(line_document())
     document = Document.objects.create(owner=owner, title=title)
     snapshot = Snapshot(document=document, version=document.version)
     snapshot.set_content(*CONTENT)

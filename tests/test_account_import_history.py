@@ -43,9 +43,9 @@ def documented(alice, bob, settings):
 
 
 def wire_json(doc):
-    from documents import bokeh_io
+    from documents import bokeh_json
 
-    return bokeh_io.dump(doc)
+    return bokeh_json.dump(doc)
 
 
 def exported(owner) -> bytes:

@@ -171,7 +171,7 @@ def test_the_log_is_folded_into_snapshots_and_old_history_dropped(stored, settin
 def test_a_replace_is_logged_and_rebuilds_from_its_snapshot(stored):
     document, doc, source = stored
     append(document, doc, source, [6], [1])
-    services.replace_document(document, *services.bokeh_io.dump(line_document(20)))
+    services.replace_document(document, *services.bokeh_json.dump(line_document(20)))
     assert document.version == 3
     assert Event.objects.get(version=3).kind == EventKind.REPLACE
     assert len(ys(document)) == 20 and len(ys(document, 2)) == 6
@@ -205,7 +205,7 @@ def test_history_rebuilds_every_version_exactly(stored):
 def test_someone_elses_document_cannot_be_patched_through_the_api(stored, api):
     _, doc, source = stored
     other = get_user_model().objects.create(username="someone")
-    theirs = services.create_document(other, "theirs", *services.bokeh_io.dump(doc))
+    theirs = services.create_document(other, "theirs", *services.bokeh_json.dump(doc))
     patch, buffers = stream_patch(doc, source, [6], [1])  # a change that applies, arrays and all
     body = wire.pack({"patch": patch}, buffers)
     response = api.post(f"/api/documents/{theirs.id}/events/", body, content_type=wire.CONTENT_TYPE)

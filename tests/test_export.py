@@ -8,7 +8,7 @@ import pytest
 from bokeh.document import Document as BokehDocument
 
 from bokehsite import wire
-from documents import bokeh_io, services
+from documents import bokeh_json, services
 from tests.conftest import token_client
 from tests.helpers import line_document, plain, state, store, stream_patch
 

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from bokehsite import wire
-from documents import bokeh_io, services
+from documents import bokeh_json, services
 from documents.models import Collaborator, Document, Event, Snapshot
 from tests.conftest import token_client
 from tests.helpers import BUNDLE, line_document, plain, state, store, stored_line, stream_patch
@@ -43,7 +43,7 @@ def content(api, document, version=None):
 
 def test_the_history_lists_every_version_with_its_time_author_kind_and_size(alice, api):
     document, _, _ = streamed(alice, 3)
-    services.replace_document(document, *bokeh_io.dump(line_document()), author=alice)
+    services.replace_document(document, *bokeh_json.dump(line_document()), author=alice)
     body = api.get(f"/api/documents/{document.id}/history/").json()
     assert body["version"] == 5 and body["oldest"] == 1 and body["pruned"] is False and body["next"] is None
     assert [(i["version"], i["kind"]) for i in body["items"]] == [
@@ -226,7 +226,7 @@ def test_a_streamed_history_rebuilds_to_what_bokeh_reaches_change_by_change(alic
     document.refresh_from_db()
     for version in range(2, document.version + 1):
         snapshot, events = history.replay_base(document.id, version)
-        reference = bokeh_io.load(snapshot.doc, snapshot.buffer_list())
+        reference = bokeh_json.load(snapshot.doc, snapshot.buffer_list())
         for event in events:
             event.apply_to(reference)
         header, buffers = wire.unpack(history.bundle_at(document.id, version))
