@@ -499,7 +499,7 @@ def machine_busy() -> float:
 # asgiref, asyncio and Twisted plumbing, Channels routing.
 STACK_CATEGORIES = [
     ("DB connect", ["get_new_connection"]),
-    ("snapshot fold", ["fold (documents/history.py"]),
+    ("snapshot fold", ["fold (documents/log.py"]),
     ("Bokeh apply", ["apply_json_patch"]),
     ("Bokeh serialize", ["Serializer.encode", "Protocol.create"]),
     ("DB commit", ["._commit ("]),

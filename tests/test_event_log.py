@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from accounts.users import default_user
 from bokehsite import protocol, wire
-from documents import history, services
+from documents import log, replay, services
 from documents.changes import PatchRequest
 from documents.exceptions import HistoryTruncated, InvalidPatch, VersionConflict
 from documents.models import Event, EventKind, Snapshot
@@ -95,8 +95,8 @@ def test_changes_stored_together_are_accepted_or_refused_one_by_one(stored):
     document.refresh_from_db()
     assert document.version == 3
     assert list(Event.objects.values_list("version", "key")) == [(2, "a"), (3, "")]
-    in_memory = state(history._live(document.id).doc)
-    history.live_documents.discard(document.id)
+    in_memory = state(replay.live(document.id).doc)
+    replay.live_documents.discard(document.id)
     assert state(services.load_bokeh_document(document)) == in_memory  # the half-applied change was undone
     assert ys(document) == [6, 7, 2, 4, 5, 1, 4]
 
@@ -126,7 +126,7 @@ def test_changes_written_by_another_process_are_caught_up_first(stored, live_ser
 def test_a_resent_change_stored_meanwhile_by_another_process_is_not_applied_twice(stored, live_server_url, monkeypatch):
     document, doc, source = stored
     append(document, doc, source, [6], [1])
-    original = history._apply_in_memory
+    original = log._apply_in_memory
     raced = []
 
     def another_process_stores_it_first(*args):
@@ -136,7 +136,7 @@ def test_a_resent_change_stored_meanwhile_by_another_process_is_not_applied_twic
             raced.append(another_process_appends(live_server_url, document, doc, source, [7], [2], key="k"))
         return original(*args)
 
-    monkeypatch.setattr(history, "_apply_in_memory", another_process_stores_it_first)
+    monkeypatch.setattr(log, "_apply_in_memory", another_process_stores_it_first)
     assert append(document, doc, source, [7], [2], key="k").version == 3
     assert raced == [3]
     assert list(Event.objects.values_list("version", "key")) == [(2, ""), (3, "k")]

@@ -205,8 +205,8 @@ def test_a_streamed_history_rebuilds_to_what_bokeh_reaches_change_by_change(alic
     from bokeh.document.events import ColumnsStreamedEvent
     from bokeh.core.serialization import Serializer
 
-    from documents import history
-    from documents.models import _streamed_json
+    from documents import replay
+    from documents.replay import _streamed_json
 
     settings.BOKEHSITE_SNAPSHOT_EVERY = 8
     doc = line_document(10)  # float columns, as streams append float arrays
@@ -225,12 +225,12 @@ def test_a_streamed_history_rebuilds_to_what_bokeh_reaches_change_by_change(alic
                                                     "attr": "name", "new": "renamed"}]}, [])
     document.refresh_from_db()
     for version in range(2, document.version + 1):
-        snapshot, events = history.replay_base(document.id, version)
+        snapshot, events = replay.base(document.id, version)
         reference = bokeh_json.load(snapshot.doc, snapshot.buffer_list())
         for event in events:
             event.apply_to(reference)
-        header, buffers = wire.unpack(history.bundle_at(document.id, version))
+        header, buffers = wire.unpack(replay.at(document.id, version).bundle())
         assert state(wire.load_document(header["doc"], buffers)) == state(reference), version
-        assert state(history.replay_base(document.id, version)[0].build(events)) == state(reference), version
+        assert state(replay.build(replay.base(document.id, version)[0], events)) == state(reference), version
         if events and all(e.patch["events"][0]["kind"] == "ColumnsStreamed" for e in events):
-            assert _streamed_json(*history.replay_base(document.id, version)) is not None  # the fast path ran
+            assert _streamed_json(*replay.base(document.id, version)) is not None  # the fast path ran
