@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> None:
 
     from bokehsite import wire
     from documents import replay, services
-    from documents.models import Snapshot
     from documents.changes import PatchRequest
+    from documents.models import Snapshot
     from tests.helpers import line_document, plain, store, stream_patch
 
     user = default_user()  # single-user mode: the in-process client acts as this user
