@@ -3,7 +3,6 @@ embeds in other sites' pages (``autoload.js``, their frames, the owner's embed t
 
 import json
 import re
-from datetime import timedelta
 from urllib.parse import urlencode, urlsplit
 
 from django.contrib import messages
@@ -14,10 +13,10 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.templatetags.static import static
-from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.secrets import expires_in
 from accounts.users import acting_user
 from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
@@ -320,7 +319,7 @@ def embeds_page(request: HttpRequest, pk) -> HttpResponse:
                 if not 1 <= days <= embeds.MAX_LIFETIME.days:
                     raise ApiError(f"days must be from 1 to {embeds.MAX_LIFETIME.days}", field="days", code="invalid")
                 origins = request.POST.get("origins", "").replace(",", " ").split()
-                token, secret = embeds.create(document, origins, expires=timezone.now() + timedelta(days=days),
+                token, secret = embeds.create(document, origins, expires=expires_in(days),
                                               name=request.POST.get("name", "").strip()[:100])
                 src = request.build_absolute_uri(reverse("documents:autoload", args=[document.id])) + "?" + urlencode(
                     {"embed_token": secret, "id": f"bokehsite-{token.prefix}"})
