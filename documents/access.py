@@ -148,7 +148,7 @@ def socket_caller(scope: dict[str, Any], user: User) -> Caller:
     return Caller(user, key=credentials.key)
 
 
-def frame_token(who: Caller, document: Document) -> str:
+def mint_frame_token(who: Caller, document: Document) -> str:
     """A frame token for ``document`` (resolved for ``who``, so with ``document.role``), signed for
     ``who``: every use checks it against what they may do then."""
     user_id = who.user.pk if who.user.is_authenticated else None

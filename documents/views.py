@@ -111,7 +111,7 @@ def document_page(request: HttpRequest, pk) -> HttpResponse:
     except _LoginFirst:
         return redirect_to_login(request.get_full_path())
     frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-        {"frame_token": access.frame_token(caller, document)}
+        {"frame_token": access.mint_frame_token(caller, document)}
     )
     context = {
         "document": document,
@@ -134,7 +134,7 @@ def frame_token(request: HttpRequest, pk) -> HttpResponse:
         caller, document = _viewed(request, pk)
     except (_LoginFirst, Http404):
         return errors.json_response(DocumentNotFound("no such document"))
-    token = access.frame_token(caller, document)
+    token = access.mint_frame_token(caller, document)
     return JsonResponse({"token": token, "role": verify_frame_token(token).role}, headers={"Cache-Control": "no-store"})
 
 
@@ -254,7 +254,7 @@ def _embed_frame_token(request: HttpRequest, pk) -> HttpResponse:
         caller, document = _embedded(request, pk)
     except ApiError as e:
         return _cors(errors.json_response(e))
-    return _cors(JsonResponse({"token": access.frame_token(caller, document), "role": "read"}))
+    return _cors(JsonResponse({"token": access.mint_frame_token(caller, document), "role": "read"}))
 
 
 @require_GET
@@ -284,7 +284,7 @@ def document_autoload(request: HttpRequest, pk) -> HttpResponse:
         elif caller.embed == "public":
             query["public"] = "true"
         frame = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-            {"frame_token": access.frame_token(caller, document)})
+            {"frame_token": access.mint_frame_token(caller, document)})
         config.update({
             "title": document.title, "frame_url": request.build_absolute_uri(frame),
             "token_url": request.build_absolute_uri(reverse("documents:frame-token", args=[document.id]) + "?" + urlencode(query)),
@@ -374,7 +374,7 @@ def history_page(request: HttpRequest, pk) -> HttpResponse:
     page = services.version_history(document, before=int(before) if before.isdigit() else None, limit=HISTORY_PAGE)
     shown = document.version
     frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-        {"frame_token": access.frame_token(caller, document), "version": shown})
+        {"frame_token": access.mint_frame_token(caller, document), "version": shown})
     context = {
         "document": document, "role": document.role, "page": page, "shown": shown,
         "can_restore": access.allows(document.role, "write"),
