@@ -1,19 +1,17 @@
 """Account pages: log in, register, log out (Django's view), and API tokens."""
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView as DjangoLoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from accounts import tokens
 from accounts.exceptions import RegistrationClosed, UsernameTaken
 from accounts.forms import RegisterForm, TokenForm
+from accounts.secrets import expires_in
 from accounts.throttling import form_wait
 from accounts.users import register_user, registration_open
 
@@ -75,8 +73,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
             return redirect("accounts:tokens")
         if form.is_valid():
             days = form.cleaned_data.get("expires_in_days")
-            expires = timezone.now() + timedelta(days=days) if days else None
-            token, secret = tokens.create_token(request.user, form.cleaned_data["name"], expires=expires)
+            token, secret = tokens.create_token(request.user, form.cleaned_data["name"], expires=expires_in(days))
             created = {"token": token, "secret": secret}
             form = TokenForm()
     context = {"form": form, "tokens": tokens.tokens_of(request.user), "created": created}

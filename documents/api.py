@@ -3,7 +3,6 @@
 import itertools
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
@@ -21,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.secrets import expires_in
 from bokehsite import wire
 from bokehsite.negotiation import ContentNegotiation
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, SECRET_LINK_KEY, body, raises
@@ -340,9 +340,7 @@ class EmbedTokens(APIView):
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "owner")
         data = _valid(CreateEmbedTokenSerializer, request.data)
-        expires = data["expires"]
-        if data["expires_in_days"]:
-            expires = timezone.now() + timedelta(days=data["expires_in_days"])
+        expires = expires_in(data["expires_in_days"]) or data["expires"]
         token, secret = embeds.create(document, data["origins"], expires=expires, name=data["name"])
         token.token = secret
         token.autoload_url = request.build_absolute_uri(

@@ -3,7 +3,6 @@ embeds in other sites' pages (``autoload.js``, their frames, the owner's embed t
 
 import json
 import re
-from datetime import timedelta
 from urllib.parse import urlencode, urlsplit
 
 from django.contrib import messages
@@ -14,10 +13,10 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.templatetags.static import static
-from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.secrets import expires_in
 from accounts.users import acting_user
 from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
@@ -112,7 +111,7 @@ def document_page(request: HttpRequest, pk) -> HttpResponse:
     except _LoginFirst:
         return redirect_to_login(request.get_full_path())
     frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-        {"frame_token": access.frame_token(caller, document)}
+        {"frame_token": access.mint_frame_token(caller, document)}
     )
     context = {
         "document": document,
@@ -135,7 +134,7 @@ def frame_token(request: HttpRequest, pk) -> HttpResponse:
         caller, document = _viewed(request, pk)
     except (_LoginFirst, Http404):
         return errors.json_response(DocumentNotFound("no such document"))
-    token = access.frame_token(caller, document)
+    token = access.mint_frame_token(caller, document)
     return JsonResponse({"token": token, "role": verify_frame_token(token).role}, headers={"Cache-Control": "no-store"})
 
 
@@ -255,7 +254,7 @@ def _embed_frame_token(request: HttpRequest, pk) -> HttpResponse:
         caller, document = _embedded(request, pk)
     except ApiError as e:
         return _cors(errors.json_response(e))
-    return _cors(JsonResponse({"token": access.frame_token(caller, document), "role": "read"}))
+    return _cors(JsonResponse({"token": access.mint_frame_token(caller, document), "role": "read"}))
 
 
 @require_GET
@@ -285,7 +284,7 @@ def document_autoload(request: HttpRequest, pk) -> HttpResponse:
         elif caller.embed == "public":
             query["public"] = "true"
         frame = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-            {"frame_token": access.frame_token(caller, document)})
+            {"frame_token": access.mint_frame_token(caller, document)})
         config.update({
             "title": document.title, "frame_url": request.build_absolute_uri(frame),
             "token_url": request.build_absolute_uri(reverse("documents:frame-token", args=[document.id]) + "?" + urlencode(query)),
@@ -320,7 +319,7 @@ def embeds_page(request: HttpRequest, pk) -> HttpResponse:
                 if not 1 <= days <= embeds.MAX_LIFETIME.days:
                     raise ApiError(f"days must be from 1 to {embeds.MAX_LIFETIME.days}", field="days", code="invalid")
                 origins = request.POST.get("origins", "").replace(",", " ").split()
-                token, secret = embeds.create(document, origins, expires=timezone.now() + timedelta(days=days),
+                token, secret = embeds.create(document, origins, expires=expires_in(days),
                                               name=request.POST.get("name", "").strip()[:100])
                 src = request.build_absolute_uri(reverse("documents:autoload", args=[document.id])) + "?" + urlencode(
                     {"embed_token": secret, "id": f"bokehsite-{token.prefix}"})
@@ -375,7 +374,7 @@ def history_page(request: HttpRequest, pk) -> HttpResponse:
     page = services.version_history(document, before=int(before) if before.isdigit() else None, limit=HISTORY_PAGE)
     shown = document.version
     frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-        {"frame_token": access.frame_token(caller, document), "version": shown})
+        {"frame_token": access.mint_frame_token(caller, document), "version": shown})
     context = {
         "document": document, "role": document.role, "page": page, "shown": shown,
         "can_restore": access.allows(document.role, "write"),

@@ -244,7 +244,7 @@ def open_connection(connected: str):
         headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), *ours]
     elif connected == "writer_frame":
         user, caller = bob, access.Caller(bob)
-        path += f"?frame_token={access.frame_token(caller, access.resolve(caller, document.id))}"
+        path += f"?frame_token={access.mint_frame_token(caller, access.resolve(caller, document.id))}"
         headers = [(b"origin", b"null")]
     elif connected == "public_anonymous":
         services.publish(document)
