@@ -69,9 +69,8 @@ def message(changes: list[Change]) -> dict[str, Any]:
     """The channel layer message for consecutive committed changes."""
     frame = None
     if all(change.patch is not None for change in changes):
-        items = [protocol.item(change.version, change.patch, change.key) for change in changes]
-        buffers = [buffer for change in changes for buffer in change.buffers]
-        frame = protocol.Patches(changes[0].version - 1, changes[-1].version, items).encode(buffers)
+        frame = protocol.Patches.frame(changes[0].version - 1, changes[-1].version,
+                                       ((protocol.item(c.version, c.patch, c.key), c.buffers) for c in changes))
     return {"type": CHANGED, "start": changes[0].version - 1, "version": changes[-1].version,
             "origins": [change.origin for change in changes], "frame": frame}
 
