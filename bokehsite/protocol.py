@@ -1,7 +1,7 @@
 """The document websocket protocol: every message, its fields, the path, the window, close codes.
 
-The server (``streaming.consumers``, ``streaming.broadcast``), the Python client
-(``bokehsite.client``) and the benchmarks build and parse messages with this module only; the
+The server (``streaming.consumers``, ``streaming.broadcast``, ``streaming.flow``), the Python
+client (``bokehsite.client``) and the benchmarks build and parse messages with this module only; the
 page's JavaScript mirrors it in ``static/bokehsite/protocol.js``, and a test checks that both
 agree. Like ``bokehsite.wire`` it needs neither Django nor a network library.
 
