@@ -152,8 +152,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def on_patch(self, message: protocol.Patch, buffers: list[Buffer]) -> None:
         if self.access.role != "write":
             raise ReadOnly("this connection may view the document but not change it")
-        self.writes.submit(message.id, writes.request(message, buffers, user=self.scope["user"],
-                                                      origin=self.channel_name))
+        self.writes.submit(message.id, writes.patch_request(message, buffers, user=self.scope["user"],
+                                                            origin=self.channel_name))
 
     async def on_ping(self, message: protocol.Ping, buffers: list[Buffer]) -> None:
         await self.send_message(protocol.Pong(message.id))

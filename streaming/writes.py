@@ -57,7 +57,7 @@ class ConnectionWrites:
             task.cancel()
 
 
-def request(message: protocol.Patch, buffers: list[Buffer], *, user: Any, origin: str) -> PatchRequest:
+def patch_request(message: protocol.Patch, buffers: list[Buffer], *, user: Any, origin: str) -> PatchRequest:
     """The change a ``patch`` message asks for, by ``user`` (anonymous: no author)."""
     return PatchRequest(message.patch, buffers, author=user if user.is_authenticated else None, origin=origin,
                         key=message.key or "", base_version=message.base_version)
