@@ -1,7 +1,7 @@
 """The document websocket protocol: every message, its fields, the path, the window, close codes.
 
-The server (``streaming.consumers``, ``streaming.broadcast``), the Python client
-(``bokehsite.client``) and the benchmarks build and parse messages with this module only; the
+The server (``streaming.consumers``, ``streaming.broadcast``, ``streaming.flow``), the Python
+client (``bokehsite.client``) and the benchmarks build and parse messages with this module only; the
 page's JavaScript mirrors it in ``static/bokehsite/protocol.js``, and a test checks that both
 agree. Like ``bokehsite.wire`` it needs neither Django nor a network library.
 
@@ -231,6 +231,11 @@ class Patches(Message, type="patches", sender=SERVER):
     version: int = member("version", "B")
     items: list[dict[str, Any]] = member("items", "[...]")
 
+    @staticmethod
+    def frame(start: int, version: int, changes: Iterable[tuple[dict[str, Any], Iterable[Buffer]]]) -> bytes:
+        """Versions ``start + 1`` to ``version`` as a binary frame, from each change's item and buffers."""
+        return changes_frame(Patches(start, version, []).to_json(), changes)
+
 
 @dataclass(frozen=True)
 class Snapshot(Message, type="snapshot", sender=SERVER):
@@ -405,7 +410,19 @@ def own_item(version: int) -> dict[str, Any]:
 
 def own_frame(start: int, version: int) -> bytes:
     """Versions ``start + 1`` to ``version``, all the receiving connection's own changes."""
-    return wire.pack(Patches(start, version, [own_item(v) for v in range(start + 1, version + 1)]).to_json())
+    return Patches.frame(start, version, ((own_item(v), ()) for v in range(start + 1, version + 1)))
+
+
+def changes_frame(header: Mapping[str, Any], changes: Iterable[tuple[dict[str, Any], Iterable[Buffer]]]) -> bytes:
+    """The bundle of several changes: ``header`` with ``items``, one per change, and the changes'
+    buffers one after another (each patch refers to its own by id). ``patches`` frames and the
+    REST API's list of changes are both built here."""
+    items: list[dict[str, Any]] = []
+    buffers: list[Buffer] = []
+    for change_item, change_buffers in changes:
+        items.append(change_item)
+        buffers.extend(change_buffers)
+    return wire.pack({**header, "items": items}, buffers)
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.secrets import expires_in
-from bokehsite import wire
+from bokehsite import protocol
 from bokehsite.negotiation import ContentNegotiation
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, SECRET_LINK_KEY, body, raises
 from documents import access, embeds, exports, services
@@ -218,13 +218,11 @@ class DocumentEvents(FrameReadable, APIView):
         document = access.resolve(access.caller(request, frame_token=True), pk)
         query = _valid(SinceQuerySerializer, request.query_params, current=document.version)
         events = services.events_after(document, query["since"], query["limit"])
-        items, buffers = [], []
-        for event in events:
-            items.append({"version": event.version, "kind": event.kind, "patch": event.patch,
-                          "created": event.created.isoformat()})
-            buffers.extend(event.buffer_list())
         version = events[-1].version if events else query["since"]
-        body = wire.pack({"since": query["since"], "version": version, "current": document.version, "items": items}, buffers)
+        body = protocol.changes_frame(
+            {"since": query["since"], "version": version, "current": document.version},
+            (({"version": e.version, "kind": e.kind, "patch": e.patch, "created": e.created.isoformat()}, e.buffer_list())
+             for e in events))
         return Response(body, headers={"X-Document-Version": str(document.version)})
 
     @extend_schema(summary="Apply a change", request=body(PatchSerializer),
