@@ -1,5 +1,6 @@
 """What a document's pages share: who views it and the document, or off to log in first; the URLs
-of its sandboxed frame and of the frame's fresh tokens; the query that says how a viewer sees it."""
+of its sandboxed frame, of the frame's fresh tokens and of its ``autoload.js``; the query that
+says how a viewer sees it."""
 
 from collections.abc import Callable, Mapping
 from functools import wraps
@@ -102,6 +103,12 @@ def frame_token_url(document: Document, params: Mapping[str, str]) -> str:
     """Where the frame's page gets a fresh frame token, asking as ``params`` say
     (``share_params``, or an embed's)."""
     return reverse("documents:frame-token", args=[document.id]) + _query(params)
+
+
+def autoload_url(document: Document, params: Mapping[str, str]) -> str:
+    """The URL of ``document``'s ``autoload.js``, for another site's page (``params``: how it
+    shows the document, an embed token's or ``public``)."""
+    return reverse("documents:autoload", args=[document.id]) + _query(params)
 
 
 def _query(params: Mapping[str, object]) -> str:

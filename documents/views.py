@@ -1,10 +1,11 @@
-"""HTML pages: the caller's document list, the plot page and its sandboxed frame, sharing, and
-embeds in other sites' pages (``autoload.js``, their frames, the owner's embed tokens)."""
+"""HTML pages: the caller's document list, the plot page and its sandboxed frame, sharing,
+history, and embeds in other sites' pages (``autoload.js``, their frames, the owner's embed
+tokens). What they share is in ``documents.pages`` and ``bokehsite.pages``."""
 
 import json
 import re
 from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -23,8 +24,8 @@ from documents import access, embeds, services, thumbnails
 from documents.exceptions import DocumentNotFound, InvalidFrameToken
 from documents.frames import verify_frame_token
 from documents.models import Document, Role, Visibility
-from documents.pages import (LoginFirst, document_view, frame_token_url, frame_url, share_params, share_query,
-                             signed_in, viewed)
+from documents.pages import (LoginFirst, autoload_url, document_view, frame_token_url, frame_url, share_params,
+                             share_query, signed_in, viewed)
 
 # The sandbox: scripts run, but in an opaque origin, so they have neither this site's cookies
 # nor its storage, and every request they make is cross-origin.
@@ -79,6 +80,7 @@ def document_thumbnail(request: HttpRequest, caller: access.Caller, document: Do
 
 @document_view()
 def document_page(request: HttpRequest, caller: access.Caller, document: Document) -> HttpResponse:
+    """The plot page: the document in its sandboxed frame, live, with its title and exports."""
     context = {
         "document": document,
         "role": document.role,
@@ -284,8 +286,7 @@ def _create_embed_token(request: HttpRequest, document: Document) -> dict:
     origins = request.POST.get("origins", "").replace(",", " ").split()
     token, secret = embeds.create(document, origins, expires=timezone.now() + timedelta(days=days),
                                   name=request.POST.get("name", "").strip()[:100])
-    src = request.build_absolute_uri(reverse("documents:autoload", args=[document.id])) + "?" + urlencode(
-        {"embed_token": secret, "id": f"bokehsite-{token.prefix}"})
+    src = request.build_absolute_uri(autoload_url(document, {"embed_token": secret, "id": f"bokehsite-{token.prefix}"}))
     return {"created": {"token": token, "secret": secret,
                         "snippet": f'<script src="{src}" id="bokehsite-{token.prefix}"></script>'}}
 
@@ -310,7 +311,7 @@ def embeds_page(request: HttpRequest, caller: access.Caller, document: Document)
     context = {"document": document, "tokens": embeds.tokens_of(document), "created": None,
                "public_snippet": None, **(shown or {})}
     if document.visibility == Visibility.PUBLIC:
-        src = request.build_absolute_uri(reverse("documents:autoload", args=[document.id])) + "?public=true"
+        src = request.build_absolute_uri(autoload_url(document, {"public": "true"}))
         context["public_snippet"] = f'<script src="{src}"></script>'
     return render(request, "documents/embeds.html", context)
 
