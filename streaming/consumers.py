@@ -40,7 +40,7 @@ from documents import access, services
 from documents.changes import PatchRequest
 from documents.exceptions import DocumentNotFound, HistoryTruncated
 from documents.models import EventKind
-from streaming import auth, batching, broadcast, views
+from streaming import auth, batching, broadcast, limits, views
 
 logger = logging.getLogger(__name__)
 db = database_sync_to_async
@@ -81,6 +81,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.session_ended = False  # its browser session was logged out
         try:
             self.document = await db(self.resolve_access)(again=False)
+            await limits.acquire(self.scope, self.channel_name)  # past a connection limit: refused, 4429
         except Exception as e:
             if (error := errors.from_exception(e)) is None:
                 raise
@@ -129,7 +130,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def refuse(self, error: ApiError) -> None:
         """Tell the client why it may not (or no longer) follow the document, and close."""
         await self.send_error(error)
-        await self.close(code=4000 + error.status_code)  # protocol.Close: 4401, 4404, 4503
+        await self.close(code=4000 + error.status_code)  # protocol.Close: 4401, 4404, 4429, 4503
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -141,6 +142,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             logger.warning("the channel layer failed (%s); closing a connection so that it reconnects", error)
             self.stop_tasks()
             await send({"type": "websocket.close", "code": int(protocol.Close.UNAVAILABLE)})
+        finally:
+            await limits.release(getattr(self, "channel_name", ""))  # however the connection ended
 
     async def dispatch(self, message) -> None:
         # Channels closes stale database connections before every handler, on the one thread all
