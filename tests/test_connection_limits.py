@@ -4,6 +4,9 @@ a place comes back when its connection closes, or when the process holding it di
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -18,7 +21,27 @@ from bokehsite.client import Session, TooManyConnections
 from bokehsite.client.follower import Follower
 from documents import services
 from tests.helpers import closed_with, receive, run, stored_line
-from tests.servers import DaphneServer, database_url
+from tests.servers import ROOT, DaphneServer, database_url
+
+LIMITS = ("BOKEHSITE_MAX_CONNECTIONS_PER_USER", "BOKEHSITE_MAX_CONNECTIONS_PER_PROCESS")
+
+
+def limits_from(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """The two limits as the settings read them from ``env``, printed by a fresh process."""
+    code = f"import django; from django.conf import settings; django.setup(); print([getattr(settings, n) for n in {LIMITS}])"
+    base = {k: v for k, v in os.environ.items() if k not in LIMITS}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**base, "DJANGO_SETTINGS_MODULE": "bokehsite.settings", "BOKEHSITE_DATA_DIR": str(tmp_path), **env})
+
+
+def test_the_limits_have_defaults_come_from_the_environment_and_refuse_nonsense(tmp_path):
+    assert limits_from(tmp_path).stdout.strip() == "[200, 10000]"
+    set_ = limits_from(tmp_path, BOKEHSITE_MAX_CONNECTIONS_PER_USER="0", BOKEHSITE_MAX_CONNECTIONS_PER_PROCESS="5")
+    assert set_.stdout.strip() == "[0, 5]"
+    for name, value, says in ((LIMITS[0], "lots", "must be an integer"), (LIMITS[1], "-1", "must be 0 or more")):
+        result = limits_from(tmp_path, **{name: value})
+        assert result.returncode != 0 and f"{name} {says}" in result.stderr
+
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
