@@ -11,10 +11,12 @@ One Daphne process serves ``--idle`` viewers of documents that do not change (sp
   ``--sample`` seconds, and the memory's slope over the second half (flat is the goal).
 
 With ``--hammer SECONDS`` it measures the connection limit instead: a multi-user server, one
-account that opens its ``--per-user`` connections and then, from ``--hammer-workers`` loops, as
-many more as it can for that long, each refused with ``too_many_connections``. It prints the
-refusals a second, the server's CPU meanwhile, and ``/healthz`` latency (asked from a thread of
-its own, one request after another) before and during the hammering.
+account that opens ``--hold`` connections and then, from ``--hammer-workers`` loops, as many more
+as it can for that long. With ``--per-user`` at ``--hold`` (the default) each is refused with
+``too_many_connections``; with ``--per-user 0`` (no limit) each is let in and closed at once by
+the client, for comparison. It prints the attempts a second, the server's CPU meanwhile, and
+``/healthz`` latency (asked from a process of its own, one request after another) before and
+during the hammering.
 
 Everything speaks ``bokehsite.protocol``; viewers are websocket clients in this process.
 """
@@ -23,11 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import resource
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,18 +305,20 @@ async def hammer(args: argparse.Namespace, server: DaphneServer) -> None:
         session.use_doc("hammered")
         url = protocol.url(server.url, session.push(line_document("hammered")[0])["id"])
     headers = {"Authorization": f"Token {token}"}
-    print(f"/healthz, idle:              {summary(await asyncio.to_thread(health_latencies, server.url, 3))}")
+    timer = concurrent.futures.ProcessPoolExecutor(1)  # apart from this process's busy event loop
+    loop = asyncio.get_running_loop()
+    print(f"/healthz, idle:              {summary(await loop.run_in_executor(timer, health_latencies, server.url, 3))}")
 
     started = now()
     held = []
-    for start in range(0, args.per_user, 25):
+    for start in range(0, args.hold, 25):
         held += await asyncio.gather(*(websockets.connect(url, additional_headers=headers, compression=None,
                                                           ping_interval=None, open_timeout=60)
-                                       for _ in range(min(25, args.per_user - start))))
+                                       for _ in range(min(25, args.hold - start))))
     hellos = [protocol.decode(await ws.recv(), sender=protocol.SERVER)[0] for ws in held]
     assert all(isinstance(m, protocol.Hello) for m in hellos), "the account's own connections were refused"
     fill_s = now() - started
-    print(f"the account's {args.per_user} connections opened in {fill_s:.2f} s ({args.per_user / fill_s:.0f}/s)")
+    print(f"the account's {args.hold} connections opened in {fill_s:.2f} s ({args.hold / fill_s:.0f}/s)")
 
     counts = {"refused": 0, "other": 0}
     stop = asyncio.Event()
@@ -326,24 +330,24 @@ async def hammer(args: argparse.Namespace, server: DaphneServer) -> None:
                 message, _ = protocol.decode(await ws.recv(), sender=protocol.SERVER)
                 refused = isinstance(message, protocol.Error) and message.code == protocol.TOO_MANY_CONNECTIONS
                 counts["refused" if refused else "other"] += 1
-                with contextlib.suppress(websockets.exceptions.ConnectionClosed):
-                    await ws.recv()  # the server closes it (4429)
+                if refused:
+                    with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                        await ws.recv()  # the server closes it (4429)
 
-    health: list[float] = []
-    timer = threading.Thread(target=lambda: health.extend(health_latencies(server.url, args.hammer)))
     cpu_before, started = cpu_seconds(pid), now()
     workers = [asyncio.create_task(attempts()) for _ in range(args.hammer_workers)]
-    timer.start()
-    await asyncio.to_thread(timer.join)
+    health = await loop.run_in_executor(timer, health_latencies, server.url, args.hammer)
     stop.set()
     await asyncio.gather(*workers)
     elapsed, cpu = now() - started, cpu_seconds(pid) - cpu_before
     for ws in held:
         await ws.close()
     print(f"/healthz, while hammered:    {summary(health)}")
-    print(f"hammering for {elapsed:.1f} s from {args.hammer_workers} loops: {counts['refused']} refused "
-          f"({counts['refused'] / elapsed:.0f}/s), {counts['other']} not refused; "
-          f"server CPU {cpu / elapsed * 100:.0f}% of a core")
+    timer.shutdown()
+    attempts_made = counts["refused"] + counts["other"]
+    print(f"hammering for {elapsed:.1f} s from {args.hammer_workers} loops: {attempts_made} attempts "
+          f"({attempts_made / elapsed:.0f}/s), {counts['refused']} refused, {counts['other']} let in; "
+          f"server CPU {cpu / elapsed * 100:.0f}% of a core, {cpu / max(attempts_made, 1) * 1000:.1f} ms an attempt")
 
 
 def main() -> None:
@@ -357,8 +361,10 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=10, help="seconds between soak samples (default %(default)s)")
     parser.add_argument("--hammer", type=float, default=0,
                         help="measure the connection limit instead: one account past it for this many seconds")
-    parser.add_argument("--per-user", type=int, default=200,
-                        help="with --hammer, BOKEHSITE_MAX_CONNECTIONS_PER_USER (default %(default)s)")
+    parser.add_argument("--hold", type=int, default=200,
+                        help="with --hammer, connections the account holds open (default %(default)s)")
+    parser.add_argument("--per-user", type=int, default=None,
+                        help="with --hammer, BOKEHSITE_MAX_CONNECTIONS_PER_USER (default: --hold; 0: no limit)")
     parser.add_argument("--hammer-workers", type=int, default=8,
                         help="with --hammer, connections attempted at once (default %(default)s)")
     parser.add_argument("--database-url", help="PostgreSQL instead of SQLite in a temporary directory")
@@ -374,7 +380,8 @@ def main() -> None:
         layer = {"REDIS_URL": args.redis_url} if args.redis_url else {}
         if args.hammer:
             os.environ["BOKEH_CONFIG_DIR"] = str(Path(tmp) / "client")  # the account's token, not the user's
-            limits = {"BOKEHSITE_MULTI_USER": "1", "BOKEHSITE_MAX_CONNECTIONS_PER_USER": str(args.per_user)}
+            per_user = args.hold if args.per_user is None else args.per_user
+            limits = {"BOKEHSITE_MULTI_USER": "1", "BOKEHSITE_MAX_CONNECTIONS_PER_USER": str(per_user)}
         else:  # the viewers all come from this address: counted, but allowed
             limits = {"BOKEHSITE_MAX_CONNECTIONS_PER_USER": str(args.idle + args.active + 10),
                       "BOKEHSITE_MAX_CONNECTIONS_PER_PROCESS": "0"}
