@@ -208,5 +208,5 @@ async def _renew_periodically() -> None:
         await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW)
         try:
             await db(_renew)()
-        except DatabaseError as error:
-            logger.warning("renewing this process's connection places failed (%s); it tries again", error)
+        except Exception:  # the database is away, say: the lease lasts BOKEHSITE_GROUP_EXPIRY meanwhile
+            logger.warning("renewing this process's connection places failed; it tries again", exc_info=True)
