@@ -50,14 +50,18 @@ class Close(enum.IntEnum):
 
     UNAUTHORIZED = 4401  # the API token or frame token does not check out
     NOT_FOUND = 4404  # no such document, or not one this connection may see
+    TOO_MANY_CONNECTIONS = 4429  # past a connection limit (per account, address or process)
     UNAVAILABLE = 4503  # the server cannot serve it now (its database is down): reconnect later
 
 
 # After these a client does not reconnect: the same credentials would be refused again.
-FINAL_CLOSES = frozenset({Close.UNAUTHORIZED, Close.NOT_FOUND})
+FINAL_CLOSES = frozenset({Close.UNAUTHORIZED, Close.NOT_FOUND, Close.TOO_MANY_CONNECTIONS})
 # The error code of a change the server could not store for now (its database is down); nothing
 # is wrong with the change, and it may be sent again as it is.
 UNAVAILABLE = "unavailable"
+# The error code of a connection refused past a connection limit; its ``limit`` member says which
+# ("per_user", "per_address" or "per_process") and ``maximum`` how many connections that allows.
+TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 def path(document_id: object) -> str:
@@ -285,7 +289,7 @@ class Ack(Message, type="ack", sender=SERVER):
 
 @dataclass(frozen=True)
 class Error(Message, type="error", sender=SERVER):
-    """The message was refused; nothing was stored, and the connection stays open unless it is refused as a whole (then it closes with 4401, 4404, or 4503 while the server's database is down). A change refused with `unavailable` may be sent again."""
+    """The message was refused; nothing was stored, and the connection stays open unless it is refused as a whole (then it closes with 4401, 4404, 4429 past a connection limit: `too_many_connections`, with the `limit` and its `maximum`, or 4503 while the server's database is down). A change refused with `unavailable` may be sent again."""
 
     code: str = member("name", "CODE")
     detail: str = member("text", "SENTENCE")

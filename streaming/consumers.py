@@ -28,7 +28,7 @@ from django.conf import settings
 from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
 from documents.exceptions import DocumentNotFound
-from streaming import broadcast, flow, view_requests, writes
+from streaming import broadcast, flow, limits, view_requests, writes
 from streaming.access_checks import ConnectionAccess
 from streaming.log_reader import StoredLog
 
@@ -55,6 +55,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.access = ConnectionAccess(self.scope)
         try:
             self.document = await self.access.open()
+            await limits.acquire(self.scope, self.channel_name)  # past a connection limit: refused, 4429
         except Exception as e:
             if (error := errors.from_exception(e)) is None:
                 raise
@@ -76,7 +77,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def refuse(self, error: ApiError) -> None:
         """Tell the client why it may not (or no longer) follow the document, and close."""
         await self.send_error(error)
-        await self.close(code=4000 + error.status_code)  # protocol.Close: 4401, 4404, 4503
+        await self.close(code=4000 + error.status_code)  # protocol.Close: 4401, 4404, 4429, 4503
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -88,6 +89,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             logger.warning("the channel layer failed (%s); closing a connection so that it reconnects", error)
             self.stop_tasks()
             await send({"type": "websocket.close", "code": int(protocol.Close.UNAVAILABLE)})
+        finally:
+            await limits.release(getattr(self, "channel_name", ""))  # however the connection ended
 
     async def dispatch(self, message) -> None:
         # Channels closes stale database connections before every handler, on the one thread all

@@ -78,9 +78,11 @@
         if (this.ws !== ws || this.state === State.CLOSED) return;
         const refusal = this.refusal;
         this.refusal = null;
-        // Refused for good: the document is gone or hidden from us, or our credentials are. A
+        // Refused for good: the document is gone or hidden from us, or our credentials are, or a
+        // connection limit is reached (as the Python client, the page says which and stops). A
         // frame asks its page for a fresh token first (the page knows whether the viewer still may look).
-        if (event.code === protocol.CLOSE.NOT_FOUND || (event.code === protocol.CLOSE.UNAUTHORIZED && !this.frame)) {
+        const final = event.code === protocol.CLOSE.NOT_FOUND || event.code === protocol.CLOSE.TOO_MANY_CONNECTIONS;
+        if (final || (event.code === protocol.CLOSE.UNAUTHORIZED && !this.frame)) {
           this.close(refusal ? refusal.detail : NO_ACCESS);
           return;
         }
