@@ -3,6 +3,7 @@ one recorded sequence of frames, with gaps, the connection's own echoes, a snaps
 reconnects, leaves both in the same state after every step."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import bokeh
@@ -38,8 +39,8 @@ def first_document() -> Document:
     return doc
 
 
-def patch_of(doc: Document, change) -> tuple[dict, list[Buffer]]:
-    """What ``change()`` does to ``doc``, as the PATCH-DOC content the server stores and relays."""
+def events_of(doc: Document, change) -> list:
+    """The change events ``change()`` makes in ``doc``."""
     events = []
 
     def collect(event):
@@ -48,8 +49,14 @@ def patch_of(doc: Document, change) -> tuple[dict, list[Buffer]]:
     doc.on_change(collect)
     change()
     doc.remove_on_change(collect)
+    return events
+
+
+def patch_of(doc: Document, change) -> tuple[dict, list[Buffer]]:
+    """What ``change()`` does to ``doc``, as the PATCH-DOC content the server stores and relays."""
     serializer = Serializer(references=doc.models)
-    return {"events": [wire.binary_event(serializer.encode(e), serializer.buffers) for e in events]}, serializer.buffers
+    events = [wire.binary_event(serializer.encode(e), serializer.buffers) for e in events_of(doc, change)]
+    return {"events": events}, serializer.buffers
 
 
 def patches(start: int, *items: tuple[dict, list[Buffer]]) -> bytes:
@@ -143,15 +150,7 @@ def replay_in_python(recording) -> tuple[list[dict], Document]:
     for step in recording["steps"]:
         if "local" in step:
             name, attr, value = step["local"]
-            events = []
-
-            def collect(event):
-                events.append(event)
-
-            doc.on_change(collect)
-            setattr(doc.get_model_by_name(name), attr, value)
-            doc.remove_on_change(collect)
-            for event in events:  # as bokehsite.client.link queues them
+            for event in events_of(doc, partial(setattr, doc.get_model_by_name(name), attr, value)):  # as a link queues them
                 serializer = Serializer(references=doc.models.synced_references)
                 outbox.put(wire.binary_event(serializer.encode(event), serializer.buffers), serializer.buffers)
             outbox.take()
