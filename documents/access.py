@@ -16,7 +16,9 @@ know the document exists; callers then answer 404, never 403.
   for a public document; in single-user mode it may show any. Embeds only read, and never act
   with the visitor's cookies.
 
-The REST API, the pages and the websocket consumer all ask ``resolve(caller(...), id, need)``.
+The REST API, the pages and the websocket consumer all ask ``resolve(caller(...), id, need)``;
+what a request or a connection presents (keys, frame and embed tokens) is read by
+``accounts.credentials``.
 """
 
 from __future__ import annotations
