@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.credentials import Credentials
 from accounts.secrets import expires_in
 from bokehsite import protocol
 from bokehsite.negotiation import ContentNegotiation
@@ -148,7 +149,7 @@ class FrameReadable:
     def _frame_token(self) -> str | None:
         request = self.request  # Django's request until DRF wraps it; both have GET and method
         if request is not None and request.method in SAFE_METHODS:
-            return request.GET.get("frame_token")
+            return Credentials.from_request(request).frame_token
         return None
 
     def get_authenticators(self):

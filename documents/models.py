@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from accounts.secrets import is_active as secret_is_active
 from bokehsite import wire
 
 
@@ -221,6 +222,4 @@ class EmbedToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        from django.utils import timezone
-
-        return self.revoked is None and self.expires > timezone.now()
+        return secret_is_active(self)

@@ -15,6 +15,7 @@ from django.templatetags.static import static
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.credentials import Credentials
 from accounts.secrets import expires_in
 from accounts.users import acting_user
 from bokehsite import errors, pages, protocol
@@ -111,13 +112,13 @@ def document_frame(request: HttpRequest, pk) -> HttpResponse:
     """The sandboxed frame that runs a document's code. It trusts only its frame token."""
     ancestors = None  # this site's own pages only (X-Frame-Options)
     try:
-        if not request.GET.get("frame_token"):
+        if not (token := Credentials.from_request(request).frame_token):
             raise InvalidFrameToken("the frame needs a frame token")
         caller = access.caller(request, frame_token=True)
         if caller.grant.embed is not None:
             ancestors = embeds.frame_ancestors(caller.grant.embed)
         document = access.resolve(caller, pk)
-        status, context = 200, {"document": document, "token": request.GET["frame_token"],
+        status, context = 200, {"document": document, "token": token,
                                 "role": access.connection_role(document.role),
                                 "doc_url": reverse("api:document-doc", args=[document.id]),
                                 "ws_path": protocol.path(document.id)}
