@@ -1,9 +1,6 @@
 """Accounts API: register, log in, log out, the account itself, and API tokens. ``accounts.tokens`` decides."""
 
-from datetime import timedelta
-
 from django.contrib.auth import authenticate
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -12,8 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import tokens
+from accounts.credentials import Credentials
 from accounts.exceptions import InvalidCredentials, RegistrationClosed, TokenNotFound, UsernameTaken
 from accounts.models import ApiToken
+from accounts.secrets import expires_in
 from accounts.serializers import (
     AccountSerializer, CreateTokenSerializer, CredentialsSerializer, NewTokenSerializer, RegisterSerializer, TokenAnswerSerializer,
     TokenSerializer,
@@ -84,8 +83,7 @@ class Logout(APIView):
         token = request.auth if isinstance(request.auth, ApiToken) else None
         if token is None:
             # Single-user mode authenticates everyone as defaultuser without looking at tokens.
-            secret = tokens.secret_from_authorization(request.headers.get("Authorization"))
-            token = tokens.authenticate_token(secret) if secret else None
+            token = tokens.authenticate_token(Credentials.from_request(request).api_token)
         if token is not None:
             tokens.revoke_token(token)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -114,9 +112,7 @@ class TokenList(APIView):
                    responses={201: NewTokenSerializer})
     def post(self, request: Request) -> Response:
         data = _valid(CreateTokenSerializer, request)
-        expires = data.get("expires")
-        if data.get("expires_in_days"):
-            expires = timezone.now() + timedelta(days=data["expires_in_days"])
+        expires = expires_in(data.get("expires_in_days")) or data.get("expires")
         token, secret = tokens.create_token(request.user, data["name"], expires=expires)
         return Response({**TokenSerializer(token).data, "token": secret}, status=status.HTTP_201_CREATED)
 

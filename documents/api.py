@@ -3,7 +3,6 @@
 import itertools
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
@@ -21,7 +20,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bokehsite import wire
+from accounts.credentials import Credentials
+from accounts.secrets import expires_in
+from bokehsite import protocol
 from bokehsite.negotiation import ContentNegotiation
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, SECRET_LINK_KEY, body, raises
 from documents import access, embeds, exports, services
@@ -148,7 +149,7 @@ class FrameReadable:
     def _frame_token(self) -> str | None:
         request = self.request  # Django's request until DRF wraps it; both have GET and method
         if request is not None and request.method in SAFE_METHODS:
-            return request.GET.get("frame_token")
+            return Credentials.from_request(request).frame_token
         return None
 
     def get_authenticators(self):
@@ -218,13 +219,11 @@ class DocumentEvents(FrameReadable, APIView):
         document = access.resolve(access.caller(request, frame_token=True), pk)
         query = _valid(SinceQuerySerializer, request.query_params, current=document.version)
         events = services.events_after(document, query["since"], query["limit"])
-        items, buffers = [], []
-        for event in events:
-            items.append({"version": event.version, "kind": event.kind, "patch": event.patch,
-                          "created": event.created.isoformat()})
-            buffers.extend(event.buffer_list())
         version = events[-1].version if events else query["since"]
-        body = wire.pack({"since": query["since"], "version": version, "current": document.version, "items": items}, buffers)
+        body = protocol.changes_frame(
+            {"since": query["since"], "version": version, "current": document.version},
+            (({"version": e.version, "kind": e.kind, "patch": e.patch, "created": e.created.isoformat()}, e.buffer_list())
+             for e in events))
         return Response(body, headers={"X-Document-Version": str(document.version)})
 
     @extend_schema(summary="Apply a change", request=body(PatchSerializer),
@@ -340,9 +339,7 @@ class EmbedTokens(APIView):
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "owner")
         data = _valid(CreateEmbedTokenSerializer, request.data)
-        expires = data["expires"]
-        if data["expires_in_days"]:
-            expires = timezone.now() + timedelta(days=data["expires_in_days"])
+        expires = expires_in(data["expires_in_days"]) or data["expires"]
         token, secret = embeds.create(document, data["origins"], expires=expires, name=data["name"])
         token.token = secret
         token.autoload_url = request.build_absolute_uri(

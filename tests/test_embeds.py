@@ -247,7 +247,7 @@ def test_an_embeds_socket_reads_only_and_is_closed_with_the_reason_when_its_toke
     from documents import access
 
     caller = access.Caller(alice, embed=token)
-    frame_token = access.frame_token(caller, access.resolve(caller, document.id))
+    frame_token = access.mint_frame_token(caller, access.resolve(caller, document.id))
 
     async def scenario():
         socket, hello = await open_socket(f"/ws/documents/{document.id}/?frame_token={frame_token}")

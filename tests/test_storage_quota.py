@@ -10,7 +10,6 @@ import sys
 import zipfile
 
 import pytest
-from channels.db import database_sync_to_async
 
 from accounts.models import AccountLimits
 from bokehsite import wire
