@@ -62,7 +62,7 @@ def test_the_access_resolver_gives_an_embed_caller_read_whoever_it_carries(share
     embed = embeds.lookup(secret) if kind == "embed token" else "public"
     resolved = access.resolve(access.Caller(user, embed=embed), document.id)
     assert resolved.role == "read"
-    assert verify_frame_token(access.frame_token(access.Caller(user, embed=embed), resolved)).role == "read"
+    assert verify_frame_token(access.mint_frame_token(access.Caller(user, embed=embed), resolved)).role == "read"
 
 
 def test_in_single_user_mode_an_open_embed_of_the_one_user_reads_only(rf, db):

@@ -268,7 +268,7 @@ def test_an_embeds_socket_is_closed_at_once_when_its_owner_is_deactivated(alice,
     from documents import access
 
     caller = access.Caller(AnonymousUser(), embed=token)
-    frame_token = access.frame_token(caller, access.resolve(caller, document.id))
+    frame_token = access.mint_frame_token(caller, access.resolve(caller, document.id))
 
     def deactivate():
         alice.is_active = False

@@ -13,7 +13,7 @@ import pytest
 
 from accounts.models import AccountLimits
 from bokehsite import wire
-from documents import history, quota, services, thumbnails
+from documents import log, quota, services, thumbnails
 from documents.models import Document
 from tests.conftest import PASSWORD, token_client
 from tests.servers import ROOT
@@ -213,10 +213,10 @@ def test_the_live_copy_is_rebuilt_after_a_refused_batch(alice, settings):
     document, doc, source = stored_line(alice)
     settings.BOKEHSITE_STORAGE_QUOTA = used(alice) + 10
     with pytest.raises(Exception) as refused:
-        history.store(document.id, [services.PatchRequest(*stream_patch(doc, source, list(range(50)), list(range(50))))])
+        log.store(document.id, [services.PatchRequest(*stream_patch(doc, source, list(range(50)), list(range(50))))])
     assert refused.value.code == "quota_exceeded"
     settings.BOKEHSITE_STORAGE_QUOTA = 0
-    assert history.store(document.id, [services.PatchRequest(*stream_patch(doc, source, [1], [1]))])[0].version == 2
+    assert log.store(document.id, [services.PatchRequest(*stream_patch(doc, source, [1], [1]))])[0].version == 2
 
 
 def quota_setting(tmp_path, value: str | None):
