@@ -1,7 +1,9 @@
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 
 from accounts import tokens
-from accounts.models import ApiToken
+from accounts.models import AccountLimits, ApiToken
 
 
 @admin.register(ApiToken)
@@ -36,3 +38,23 @@ class ApiTokenAdmin(admin.ModelAdmin):
             tokens.revoke_token(token)
         count = len(active)
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+class AccountLimitsInline(admin.StackedInline):
+    """An account's own storage quota, set here, and what its documents take."""
+
+    model = AccountLimits
+    can_delete = False
+    fields = ["storage_quota", "storage_used"]
+    readonly_fields = ["storage_used"]
+    verbose_name_plural = "limits"
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithLimitsAdmin(UserAdmin):
+    inlines = [*UserAdmin.inlines, AccountLimitsInline]

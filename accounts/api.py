@@ -1,9 +1,6 @@
-"""Accounts API: register, log in, log out, and API tokens. ``accounts.tokens`` decides."""
-
-from datetime import timedelta
+"""Accounts API: register, log in, log out, the account itself, and API tokens. ``accounts.tokens`` decides."""
 
 from django.contrib.auth import authenticate
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -12,15 +9,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import tokens
+from accounts.credentials import Credentials
 from accounts.exceptions import InvalidCredentials, RegistrationClosed, TokenNotFound, UsernameTaken
 from accounts.models import ApiToken
+from accounts.secrets import expires_in
 from accounts.serializers import (
-    CreateTokenSerializer, CredentialsSerializer, NewTokenSerializer, RegisterSerializer, TokenAnswerSerializer,
+    AccountSerializer, CreateTokenSerializer, CredentialsSerializer, NewTokenSerializer, RegisterSerializer, TokenAnswerSerializer,
     TokenSerializer,
 )
 from accounts.throttling import AuthRateThrottle
 from accounts.users import register_user
 from bokehsite.openapi import body, raises
+from documents import quota
 
 
 def _valid(serializer_class, request: Request) -> dict:
@@ -83,11 +83,21 @@ class Logout(APIView):
         token = request.auth if isinstance(request.auth, ApiToken) else None
         if token is None:
             # Single-user mode authenticates everyone as defaultuser without looking at tokens.
-            secret = tokens.secret_from_authorization(request.headers.get("Authorization"))
-            token = tokens.authenticate_token(secret) if secret else None
+            token = tokens.authenticate_token(Credentials.from_request(request).api_token)
         if token is not None:
             tokens.revoke_token(token)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["accounts"])
+class Account(APIView):
+    """GET: who the caller is, and what their documents take of their storage quota."""
+
+    @extend_schema(summary="The caller's account and storage", responses=AccountSerializer)
+    def get(self, request: Request) -> Response:
+        storage = quota.usage(request.user.pk)
+        return Response(AccountSerializer({"username": request.user.get_username(), "storage_used": storage.used,
+                                           "storage_quota": storage.quota}).data)
 
 
 @extend_schema(tags=["tokens"])
@@ -102,9 +112,7 @@ class TokenList(APIView):
                    responses={201: NewTokenSerializer})
     def post(self, request: Request) -> Response:
         data = _valid(CreateTokenSerializer, request)
-        expires = data.get("expires")
-        if data.get("expires_in_days"):
-            expires = timezone.now() + timedelta(days=data["expires_in_days"])
+        expires = expires_in(data.get("expires_in_days")) or data.get("expires")
         token, secret = tokens.create_token(request.user, data["name"], expires=expires)
         return Response({**TokenSerializer(token).data, "token": secret}, status=status.HTTP_201_CREATED)
 

@@ -2,6 +2,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.authentication import BaseAuthentication
 
 from accounts import tokens
+from accounts.credentials import Credentials
 from accounts.exceptions import CsrfFailed
 from accounts.users import default_user, multi_user
 
@@ -55,11 +56,10 @@ class TokenAuthentication(BaseAuthentication):
     """
 
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if header.split(" ", 1)[0].lower() not in tokens.SCHEMES:
+        credentials = Credentials.from_request(request)
+        if not credentials.names_api_token:
             return None
-        secret = tokens.secret_from_authorization(header)
-        token = tokens.authenticate_token(secret) if secret else None
+        token = tokens.authenticate_token(credentials.api_token)
         if token is None:
             raise exceptions.AuthenticationFailed("the API token is invalid, expired or revoked", code="invalid_token")
         return (token.user, token)

@@ -1,10 +1,12 @@
 from django.conf import settings
 from django.db import models
-from django.utils import timezone
+
+from accounts import secrets
 
 
 class ApiToken(models.Model):
-    """An API token. Only a digest of its secret is stored; the secret is shown once, at creation.
+    """An API token (``accounts.tokens``), a kind of secret (``accounts.secrets``): only a digest of
+    its secret is stored; the secret is shown once, at creation.
 
     ``prefix`` is the secret's first characters (``bks_`` and eight more): shown in lists so that
     people can tell their tokens apart, and used to find the row before comparing digests.
@@ -28,15 +30,15 @@ class ApiToken(models.Model):
 
     @property
     def is_revoked(self) -> bool:
-        return self.revoked is not None
+        return secrets.is_revoked(self)
 
     @property
     def is_expired(self) -> bool:
-        return self.expires is not None and self.expires <= timezone.now()
+        return secrets.has_expired(self)
 
     @property
     def is_active(self) -> bool:
-        return not self.is_revoked and not self.is_expired
+        return secrets.is_active(self)
 
     def to_dict(self) -> dict:
         return {
@@ -48,3 +50,24 @@ class ApiToken(models.Model):
             "expires": self.expires,
             "revoked": self.revoked,
         }
+
+
+class AccountLimits(models.Model):
+    """What one account may store, when the admin sets it, and what its documents take now
+    (``documents.quota`` keeps ``storage_used``; no one else writes it)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="limits")
+    storage_quota = models.PositiveBigIntegerField(
+        null=True, blank=True,
+        help_text="Bytes this account's documents may take (snapshots, history, thumbnails). "
+                  "Empty: the server's BOKEHSITE_STORAGE_QUOTA; 0: no quota.")
+    storage_used = models.BigIntegerField(null=True, blank=True, editable=False,
+                                          help_text="Bytes its documents take now; empty until first counted.")
+
+    class Meta:
+        verbose_name = "account limits"
+        verbose_name_plural = "account limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.user}"

@@ -57,3 +57,11 @@ class CreateTokenSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     expires = serializers.DateTimeField(required=False, allow_null=True, help_text="When it stops working.")
     expires_in_days = serializers.IntegerField(required=False, min_value=1, max_value=3650)
+
+
+class AccountSerializer(serializers.Serializer):
+    """Who the caller is, and what their documents take of their storage quota."""
+
+    username = serializers.CharField()
+    storage_used = serializers.IntegerField(help_text="Bytes the caller's documents take: snapshots, history, thumbnails.")
+    storage_quota = serializers.IntegerField(allow_null=True, help_text="Bytes they may take; null: no quota.")

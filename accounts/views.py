@@ -1,21 +1,21 @@
 """Account pages: log in, register, log out (Django's view), and API tokens."""
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView as DjangoLoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from accounts import tokens
 from accounts.exceptions import RegistrationClosed, UsernameTaken
 from accounts.forms import RegisterForm, TokenForm
+from accounts.secrets import expires_in
 from accounts.throttling import form_wait
 from accounts.users import register_user, registration_open
+from bokehsite import pages
+from documents import quota
 
 
 def _throttled(request: HttpRequest, template: str, context: dict, wait: float) -> HttpResponse:
@@ -60,27 +60,44 @@ def register(request: HttpRequest) -> HttpResponse:
     return render(request, template, {"form": form}, status=400 if form.errors else 200)
 
 
+def _create_token(request: HttpRequest, form: TokenForm) -> dict:
+    """Makes a token; its secret is shown this once. An invalid form shows its errors."""
+    if not form.is_valid():
+        return {}
+    days = form.cleaned_data.get("expires_in_days")
+    token, secret = tokens.create_token(request.user, form.cleaned_data["name"], expires=expires_in(days))
+    return {"created": {"token": token, "secret": secret}, "form": TokenForm()}
+
+
+def _revoke_token(request: HttpRequest, form: TokenForm) -> None:
+    token = tokens.get_token(request.user, request.POST.get("id"))
+    if token is not None:
+        tokens.revoke_token(token)
+        messages.success(request, f"Revoked {token.prefix}… ({token.name}).")
+
+
+def _show_again(request: HttpRequest, form: TokenForm) -> dict:
+    """A form that names neither action: the page, as a GET shows it."""
+    return {}
+
+
+TOKEN_ACTIONS: dict[str, pages.Handler] = {"create": _create_token, "revoke": _revoke_token}
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def token_list(request: HttpRequest) -> HttpResponse:
     """List, create (the secret is shown once, in this answer) and revoke API tokens."""
     form = TokenForm(request.POST if request.POST.get("action") == "create" else None)
-    created = None
+    shown = None
     if request.method == "POST":
-        if request.POST.get("action") == "revoke":
-            token = tokens.get_token(request.user, request.POST.get("id"))
-            if token is not None:
-                tokens.revoke_token(token)
-                messages.success(request, f"Revoked {token.prefix}… ({token.name}).")
+        shown = pages.dispatch(request, TOKEN_ACTIONS, form, otherwise=_show_again)
+        if shown is None:
             return redirect("accounts:tokens")
-        if form.is_valid():
-            days = form.cleaned_data.get("expires_in_days")
-            expires = timezone.now() + timedelta(days=days) if days else None
-            token, secret = tokens.create_token(request.user, form.cleaned_data["name"], expires=expires)
-            created = {"token": token, "secret": secret}
-            form = TokenForm()
-    context = {"form": form, "tokens": tokens.tokens_of(request.user), "created": created}
-    response = render(request, "accounts/tokens.html", context, status=400 if form.errors else 200)
+    context = {"form": form, "tokens": tokens.tokens_of(request.user), "created": None,
+               "storage": quota.usage(request.user.pk), **(shown or {})}
+    created = context["created"]
+    response = render(request, "accounts/tokens.html", context, status=400 if context["form"].errors else 200)
     if created:
         response["Cache-Control"] = "no-store"  # the secret must not stay in any cache
     return response

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> None:
     from django.test import Client
 
     from accounts.users import default_user
-    from documents import bokeh_io, images, services, thumbnails
+    from documents import bokeh_json, images, services, thumbnails
 
     user = default_user()
     client = Client(HTTP_HOST="localhost")
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
     print("| points | format | bytes | first byte ms | whole ms (median) | peak memory while answering |")
     print("|---:|---|---:|---:|---:|---:|")
     for n in (int(float(s)) for s in args.sizes.split(",")):
-        document = services.create_document(user, f"line {n}", *bokeh_io.dump(line_plot(n)))
+        document = services.create_document(user, f"line {n}", *bokeh_json.dump(line_plot(n)))
         arrays = 2 * 8 * n
         formats = ["json", "html"] + (["png"] if n <= 1_000_000 and images.unavailable() is None else [])
         for fmt in formats:
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> None:
     from django.contrib.auth import get_user_model
 
     for i in range(args.documents):
-        services.create_document(user, f"small {i}", *bokeh_io.dump(line_plot(1_000)))
+        services.create_document(user, f"small {i}", *bokeh_json.dump(line_plot(1_000)))
     for history in ("false", "true"):
         started = time.perf_counter()
         answer = client.get("/api/account/export/", {"history": history})

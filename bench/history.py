@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> None:
     from django.test import Client
 
     from bokehsite import wire
-    from documents import history, services
+    from documents import replay, services
     from documents.changes import PatchRequest
+    from documents.models import Snapshot
     from tests.helpers import line_document, plain, store, stream_patch
 
     user = default_user()  # single-user mode: the in-process client acts as this user
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
     rebuild, served, worst = [], [], (0.0, 0)
     client = Client(HTTP_HOST="localhost")
     versions = random.Random(2).sample(range(1, current + 1), min(args.samples, current))
-    history.live_documents.discard(document.id)
+    replay.live_documents.discard(document.id)
     for version in versions:
         t = time.perf_counter()
         _, bundle = services.document_bundle(document, version)
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> None:
           f"snapshot every {settings.BOKEHSITE_SNAPSHOT_EVERY} changes, history {settings.BOKEHSITE_HISTORY} versions")
     print(f"{args.versions} streamed changes of {args.points} points stored in {stored:.1f} s "
           f"({args.versions / stored:.0f} changes/s, {batch} a transaction); document at version {current}, "
-          f"{history.Snapshot.objects.filter(document=document).count()} snapshots")
+          f"{Snapshot.objects.filter(document=document).count()} snapshots")
     print("| what | samples | median ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|")
     for name, values in (("rebuild a version (services.document_bundle)", rebuild),

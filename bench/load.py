@@ -10,6 +10,14 @@ One Daphne process serves ``--idle`` viewers of documents that do not change (sp
 - with ``--soak SECONDS``, the same load held that long: memory and p99 sampled every
   ``--sample`` seconds, and the memory's slope over the second half (flat is the goal).
 
+With ``--hammer SECONDS`` it measures the connection limit instead: a multi-user server, one
+account that opens ``--hold`` connections and then, from ``--hammer-workers`` loops, as many more
+as it can for that long. With ``--per-user`` at ``--hold`` (the default) each is refused with
+``too_many_connections``; with ``--per-user 0`` (no limit) each is let in and closed at once by
+the client, for comparison. It prints the attempts a second, the server's CPU meanwhile, and
+``/healthz`` latency (asked from a process of its own, one request after another) before and
+during the hammering.
+
 Everything speaks ``bokehsite.protocol``; viewers are websocket clients in this process.
 """
 
@@ -17,6 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import contextlib
+import os
 import resource
 import tempfile
 import time
@@ -25,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import requests
 import websockets
 from bokeh.core.serialization import Serializer
 from bokeh.document import Document
@@ -262,6 +274,82 @@ async def measure(args: argparse.Namespace, server: DaphneServer) -> None:
     print(f"errors: {len(problems)}" + (f" (first: {problems[0]})" if problems else ""))
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def health_latencies(url: str, seconds: float) -> list[float]:
+    """``/healthz`` answered one request after another for ``seconds``: each one's latency (ms)."""
+    latencies = []
+    with requests.Session() as http:
+        end = now() + seconds
+        while now() < end:
+            start = now()
+            http.get(f"{url}healthz", timeout=30).raise_for_status()
+            latencies.append((now() - start) * 1000)
+    return latencies
+
+
+def summary(values: list[float]) -> str:
+    return (f"p50 {percentile(values, 50):6.1f}, p99 {percentile(values, 99):6.1f}, "
+            f"max {max(values, default=float('nan')):6.1f} ms ({len(values)} requests)")
+
+
+async def hammer(args: argparse.Namespace, server: DaphneServer) -> None:
+    """One account past its connection limit, as fast as it can, while ``/healthz`` is timed."""
+    pid = server.process.pid
+    with Session(server.url) as session:
+        token = session.register("hammer", "correct horse battery staple")
+        session.use_doc("hammered")
+        url = protocol.url(server.url, session.push(line_document("hammered")[0])["id"])
+    headers = {"Authorization": f"Token {token}"}
+    timer = concurrent.futures.ProcessPoolExecutor(1)  # apart from this process's busy event loop
+    loop = asyncio.get_running_loop()
+    print(f"/healthz, idle:              {summary(await loop.run_in_executor(timer, health_latencies, server.url, 3))}")
+
+    started = now()
+    held = []
+    for start in range(0, args.hold, 25):
+        held += await asyncio.gather(*(websockets.connect(url, additional_headers=headers, compression=None,
+                                                          ping_interval=None, open_timeout=60)
+                                       for _ in range(min(25, args.hold - start))))
+    hellos = [protocol.decode(await ws.recv(), sender=protocol.SERVER)[0] for ws in held]
+    assert all(isinstance(m, protocol.Hello) for m in hellos), "the account's own connections were refused"
+    fill_s = now() - started
+    print(f"the account's {args.hold} connections opened in {fill_s:.2f} s ({args.hold / fill_s:.0f}/s)")
+
+    counts = {"refused": 0, "other": 0}
+    stop = asyncio.Event()
+
+    async def attempts() -> None:
+        while not stop.is_set():
+            async with websockets.connect(url, additional_headers=headers, compression=None, ping_interval=None,
+                                          open_timeout=60) as ws:
+                message, _ = protocol.decode(await ws.recv(), sender=protocol.SERVER)
+                refused = isinstance(message, protocol.Error) and message.code == protocol.TOO_MANY_CONNECTIONS
+                counts["refused" if refused else "other"] += 1
+                if refused:
+                    with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                        await ws.recv()  # the server closes it (4429)
+
+    cpu_before, started = cpu_seconds(pid), now()
+    workers = [asyncio.create_task(attempts()) for _ in range(args.hammer_workers)]
+    health = await loop.run_in_executor(timer, health_latencies, server.url, args.hammer)
+    stop.set()
+    await asyncio.gather(*workers)
+    elapsed, cpu = now() - started, cpu_seconds(pid) - cpu_before
+    for ws in held:
+        await ws.close()
+    print(f"/healthz, while hammered:    {summary(health)}")
+    timer.shutdown()
+    attempts_made = counts["refused"] + counts["other"]
+    print(f"hammering for {elapsed:.1f} s from {args.hammer_workers} loops: {attempts_made} attempts "
+          f"({attempts_made / elapsed:.0f}/s), {counts['refused']} refused, {counts['other']} let in; "
+          f"server CPU {cpu / elapsed * 100:.0f}% of a core, {cpu / max(attempts_made, 1) * 1000:.1f} ms an attempt")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--idle", type=int, default=1000, help="idle viewers (default %(default)s)")
@@ -271,6 +359,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15, help="seconds of each latency run (default %(default)s)")
     parser.add_argument("--soak", type=float, default=0, help="then hold the load this many seconds (e.g. 600)")
     parser.add_argument("--sample", type=float, default=10, help="seconds between soak samples (default %(default)s)")
+    parser.add_argument("--hammer", type=float, default=0,
+                        help="measure the connection limit instead: one account past it for this many seconds")
+    parser.add_argument("--hold", type=int, default=200,
+                        help="with --hammer, connections the account holds open (default %(default)s)")
+    parser.add_argument("--per-user", type=int, default=None,
+                        help="with --hammer, BOKEHSITE_MAX_CONNECTIONS_PER_USER (default: --hold; 0: no limit)")
+    parser.add_argument("--hammer-workers", type=int, default=8,
+                        help="with --hammer, connections attempted at once (default %(default)s)")
     parser.add_argument("--database-url", help="PostgreSQL instead of SQLite in a temporary directory")
     parser.add_argument("--redis-url", help="the Redis channel layer instead of the in-memory one")
     args = parser.parse_args()
@@ -281,10 +377,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bokehsite-load-") as tmp:
         if args.database_url:
             create_postgres_database(args.database_url, fresh=True)
-        env = server_env(tmp, args.database_url, **({"REDIS_URL": args.redis_url} if args.redis_url else {}))
+        layer = {"REDIS_URL": args.redis_url} if args.redis_url else {}
+        if args.hammer:
+            os.environ["BOKEH_CONFIG_DIR"] = str(Path(tmp) / "client")  # the account's token, not the user's
+            per_user = args.hold if args.per_user is None else args.per_user
+            limits = {"BOKEHSITE_MULTI_USER": "1", "BOKEHSITE_MAX_CONNECTIONS_PER_USER": str(per_user)}
+        else:  # the viewers all come from this address: counted, but allowed
+            limits = {"BOKEHSITE_MAX_CONNECTIONS_PER_USER": str(args.idle + args.active + 10),
+                      "BOKEHSITE_MAX_CONNECTIONS_PER_PROCESS": "0"}
+        env = server_env(tmp, args.database_url, **layer, **limits)
         print(f"database: {env['DATABASE_URL']}; channel layer: {'Redis' if args.redis_url else 'in-memory'}")
         with DaphneServer(env=env) as server:
-            asyncio.run(measure(args, server))
+            asyncio.run(hammer(args, server) if args.hammer else measure(args, server))
 
 
 if __name__ == "__main__":

@@ -499,12 +499,12 @@ def machine_busy() -> float:
 # asgiref, asyncio and Twisted plumbing, Channels routing.
 STACK_CATEGORIES = [
     ("DB connect", ["get_new_connection"]),
-    ("snapshot fold", ["fold (documents/history.py"]),
+    ("snapshot fold", ["fold (documents/log.py"]),
     ("Bokeh apply", ["apply_json_patch"]),
     ("Bokeh serialize", ["Serializer.encode", "Protocol.create"]),
     ("DB commit", ["._commit ("]),
     ("DB queries", ["CursorWrapper.execute", "execute_sql", "Connection.wait (psycopg"]),
-    ("log catch-up", ["catch_up (streaming/consumers.py"]),
+    ("log catch-up", ["catch_up (streaming/flow.py", "catch_up (streaming/consumers.py"]),
     ("close_old_connections hop", ["close_old_connections"]),
     ("channel layer", ["send_changes (streaming", "group_send", "ChannelLayer.receive"]),
     ("websocket send", ["sendMessage (autobahn", "write_message (tornado", "handle_reply (daphne"]),

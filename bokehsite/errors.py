@@ -69,6 +69,13 @@ class PayloadTooLarge(ApiError):
     code = "too_large"
 
 
+class QuotaExceeded(ApiError):
+    """What a write would store passes the account's quota; nothing was stored."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "quota_exceeded"
+
+
 class Unavailable(ApiError):
     """Something the server needs (the database) does not answer; nothing was stored. Try again."""
 

@@ -41,6 +41,8 @@ ERROR = {
             "description": "Validation errors (`invalid`) only: every field's messages.",
         },
         "current_version": {"type": "integer", "description": "`version_conflict` only: the document's version."},
+        "quota": {"type": "integer", "description": "`quota_exceeded` for documents only: the account's quota, in bytes."},
+        "used": {"type": "integer", "description": "`quota_exceeded` for documents only: the bytes its documents take."},
     },
     "required": ["error", "detail", "field"],
 }
@@ -67,7 +69,7 @@ REASONS = {
     406: "The Accept header asks for a media type this endpoint does not answer with",
     409: "Conflicts with what is stored",
     410: "Gone from the document's history",
-    413: "The body is over the size limit",
+    413: "The body is over the size limit, or what it would store is over the account's quota",
     415: "The body's media type is not one this endpoint parses",
     429: "Too many attempts; Retry-After says when to try again",
     422: "The document could not be drawn",

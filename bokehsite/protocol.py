@@ -1,7 +1,7 @@
 """The document websocket protocol: every message, its fields, the path, the window, close codes.
 
-The server (``streaming.consumers``, ``streaming.broadcast``), the Python client
-(``bokehsite.client``) and the benchmarks build and parse messages with this module only; the
+The server (``streaming.consumers``, ``streaming.broadcast``, ``streaming.flow``), the Python
+client (``bokehsite.client``) and the benchmarks build and parse messages with this module only; the
 page's JavaScript mirrors it in ``static/bokehsite/protocol.js``, and a test checks that both
 agree. Like ``bokehsite.wire`` it needs neither Django nor a network library.
 
@@ -50,14 +50,18 @@ class Close(enum.IntEnum):
 
     UNAUTHORIZED = 4401  # the API token or frame token does not check out
     NOT_FOUND = 4404  # no such document, or not one this connection may see
+    TOO_MANY_CONNECTIONS = 4429  # past a connection limit (per account, address or process)
     UNAVAILABLE = 4503  # the server cannot serve it now (its database is down): reconnect later
 
 
 # After these a client does not reconnect: the same credentials would be refused again.
-FINAL_CLOSES = frozenset({Close.UNAUTHORIZED, Close.NOT_FOUND})
+FINAL_CLOSES = frozenset({Close.UNAUTHORIZED, Close.NOT_FOUND, Close.TOO_MANY_CONNECTIONS})
 # The error code of a change the server could not store for now (its database is down); nothing
 # is wrong with the change, and it may be sent again as it is.
 UNAVAILABLE = "unavailable"
+# The error code of a connection refused past a connection limit; its ``limit`` member says which
+# ("per_user", "per_address" or "per_process") and ``maximum`` how many connections that allows.
+TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 def path(document_id: object) -> str:
@@ -231,6 +235,11 @@ class Patches(Message, type="patches", sender=SERVER):
     version: int = member("version", "B")
     items: list[dict[str, Any]] = member("items", "[...]")
 
+    @staticmethod
+    def frame(start: int, version: int, changes: Iterable[tuple[dict[str, Any], Iterable[Buffer]]]) -> bytes:
+        """Versions ``start + 1`` to ``version`` as a binary frame, from each change's item and buffers."""
+        return changes_frame(Patches(start, version, []).to_json(), changes)
+
 
 @dataclass(frozen=True)
 class Snapshot(Message, type="snapshot", sender=SERVER):
@@ -280,7 +289,7 @@ class Ack(Message, type="ack", sender=SERVER):
 
 @dataclass(frozen=True)
 class Error(Message, type="error", sender=SERVER):
-    """The message was refused; nothing was stored, and the connection stays open unless it is refused as a whole (then it closes with 4401, 4404, or 4503 while the server's database is down). A change refused with `unavailable` may be sent again."""
+    """The message was refused; nothing was stored, and the connection stays open unless it is refused as a whole (then it closes with 4401, 4404, 4429 past a connection limit: `too_many_connections`, with the `limit` and its `maximum`, or 4503 while the server's database is down). A change refused with `unavailable` may be sent again."""
 
     code: str = member("name", "CODE")
     detail: str = member("text", "SENTENCE")
@@ -405,7 +414,19 @@ def own_item(version: int) -> dict[str, Any]:
 
 def own_frame(start: int, version: int) -> bytes:
     """Versions ``start + 1`` to ``version``, all the receiving connection's own changes."""
-    return wire.pack(Patches(start, version, [own_item(v) for v in range(start + 1, version + 1)]).to_json())
+    return Patches.frame(start, version, ((own_item(v), ()) for v in range(start + 1, version + 1)))
+
+
+def changes_frame(header: Mapping[str, Any], changes: Iterable[tuple[dict[str, Any], Iterable[Buffer]]]) -> bytes:
+    """The bundle of several changes: ``header`` with ``items``, one per change, and the changes'
+    buffers one after another (each patch refers to its own by id). ``patches`` frames and the
+    REST API's list of changes are both built here."""
+    items: list[dict[str, Any]] = []
+    buffers: list[Buffer] = []
+    for change_item, change_buffers in changes:
+        items.append(change_item)
+        buffers.extend(change_buffers)
+    return wire.pack({**header, "items": items}, buffers)
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -265,6 +265,10 @@ BOKEHSITE_FRAME_TOKEN_MAX_AGE = envint("BOKEHSITE_FRAME_TOKEN_MAX_AGE", "300")
 # Changes of access reach open websockets at once, and expiring tokens and sessions when they
 # expire; in case an announcement was lost, each also looks again at least this often (seconds).
 BOKEHSITE_ACCESS_RECHECK = envint("BOKEHSITE_ACCESS_RECHECK", "300")
+# Websockets one account may hold open at once, counted across every process (an anonymous
+# client, and everyone in single-user mode, is counted by address); and one process. 0: no limit.
+BOKEHSITE_MAX_CONNECTIONS_PER_USER = envcount("BOKEHSITE_MAX_CONNECTIONS_PER_USER", "200")
+BOKEHSITE_MAX_CONNECTIONS_PER_PROCESS = envcount("BOKEHSITE_MAX_CONNECTIONS_PER_PROCESS", "10000")
 # Largest request body the API accepts (documents carry their arrays, so this is generous).
 BOKEHSITE_MAX_BODY_BYTES = envint("BOKEHSITE_MAX_BODY_BYTES", str(512 * 1024 * 1024))
 # Live documents: how many each process keeps in memory, how often the event log is folded
@@ -311,6 +315,11 @@ REST_FRAMEWORK = {
     # The client address the throttles count (accounts.throttling): never a header a client forges.
     "NUM_PROXIES": BOKEHSITE_TRUSTED_PROXIES,
 }
+
+# --- storage --------------------------------------------------------------------------------
+# Bytes each account's documents may take: snapshots, the change log and thumbnails
+# (documents.quota); 0: no quota. The admin can set another for one account.
+BOKEHSITE_STORAGE_QUOTA = envcount("BOKEHSITE_STORAGE_QUOTA", str(5 * 1024 ** 3))
 
 # --- datasets ----------------------------------------------------------------------------------
 # Where datasets live, one folder each (every process memory-maps them: with several hosts, a

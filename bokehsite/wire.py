@@ -36,7 +36,7 @@ CONTENT_TYPE = "application/vnd.bokehsite.bundle"
 _HEAD = struct.Struct(">4sI")
 
 # How deeply JSON may nest. A document or a change holds at most MAX_NESTING levels of arrays and
-# objects (the server refuses deeper ones where it validates them, ``documents.bokeh_io``); the
+# objects (the server refuses deeper ones where it validates them, ``documents.bokeh_json``); the
 # message or body around one adds a few. Reading refuses anything deeper, so that nothing
 # recursive (json, Bokeh's serializer and deserializer) ever meets deeper data.
 MAX_NESTING = 200

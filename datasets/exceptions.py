@@ -1,7 +1,5 @@
 """Errors the datasets domain raises; ``bokehsite.errors`` gives them their envelope."""
 
-from rest_framework import status
-
 from bokehsite import errors
 from bokehsite.errors import ApiError
 
@@ -36,9 +34,8 @@ class TooLarge(errors.PayloadTooLarge):
     """Over ``BOKEHSITE_DATASET_MAX_BYTES`` or the chunk size."""
 
 
-class QuotaExceeded(ApiError):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    code = "quota_exceeded"
+class QuotaExceeded(errors.QuotaExceeded):
+    """Over ``BOKEHSITE_DATASET_QUOTA_BYTES``."""
 
 
 class BadChunk(ApiError):

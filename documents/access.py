@@ -16,7 +16,9 @@ know the document exists; callers then answer 404, never 403.
   for a public document; in single-user mode it may show any. Embeds only read, and never act
   with the visitor's cookies.
 
-The REST API, the pages and the websocket consumer all ask ``resolve(caller(...), id, need)``.
+The REST API, the pages and the websocket consumer all ask ``resolve(caller(...), id, need)``;
+what a request or a connection presents (keys, frame and embed tokens) is read by
+``accounts.credentials``.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import parse_qs
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 
+from accounts.credentials import Credentials
 from accounts.users import acting_user, default_user, multi_user
 from documents.exceptions import DocumentNotFound, Forbidden, InvalidEmbedToken, InvalidFrameToken
 from documents import embeds, frames
@@ -98,11 +100,11 @@ def caller(request: Any, *, frame_token: bool = False) -> Caller:
     Raises:
         InvalidFrameToken: the frame token is forged or expired.
     """
-    query = request.GET
-    if frame_token and request.method in ("GET", "HEAD") and query.get("frame_token"):
-        return Caller(AnonymousUser(), grant=verify_frame_token(query["frame_token"]))
-    user = AnonymousUser() if query.get("public") == "true" else acting_user(request)
-    return Caller(user, key=query.get("key"))
+    credentials = Credentials.from_request(request)
+    if frame_token and request.method in ("GET", "HEAD") and credentials.frame_token:
+        return Caller(AnonymousUser(), grant=verify_frame_token(credentials.frame_token))
+    user = AnonymousUser() if request.GET.get("public") == "true" else acting_user(request)
+    return Caller(user, key=credentials.key)
 
 
 def embed_caller(request: Any) -> Caller:
@@ -113,19 +115,18 @@ def embed_caller(request: Any) -> Caller:
     Raises:
         InvalidEmbedToken: the embed token is unknown, revoked or expired.
     """
-    query = request.GET
-    if secret := query.get("embed_token"):
+    if secret := Credentials.from_request(request).embed_token:
         return Caller(AnonymousUser(), embed=embeds.lookup(secret))
-    if query.get("public") == "true" or multi_user():
+    if request.GET.get("public") == "true" or multi_user():
         return Caller(AnonymousUser(), embed="public")
     return Caller(default_user(), embed="open")
 
 
 def embed_expires(scope: dict[str, Any]) -> Any:
     """When the embed token behind a websocket's frame token expires, if it has one."""
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    token = Credentials.from_scope(scope).frame_token
     try:
-        grant = verify_frame_token(query.get("frame_token", [""])[0]) if query.get("frame_token") else None
+        grant = verify_frame_token(token) if token else None
     except InvalidFrameToken:
         return None
     if grant is None or grant.embed in (None, *embeds.ANYWHERE):
@@ -143,13 +144,13 @@ def socket_caller(scope: dict[str, Any], user: User) -> Caller:
     Raises:
         InvalidFrameToken: its frame token is forged or expired.
     """
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    if token := query.get("frame_token", [None])[0]:
-        return Caller(AnonymousUser(), grant=verify_frame_token(token))
-    return Caller(user, key=query.get("key", [None])[0])
+    credentials = Credentials.from_scope(scope)
+    if credentials.frame_token:
+        return Caller(AnonymousUser(), grant=verify_frame_token(credentials.frame_token))
+    return Caller(user, key=credentials.key)
 
 
-def frame_token(who: Caller, document: Document) -> str:
+def mint_frame_token(who: Caller, document: Document) -> str:
     """A frame token for ``document`` (resolved for ``who``, so with ``document.role``), signed for
     ``who``: every use checks it against what they may do then."""
     user_id = who.user.pk if who.user.is_authenticated else None

@@ -3,7 +3,6 @@
 import itertools
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
@@ -21,7 +20,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bokehsite import wire
+from accounts.credentials import Credentials
+from accounts.secrets import expires_in
+from bokehsite import protocol
 from bokehsite.errors import Unavailable
 from bokehsite.negotiation import ContentNegotiation
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, SECRET_LINK_KEY, body, raises
@@ -30,7 +31,7 @@ from documents.exceptions import (
     Forbidden, HistoryTruncated, InvalidDocument, InvalidEmbedToken, InvalidFrameToken, InvalidPatch, TitleTaken, UnknownModelType,
     UserNotFound, VersionConflict,
 )
-from documents.exceptions import ExportFailed, ExportUnavailable, InvalidArchive
+from documents.exceptions import ExportFailed, ExportUnavailable, InvalidArchive, StorageQuotaExceeded
 from documents.renderers import BundleRenderer, ExportRenderer, require_bundle
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
@@ -106,7 +107,7 @@ class DocumentList(generics.ListAPIView):
         return services.owned_documents(self.request.user).select_related("owner")
 
     @extend_schema(summary="Create a document", request=body(CreateSerializer), responses={201: DocumentSerializer})
-    @raises(InvalidDocument, UnknownModelType, TitleTaken)
+    @raises(InvalidDocument, UnknownModelType, TitleTaken, StorageQuotaExceeded)
     def post(self, request: Request) -> Response:
         data = _valid(CreateSerializer, request.data)
         document = services.create_document(
@@ -149,7 +150,7 @@ class FrameReadable:
     def _frame_token(self) -> str | None:
         request = self.request  # Django's request until DRF wraps it; both have GET and method
         if request is not None and request.method in SAFE_METHODS:
-            return request.GET.get("frame_token")
+            return Credentials.from_request(request).frame_token
         return None
 
     def get_authenticators(self):
@@ -196,7 +197,7 @@ class DocumentContent(FrameReadable, APIView):
 
     @extend_schema(summary="Replace a document's content", request=body(ContentSerializer),
                    responses={(200, "application/json"): DocumentSerializer})
-    @raises(Forbidden, InvalidDocument, UnknownModelType)
+    @raises(Forbidden, InvalidDocument, UnknownModelType, StorageQuotaExceeded)
     def put(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "write")
         data = _valid(ContentSerializer, request.data)
@@ -219,18 +220,16 @@ class DocumentEvents(FrameReadable, APIView):
         document = access.resolve(access.caller(request, frame_token=True), pk)
         query = _valid(SinceQuerySerializer, request.query_params, current=document.version)
         events = services.events_after(document, query["since"], query["limit"])
-        items, buffers = [], []
-        for event in events:
-            items.append({"version": event.version, "kind": event.kind, "patch": event.patch,
-                          "created": event.created.isoformat()})
-            buffers.extend(event.buffer_list())
         version = events[-1].version if events else query["since"]
-        body = wire.pack({"since": query["since"], "version": version, "current": document.version, "items": items}, buffers)
+        body = protocol.changes_frame(
+            {"since": query["since"], "version": version, "current": document.version},
+            (({"version": e.version, "kind": e.kind, "patch": e.patch, "created": e.created.isoformat()}, e.buffer_list())
+             for e in events))
         return Response(body, headers={"X-Document-Version": str(document.version)})
 
     @extend_schema(summary="Apply a change", request=body(PatchSerializer),
                    responses={(201, "application/json"): VersionSerializer})
-    @raises(Forbidden, InvalidPatch, VersionConflict)
+    @raises(Forbidden, InvalidPatch, VersionConflict, StorageQuotaExceeded)
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "write")
         data = _valid(PatchSerializer, request.data)
@@ -341,9 +340,7 @@ class EmbedTokens(APIView):
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "owner")
         data = _valid(CreateEmbedTokenSerializer, request.data)
-        expires = data["expires"]
-        if data["expires_in_days"]:
-            expires = timezone.now() + timedelta(days=data["expires_in_days"])
+        expires = expires_in(data["expires_in_days"]) or data["expires"]
         token, secret = embeds.create(document, data["origins"], expires=expires, name=data["name"])
         token.token = secret
         token.autoload_url = request.build_absolute_uri(
@@ -386,7 +383,7 @@ class Restore(APIView):
 
     @extend_schema(summary="Restore an earlier version", request=body(RestoreSerializer, bundle=False),
                    responses={201: DocumentSerializer})
-    @raises(Forbidden, HistoryTruncated)
+    @raises(Forbidden, HistoryTruncated, StorageQuotaExceeded)
     def post(self, request: Request, pk) -> Response:
         document = _resolve(request, pk, "write")
         version = _valid(RestoreSerializer, request.data, current=document.version)["version"]
@@ -478,7 +475,7 @@ class AccountImport(APIView):
 
     @extend_schema(summary="Import an account zip", parameters=[AccountImportQuerySerializer],
                    request={"application/zip": BINARY}, responses={201: ImportedSerializer(many=True)})
-    @raises(InvalidArchive, InvalidDocument, UnknownModelType, TitleTaken)
+    @raises(InvalidArchive, InvalidDocument, UnknownModelType, TitleTaken, StorageQuotaExceeded)
     def post(self, request: Request) -> Response:
         on_conflict = _valid(AccountImportQuerySerializer, request.query_params).get("on_conflict")
         data = request.data.get("archive") if hasattr(request.data, "get") else None

@@ -26,13 +26,13 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import IO, Any
 
-from bokeh.core.serialization import Buffer, Serialized
+from bokeh.core.serialization import Buffer
 from django.conf import settings
 from django.utils import timezone
 
 from bokehsite import wire
 from bokehsite.errors import PayloadTooLarge
-from documents import bokeh_io, exports, history
+from documents import bokeh_json, exports, replay
 from documents.changes import PatchRequest
 from documents.exceptions import InvalidArchive, InvalidDocument, InvalidPatch
 from documents.models import Document, Event, EventKind, Snapshot
@@ -47,13 +47,12 @@ def write_account(documents: list[Document], out: IO[bytes], *, username: str, w
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for document in documents:
             folder = f"documents/{document.id}"
-            version, bundle = history.current_bundle(document.id)
-            header, buffers = wire.unpack(bundle)
+            content = replay.at(document.id)
             with archive.open(f"{folder}/document.json", "w", force_zip64=True) as member:
-                for chunk in exports.json_chunks(header["doc"], buffers):
+                for chunk in exports.json_chunks(*content.json()):
                     member.write(chunk)
             entry = {"id": str(document.id), "title": document.title, "visibility": document.visibility,
-                     "version": version, "created": document.created.isoformat(),
+                     "version": content.version, "created": document.created.isoformat(),
                      "updated": document.updated.isoformat(), "document": f"{folder}/document.json"}
             if with_history:
                 entry["history"] = _write_history(archive, document, folder)
@@ -178,7 +177,7 @@ def read_account(data: bytes, *, importer: Any = None) -> list[Incoming]:
         if title in titles:
             raise InvalidArchive(f"{where}: two documents are titled {title[:200]!r}")
         titles.add(title)
-        doc_json, buffers = bokeh_io.canonical(json_of(entry["document"]), [], field=f"documents[{i}]")
+        doc_json, buffers = bokeh_json.canonical(json_of(entry["document"]), [], field=f"documents[{i}]")
         logged = None
         if manifest.get("history") is True and "history" in entry:
             logged = _read_history(entry, i, names, read, importer=importer,
@@ -236,7 +235,7 @@ def _read_history(entry: dict[str, Any], i: int, names: set[str], read, *, impor
     for v in snapshot_versions:
         name = f"{folder}/snapshots/{v}.bundle"
         header, buffers = bundle(name)
-        doc_json, buffers = bokeh_io.canonical(header.get("doc"), buffers, field=f"documents[{i}].snapshots[{v}]")
+        doc_json, buffers = bokeh_json.canonical(header.get("doc"), buffers, field=f"documents[{i}].snapshots[{v}]")
         snapshot = Snapshot(version=v)
         snapshot.set_content(doc_json, buffers)
         snapshots[v] = snapshot
@@ -248,7 +247,7 @@ def _read_history(entry: dict[str, Any], i: int, names: set[str], read, *, impor
     doc = None
     for v in range(base, version + 1):
         if v in snapshots:  # rebuilds start again from each snapshot: so does the check
-            doc = snapshots[v].build()
+            doc = replay.build(snapshots[v])
         if v not in event_names:
             continue
         field = f"documents[{i}].events[{v}]"
@@ -265,35 +264,22 @@ def _read_history(entry: dict[str, Any], i: int, names: set[str], read, *, impor
         if kind == EventKind.REPLACE:
             if v not in snapshots:
                 raise InvalidArchive(f"{where}: version {v} replaced the document, and the zip has no snapshot of it")
-            event.size = header["size"] if _is_size(header.get("size")) else snapshots[v].size
+            content, buffers = snapshots[v].doc, snapshots[v].buffer_list()
+            event.size = header["size"] if _is_size(header.get("size")) else replay.change_size(content, buffers)
         else:
             try:
                 patch, buffers = PatchRequest(patch, buffers).validated()
+                if not all(str(b.id).startswith(f"{v}.") for b in buffers):  # ids unique within the log
+                    patch, buffers = wire.rename_buffers(patch, buffers, f"{v}.")
+                event.patch = patch
+                event.set_buffers(buffers)
+                if v != base:  # applied as storing it did
+                    replay.apply_checked(doc, event, field=field)
             except InvalidPatch as e:
                 raise InvalidDocument(e.detail, field=field) from None
-            if v != base:
-                _check_applies(doc, patch, buffers, field)
-            if not all(str(b.id).startswith(f"{v}.") for b in buffers):  # ids unique within the log
-                patch, buffers = wire.rename_buffers(patch, buffers, f"{v}.")
-            event.patch = patch
-            event.set_buffers(buffers)
-            size = len(json.dumps(patch, separators=(",", ":"))) + sum(len(b.data) for b in buffers)
-            event.size = header["size"] if _is_size(header.get("size")) else size
+            event.size = replay.change_size(patch, buffers)  # what it holds (the quota counts it), whatever the zip says
         events.append(event)
     return IncomingHistory(version, created, updated, list(snapshots.values()), events, times)
-
-
-def _check_applies(doc, patch: dict[str, Any], buffers: list[Buffer], field: str) -> None:
-    """Apply a change of the history as storing it did, or refuse the zip."""
-    try:
-        doc.apply_json_patch(Serialized(patch, buffers))
-        if bokeh_io.links_models(patch):
-            bokeh_io.storable(doc, InvalidPatch, field)
-    except InvalidPatch as e:
-        raise InvalidDocument(e.detail, field=field) from None
-    except Exception as e:  # Bokeh refusing it, whichever way it does
-        raise InvalidDocument(f"Bokeh cannot apply this change of the history: {bokeh_io.describe(e)}",
-                              field=field) from None
 
 
 def _is_version(value: Any) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bokeh.core.serialization import Buffer
 
-from documents import bokeh_io
+from documents import bokeh_json
 from documents.exceptions import InvalidPatch
 
 # The kinds of PATCH-DOC event a stored document accepts: changes to the document's state, and
@@ -40,7 +40,7 @@ EVENT_MEMBERS: dict[str, dict[str, _Member]] = {
         lambda v: v is None or (isinstance(v, list) and all(isinstance(c, str) for c in v)),
         "null or a list of column names", optional=True)},
     "ColumnsStreamed": {"model": _REFERENCE, "attr": _DATA_ATTRIBUTE, "data": _VALUE, "rollover": _Member(
-        lambda v: v is None or (type(v) is int and 0 <= v <= bokeh_io.MAX_INTEGER), "null or a count of rows",
+        lambda v: v is None or (type(v) is int and 0 <= v <= bokeh_json.MAX_INTEGER), "null or a count of rows",
         optional=True)},
     "ColumnsPatched": {"model": _REFERENCE, "attr": _DATA_ATTRIBUTE, "patches": _VALUE},
     "TitleChanged": {"title": _TEXT},
@@ -92,7 +92,7 @@ class PatchRequest:
         return patch["events"]
 
     def validated(self) -> tuple[dict[str, Any], list[Buffer]]:
-        """The patch and its buffers, made safe for Bokeh to read (``bokeh_io.prepare``: nesting,
+        """The patch and its buffers, made safe for Bokeh to read (``bokeh_json.prepare``: nesting,
         values, inline arrays decoded under the size limit).
 
         Raises:
@@ -100,7 +100,7 @@ class PatchRequest:
             PayloadTooLarge: its inline arrays decode to more than the limit.
         """
         self.events()
-        return bokeh_io.prepare(self.patch, self.buffers, field="patch", invalid=InvalidPatch)
+        return bokeh_json.prepare(self.patch, self.buffers, field="patch", invalid=InvalidPatch)
 
 
 @dataclass

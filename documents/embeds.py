@@ -14,8 +14,6 @@ document: there everyone who reaches the server may read everything.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -23,14 +21,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.secrets import SecretKind, has_expired
 from accounts.signals import announce
-from accounts.tokens import _digest as secret_digest  # one digest for every kind of secret
 from bokehsite.errors import ApiError
 from documents.exceptions import EmbedOriginRefused, InvalidEmbedToken
 from documents.models import Document, EmbedToken
 
-SECRET_PREFIX = "bke_"
-PREFIX_LENGTH = len(SECRET_PREFIX) + 8
+EMBED_TOKENS = SecretKind("bke_", EmbedToken)
 MAX_ORIGINS = 20
 MAX_ORIGIN_LENGTH = 200
 DEFAULT_LIFETIME = timedelta(days=30)
@@ -88,13 +85,7 @@ def create(document: Document, origins: list[str], *, expires: datetime | None =
         raise ApiError("expires must be in the future", field="expires", code="invalid")
     if expires > now + MAX_LIFETIME:
         raise ApiError(f"an embed token lasts at most {MAX_LIFETIME.days} days", field="expires", code="invalid")
-    while True:
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        if not EmbedToken.objects.filter(prefix=secret[:PREFIX_LENGTH]).exists():
-            break
-    token = EmbedToken.objects.create(document=document, name=name, prefix=secret[:PREFIX_LENGTH],
-                                      digest=secret_digest(secret), origins=origins, expires=expires)
-    return token, secret
+    return EMBED_TOKENS.mint(document=document, name=name, origins=origins, expires=expires)
 
 
 def check(token: EmbedToken) -> EmbedToken:
@@ -105,7 +96,7 @@ def check(token: EmbedToken) -> EmbedToken:
     """
     if token.revoked is not None:
         raise InvalidEmbedToken("the embed token was revoked by the document's owner")
-    if token.expires <= timezone.now():
+    if has_expired(token):
         raise InvalidEmbedToken("the embed token has expired; the document's owner can make a new one")
     if not token.document.owner.is_active:
         raise InvalidEmbedToken("the document's owner's account is disabled")
@@ -118,11 +109,8 @@ def lookup(secret: str) -> EmbedToken:
     Raises:
         InvalidEmbedToken: there is none, or it was revoked or has expired.
     """
-    if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX) or len(secret) <= PREFIX_LENGTH \
-            or len(secret) > 100:
-        raise InvalidEmbedToken("the embed token is not valid")
-    token = EmbedToken.objects.select_related("document__owner").filter(prefix=secret[:PREFIX_LENGTH]).first()
-    if token is None or not hmac.compare_digest(token.digest, secret_digest(secret)):
+    token = EMBED_TOKENS.find(secret, EmbedToken.objects.select_related("document__owner"))
+    if token is None:
         raise InvalidEmbedToken("the embed token is not valid")
     return check(token)
 
@@ -180,9 +168,7 @@ def get(document: Document, token_id: object) -> EmbedToken | None:
 
 def revoke(token: EmbedToken) -> EmbedToken:
     """Revoke ``token`` for good: pages showing it stop at once and say why. Again: no change."""
-    if token.revoked is None:
-        token.revoked = timezone.now()
-        with transaction.atomic():
-            if EmbedToken.objects.filter(pk=token.pk, revoked__isnull=True).update(revoked=token.revoked):
-                announce(documents=[token.document_id])  # open embeds look at their access again
+    with transaction.atomic():
+        if EMBED_TOKENS.revoke(token):
+            announce(documents=[token.document_id])  # open embeds look at their access again
     return token

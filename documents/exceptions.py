@@ -66,6 +66,10 @@ class HistoryTruncated(ApiError):
         super().__init__(f"version {version} is no longer in the document's history", field="version")
 
 
+class StorageQuotaExceeded(errors.QuotaExceeded):
+    """Over the account's storage quota for documents (``BOKEHSITE_STORAGE_QUOTA``, or the admin's)."""
+
+
 class InvalidEmbedToken(errors.Unauthorized):
     """An embed token that is unknown, revoked or expired."""
 

@@ -1,19 +1,18 @@
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
-from collections.abc import Iterable
 from urllib.parse import urlencode
 
-import numpy as np
 from bokeh.core.serialization import Buffer, Serialized
 from bokeh.document import Document as BokehDocument
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from accounts.secrets import is_active as secret_is_active
 from bokehsite import wire
-from documents import bokeh_io
 
 
 class Visibility(models.TextChoices):
@@ -97,9 +96,11 @@ class DocumentVersion(models.Model):
 
 
 class Snapshot(DocumentVersion):
-    """The whole document at one version: Bokeh's document JSON and the buffers it refers to."""
+    """The whole document at one version: Bokeh's document JSON and the buffers it refers to.
+    ``documents.replay`` rebuilds later versions from it."""
 
     doc = models.JSONField(help_text="Bokeh document JSON; arrays refer to binary buffers by id.")
+    stored_size = models.PositiveBigIntegerField(default=0, help_text="Bytes of JSON and buffers, as the storage quota counts them.")
 
     class Meta(DocumentVersion.Meta):
         ordering = ["-version"]
@@ -114,41 +115,11 @@ class Snapshot(DocumentVersion):
     def set_content(self, doc_json: dict, buffers: list[Buffer]) -> None:
         self.doc = doc_json
         self.set_buffers(buffers)
+        self.stored_size = len(json.dumps(doc_json, separators=(",", ":"))) + len(self.buffers)
 
     def to_bundle(self) -> bytes:
         """The document as the API and the plot page receive it."""
         return wire.replace_payload(self.buffers, {"doc": self.doc})
-
-    def build(self, events: Iterable[Event] = ()) -> BokehDocument:
-        """This version as a Bokeh document, with ``events`` (the changes after it, in order) applied.
-
-        A run of changes that each only stream to the same columns of one source (with the same
-        rollover) is applied as one stream of them all, which ends in the same state: a long
-        streamed history rebuilds with one of Bokeh's stream calls instead of hundreds.
-        """
-        doc = bokeh_io.load(self.doc, self.buffer_list())
-        run: list[Event] = []
-        for event in events:
-            if run and not _same_stream(run[0], event):
-                _apply_run(doc, run)
-                run = []
-            run.append(event)
-        if run:
-            _apply_run(doc, run)
-        return doc
-
-    def build_json(self, events: list[Event]) -> tuple[dict, list[Buffer]]:
-        """This version with ``events`` applied, as Bokeh's document JSON and its buffers.
-
-        When the changes only stream to binary columns of one source, the streamed bytes are
-        appended to the snapshot's own arrays, without building a Bokeh document: the same state
-        ``build`` reaches (each change was checked by Bokeh when it was stored), in a fraction
-        of the time.
-        """
-        streamed = _streamed_json(self, events) if events else None
-        if streamed is not None:
-            return streamed
-        return bokeh_io.dump(self.build(events))
 
 
 class EventKind(models.TextChoices):
@@ -254,110 +225,4 @@ class EmbedToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        from django.utils import timezone
-
-        return self.revoked is None and self.expires > timezone.now()
-
-# --- replaying runs of streams ---------------------------------------------------------------
-
-
-def _stream_shape(event: Event) -> tuple | None:
-    """(source id, attribute, rollover, columns with their dtypes) if ``event`` is exactly one
-    stream of 1-D binary arrays; None for anything else."""
-    if event.kind != EventKind.PATCH or not isinstance(event.patch, dict) or len(event.patch.get("events") or ()) != 1:
-        return None
-    change = event.patch["events"][0]
-    if not isinstance(change, dict) or change.get("kind") != "ColumnsStreamed" or not isinstance(change.get("model"), dict):
-        return None
-    data = change.get("data")
-    if not isinstance(data, dict) or data.get("type") != "map":
-        return None
-    columns = []
-    for name, value in data.get("entries") or ():
-        if not (isinstance(value, dict) and value.get("type") == "ndarray" and value.get("order") == "little"
-                and isinstance(value.get("shape"), list) and len(value["shape"]) == 1
-                and isinstance(value.get("array"), dict) and isinstance(value["array"].get("data"), dict)):
-            return None
-        columns.append((name, value.get("dtype")))
-    if len({name for name, _ in columns}) != len(columns):
-        return None
-    return (change["model"].get("id"), change.get("attr"), change.get("rollover"), tuple(columns))
-
-
-def _same_stream(first: Event, event: Event) -> bool:
-    shape = _stream_shape(first)
-    return shape is not None and shape == _stream_shape(event)
-
-
-def _apply_run(doc: BokehDocument, run: list[Event]) -> None:
-    if len(run) == 1 or _stream_shape(run[0]) is None:
-        for event in run:
-            event.apply_to(doc)
-        return
-    # Streaming a, then b (keeping the last `rollover` rows each time) leaves what streaming a + b does.
-    first = run[0].patch["events"][0]
-    columns: dict[str, list[bytes]] = {name: [] for name, _ in first["data"]["entries"]}
-    lengths = {name: 0 for name in columns}
-    for event in run:
-        buffers = {b.id: b.data for b in event.buffer_list()}
-        for name, value in event.patch["events"][0]["data"]["entries"]:
-            columns[name].append(bytes(buffers[value["array"]["data"]["id"]]))
-            lengths[name] += value["shape"][0]
-    entries, merged = [], []
-    for (name, value), (column, parts) in zip(first["data"]["entries"], columns.items()):
-        buffer = Buffer(f"run.{column}", b"".join(parts))
-        merged.append(buffer)
-        entries.append([name, {**value, "array": {"type": "bytes", "data": {"id": buffer.id}}, "shape": [lengths[column]]}])
-    patch = {"events": [{**first, "data": {"type": "map", "entries": entries}}]}
-    doc.apply_json_patch(Serialized(patch, merged))
-
-
-def _streamed_json(snapshot: Snapshot, events: list[Event]) -> tuple[dict, list[Buffer]] | None:
-    shape = _stream_shape(events[0])
-    if shape is None or any(_stream_shape(e) != shape for e in events[1:]):
-        return None
-    source_id, attr, rollover, columns = shape
-    doc_json = snapshot.doc  # read for this call alone: ours to change
-    source = next((m for m in wire.model_objects(doc_json) if m.get("id") == source_id), None)
-    data = (source or {}).get("attributes", {}).get(attr)
-    if not isinstance(data, dict) or data.get("type") != "map":
-        return None
-    stored = {name: value for name, value in data.get("entries") or () if isinstance(name, str)}
-    buffers = {b.id: b for b in snapshot.buffer_list()}
-    appended: dict[str, list[bytes]] = {name: [] for name, _ in columns}
-    for event in events:
-        event_buffers = {b.id: b.data for b in event.buffer_list()}
-        for name, value in event.patch["events"][0]["data"]["entries"]:
-            appended[name].append(bytes(event_buffers[value["array"]["data"]["id"]]))
-    for name, dtype in columns:
-        old = stored.get(name)
-        if not (isinstance(old, dict) and old.get("type") == "ndarray" and old.get("dtype") == dtype
-                and old.get("order") == "little" and isinstance(old.get("shape"), list) and len(old["shape"]) == 1
-                and isinstance(old.get("array"), dict) and isinstance(old["array"].get("data"), dict)
-                and old["array"]["data"].get("id") in buffers):
-            return None
-    for name, dtype in columns:
-        old = stored[name]
-        itemsize = np.dtype(dtype).itemsize
-        joined = b"".join([bytes(buffers[old["array"]["data"]["id"]].data), *appended[name]])
-        rows = len(joined) // itemsize
-        if rollover is not None and rows > rollover:  # as Bokeh's _stream keeps the last rows
-            joined, rows = joined[(rows - rollover) * itemsize:], rollover
-        buffer = Buffer(f"{source_id}.{attr}.{name}.streamed", joined)
-        buffers[buffer.id] = buffer
-        old["array"] = {"type": "bytes", "data": {"id": buffer.id}}
-        old["shape"] = [rows]
-    referenced = {node["data"]["id"] for node in _byte_nodes(doc_json)}
-    return doc_json, [b for b in buffers.values() if b.id in referenced]
-
-
-def _byte_nodes(node):
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("type") == "bytes" and isinstance(item.get("data"), dict):
-                yield item
-            stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
-        elif isinstance(item, list):
-            stack.extend(v for v in item if isinstance(v, (dict, list)))
+        return secret_is_active(self)

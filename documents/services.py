@@ -12,9 +12,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
-from bokehsite import protocol, wire
+from bokehsite import protocol
 from bokehsite.errors import ApiError
-from documents import archive, bokeh_io, exports, history, images, signals
+from documents import archive, bokeh_json, exports, images, log, quota, replay, signals
 from documents.changes import Change, PatchRequest
 from documents.exceptions import TitleTaken, UserNotFound
 from documents.exceptions import ExportUnavailable
@@ -45,13 +45,15 @@ def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers:
     Raises:
         InvalidDocument: Bokeh cannot load the JSON; nothing is stored.
         TitleTaken: the owner already has a document with this title.
+        StorageQuotaExceeded: it would pass the owner's storage quota (``documents.quota``).
     """
-    doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
+    doc_json, buffers = bokeh_json.canonical(doc_json, buffers)
     document = Document(owner=owner, title=title)
     with transaction.atomic():
         _save_with_title(document, force_insert=True)
         snapshot = Snapshot(document=document, version=document.version)
         snapshot.set_content(doc_json, buffers)
+        quota.charge(owner.pk, snapshot.stored_size)
         snapshot.save()
     _stored_on_commit(document)
     return document
@@ -65,8 +67,8 @@ def replace_document(
     Raises:
         InvalidDocument: Bokeh cannot load the JSON; the stored document is unchanged.
     """
-    doc_json, buffers = bokeh_io.canonical(doc_json, buffers)
-    _broadcast_on_commit([history.replace(document, doc_json, buffers, author=author, origin=origin)])
+    doc_json, buffers = bokeh_json.canonical(doc_json, buffers)
+    _broadcast_on_commit([log.replace(document, doc_json, buffers, author=author, origin=origin)])
     _stored_on_commit(document)
     document.refresh_from_db(fields=["version", "updated"])
     return document
@@ -85,23 +87,25 @@ def apply_changes(document: Document, requests: list[PatchRequest], *, fold: boo
 
     Raises:
         DocumentNotFound: the document was deleted.
+        StorageQuotaExceeded: the changes would pass the owner's storage quota; none is stored.
     """
-    outcomes = history.store(document.id, requests)
+    quota.check(document.owner_id, sum(len(b.data) for r in requests for b in r.buffers))  # before any work
+    outcomes = log.store(document.id, requests)
     # A resent change was broadcast when it was first stored.
     _broadcast_on_commit([o for o in outcomes if isinstance(o, Change) and not o.resent])
     if fold:
-        history.fold_if_due(document.id)
+        log.fold_if_due(document.id)
     return outcomes
 
 
 def fold_due(document: Document) -> bool:
     """Whether the document's log has grown enough to fold (what this process knows; no query)."""
-    return history.fold_due(document.id)
+    return log.fold_due(document.id)
 
 
 def fold_if_due(document: Document) -> None:
     """Fold the document's log into a snapshot if it has grown enough."""
-    history.fold_if_due(document.id)
+    log.fold_if_due(document.id)
 
 
 def apply_patch(
@@ -137,9 +141,8 @@ def document_bundle(document: Document, version: int | None = None) -> tuple[int
     Raises:
         HistoryTruncated: the log no longer holds ``version``.
     """
-    if version is None:
-        return history.current_bundle(document.id)
-    return version, history.bundle_at(document.id, version)
+    content = replay.at(document.id, version)
+    return content.version, content.bundle()
 
 
 def events_after(document: Document, version: int, limit: int) -> list[Event]:
@@ -148,19 +151,19 @@ def events_after(document: Document, version: int, limit: int) -> list[Event]:
     Raises:
         HistoryTruncated: the log no longer holds them; only a snapshot brings a reader up to date.
     """
-    return history.log_after(document.id, version, limit)
+    return log.log_after(document.id, version, limit)
 
 
 def dataset_mark(document: Document, source_id: str) -> dict[str, str] | None:
     """The dataset mark (``protocol.read_mark``) of source ``source_id`` of the document, if it
     has a source of that id backed by a dataset."""
-    tags = history.source_tags(document.id, source_id)
+    tags = replay.source_tags(document.id, source_id)
     return protocol.read_mark(tags) if tags is not None else None
 
 
 def current_version(document: Document) -> int:
     """Raises DocumentNotFound if the document was deleted."""
-    return history.current_version(document.pk)
+    return replay.current_version(document.pk)
 
 
 def rename_document(document: Document, title: str) -> Document:
@@ -187,8 +190,7 @@ def delete_document(document: Document) -> None:
 
 def load_bokeh_document(document: Document, version: int | None = None):
     """The stored document (at ``version``, default the current one) as a new Bokeh ``Document``."""
-    header, buffers = wire.unpack(document_bundle(document, version)[1])
-    return bokeh_io.load(header["doc"], buffers)
+    return replay.at(document.id, version).document()
 
 
 # --- sharing ---------------------------------------------------------------------------------
@@ -264,8 +266,8 @@ def version_history(document: Document, *, before: int | None = None, limit: int
     """
     from django.conf import settings
 
-    oldest = history.oldest_version(document.id)
-    events = history.versions(document.id, before=before, limit=limit)
+    oldest = log.oldest_version(document.id)
+    events = log.versions(document.id, before=before, limit=limit)
     items = [{"version": e.version, "kind": e.history_kind, "created": e.created,
               "author": e.author.username if e.author else None, "size": e.size,
               "restored_from": e.restored_from} for e in events]
@@ -289,8 +291,8 @@ def restore_version(document: Document, version: int, *, author: Any = None, ori
     Raises:
         HistoryTruncated: the history no longer holds ``version``.
     """
-    header, buffers = wire.unpack(history.bundle_at(document.id, version))
-    change = history.replace(document, header["doc"], buffers, author=author, origin=origin, restored_from=version)
+    doc_json, buffers = replay.at(document.id, version).json()
+    change = log.replace(document, doc_json, buffers, author=author, origin=origin, restored_from=version)
     _broadcast_on_commit([change])
     _stored_on_commit(document)
     document.refresh_from_db(fields=["version", "updated"])
@@ -312,7 +314,8 @@ def export_document(document: Document, fmt: str, version: int | None = None) ->
     """
     if fmt in ("png", "svg") and (reason := images.unavailable()):
         raise ExportUnavailable(reason, field="format")  # before anything is rebuilt
-    version, doc_json, buffers = history.json_at(document.id, version)
+    content = replay.at(document.id, version)
+    version, (doc_json, buffers) = content.version, content.json()
     if fmt == "json":
         return version, exports.json_chunks(doc_json, buffers)
     page = exports.html_chunks(document.title, doc_json, buffers)
@@ -403,6 +406,7 @@ def _import_document(user: AbstractBaseUser, title: str, item: Any) -> Document:
         _save_with_title(document, force_insert=True)
         for row in (*logged.snapshots, *logged.events):
             row.document = document
+        quota.charge(user.pk, quota.bytes_of(logged.snapshots, logged.events))
         snapshots = Snapshot.objects.bulk_create(logged.snapshots, batch_size=100)
         events = Event.objects.bulk_create(logged.events, batch_size=500)
         # auto_now_add stamped them now; they keep the times they were made at.
@@ -416,7 +420,7 @@ def _import_document(user: AbstractBaseUser, title: str, item: Any) -> Document:
         if times:
             Document.objects.filter(pk=document.pk).update(**times)
             document.refresh_from_db(fields=list(times))
-        history.prune(document.id, document.version)  # this server's retention
+        log.prune(document.id, document.version)  # this server's retention
     _stored_on_commit(document)
     return document
 

@@ -35,7 +35,7 @@ from django.utils import timezone
 from PIL import Image
 
 from bokehsite.errors import Unavailable
-from documents import images, services, signals
+from documents import images, quota, services, signals
 from documents.exceptions import DocumentNotFound, ExportUnavailable, HistoryTruncated
 from documents.models import Document, Thumbnail
 
@@ -137,7 +137,8 @@ def draw(document_id: uuid.UUID) -> Thumbnail | None:
         png = b""
     if not Document.objects.filter(pk=document_id).exists():
         return None
-    return _store(document_id, version, png)
+    with quota.thumbnail_replaced(document_id, len(png)):
+        return _store(document_id, version, png)
 
 
 def _store(document_id: uuid.UUID, version: int, png: bytes) -> Thumbnail | None:

@@ -1,30 +1,31 @@
-"""HTML pages: the caller's document list, the plot page and its sandboxed frame, sharing, and
-embeds in other sites' pages (``autoload.js``, their frames, the owner's embed tokens)."""
+"""HTML pages: the caller's document list, the plot page and its sandboxed frame, sharing,
+history, and embeds in other sites' pages (``autoload.js``, their frames, the owner's embed
+tokens). What they share is in ``documents.pages`` and ``bokehsite.pages``."""
 
 import json
 import re
-from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.templatetags.static import static
-from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.credentials import Credentials
+from accounts.secrets import expires_in
 from accounts.users import acting_user
-from bokehsite import errors, protocol
+from bokehsite import errors, pages, protocol
 from bokehsite.errors import ApiError
 from documents import access, embeds, services, thumbnails
-from documents.exceptions import DocumentNotFound, Forbidden, InvalidEmbedToken, InvalidFrameToken
+from documents.exceptions import DocumentNotFound, InvalidFrameToken
 from documents.frames import verify_frame_token
 from documents.models import Document, Role, Visibility
+from documents.pages import (LoginFirst, autoload_url, document_view, frame_token_url, frame_url, share_params,
+                             share_query, signed_in, viewed)
 
 # The sandbox: scripts run, but in an opaque origin, so they have neither this site's cookies
 # nor its storage, and every request they make is cross-origin.
@@ -32,40 +33,14 @@ FRAME_CSP = "sandbox allow-scripts"
 EXPORT_FORMATS = [("html", "HTML"), ("json", "JSON"), ("png", "PNG"), ("svg", "SVG")]
 
 
-class _LoginFirst(Exception):
-    """An anonymous visitor must log in before we say anything about this document."""
-
-
-def _viewed(request: HttpRequest, pk, need: str = "read") -> tuple[access.Caller, Document]:
-    """Who views, and the document a page shows, with ``document.role`` set to their role
-    (``documents.access``: ``?public=true`` shows the public version, ``?key=`` is a secret
-    link's key)."""
-    caller = access.caller(request)
-    try:
-        return caller, access.resolve(caller, pk, need)
-    except DocumentNotFound:
-        if not caller.user.is_authenticated and request.GET.get("public") != "true":
-            raise _LoginFirst from None
-        raise Http404("no such document") from None
-    except Forbidden as e:
-        raise PermissionDenied(e.detail) from None
-
-
-def _share_query(request: HttpRequest) -> str:
-    """The part of the page's query that says how the viewer may see the document."""
-    params = {k: request.GET[k] for k in ("public", "key") if request.GET.get(k)}
-    return "?" + urlencode(params) if params else ""
-
-
 LIST_PAGE = 50
 
 
+@signed_in
 def document_list(request: HttpRequest) -> HttpResponse:
     """The caller's documents, searched by title, sorted and a page at a time; then those shared
     with them."""
     user = acting_user(request)
-    if not user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
     search = request.GET.get("q", "").strip()[:200]
     order = request.GET.get("sort", "updated")
     if order.lstrip("-") not in services.LIST_ORDERS:
@@ -84,13 +59,10 @@ def document_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def document_thumbnail(request: HttpRequest, pk) -> HttpResponse:
+@document_view(login=False)
+def document_thumbnail(request: HttpRequest, caller: access.Caller, document: Document) -> HttpResponse:
     """The document's thumbnail (PNG), for whoever may view the plot page; the placeholder (SVG)
     while there is none. ``?v=`` is the version the page expects: that one is cached."""
-    try:
-        _, document = _viewed(request, pk)
-    except _LoginFirst:
-        raise Http404("no such document") from None
     picture = thumbnails.picture(document)
     if picture is None:
         response = HttpResponse(thumbnails.PLACEHOLDER, content_type="image/svg+xml")
@@ -106,36 +78,31 @@ def document_thumbnail(request: HttpRequest, pk) -> HttpResponse:
     return response
 
 
-def document_page(request: HttpRequest, pk) -> HttpResponse:
-    try:
-        caller, document = _viewed(request, pk)
-    except _LoginFirst:
-        return redirect_to_login(request.get_full_path())
-    frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-        {"frame_token": access.frame_token(caller, document)}
-    )
+@document_view()
+def document_page(request: HttpRequest, caller: access.Caller, document: Document) -> HttpResponse:
+    """The plot page: the document in its sandboxed frame, live, with its title and exports."""
     context = {
         "document": document,
         "role": document.role,
-        "frame_url": frame_url,
-        "token_url": reverse("documents:frame-token", args=[document.id]) + _share_query(request),
-        "share_query": _share_query(request),
+        "frame_url": frame_url(caller, document),
+        "token_url": frame_token_url(document, share_params(request)),
+        "share_query": share_query(request),
         "export_formats": EXPORT_FORMATS,
     }
     return render(request, "documents/plot.html", context)
 
 
 @require_GET
-def frame_token(request: HttpRequest, pk) -> HttpResponse:
+def document_frame_token(request: HttpRequest, pk) -> HttpResponse:
     """A fresh frame token for the page's frame, under the same rules as the page; with
     ``?embed=1``, for an embed's frame, under the embed's rules (no cookies; CORS)."""
     if request.GET.get("embed") == "1":
         return _embed_frame_token(request, pk)
     try:
-        caller, document = _viewed(request, pk)
-    except (_LoginFirst, Http404):
+        caller, document = viewed(request, pk)
+    except (LoginFirst, Http404):
         return errors.json_response(DocumentNotFound("no such document"))
-    token = access.frame_token(caller, document)
+    token = access.mint_frame_token(caller, document)
     return JsonResponse({"token": token, "role": verify_frame_token(token).role}, headers={"Cache-Control": "no-store"})
 
 
@@ -145,13 +112,13 @@ def document_frame(request: HttpRequest, pk) -> HttpResponse:
     """The sandboxed frame that runs a document's code. It trusts only its frame token."""
     ancestors = None  # this site's own pages only (X-Frame-Options)
     try:
-        if not request.GET.get("frame_token"):
+        if not (token := Credentials.from_request(request).frame_token):
             raise InvalidFrameToken("the frame needs a frame token")
         caller = access.caller(request, frame_token=True)
         if caller.grant.embed is not None:
             ancestors = embeds.frame_ancestors(caller.grant.embed)
         document = access.resolve(caller, pk)
-        status, context = 200, {"document": document, "token": request.GET["frame_token"],
+        status, context = 200, {"document": document, "token": token,
                                 "role": access.connection_role(document.role),
                                 "doc_url": reverse("api:document-doc", args=[document.id]),
                                 "ws_path": protocol.path(document.id)}
@@ -170,29 +137,38 @@ def document_frame(request: HttpRequest, pk) -> HttpResponse:
     return response
 
 
+def _set_visibility(request: HttpRequest, document: Document) -> None:
+    if request.POST.get("visibility") not in Visibility.values:
+        raise pages.UnknownAction
+    services.set_visibility(document, request.POST["visibility"])
+
+
+def _regenerate_secret_link(request: HttpRequest, document: Document) -> None:
+    services.regenerate_secret_link(document)
+    messages.success(request, "New secret link made; the old one no longer works.")
+
+
+def _share(request: HttpRequest, document: Document) -> None:
+    if request.POST.get("role") not in Role.values:
+        raise pages.UnknownAction
+    services.share(document, request.POST.get("username", "").strip(), request.POST["role"])
+
+
+def _unshare(request: HttpRequest, document: Document) -> None:
+    services.unshare(document, request.POST.get("username", ""))
+
+
+SHARE_ACTIONS: dict[str, pages.Handler] = {
+    "visibility": _set_visibility, "regenerate": _regenerate_secret_link, "share": _share, "unshare": _unshare,
+}
+
+
 @require_http_methods(["GET", "POST"])
-def share_page(request: HttpRequest, pk) -> HttpResponse:
+@document_view("owner")
+def share_page(request: HttpRequest, caller: access.Caller, document: Document) -> HttpResponse:
     """Visibility, the secret link and collaborators, for the owner."""
-    try:
-        _, document = _viewed(request, pk, "owner")
-    except _LoginFirst:
-        return redirect_to_login(request.get_full_path())
     if request.method == "POST":
-        action = request.POST.get("action")
-        try:
-            if action == "visibility" and request.POST.get("visibility") in Visibility.values:
-                services.set_visibility(document, request.POST["visibility"])
-            elif action == "regenerate":
-                services.regenerate_secret_link(document)
-                messages.success(request, "New secret link made; the old one no longer works.")
-            elif action == "share" and request.POST.get("role") in Role.values:
-                services.share(document, request.POST.get("username", "").strip(), request.POST["role"])
-            elif action == "unshare":
-                services.unshare(document, request.POST.get("username", ""))
-            else:
-                messages.error(request, "Unknown action.")
-        except ApiError as e:
-            messages.error(request, e.detail)
+        pages.dispatch(request, SHARE_ACTIONS, document)
         return redirect("documents:share", pk=document.pk)
     context = {
         "document": document,
@@ -255,7 +231,7 @@ def _embed_frame_token(request: HttpRequest, pk) -> HttpResponse:
         caller, document = _embedded(request, pk)
     except ApiError as e:
         return _cors(errors.json_response(e))
-    return _cors(JsonResponse({"token": access.frame_token(caller, document), "role": "read"}))
+    return _cors(JsonResponse({"token": access.mint_frame_token(caller, document), "role": "read"}))
 
 
 @require_GET
@@ -284,11 +260,9 @@ def document_autoload(request: HttpRequest, pk) -> HttpResponse:
             config["origins"] = caller.embed.origins
         elif caller.embed == "public":
             query["public"] = "true"
-        frame = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-            {"frame_token": access.frame_token(caller, document)})
         config.update({
-            "title": document.title, "frame_url": request.build_absolute_uri(frame),
-            "token_url": request.build_absolute_uri(reverse("documents:frame-token", args=[document.id]) + "?" + urlencode(query)),
+            "title": document.title, "frame_url": request.build_absolute_uri(frame_url(caller, document)),
+            "token_url": request.build_absolute_uri(frame_token_url(document, query)),
             "host_script": request.build_absolute_uri(static("bokehsite/frame-host.js")),
         })
     # "<" escaped, so that the script stays whole even if a page pastes it inline.
@@ -301,44 +275,43 @@ def document_autoload(request: HttpRequest, pk) -> HttpResponse:
     return response
 
 
-@require_http_methods(["GET", "POST"])
-def embeds_page(request: HttpRequest, pk) -> HttpResponse:
-    """The owner's embed tokens: make one (its snippet is shown once), list them, revoke them."""
+def _create_embed_token(request: HttpRequest, document: Document) -> dict:
+    """Makes an embed token; its secret and snippet are shown this once."""
     try:
-        _, document = _viewed(request, pk, "owner")
-    except _LoginFirst:
-        return redirect_to_login(request.get_full_path())
-    created = None
-    if request.method == "POST":
-        action = request.POST.get("action")
-        try:
-            if action == "create":
-                try:
-                    days = int(request.POST.get("days") or 30)
-                except ValueError:
-                    raise ApiError("days must be a whole number", field="days", code="invalid") from None
-                if not 1 <= days <= embeds.MAX_LIFETIME.days:
-                    raise ApiError(f"days must be from 1 to {embeds.MAX_LIFETIME.days}", field="days", code="invalid")
-                origins = request.POST.get("origins", "").replace(",", " ").split()
-                token, secret = embeds.create(document, origins, expires=timezone.now() + timedelta(days=days),
-                                              name=request.POST.get("name", "").strip()[:100])
-                src = request.build_absolute_uri(reverse("documents:autoload", args=[document.id])) + "?" + urlencode(
-                    {"embed_token": secret, "id": f"bokehsite-{token.prefix}"})
-                created = {"token": token, "secret": secret,
-                           "snippet": f'<script src="{src}" id="bokehsite-{token.prefix}"></script>'}
-            elif action == "revoke" and (token := embeds.get(document, request.POST.get("token"))):
-                embeds.revoke(token)
-                messages.success(request, "Embed token revoked: pages that show it stop now.")
-            else:
-                messages.error(request, "Unknown action.")
-        except ApiError as e:
-            messages.error(request, e.detail)
-        if created is None:
-            return redirect("documents:embeds", pk=document.pk)
-    context = {"document": document, "tokens": embeds.tokens_of(document), "created": created,
-               "public_snippet": None}
+        days = int(request.POST.get("days") or 30)
+    except ValueError:
+        raise ApiError("days must be a whole number", field="days", code="invalid") from None
+    if not 1 <= days <= embeds.MAX_LIFETIME.days:
+        raise ApiError(f"days must be from 1 to {embeds.MAX_LIFETIME.days}", field="days", code="invalid")
+    origins = request.POST.get("origins", "").replace(",", " ").split()
+    token, secret = embeds.create(document, origins, expires=expires_in(days),
+                                  name=request.POST.get("name", "").strip()[:100])
+    src = request.build_absolute_uri(autoload_url(document, {"embed_token": secret, "id": f"bokehsite-{token.prefix}"}))
+    return {"created": {"token": token, "secret": secret,
+                        "snippet": f'<script src="{src}" id="bokehsite-{token.prefix}"></script>'}}
+
+
+def _revoke_embed_token(request: HttpRequest, document: Document) -> None:
+    if not (token := embeds.get(document, request.POST.get("token"))):
+        raise pages.UnknownAction
+    embeds.revoke(token)
+    messages.success(request, "Embed token revoked: pages that show it stop now.")
+
+
+EMBED_ACTIONS: dict[str, pages.Handler] = {"create": _create_embed_token, "revoke": _revoke_embed_token}
+
+
+@require_http_methods(["GET", "POST"])
+@document_view("owner")
+def embeds_page(request: HttpRequest, caller: access.Caller, document: Document) -> HttpResponse:
+    """The owner's embed tokens: make one (its snippet is shown once), list them, revoke them."""
+    shown = None
+    if request.method == "POST" and (shown := pages.dispatch(request, EMBED_ACTIONS, document)) is None:
+        return redirect("documents:embeds", pk=document.pk)
+    context = {"document": document, "tokens": embeds.tokens_of(document), "created": None,
+               "public_snippet": None, **(shown or {})}
     if document.visibility == Visibility.PUBLIC:
-        src = request.build_absolute_uri(reverse("documents:autoload", args=[document.id])) + "?public=true"
+        src = request.build_absolute_uri(autoload_url(document, {"public": "true"}))
         context["public_snippet"] = f'<script src="{src}"></script>'
     return render(request, "documents/embeds.html", context)
 
@@ -353,33 +326,29 @@ def _version_in(query) -> int | None:
     return int(value) if value.isdigit() and 0 < int(value) < 2**31 else None
 
 
+def _restore(request: HttpRequest, document: Document) -> None:
+    version = _version_in(request.POST)
+    if version is None or version > document.version:
+        raise ApiError(f"no version {request.POST.get('version', '')!r} to restore", field="version")
+    services.restore_version(document, version, author=acting_user(request))
+    messages.success(request, f"Version {version} restored as version {document.version}.")
+
+
 @require_http_methods(["GET", "POST"])
-def history_page(request: HttpRequest, pk) -> HttpResponse:
+@document_view("read", to_post="write")
+def history_page(request: HttpRequest, caller: access.Caller, document: Document) -> HttpResponse:
     """A document's versions, one of them shown in the sandboxed frame with a scrubber and
-    replay; owners and writers restore one (POST ``version``)."""
-    try:
-        caller, document = _viewed(request, pk, "write" if request.method == "POST" else "read")
-    except _LoginFirst:
-        return redirect_to_login(request.get_full_path())
+    replay; owners and writers restore one (POST ``version``; the form names no action)."""
     if request.method == "POST":
-        version = _version_in(request.POST)
-        try:
-            if version is None or version > document.version:
-                raise ApiError(f"no version {request.POST.get('version', '')!r} to restore", field="version")
-            services.restore_version(document, version, author=acting_user(request))
-            messages.success(request, f"Version {version} restored as version {document.version}.")
-        except ApiError as e:
-            messages.error(request, e.detail)
-        return redirect(reverse("documents:history", args=[document.pk]) + _share_query(request))
+        pages.attempt(request, _restore, document)
+        return redirect(reverse("documents:history", args=[document.pk]) + share_query(request))
     before = request.GET.get("before", "")
     page = services.version_history(document, before=int(before) if before.isdigit() else None, limit=HISTORY_PAGE)
     shown = document.version
-    frame_url = reverse("documents:frame", args=[document.id]) + "?" + urlencode(
-        {"frame_token": access.frame_token(caller, document), "version": shown})
     context = {
         "document": document, "role": document.role, "page": page, "shown": shown,
         "can_restore": access.allows(document.role, "write"),
-        "frame_url": frame_url, "share_query": _share_query(request), "export_formats": EXPORT_FORMATS,
-        "token_url": reverse("documents:frame-token", args=[document.id]) + _share_query(request),
+        "frame_url": frame_url(caller, document, version=shown), "share_query": share_query(request),
+        "export_formats": EXPORT_FORMATS, "token_url": frame_token_url(document, share_params(request)),
     }
     return render(request, "documents/history.html", context)

@@ -22,7 +22,6 @@ from datetime import datetime
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
@@ -33,8 +32,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.handlers.asgi import ASGIRequest
 from django.middleware.csrf import CsrfViewMiddleware
 
+from accounts.credentials import Credentials
 from accounts.exceptions import InvalidToken
-from accounts.tokens import authenticate_token, secret_from_authorization, user_for_token
+from accounts.tokens import authenticate_token, user_for_token
 from accounts.users import default_user, multi_user
 from documents import access
 
@@ -60,14 +60,11 @@ def identify(scope: dict[str, Any], *, session_ended: bool = False) -> AbstractB
     Raises:
         InvalidToken: its API token is unknown, revoked or expired, or its user is inactive.
     """
-    headers = dict(scope.get("headers", []))
-    frame_token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("frame_token", [None])[0]
-    authorization = headers.get(b"authorization")
-    if frame_token:
+    credentials = Credentials.from_scope(scope)
+    if credentials.frame_token:
         return AnonymousUser()  # a sandboxed frame: its token alone speaks for it
-    if authorization and multi_user():
-        secret = secret_from_authorization(authorization.decode("latin-1"))
-        user = user_for_token(secret) if secret else None
+    if credentials.authorization and multi_user():
+        user = user_for_token(credentials.api_token)
         if user is None:
             raise InvalidToken("the API token is not valid (unknown, revoked or expired)")
         return user
@@ -89,11 +86,9 @@ def credentials_expire(scope: dict[str, Any]) -> datetime | None:
     or its browser session's, or the embed token's behind its frame token (it queries the database)."""
     if (expires := access.embed_expires(scope)) is not None:
         return expires
-    headers = dict(scope.get("headers", []))
-    authorization = headers.get(b"authorization")
-    if authorization and multi_user():
-        secret = secret_from_authorization(authorization.decode("latin-1"))
-        token = authenticate_token(secret) if secret else None
+    credentials = Credentials.from_scope(scope)
+    if credentials.authorization and multi_user():
+        token = authenticate_token(credentials.api_token)
         return token.expires if token else None
     session = scope.get("session")
     if multi_user() and getattr(session, "session_key", None):

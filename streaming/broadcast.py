@@ -9,6 +9,9 @@ its client a snapshot instead.
 Changes of access (``accounts.signals.access_changed``) go the same way to the connections of each
 document whose sharing changed and of each user whose identity changed (``user_group_name``).
 
+Each connection's groups are kept by its ``Membership``: joined, renewed before they lapse, left,
+and checked with a tick through the layer that the layer still delivers to it.
+
 Where an event loop awaits the database work that committed (``streaming.batching``, inside
 ``sent_on_exit``), the messages are sent from that loop once the work returns, in commit order,
 so that the database thread never waits for the channel layer; elsewhere (a REST request) the
@@ -17,16 +20,20 @@ message is sent before the committing thread goes on.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import secrets
 import logging
+import random
+import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
 
 from bokehsite import protocol
 from documents.changes import Change
@@ -37,6 +44,7 @@ CHANGED = "document.changed"
 ACCESS_CHANGED = "access.changed"
 APPENDED = "dataset.appended"
 REMOVED = "dataset.removed"
+TICK = "connection.tick"
 
 
 def _layer_errors() -> tuple[type[BaseException], ...]:
@@ -69,9 +77,8 @@ def message(changes: list[Change]) -> dict[str, Any]:
     """The channel layer message for consecutive committed changes."""
     frame = None
     if all(change.patch is not None for change in changes):
-        items = [protocol.item(change.version, change.patch, change.key) for change in changes]
-        buffers = [buffer for change in changes for buffer in change.buffers]
-        frame = protocol.Patches(changes[0].version - 1, changes[-1].version, items).encode(buffers)
+        frame = protocol.Patches.frame(changes[0].version - 1, changes[-1].version,
+                                       ((protocol.item(c.version, c.patch, c.key), c.buffers) for c in changes))
     return {"type": CHANGED, "start": changes[0].version - 1, "version": changes[-1].version,
             "origins": [change.origin for change in changes], "frame": frame}
 
@@ -160,6 +167,74 @@ def _log_failure(what: str, error: Exception) -> None:
         logger.warning("%s failed: the channel layer is unreachable (%s)", what, error)
     else:
         logger.error("%s failed", what, exc_info=error)
+
+
+class Membership:
+    """One connection's groups in the channel layer, kept while it lives.
+
+    Membership of a group lapses after BOKEHSITE_GROUP_EXPIRY seconds, so that the channels of a
+    process that died leave it; a live connection renews its own every BOKEHSITE_GROUP_RENEW
+    seconds, which also restores them soon after a Redis that keeps nothing restarts. Each time
+    it also sends itself a tick (``TICK``) through the layer. A tick that has not come back by
+    the next one but one means the layer no longer delivers to this connection (it happens after
+    a Redis restart): ``lost`` is called, to close it so that its client reconnects and resumes
+    from the log.
+    """
+
+    def __init__(self, layer: BaseChannelLayer, channel: str, *, lost: Callable[[], Awaitable[None]]):
+        self.layer, self.channel, self.lost = layer, channel, lost
+        self.groups: list[str] = []
+        self.tick_sent = self.tick_heard = False
+        self.renewing: asyncio.Task[None] | None = None
+
+    async def join(self, *groups: str) -> None:
+        """Join the groups not joined yet; they are renewed from now on."""
+        for group in groups:
+            if group not in self.groups:
+                self.groups.append(group)
+                await self.layer.group_add(group, self.channel)
+
+    def start(self) -> None:
+        """Renew the groups and send ticks from now on, until ``stop``."""
+        self.renewing = asyncio.create_task(self._renew())
+
+    def heard_tick(self) -> None:
+        """The connection received its tick: the layer delivers to it."""
+        self.tick_heard = True
+
+    def stop(self) -> None:
+        if self.renewing is not None:
+            self.renewing.cancel()
+
+    async def leave(self) -> None:
+        """Stop renewing, and leave every group."""
+        self.stop()
+        with contextlib.suppress(*LAYER_ERRORS):  # a layer that is down forgets them anyway
+            for group in self.groups:
+                await self.layer.group_discard(group, self.channel)
+
+    async def _renew(self) -> None:
+        unanswered = 0
+        await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW * random.random())  # connections opened together spread out
+        while True:
+            await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW)
+            if self.tick_sent and not self.tick_heard:
+                unanswered += 1
+                if unanswered >= 2:
+                    logger.warning("the channel layer stopped delivering to a connection; closing it so that it reconnects")
+                    await self.lost()
+                    return
+            else:
+                unanswered = 0
+            try:
+                for group in self.groups:
+                    await self.layer.group_add(group, self.channel)
+                self.tick_sent, self.tick_heard = True, False
+                await self.layer.send(self.channel, {"type": TICK})
+            except ChannelFull:
+                self.tick_heard = True  # messages are queued for it: it is hearing from the layer
+            except LAYER_ERRORS as error:
+                logger.warning("renewing a connection's groups failed (%s); it tries again", error)
 
 
 async def round_trip() -> None:

@@ -104,9 +104,9 @@ def line_document(n: int = 5, *, title: str = "line") -> BokehDocument:
 
 def store(owner, title: str = "line", doc: BokehDocument | None = None):
     """Store a document for ``owner`` directly through the service layer."""
-    from documents import bokeh_io, services
+    from documents import bokeh_json, services
 
-    return services.create_document(owner, title, *bokeh_io.dump(doc or line_document()))
+    return services.create_document(owner, title, *bokeh_json.dump(doc or line_document()))
 
 
 def stored_line(owner, title: str = "line"):

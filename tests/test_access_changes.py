@@ -143,7 +143,7 @@ def test_a_frame_token_is_checked_against_the_rights_of_now(document, alice, bob
     stored, _, _ = document
     share(stored, bob, Role.WRITE)
     bob_as_caller = access.Caller(bob)
-    token = access.frame_token(bob_as_caller, access.resolve(bob_as_caller, stored.id))
+    token = access.mint_frame_token(bob_as_caller, access.resolve(bob_as_caller, stored.id))
     path = protocol.path(stored.id) + f"?frame_token={token}"
     frame = [(b"origin", b"null")]
 
@@ -168,7 +168,7 @@ def test_a_frame_token_of_a_demoted_writer_reads_only(document, alice, bob):
     stored, doc, source = document
     share(stored, bob, Role.WRITE)
     caller = access.Caller(bob)
-    token = access.frame_token(caller, access.resolve(caller, stored.id))
+    token = access.mint_frame_token(caller, access.resolve(caller, stored.id))
     share(stored, bob, Role.READ)
 
     async def scenario():
@@ -186,7 +186,7 @@ def test_a_frame_token_of_a_rotated_secret_link_opens_nothing(document, client):
     stored, _, _ = document
     services.regenerate_secret_link(stored)
     caller = access.Caller(AnonymousUser(), key=stored.secret_key)
-    token = access.frame_token(caller, access.resolve(caller, stored.id))
+    token = access.mint_frame_token(caller, access.resolve(caller, stored.id))
     path = protocol.path(stored.id) + f"?frame_token={token}"
 
     async def scenario():

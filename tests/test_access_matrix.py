@@ -37,7 +37,7 @@ def quick_store(owner, title):
     """A stored document, without validating the same content again for each of the many cases."""
     global CONTENT
     if CONTENT is None:
-        CONTENT = services.bokeh_io.dump(line_document())
+        CONTENT = services.bokeh_json.dump(line_document())
     document = Document.objects.create(owner=owner, title=title)
     snapshot = Snapshot(document=document, version=document.version)
     snapshot.set_content(*CONTENT)
@@ -244,7 +244,7 @@ def open_connection(connected: str):
         headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), *ours]
     elif connected == "writer_frame":
         user, caller = bob, access.Caller(bob)
-        path += f"?frame_token={access.frame_token(caller, access.resolve(caller, document.id))}"
+        path += f"?frame_token={access.mint_frame_token(caller, access.resolve(caller, document.id))}"
         headers = [(b"origin", b"null")]
     elif connected == "public_anonymous":
         services.publish(document)

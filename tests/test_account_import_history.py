@@ -11,7 +11,7 @@ from django.test import Client
 
 from bokehsite import wire
 from documents import exports, services
-from documents import history as history_module
+from documents import log
 from documents.models import Document, Event, Snapshot
 from tests.conftest import PASSWORD, token_client
 from tests.helpers import line_document, plain, store, stream_patch
@@ -43,9 +43,9 @@ def documented(alice, bob, settings):
 
 
 def wire_json(doc):
-    from documents import bokeh_io
+    from documents import bokeh_json
 
-    return bokeh_io.dump(doc)
+    return bokeh_json.dump(doc)
 
 
 def exported(owner) -> bytes:
@@ -105,7 +105,7 @@ def test_the_imported_history_has_the_same_versions_and_rebuilds_each_the_same(a
 def test_a_pruned_history_imports_from_its_oldest_snapshot(alice, bob, charlie, multi_user, settings):
     original = documented(alice, bob, settings)
     settings.BOKEHSITE_HISTORY = 6
-    history_module.prune(original.id, original.version)
+    log.prune(original.id, original.version)
     oldest = Snapshot.objects.filter(document=original).order_by("version").first().version
     assert oldest == 8
     settings.BOKEHSITE_HISTORY = 10_000

@@ -8,7 +8,7 @@ import pytest
 
 from accounts.users import default_user
 from bokehsite import protocol, wire
-from documents import history
+from documents import replay
 from documents.models import Document, Event, Snapshot
 from tests.helpers import append_frame, open_socket, receive, run, state, stored_line
 
@@ -112,11 +112,11 @@ def test_bad_changes_from_one_connection_fail_alone_among_anothers_valid_changes
     document.refresh_from_db()
     assert document.version == 1 + accepted
     assert Event.objects.filter(document=document).count() == accepted
-    stored = Snapshot.objects.get(document=document, version=1).build(Event.objects.filter(document=document))
+    stored = replay.build(Snapshot.objects.get(document=document, version=1), Event.objects.filter(document=document))
     x = stored.get_model_by_id(source).data["x"]
     assert list(x[5:]) == [100 + i for i in range(VALID)]
     # The live document that validates the next change is exactly what the database holds.
-    live = history.live_documents.get(document.id)
+    live = replay.live_documents.get(document.id)
     assert live.version == document.version and state(live.doc) == state(stored)
 
 
@@ -141,7 +141,7 @@ def test_a_change_that_fails_after_others_of_its_batch_applied_leaves_them_store
     assert [r["type"] for r in replies].count("ack") == 10
     refused = next(r for r in replies if r["type"] == "error")
     assert (refused["id"], refused["code"]) == ("mixed", "invalid_patch")
-    stored = Snapshot.objects.get(document=document, version=1).build(Event.objects.filter(document=document))
+    stored = replay.build(Snapshot.objects.get(document=document, version=1), Event.objects.filter(document=document))
     assert list(stored.get_model_by_id(source).data["x"][5:]) == list(range(100, 110))
-    assert state(history.live_documents.get(document.id).doc) == state(stored)
+    assert state(replay.live_documents.get(document.id).doc) == state(stored)
     assert Document.objects.get(pk=document.pk).version == 11

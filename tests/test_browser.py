@@ -84,7 +84,7 @@ def test_the_status_shows_reconnecting_and_the_page_resumes(live_server_url, pag
         session.push(doc)
         frame = open_plot(page, session.url)
         frame.wait_for_selector("#live-status[data-status=live]")
-        frame.evaluate("window.bokehsite.sync.ws.close()")  # as a network drop would
+        frame.evaluate("window.bokehsite.sync.connection.drop()")  # as a network drop would
         frame.wait_for_selector("#live-status[data-status=reconnecting]")
         doc.get_model_by_name("ex_line").glyph.line_color = "red"
         version = session.push()["version"]

@@ -17,7 +17,7 @@ from accounts.users import default_user
 from bokehsite import protocol, wire
 from datasets import aggregation, services as dataset_services, storage
 from datasets.models import Dataset
-from documents import bokeh_io, services
+from documents import bokeh_json, services
 from documents.frames import sign_frame_token
 from documents.models import Event, Visibility
 from tests.conftest import token_client
@@ -59,7 +59,7 @@ def backed_document(owner, dataset: Dataset, kind: str = "line", title: str = "b
     (p.line if kind == "line" else p.scatter)("x", "y", source=source)
     doc = BokehDocument()
     doc.add_root(p)
-    return services.create_document(owner, title, *bokeh_io.dump(doc)), source.id
+    return services.create_document(owner, title, *bokeh_json.dump(doc)), source.id
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_a_source_without_a_mark_has_no_views(api, dataset_dir):
     p.line("x", "y", source=source)
     doc = BokehDocument()
     doc.add_root(p)
-    document = services.create_document(default_user(), "plain", *bokeh_io.dump(doc))
+    document = services.create_document(default_user(), "plain", *bokeh_json.dump(doc))
 
     async def scenario():
         socket = await connect(document.id)
@@ -348,7 +348,7 @@ def test_views_stop_once_the_document_no_longer_backs_the_source(line):
 
     async def scenario():
         socket = await shown_a_view(document, source_id)
-        await sync_to_async(services.replace_document)(document, *bokeh_io.dump(line_document()))  # no mark
+        await sync_to_async(services.replace_document)(document, *bokeh_json.dump(line_document()))  # no mark
         error = await refused_soon(socket, view(2, source_id, 0, ROWS))
         assert error["code"] == "unknown_source"
         await socket.disconnect()

@@ -13,6 +13,7 @@ from bokeh.core.serialization import Serializer
 from bokeh.document.events import ColumnsStreamedEvent
 
 from bokehsite import protocol, wire
+from documents import replay
 from documents.models import Document, Event, Snapshot
 from tests.helpers import create, line_document, open_socket, receive, run
 
@@ -98,7 +99,7 @@ def test_a_document_with_inline_arrays_is_stored_with_its_arrays_as_binary(api):
     assert response.status_code == 201, response.content
     snapshot = Snapshot.objects.get(document_id=response.json()["id"])
     assert all(a["array"]["data"].keys() == {"id"} for a in arrays(snapshot.doc))  # no base64 stored
-    stored = snapshot.build().get_model_by_name("ex_line").data_source.data
+    stored = replay.build(snapshot).get_model_by_name("ex_line").data_source.data
     assert stored["y"].tolist() == doc.get_model_by_name("ex_line").data_source.data["y"].tolist()
 
 

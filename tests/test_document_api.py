@@ -67,7 +67,7 @@ def test_it_lists_the_callers_documents_and_filters_by_title(api):
     create(api, "one")
     create(api, "two")
     other = get_user_model().objects.create(username="someone")
-    services.create_document(other, "theirs", *services.bokeh_io.dump(line_document()))
+    services.create_document(other, "theirs", *services.bokeh_json.dump(line_document()))
     titles = [d["title"] for d in api.get("/api/documents/").json()]
     assert sorted(titles) == ["one", "two"]
     assert [d["title"] for d in api.get("/api/documents/?title=two").json()] == ["two"]
@@ -75,7 +75,7 @@ def test_it_lists_the_callers_documents_and_filters_by_title(api):
 
 def test_another_users_private_document_is_not_found(api):
     other = get_user_model().objects.create(username="someone")
-    document = services.create_document(other, "theirs", *services.bokeh_io.dump(line_document()))
+    document = services.create_document(other, "theirs", *services.bokeh_json.dump(line_document()))
     for response in (
         api.get(f"/api/documents/{document.id}/"),
         api.get(f"/api/documents/{document.id}/doc/", HTTP_ACCEPT=BUNDLE),

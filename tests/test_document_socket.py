@@ -198,7 +198,7 @@ def test_bad_messages_get_an_error_and_the_connection_stays(stored, send, code):
 def test_a_reader_may_not_change_the_document(stored):
     _, doc, source = stored
     owner = get_user_model().objects.create(username="owner")
-    published = services.create_document(owner, "published", *services.bokeh_io.dump(doc))
+    published = services.create_document(owner, "published", *services.bokeh_json.dump(doc))
     published.visibility = Visibility.PUBLIC
     published.save()
 
@@ -217,7 +217,7 @@ def test_a_reader_may_not_change_the_document(stored):
 def test_a_document_the_user_may_not_see_is_not_found(stored):
     _, doc, _ = stored
     owner = get_user_model().objects.create(username="owner")
-    private = services.create_document(owner, "private", *services.bokeh_io.dump(doc))
+    private = services.create_document(owner, "private", *services.bokeh_json.dump(doc))
 
     async def scenario():
         socket = WebsocketCommunicator(application, protocol.path(private.id))

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from documents import embeds, services
@@ -246,7 +247,7 @@ def test_an_embeds_socket_reads_only_and_is_closed_with_the_reason_when_its_toke
     from documents import access
 
     caller = access.Caller(alice, embed=token)
-    frame_token = access.frame_token(caller, access.resolve(caller, document.id))
+    frame_token = access.mint_frame_token(caller, access.resolve(caller, document.id))
 
     async def scenario():
         socket, hello = await open_socket(f"/ws/documents/{document.id}/?frame_token={frame_token}")
@@ -254,6 +255,32 @@ def test_an_embeds_socket_reads_only_and_is_closed_with_the_reason_when_its_toke
         await database_sync_to_async(embeds.revoke)(token)
         error = await receive(socket, timeout=2)
         assert (error["type"], error["code"]) == ("error", "invalid_embed_token") and "revoked" in error["detail"]
+        assert await closed_with(socket) == 4401
+
+    run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_embeds_socket_is_closed_at_once_when_its_owner_is_deactivated(alice, multi_user):
+    multi_user.BOKEHSITE_ACCESS_RECHECK = 3600  # nothing but the deactivation's announcement can close it
+    document = store(alice)
+    token, _ = make_token(document)
+    from documents import access
+
+    caller = access.Caller(AnonymousUser(), embed=token)
+    frame_token = access.mint_frame_token(caller, access.resolve(caller, document.id))
+
+    def deactivate():
+        alice.is_active = False
+        alice.save()
+
+    async def scenario():
+        socket, hello = await open_socket(f"/ws/documents/{document.id}/?frame_token={frame_token}",
+                                          headers=[(b"origin", b"null")])
+        assert hello["type"] == "hello" and hello["role"] == "read"
+        await database_sync_to_async(deactivate)()
+        error = await receive(socket, timeout=2)
+        assert (error["type"], error["code"]) == ("error", "invalid_embed_token") and "disabled" in error["detail"]
         assert await closed_with(socket) == 4401
 
     run(scenario)

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from accounts.users import default_user
 from bokehsite import protocol, wire
-from documents import history, services
+from documents import log, replay, services
 from documents.changes import PatchRequest
 from documents.exceptions import HistoryTruncated, InvalidPatch, VersionConflict
 from documents.models import Event, EventKind, Snapshot
@@ -95,8 +95,8 @@ def test_changes_stored_together_are_accepted_or_refused_one_by_one(stored):
     document.refresh_from_db()
     assert document.version == 3
     assert list(Event.objects.values_list("version", "key")) == [(2, "a"), (3, "")]
-    in_memory = state(history._live(document.id).doc)
-    history.live_documents.discard(document.id)
+    in_memory = state(replay.live(document.id).doc)
+    replay.live_documents.discard(document.id)
     assert state(services.load_bokeh_document(document)) == in_memory  # the half-applied change was undone
     assert ys(document) == [6, 7, 2, 4, 5, 1, 4]
 
@@ -126,7 +126,7 @@ def test_changes_written_by_another_process_are_caught_up_first(stored, live_ser
 def test_a_resent_change_stored_meanwhile_by_another_process_is_not_applied_twice(stored, live_server_url, monkeypatch):
     document, doc, source = stored
     append(document, doc, source, [6], [1])
-    original = history._apply_in_memory
+    original = log._apply_in_memory
     raced = []
 
     def another_process_stores_it_first(*args):
@@ -136,7 +136,7 @@ def test_a_resent_change_stored_meanwhile_by_another_process_is_not_applied_twic
             raced.append(another_process_appends(live_server_url, document, doc, source, [7], [2], key="k"))
         return original(*args)
 
-    monkeypatch.setattr(history, "_apply_in_memory", another_process_stores_it_first)
+    monkeypatch.setattr(log, "_apply_in_memory", another_process_stores_it_first)
     assert append(document, doc, source, [7], [2], key="k").version == 3
     assert raced == [3]
     assert list(Event.objects.values_list("version", "key")) == [(2, ""), (3, "k")]
@@ -171,7 +171,7 @@ def test_the_log_is_folded_into_snapshots_and_old_history_dropped(stored, settin
 def test_a_replace_is_logged_and_rebuilds_from_its_snapshot(stored):
     document, doc, source = stored
     append(document, doc, source, [6], [1])
-    services.replace_document(document, *services.bokeh_io.dump(line_document(20)))
+    services.replace_document(document, *services.bokeh_json.dump(line_document(20)))
     assert document.version == 3
     assert Event.objects.get(version=3).kind == EventKind.REPLACE
     assert len(ys(document)) == 20 and len(ys(document, 2)) == 6
@@ -205,7 +205,7 @@ def test_history_rebuilds_every_version_exactly(stored):
 def test_someone_elses_document_cannot_be_patched_through_the_api(stored, api):
     _, doc, source = stored
     other = get_user_model().objects.create(username="someone")
-    theirs = services.create_document(other, "theirs", *services.bokeh_io.dump(doc))
+    theirs = services.create_document(other, "theirs", *services.bokeh_json.dump(doc))
     patch, buffers = stream_patch(doc, source, [6], [1])  # a change that applies, arrays and all
     body = wire.pack({"patch": patch}, buffers)
     response = api.post(f"/api/documents/{theirs.id}/events/", body, content_type=wire.CONTENT_TYPE)

@@ -1,14 +1,12 @@
 """Exports: standalone HTML (opens from disk), Bokeh's document JSON, PNG and SVG drawn by
 headless Chromium, at any version, from the API, the client and the pages."""
 
-import io
 import json
 
 import pytest
 from bokeh.document import Document as BokehDocument
 
-from bokehsite import wire
-from documents import bokeh_io, services
+from documents import services
 from tests.conftest import token_client
 from tests.helpers import line_document, plain, state, store, stream_patch
 

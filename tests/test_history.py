@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from bokehsite import wire
-from documents import bokeh_io, services
+from documents import bokeh_json, services
 from documents.models import Collaborator, Document, Event, Snapshot
 from tests.conftest import token_client
 from tests.helpers import BUNDLE, line_document, plain, state, store, stored_line, stream_patch
@@ -43,7 +43,7 @@ def content(api, document, version=None):
 
 def test_the_history_lists_every_version_with_its_time_author_kind_and_size(alice, api):
     document, _, _ = streamed(alice, 3)
-    services.replace_document(document, *bokeh_io.dump(line_document()), author=alice)
+    services.replace_document(document, *bokeh_json.dump(line_document()), author=alice)
     body = api.get(f"/api/documents/{document.id}/history/").json()
     assert body["version"] == 5 and body["oldest"] == 1 and body["pruned"] is False and body["next"] is None
     assert [(i["version"], i["kind"]) for i in body["items"]] == [
@@ -205,8 +205,8 @@ def test_a_streamed_history_rebuilds_to_what_bokeh_reaches_change_by_change(alic
     from bokeh.document.events import ColumnsStreamedEvent
     from bokeh.core.serialization import Serializer
 
-    from documents import history
-    from documents.models import _streamed_json
+    from documents import replay
+    from documents.replay import _streamed_json
 
     settings.BOKEHSITE_SNAPSHOT_EVERY = 8
     doc = line_document(10)  # float columns, as streams append float arrays
@@ -225,12 +225,12 @@ def test_a_streamed_history_rebuilds_to_what_bokeh_reaches_change_by_change(alic
                                                     "attr": "name", "new": "renamed"}]}, [])
     document.refresh_from_db()
     for version in range(2, document.version + 1):
-        snapshot, events = history.replay_base(document.id, version)
-        reference = bokeh_io.load(snapshot.doc, snapshot.buffer_list())
+        snapshot, events = replay.base(document.id, version)
+        reference = bokeh_json.load(snapshot.doc, snapshot.buffer_list())
         for event in events:
             event.apply_to(reference)
-        header, buffers = wire.unpack(history.bundle_at(document.id, version))
+        header, buffers = wire.unpack(replay.at(document.id, version).bundle())
         assert state(wire.load_document(header["doc"], buffers)) == state(reference), version
-        assert state(history.replay_base(document.id, version)[0].build(events)) == state(reference), version
+        assert state(replay.build(replay.base(document.id, version)[0], events)) == state(reference), version
         if events and all(e.patch["events"][0]["kind"] == "ColumnsStreamed" for e in events):
-            assert _streamed_json(*history.replay_base(document.id, version)) is not None  # the fast path ran
+            assert _streamed_json(*replay.base(document.id, version)) is not None  # the fast path ran

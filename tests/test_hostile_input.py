@@ -317,10 +317,10 @@ def test_deeply_laid_out_real_documents_fit_the_nesting_bound_easily(api):
 
 def test_only_changes_that_can_link_models_make_the_whole_document_be_checked(stored):
     """Checking how deep Bokeh writes the document costs a serialization: streams never need it."""
-    from documents import bokeh_io
+    from documents import bokeh_json
 
     _, doc, source = stored
-    assert not bokeh_io.links_models(plain(*stream_patch(doc, source, [1.0], [2.0]))[0])
-    assert not bokeh_io.links_models(change(source, kind="ModelChanged", attr="name", new="n"))
-    assert bokeh_io.links_models(change(source, kind="ModelChanged", attr="tags", new=[{"id": source}]))
-    assert bokeh_io.links_models({"events": [{"kind": "RootAdded", "model": {"id": source}}]})
+    assert not bokeh_json.links_models(plain(*stream_patch(doc, source, [1.0], [2.0]))[0])
+    assert not bokeh_json.links_models(change(source, kind="ModelChanged", attr="name", new="n"))
+    assert bokeh_json.links_models(change(source, kind="ModelChanged", attr="tags", new=[{"id": source}]))
+    assert bokeh_json.links_models({"events": [{"kind": "RootAdded", "model": {"id": source}}]})

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def store(title="line", owner=None):
-    return services.create_document(owner or default_user(), title, *services.bokeh_io.dump(line_document()))
+    return services.create_document(owner or default_user(), title, *services.bokeh_json.dump(line_document()))
 
 
 def test_the_list_shows_the_callers_documents_with_links(client):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from bokeh.core.serialization import Buffer
 
-from bokehsite import protocol
+from bokehsite import protocol, wire
 from tests.servers import ROOT
 
 SAMPLES = {
@@ -80,6 +80,16 @@ def test_an_error_carries_the_envelope_of_the_rest_api():
     message = protocol.Error.from_envelope(envelope, id=3)
     assert message.to_json() == {"type": "error", "code": "version_conflict", "detail": "moved on",
                                  "field": "base_version", "id": 3, "current_version": 6}
+
+
+def test_a_frame_of_several_changes_is_their_patches_message_with_their_buffers_in_order():
+    buffers = [Buffer(f"b{i}", np.full(2, i, dtype="<f8").tobytes()) for i in range(3)]
+    items = [protocol.item(3, {"events": []}, "k:1"), protocol.own_item(4), protocol.item(5, {"events": []})]
+    frame = protocol.Patches.frame(2, 5, [(items[0], buffers[:2]), (items[1], ()), (items[2], buffers[2:])])
+    assert frame == protocol.Patches(2, 5, items).encode(buffers)
+    assert protocol.own_frame(2, 4) == protocol.Patches(2, 4, [protocol.own_item(3), protocol.own_item(4)]).encode()
+    header, got = wire.unpack(protocol.changes_frame({"since": 2}, [({"version": 3}, buffers[1:])]))
+    assert header["since"] == 2 and header["items"] == [{"version": 3}] and [b.id for b in got] == ["b1", "b2"]
 
 
 def test_the_websocket_url_follows_the_server_url():

@@ -119,7 +119,7 @@ def test_a_read_only_frame_token_may_not_change_the_document(document):
 
 def test_a_frame_token_for_another_document_or_forged_is_refused(document, alice):
     stored, _, _ = document
-    other = services.create_document(alice, "other", *services.bokeh_io.dump(line_document()))
+    other = services.create_document(alice, "other", *services.bokeh_json.dump(line_document()))
     token = sign_frame_token(other, "owner", user_id=alice.pk)
 
     async def scenario():

@@ -5,8 +5,9 @@ waits for the server's ``hello``, calls ``on_open(hello)``, then ``on_message(me
 for every message that follows, each parsed and checked by ``bokehsite.protocol``. When the
 network drops it, it connects again after a pause that grows with each failure in a row, and
 that starts short again once a connection has stayed up for a while. When the server closes it
-for good (the document is gone, or access to it was taken away: close codes 4401 and 4404), it
-raises the server's reason instead of reconnecting. A server that answers but cannot serve the
+for good (the document is gone, or access to it was taken away: close codes 4401 and 4404; or it
+is past a connection limit: 4429, ``TooManyConnections``), it raises the server's reason instead
+of reconnecting. A server that answers but cannot serve the
 document for now (its database is down: ``unavailable``, 4503) is tried again for as long as it
 takes.
 
@@ -26,7 +27,7 @@ import websockets
 from bokeh.core.serialization import Buffer
 
 from bokehsite import protocol
-from bokehsite.client.exceptions import BokehsiteError, ServerError, ServerUnreachable
+from bokehsite.client.exceptions import BokehsiteError, ServerError, ServerUnreachable, TooManyConnections
 
 # Pauses before each reconnect of a run of failures; after the last, the server is unreachable.
 RECONNECT_DELAYS = (0.2, 0.5, 1, 2, 5)
@@ -149,6 +150,8 @@ class Connection:
     async def _greeting(self, ws: Any) -> protocol.Hello:
         message, _ = self._decode(await ws.recv())
         if isinstance(message, protocol.Error):
+            if message.code == protocol.TOO_MANY_CONNECTIONS:
+                raise TooManyConnections(self.url, message.detail, message.extra.get("limit"), message.extra.get("maximum"))
             raise ServerError(self.url, 0, message.code, message.detail, message.field)
         if not isinstance(message, protocol.Hello):
             raise BokehsiteError(f"{self.url}: the server began with {message.TYPE!r}, not 'hello'")

@@ -24,6 +24,18 @@ class ServerError(BokehsiteError):
         self.field = field
 
 
+class TooManyConnections(ServerError):
+    """The server refused a websocket past one of its connection limits: ``limit`` says which
+    (``per_user``: this account's, ``per_address``: this address's, ``per_process``: the server
+    process's) and ``maximum`` how many connections it allows. Reconnecting would be refused
+    again until other connections close."""
+
+    def __init__(self, url: str, detail: str, limit: str | None, maximum: int | None):
+        super().__init__(url, 429, "too_many_connections", detail)
+        self.limit = limit
+        self.maximum = maximum
+
+
 class ChangeTooLarge(BokehsiteError):
     """One change is larger than the largest message the server accepts; it was not sent."""
 

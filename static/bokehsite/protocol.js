@@ -11,7 +11,7 @@
   const PATH = "ws/documents/{document_id}/";
   const DEFAULT_WINDOW = 64;
   const MAX_NAME_LENGTH = 100;
-  const CLOSE = {UNAUTHORIZED: 4401, NOT_FOUND: 4404, UNAVAILABLE: 4503};
+  const CLOSE = {UNAUTHORIZED: 4401, NOT_FOUND: 4404, TOO_MANY_CONNECTIONS: 4429, UNAVAILABLE: 4503};
 
   const integer = (least) => (v) => Number.isInteger(v) && v >= least;
   // No NUL and no lone UTF-16 surrogate: text the server could not store.

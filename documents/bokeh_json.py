@@ -34,7 +34,7 @@ from django.conf import settings
 
 from bokehsite import wire
 from bokehsite.errors import ApiError, PayloadTooLarge
-from documents.exceptions import InvalidDocument, InvalidPatch, UnknownModelType
+from documents.exceptions import InvalidDocument, UnknownModelType
 
 _REQUIRED_KEYS = ("roots",)
 
