@@ -67,7 +67,7 @@ def tree_cpu(pid: int) -> float:
 def run(args: argparse.Namespace) -> None:
     from accounts.users import default_user
     from bench.exports import line_plot
-    from documents import bokeh_io, images, services, thumbnails
+    from documents import bokeh_json, images, services, thumbnails
     from documents.models import Thumbnail
 
     if images.unavailable():
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> None:
     print("| points | drawing | wall s | server CPU s | renderer CPU s | total CPU s |")
     print("|---:|---|---:|---:|---:|---:|")
     for n in (int(float(s)) for s in args.sizes.split(",")):
-        document = services.create_document(user, f"line {n}", *bokeh_io.dump(line_plot(n)))
+        document = services.create_document(user, f"line {n}", *bokeh_json.dump(line_plot(n)))
         rows = []
         for i in range(args.repeat + 1):
             Thumbnail.objects.filter(document=document).delete()

@@ -214,7 +214,7 @@ def test_a_pushed_plot_gets_a_real_thumbnail_and_a_stream_is_redrawn_once_shown_
 
 @pytest.mark.django_db(transaction=True)  # the signal is sent once committed
 def test_a_new_content_is_announced_once_committed_and_a_stream_is_not(alice):
-    from documents import bokeh_io, signals
+    from documents import bokeh_json, signals
 
     heard = []
     signals.content_stored.connect(lambda sender, document_id, **kw: heard.append(document_id), weak=False,
@@ -226,7 +226,7 @@ def test_a_new_content_is_announced_once_committed_and_a_stream_is_not(alice):
         source = doc.get_model_by_name("ex_line").data_source
         services.apply_patch(document, *plain(*stream_patch(doc, source.id, [30.0], [2.0])))
         assert heard == [document.id]  # a change within the content is drawn when a page shows it stale
-        services.replace_document(document, *bokeh_io.dump(line_document(40)), author=alice)
+        services.replace_document(document, *bokeh_json.dump(line_document(40)), author=alice)
         services.restore_version(document, 1, author=alice)
         assert heard == [document.id] * 3
         data = io.BytesIO()
@@ -241,7 +241,7 @@ def test_a_new_content_is_announced_once_committed_and_a_stream_is_not(alice):
 def test_a_new_document_is_drawn_when_shown_and_a_seen_one_again_when_replaced(alice, settings, monkeypatch):
     from pathlib import Path
 
-    from documents import bokeh_io
+    from documents import bokeh_json
 
     if not Path(settings.BOKEHSITE_CHROMIUM).exists():
         pytest.skip(f"{settings.BOKEHSITE_CHROMIUM} is missing")
@@ -255,7 +255,7 @@ def test_a_new_document_is_drawn_when_shown_and_a_seen_one_again_when_replaced(a
     assert worker.waiting() == 0  # stored, not drawn: nobody looked yet
     drawn(seen)
     for document in (seen, new):
-        services.replace_document(document, *bokeh_io.dump(line_document(30)), author=alice)
+        services.replace_document(document, *bokeh_json.dump(line_document(30)), author=alice)
     assert set(worker._waiting) == {seen.id}
     thumbnails.refresh([Document.objects.get(pk=new.pk)])  # a page shows it
     assert set(worker._waiting) == {seen.id, new.id}
