@@ -1,7 +1,8 @@
-"""Who may use a dataset: its owner, once it is uploaded. Others get 404, as for documents.
+"""Who may use a dataset: its owner, once it is uploaded (``Dataset.objects.usable_by``). Others
+get 404, as for documents.
 
-Views of a dataset through a document (``streaming``) are allowed when the document's owner may
-use the dataset and the viewer may view the document: they ask ``may_use(document.owner, ...)``.
+Views of a dataset through a document are allowed when the document's owner may use the dataset
+and the viewer may view the document (``datasets.viewing``, with the same ``usable_by``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,6 @@ from django.core.exceptions import ValidationError
 
 from datasets.exceptions import DatasetNotFound, UploadNotFound
 from datasets.models import Dataset, State
-
-
-def may_use(user: Any, dataset: Dataset) -> bool:
-    return bool(getattr(user, "is_authenticated", False)) and dataset.is_ready and dataset.owner_id == user.pk
 
 
 def _get(queryset, pk: uuid.UUID | str) -> Dataset | None:

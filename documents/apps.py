@@ -7,4 +7,4 @@ class DocumentsConfig(AppConfig):
     def ready(self) -> None:
         from documents import signals  # noqa: F401  (connects the access receivers)
         from documents import quota  # noqa: F401  (a document deleted releases its bytes)
-        from documents import thumbnails  # noqa: F401  (draws documents again once they change)
+        from documents import thumbnails  # noqa: F401  (draws a thumbnail again when its content is stored)

@@ -143,7 +143,7 @@ class Producer:
         self.session.use_doc(title)
         self.doc = line_plot(title)
         self.session.push(self.doc)
-        link = self.session._link
+        link = self.session._sync
         link.flush()  # connect now, so that what ``seen`` counts are reconnections
         wait_until(lambda: link.connection.is_open, 30)
         seen.watch(link.connection)
@@ -158,10 +158,10 @@ class Producer:
 
     @property
     def acked(self) -> int:
-        return self.session._link.acked
+        return self.session._sync.acked
 
     def push(self, timeout: float = 60) -> int:
-        return self.session._link.flush(timeout)
+        return self.session._sync.flush(timeout)
 
 
 async def follow(cluster: Cluster, title: str, count: int, seen: Seen) -> list[Follower]:

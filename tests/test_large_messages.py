@@ -97,7 +97,7 @@ def test_changes_larger_together_than_the_limit_are_split_into_messages_that_fit
     doc = line_document()
     session.push(doc)
     source = doc.get_model_by_name("ex_line").data_source
-    with session._link.outbox._cond:  # the sender waits until all are queued, so they go together
+    with session._sync.outbox._cond:  # the sender waits until all are queued, so they go together
         for i in range(8):  # 8 x 3.2 MB: more than one message holds
             stream(source, 200_000, start=i * 200_000)
     session.push()

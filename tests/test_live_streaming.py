@@ -187,7 +187,7 @@ def test_a_script_survives_any_number_of_drops_spread_over_time(live_server_url,
     source = doc.get_model_by_name("ex_line").data_source
     drops = len(connection.RECONNECT_DELAYS) + 3  # more than a run of failures may have
     for i in range(drops):
-        producer._link.drop()
+        producer._sync.drop()
         source.stream({"x": [float(i)], "y": [1.0]})
         producer.push()  # reconnects, resends, waits for the acknowledgement
         time.sleep(0.4)

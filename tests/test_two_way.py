@@ -91,14 +91,14 @@ def test_changes_are_neither_lost_nor_doubled_across_a_dropped_connection(script
         with script.lock:
             source.stream({"x": [10.0 + i], "y": [float(i)]})
         if i in (10, 25):
-            script._link.drop()  # as a network failure would
+            script._sync.drop()  # as a network failure would
         if i % 5 == 0:
             other_doc.get_model_by_name("amplitude").value = i % 10
             other.push()
         time.sleep(0.01)
     version = script.push()["version"]
     other.push()
-    wait_until(lambda: script._link.version >= other._link.acked and other.pull() >= version)
+    wait_until(lambda: script._sync.version >= other._sync.acked and other.pull() >= version)
     server = Session(script.root_url).load_document("dashboard")
     assert len(server.get_model_by_name("wave").data["x"]) == 43  # 3 + 40 streamed, each once
     with script.lock:

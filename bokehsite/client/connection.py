@@ -11,7 +11,7 @@ of reconnecting. A server that answers but cannot serve the
 document for now (its database is down: ``unavailable``, 4503) is tried again for as long as it
 takes.
 
-It knows nothing of documents: ``bokehsite.client.link`` (two-way, for a session's document)
+It knows nothing of documents: ``bokehsite.client.sync`` (two-way, for a session's document)
 and ``bokehsite.client.follower`` (read-only) give it their handlers.
 """
 

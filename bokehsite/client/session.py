@@ -19,7 +19,7 @@ from bokehsite.client import config
 from bokehsite.client import backed
 from bokehsite.client import datasets as dataset_api
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
-from bokehsite.client.link import DocumentLink
+from bokehsite.client.sync import DocumentSync
 
 DEFAULT_URL = "http://localhost:5006/"
 
@@ -56,7 +56,7 @@ class Session:
         self.title: str | None = None
         self.document = Document()
         self.info: dict[str, Any] | None = None
-        self._link: DocumentLink | None = None
+        self._sync: DocumentSync | None = None
 
     # --- the current document, as output_server() / show() use it -----------------------------
 
@@ -64,7 +64,7 @@ class Session:
         """Work on the document called ``title``, starting from an empty local document."""
         if not title or not isinstance(title, str):
             raise ValueError("a document title must be a non-empty string")
-        self._close_link()
+        self._close_sync()
         self.title = title
         self.document = Document()
         self.info = None
@@ -80,13 +80,13 @@ class Session:
         if self.title is None:
             raise RuntimeError("no document title: call output_server(title) or session.use_doc(title) first")
         doc = doc if doc is not None else self.document
-        if self._link is not None and self._link.doc is doc:
-            self.info = {**self.info, "version": self._link.flush()}
+        if self._sync is not None and self._sync.doc is doc:
+            self.info = {**self.info, "version": self._sync.flush()}
             return self.info
-        self._close_link()
+        self._close_sync()
         self.info = self.push_document(doc, self.title)
         self.document = doc
-        self._link = DocumentLink(self, doc, self.info["id"], self.info["version"])
+        self._sync = DocumentSync(self, doc, self.info["id"], self.info["version"])
         return self.info
 
     def open_document(self, title_or_id: str) -> Document:
@@ -94,21 +94,21 @@ class Session:
         made to it are sent, and ``pull()`` and the loops bring in everyone else's."""
         doc, version = self.fetch(title_or_id)
         info = self.document_info(title_or_id)
-        self._close_link()
+        self._close_sync()
         self.title, self.document, self.info = info["title"], doc, {**info, "version": version}
-        self._link = DocumentLink(self, doc, info["id"], version)
+        self._sync = DocumentSync(self, doc, info["id"], version)
         return doc
 
     def pull(self, timeout: float = 30.0) -> int:
         """Bring the local document up to the server's current version, running Bokeh's
         callbacks (``on_change``, ``on_event``) for each change; returns the version."""
-        link = self._linked()
-        return link.pull(self.document_info(link.document_id)["version"], timeout)
+        sync = self._synced()
+        return sync.pull(self.document_info(sync.document_id)["version"], timeout)
 
     def loop_until_closed(self) -> None:
         """Apply everyone else's changes as they come, running callbacks, until Ctrl-C or
         ``close()``; what the callbacks change goes back to the server (and every browser)."""
-        self._linked().loop_until_closed()
+        self._synced().loop_until_closed()
 
     def start_background(self):
         """The same as ``loop_until_closed`` in a background thread; returns the thread.
@@ -116,31 +116,31 @@ class Session:
         Callbacks run in that thread. To change the document from another thread meanwhile,
         hold ``session.lock``.
         """
-        return self._linked().start_background()
+        return self._synced().start_background()
 
     @property
     def lock(self):
         """Held while incoming changes are applied."""
-        return self._linked().lock
+        return self._synced().lock
 
-    def _linked(self) -> DocumentLink:
-        if self._link is None:
+    def _synced(self) -> DocumentSync:
+        if self._sync is None:
             raise RuntimeError("nothing live yet: call show(obj), session.push() or session.open_document() first")
-        return self._link
+        return self._sync
 
     def store_objects(self, *objs: Model) -> None:
         """Send the whole current state of ``objs``: for in-place edits Bokeh cannot see,
         such as ``shuffle(source.data["y"])``. The document must have been pushed."""
-        self._linked().store_objects(*objs)
+        self._synced().store_objects(*objs)
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate this session's requests, HTTP and websocket alike."""
         return {"Authorization": f"Token {self.token}"} if self.token else {}
 
-    def _close_link(self) -> None:
-        link, self._link = self._link, None
-        if link is not None:
-            link.close()
+    def _close_sync(self) -> None:
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.close()
 
     @property
     def url(self) -> str | None:
@@ -155,7 +155,7 @@ class Session:
 
     def close(self) -> None:
         """Send any queued changes, then disconnect."""
-        self._close_link()
+        self._close_sync()
         self.http.close()
 
     def __repr__(self) -> str:

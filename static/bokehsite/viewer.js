@@ -61,7 +61,7 @@
   const STATUS = {[State.CONNECTING]: ["connecting", "connecting…"], [State.WAITING]: ["reconnecting", "reconnecting…"]};
 
   // Keeps a rendered document in step with the server over the document's websocket, both ways,
-  // from the parts a script's link (bokehsite/client/link.py) is made of: a Connection, an Inbox
+  // from the parts a script's sync (bokehsite/client/sync.py) is made of: a Connection, an Inbox
   // for the server's changes and an Outbox for the user's (with the write role). This class shows
   // the connection's state, draws what a snapshot holds, and tells the user's changes from view state.
   class DocumentSync {

@@ -10,7 +10,7 @@ connection and wait in the ``Inbox`` until the script applies them, with ``pull(
 ``loop_until_closed()``, or in a background thread. Applying them runs Bokeh's own callbacks
 (``on_change``, ``on_event``), and whatever those change is sent back like any other change.
 
-After a dropped connection the link reconnects, resumes from the last version it received, and
+After a dropped connection the sync reconnects, resumes from the last version it received, and
 resends the batches the server had not confirmed; each batch carries a key, so the server never
 applies one twice.
 """
@@ -41,21 +41,21 @@ from bokehsite.client.outbox import Outbox
 if TYPE_CHECKING:
     from bokehsite.client.session import Session
 
-# Links still open when the interpreter exits send what they have queued first (also on Ctrl-C).
-_open_links: weakref.WeakSet[DocumentLink] = weakref.WeakSet()
+# Syncs still open when the interpreter exits send what they have queued first (also on Ctrl-C).
+_open_syncs: weakref.WeakSet[DocumentSync] = weakref.WeakSet()
 
 
 @atexit.register
-def _close_open_links() -> None:
-    for link in list(_open_links):
+def _close_open_syncs() -> None:
+    for sync in list(_open_syncs):
         try:
-            link.close(timeout=10)
+            sync.close(timeout=10)
         except BokehsiteError as e:
             print(f"bokehsite: changes not sent before exit: {e}", file=sys.stderr)
 
 
-class DocumentLink:
-    """The live link of ``doc``, stored as ``document_id`` at ``version``."""
+class DocumentSync:
+    """Keeps ``doc`` in step with the server both ways; it is stored as ``document_id`` at ``version``."""
 
     def __init__(self, session: Session, doc: Document, document_id: str, version: int):
         self.session = session
@@ -72,13 +72,13 @@ class DocumentLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._closing = False
-        self.role: str | None = None  # what the server lets this link do: "write" or "read"
+        self.role: str | None = None  # what the server lets this sync do: "write" or "read"
         # Only a script that applies incoming changes follows them; a pure producer does not, so
         # nothing piles up for it.
         self._following = False
         doc.models.flush_synced()  # the server has every model now; later events refer to them by id
         doc.on_change(self._on_change)
-        _open_links.add(self)
+        _open_syncs.add(self)
 
     @property
     def version(self) -> int:
@@ -87,7 +87,7 @@ class DocumentLink:
 
     @property
     def acked(self) -> int:
-        """The newest version the server acknowledged for this link's changes."""
+        """The newest version the server acknowledged for this sync's changes."""
         return self.outbox.acked
 
     # --- outgoing ------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ class DocumentLink:
 
     def close(self, timeout: float = 30.0) -> None:
         """Send what is queued, then disconnect."""
-        _open_links.discard(self)
+        _open_syncs.discard(self)
         self.doc.remove_on_change(self._on_change)
         try:
             if not self.outbox.idle:
@@ -182,7 +182,7 @@ class DocumentLink:
                 self._thread.join(timeout)
 
     def drop(self) -> None:
-        """Break the connection as a network failure would (the link reconnects); for tests."""
+        """Break the connection as a network failure would (the sync reconnects); for tests."""
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.connection.drop)
 
@@ -192,7 +192,7 @@ class DocumentLink:
         with self._start_lock:  # callers in several threads: one connection thread at a time
             if self._thread is None or not self._thread.is_alive():
                 self._closing = False
-                self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="bokehsite-link", daemon=True)
+                self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="bokehsite-sync", daemon=True)
                 self._thread.start()
 
     def _soon(self, message: protocol.Message) -> None:
