@@ -24,8 +24,11 @@ from typing import Any
 
 import bokeh
 from bokeh.core.serialization import Buffer
+from bokeh.model import get_class
+from bokeh.models import Plot, TableWidget, Widget
 
 # The BokehJS bundles the plot page loads: core, WebGL, widgets and tables, so any document draws.
+# A standalone page carries core and only those of the others its document's models need.
 BOKEHJS = ["bokeh.min.js", "bokeh-gl.min.js", "bokeh-widgets.min.js", "bokeh-tables.min.js"]
 BOKEHJS_DIR = Path(bokeh.__file__).parent / "server" / "static" / "js"
 CHUNK = 1 << 20  # bytes of an array encoded at a time (a multiple of 3, so base64 pieces join)
@@ -136,12 +139,42 @@ def json_chunks(doc_json: dict[str, Any], buffers: list[Buffer]) -> Iterator[byt
             yield b'"'
 
 
+def bundles(doc_json: dict[str, Any]) -> list[str]:
+    """The BokehJS bundles the document's models need, as ``bokeh.embed.bundle`` chooses them for
+    a file Bokeh writes: core always; WebGL for a plot drawn with it, widgets for a widget, tables
+    for a table. A model type Bokeh does not know asks for all of them."""
+    gl = widgets = tables = False
+    todo: list[Any] = [doc_json]
+    while todo:  # a loop, not recursion: a document may nest deeply
+        node = todo.pop()
+        if isinstance(node, list):
+            todo.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        todo.extend(node.values())
+        if node.get("type") != "object" or not isinstance(node.get("name"), str):
+            continue
+        try:
+            model = get_class(node["name"])
+        except KeyError:
+            return list(BOKEHJS)
+        attributes = node.get("attributes")
+        gl = gl or (issubclass(model, Plot) and isinstance(attributes, dict)
+                    and attributes.get("output_backend") == "webgl")
+        widgets = widgets or issubclass(model, Widget)
+        tables = tables or issubclass(model, TableWidget)
+    wanted = {"bokeh.min.js", *(["bokeh-gl.min.js"] * gl), *(["bokeh-widgets.min.js"] * widgets),
+              *(["bokeh-tables.min.js"] * tables)}
+    return [name for name in BOKEHJS if name in wanted]
+
+
 def html_chunks(title: str, doc_json: dict[str, Any], buffers: list[Buffer]) -> Iterator[bytes]:
-    """A standalone page that draws the document with no server: BokehJS inline, the arrays as
-    base64 in the page."""
+    """A standalone page that draws the document with no server: the BokehJS bundles it needs
+    inline, the arrays as base64 in the page."""
     yield (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
            '<style>body { margin: 0; } #plot { display: inline-block; }</style>\n').encode()
-    for name in BOKEHJS:
+    for name in bundles(doc_json):
         yield b"<script>\n"
         with open(BOKEHJS_DIR / name, "rb") as script:
             while chunk := script.read(CHUNK):

@@ -51,9 +51,44 @@ def test_the_html_export_holds_bokehjs_and_the_document(alice, api):
     assert "<title>a &lt;b&gt; title</title>" in page and 'filename="a-b-title-v1.html"' in response["Content-Disposition"]
     head, rest = page.split("<script>", 1)
     own = head + rest.split('</head>\n<body>\n<div id="plot"', 1)[1]  # the page's own markup, around BokehJS
-    assert page.count("<script>") >= 5 and "src=" not in own and "<link" not in own  # nothing to fetch
+    assert page.count("<script>") == 2 and "src=" not in own and "<link" not in own  # nothing to fetch
+    assert "Bokeh" in page and "bokeh-widgets" not in page  # BokehJS core, and no bundle a line does not need
     doc_json = json.loads(page.split('id="bokehsite-doc">')[1].split("</script>")[0])
     assert doc_json["roots"]
+
+
+def widgets_table_webgl() -> BokehDocument:
+    from bokeh.models import ColumnDataSource, Column, DataTable, Slider
+    from bokeh.plotting import figure
+
+    source = ColumnDataSource(data={"x": [1, 2, 3]})
+    plot = figure(width=200, height=200, output_backend="webgl")
+    plot.line("x", "x", source=source)
+    doc = BokehDocument()
+    doc.add_root(Column(plot, Slider(start=0, end=1, value=0), DataTable(source=source)))
+    return doc
+
+
+@pytest.mark.parametrize(("make", "wanted"), [
+    (line_document, ["bokeh.min.js"]),
+    (widgets_table_webgl, ["bokeh.min.js", "bokeh-gl.min.js", "bokeh-widgets.min.js", "bokeh-tables.min.js"]),
+])
+def test_the_html_export_carries_the_bokehjs_bundles_its_models_need(make, wanted):
+    from bokeh.embed.bundle import _use_gl, _use_tables, _use_widgets
+
+    from documents import bokeh_json, exports
+
+    doc = make()
+    assert exports.bundles(bokeh_json.dump(doc)[0]) == wanted
+    models = set(doc.models)  # the same choice as Bokeh's own, for a file it writes
+    assert ("bokeh-gl.min.js" in wanted, "bokeh-widgets.min.js" in wanted, "bokeh-tables.min.js" in wanted) == (
+        _use_gl(models), _use_widgets(models), _use_tables(models))
+
+
+def test_a_model_type_bokeh_does_not_know_gets_every_bundle():
+    from documents import exports
+
+    assert exports.bundles({"roots": [{"type": "object", "name": "NotAModel", "id": "p1"}]}) == exports.BOKEHJS
 
 
 @pytest.mark.parametrize("fmt", ["json", "html"])

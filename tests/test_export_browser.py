@@ -38,6 +38,16 @@ def test_the_html_export_opens_from_disk_and_draws_the_plot(live_server_url, pag
     assert page.problems == []
 
 
+def test_a_document_with_widgets_a_table_and_webgl_draws_from_its_html_export(live_server_url, page, tmp_path):
+    from tests.test_export import widgets_table_webgl
+
+    with pushed(live_server_url, "controls", widgets_table_webgl()) as session:
+        path = session.export(format="html", path=tmp_path / "controls.html")
+    page.goto(f"file://{path}")
+    page.wait_for_selector("#plot[data-state=rendered]", timeout=30_000)
+    assert page.problems == []
+
+
 def test_an_old_version_exports_as_it_was(live_server_url, page, tmp_path):
     with pushed(live_server_url, "recoloured") as session:
         session.document.get_model_by_name("ex_line").glyph.line_color = "red"
