@@ -2,13 +2,16 @@
 
 In single-user mode (the default, as in the original bokeh-server) every request acts as one
 user, ``defaultuser``, created on first use. In multi-user mode a request acts as whoever it
-authenticated as. Pages, the API and (later) websockets all ask this module.
+authenticated as. Pages, the API and websockets all ask this module.
 """
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
+
+from accounts.exceptions import RegistrationClosed, UsernameTaken
 
 
 def multi_user() -> bool:
@@ -43,10 +46,6 @@ def register_user(username: str, password: str) -> AbstractBaseUser:
         RegistrationClosed: self-registration is turned off (admins create users instead).
         UsernameTaken: someone has this username.
     """
-    from django.db import IntegrityError, transaction
-
-    from accounts.exceptions import RegistrationClosed, UsernameTaken
-
     if not registration_open():
         raise RegistrationClosed("registration is closed on this server; ask an administrator for an account")
     User = get_user_model()

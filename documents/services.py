@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bokeh.core.serialization import Buffer
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
@@ -264,8 +265,6 @@ def version_history(document: Document, *, before: int | None = None, limit: int
 
     Versions older than ``oldest`` were pruned (``BOKEHSITE_HISTORY`` says how many are kept).
     """
-    from django.conf import settings
-
     oldest = log.oldest_version(document.id)
     events = log.versions(document.id, before=before, limit=limit)
     items = [{"version": e.version, "kind": e.history_kind, "created": e.created,
