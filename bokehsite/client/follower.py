@@ -12,6 +12,7 @@ after a gap or a reconnect, and takes snapshots when the server sends one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from bokeh.core.serialization import Buffer
@@ -52,7 +53,13 @@ class Follower:
                                      on_open=self._opened, on_message=self._received)
         self._task = asyncio.create_task(self.connection.run())
         self._task.add_done_callback(lambda _: asyncio.ensure_future(self._notify()))
-        await self.connection.wait_open()
+        try:
+            await self.connection.wait_open()
+        except BaseException:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task  # what stopped it is raised here, from wait_open
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
