@@ -218,3 +218,30 @@ def test_the_places_of_a_process_that_died_come_back_when_its_lease_lapses(alice
 
     with DaphneServer(env=server_env(2)) as doomed, DaphneServer(env=server_env(2)) as survivor:
         asyncio.run(scenario(doomed, survivor))
+
+
+@pytest.mark.browser
+@pytest.mark.daphne
+@pytest.mark.django_db(transaction=True)
+def test_a_page_past_the_limit_says_which_and_stops(browser, page):
+    from tests.helpers import line_document, open_plot, plot_frame
+
+    env = {"DATABASE_URL": database_url(settings.DATABASES["default"]), "BOKEHSITE_MAX_CONNECTIONS_PER_USER": "1"}
+    with DaphneServer(env=env) as server:
+        with Session(server.url) as session:
+            session.use_doc("limited")
+            info = session.push(line_document())
+        open_plot(page, info["url"])
+        plot_frame(page).wait_for_selector("#live-status[data-status=live]")
+        other = browser.new_context().new_page()
+        try:
+            other.goto(info["url"])
+            frame = other.frame_locator("#plot-frame")
+            frame.locator("#live-status[data-status=closed]").wait_for(timeout=15_000)
+            assert frame.locator("#live-status").text_content() == "too many connections"
+            assert "connections" in frame.locator("#plot").get_attribute("data-closed-reason")
+            other.wait_for_timeout(2_000)  # past the first pause a reconnecting page would take
+            assert frame.locator("#live-status").get_attribute("data-status") == "closed"
+        finally:
+            other.context.close()
+        assert plot_frame(page).locator("#live-status").get_attribute("data-status") == "live"

@@ -5,9 +5,9 @@
 // onMessage(message, buffers) for every other message, each parsed and checked by protocol.js.
 // When the network drops it, it connects again after a pause that doubles with each failure (up
 // to 30 s, with jitter, so that a restarted server is not stampeded), and that starts short
-// again at the next hello. When the server closes it for good (the document is gone, or access
-// to it was taken away) it calls onClosed(detail) instead. onState(state) hears each change of
-// State. In the sandboxed frame the socket is admitted by the frame's signed token, never by
+// again at the next hello. When the server closes it for good (the document is gone, access to
+// it was taken away, or a connection limit is reached) it calls onClosed(detail, code) instead.
+// onState(state) hears each change of State. In the sandboxed frame the socket is admitted by the frame's signed token, never by
 // cookies. Sends never throw: what a closed socket misses is sent again after the reconnect.
 (function () {
   "use strict";
@@ -83,7 +83,7 @@
         // frame asks its page for a fresh token first (the page knows whether the viewer still may look).
         const final = event.code === protocol.CLOSE.NOT_FOUND || event.code === protocol.CLOSE.TOO_MANY_CONNECTIONS;
         if (final || (event.code === protocol.CLOSE.UNAUTHORIZED && !this.frame)) {
-          this.close(refusal ? refusal.detail : NO_ACCESS);
+          this.close(refusal ? refusal.detail : NO_ACCESS, event.code);
           return;
         }
         this.setState(State.WAITING);
@@ -113,11 +113,11 @@
       if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(frame);
     }
 
-    // Stop: no more connecting; ``detail`` says why.
-    close(detail) {
+    // Stop: no more connecting; ``detail`` says why, and ``code`` is the server's close code if it closed.
+    close(detail, code = null) {
       this.setState(State.CLOSED);
       if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.close();
-      this.onClosed(detail);
+      this.onClosed(detail, code);
     }
 
     // Break the connection as a network failure would (it reconnects); for tests.

@@ -86,7 +86,8 @@
         onOpen: (hello) => this.opened(hello),
         onMessage: (message, buffers) => this.received(message, buffers),
         onState: (state) => { if (STATUS[state]) this.setStatus(...STATUS[state]); },
-        onClosed: (detail) => this.stop("no access", detail),
+        onClosed: (detail, code) => this.stop(
+          code === protocol.CLOSE.TOO_MANY_CONNECTIONS ? "too many connections" : "no access", detail),
       });
       this.connection.run();
     }
