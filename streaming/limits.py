@@ -106,7 +106,7 @@ async def release(channel_name: str) -> None:
             logger.warning("a connection's place could not be given back (%s); it is tried again", error)
             _unreleased.append(held)
     global _renewing
-    if _renewing is not None and not _unreleased and not any(h.number is not None for h in _held.values()):
+    if _renewing is not None and not _unreleased and not _held:
         _renewing.cancel()  # no places to keep: the lease may lapse, the next connection renews it
         _renewing = None
 
