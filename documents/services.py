@@ -68,8 +68,12 @@ def replace_document(
     Raises:
         InvalidDocument: Bokeh cannot load the JSON; the stored document is unchanged.
     """
-    doc_json, buffers = bokeh_json.canonical(doc_json, buffers)
-    _broadcast_on_commit([log.replace(document, doc_json, buffers, author=author, origin=origin)])
+    return _replace(document, *bokeh_json.canonical(doc_json, buffers), author=author, origin=origin)
+
+
+def _replace(document: Document, doc_json: Any, buffers: list[Buffer], **recorded: Any) -> Document:
+    """Store checked content as the document's new version, announced once committed."""
+    _broadcast_on_commit([log.replace(document, doc_json, buffers, **recorded)])
     _stored_on_commit(document)
     document.refresh_from_db(fields=["version", "updated"])
     return document
@@ -290,12 +294,8 @@ def restore_version(document: Document, version: int, *, author: Any = None, ori
     Raises:
         HistoryTruncated: the history no longer holds ``version``.
     """
-    doc_json, buffers = replay.at(document.id, version).json()
-    change = log.replace(document, doc_json, buffers, author=author, origin=origin, restored_from=version)
-    _broadcast_on_commit([change])
-    _stored_on_commit(document)
-    document.refresh_from_db(fields=["version", "updated"])
-    return document
+    doc_json, buffers = replay.at(document.id, version).json()  # stored content: checked when it was stored
+    return _replace(document, doc_json, buffers, author=author, origin=origin, restored_from=version)
 
 
 # --- exports -----------------------------------------------------------------------------------
