@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
 from django.urls import get_resolver  # noqa: E402
 
+from appserver import routing as app_routing  # noqa: E402
 from streaming.auth import WebsocketAuthStack  # noqa: E402
 from streaming.routing import websocket_urlpatterns  # noqa: E402
 
@@ -18,7 +19,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # No blanket origin check: streaming.auth grants cookie identities to our own origins only.
-        "websocket": WebsocketAuthStack(URLRouter(websocket_urlpatterns)),
+        "websocket": WebsocketAuthStack(URLRouter(websocket_urlpatterns + app_routing.websocket_urlpatterns)),
     }
 )
 

@@ -33,6 +33,8 @@ from bokehsite import wire
 
 # Where a document's websocket is, under the server's root URL.
 PATH = "ws/documents/{document_id}/"
+# The header an app host's connections carry the host key in (``appserver.hosts``).
+APP_HOST_HEADER = "X-Bokehsite-App-Host"
 # How many versions a server sends past what a client has confirmed (``applied``), unless the
 # server's ``hello`` says otherwise.
 DEFAULT_WINDOW = 64

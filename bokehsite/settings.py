@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "documents",
     "streaming",
     "datasets",
+    "appserver",
 ]
 
 MIDDLEWARE = [
@@ -366,3 +367,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# --- apps (appserver) ---
+BOKEHSITE_APPS = [p for p in os.environ.get("BOKEHSITE_APPS", "").split(os.pathsep) if p.strip()]
+BOKEHSITE_PUBLIC_APPS = envlist("BOKEHSITE_PUBLIC_APPS", "")
+BOKEHSITE_UNUSED_SESSION_LIFETIME = float(os.environ.get("BOKEHSITE_UNUSED_SESSION_LIFETIME", "15"))
+BOKEHSITE_MAX_SESSIONS = envcount("BOKEHSITE_MAX_SESSIONS", "100")
+BOKEHSITE_APP_DEV = envbool("BOKEHSITE_APP_DEV", "0")
+BOKEHSITE_APP_PROCESSES = envint("BOKEHSITE_APP_PROCESSES", "1")
+BOKEHSITE_APP_HOST_KEY = os.environ.get("BOKEHSITE_APP_HOST_KEY", "")
