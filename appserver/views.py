@@ -39,7 +39,7 @@ async def app_page(request: HttpRequest, name: str) -> HttpResponse:
         catalog.spec(name)
     except NoSuchApp:
         raise Http404(f"no app called {name!r} here") from None
-    viewer = await sync_to_async(acting_user)(request)
+    viewer = await sync_to_async(_acting_user_now)(request)
     if not catalog.may_open(name, viewer):
         return redirect_to_login(request.get_full_path())
     try:
@@ -51,8 +51,17 @@ async def app_page(request: HttpRequest, name: str) -> HttpResponse:
                "token_url": frame_token_url(document, {"key": key}), "query": request.GET.urlencode()}
     response = await sync_to_async(render)(request, "appserver/app.html", context)
     response["Cache-Control"] = "no-store"  # each load is a session of its own
-    response["Referrer-Policy"] = "no-referrer"
+    # Same-origin, not no-referrer: the save form's POST needs its Origin for the CSRF check.
+    response["Referrer-Policy"] = "same-origin"
     return response
+
+
+def _acting_user_now(request: HttpRequest):
+    """``acting_user``, loaded here: ``request.user`` is lazy, and loading it later, in the event
+    loop, would read the login session from the database there (which Django refuses)."""
+    viewer = acting_user(request)
+    viewer.is_authenticated  # noqa: B018 (loads it)
+    return viewer
 
 
 async def _new_session(request: HttpRequest, name: str, viewer):
