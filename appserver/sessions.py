@@ -35,6 +35,9 @@ APPS_ACCOUNT = "bokehsite-apps"
 HIDDEN_HEADERS = {"cookie", "authorization", "x-csrftoken"}
 # Seconds after which a session not yet built never will be (its page gave up long before).
 STARTING_AT_MOST = 300
+# Seconds a new session's page has to connect its frame (load BokehJS, fetch the document)
+# before the session may count as unused: a short unused lifetime must not end it before then.
+FIRST_VIEWER_GRACE = 10
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,11 @@ def end(session: AppSession) -> None:
 
 def unused(host_id: Any) -> list[AppSession]:
     """Sessions of the host with no viewer for ``BOKEHSITE_UNUSED_SESSION_LIFETIME``."""
-    since = timezone.now() - timedelta(seconds=settings.BOKEHSITE_UNUSED_SESSION_LIFETIME)
+    lifetime = settings.BOKEHSITE_UNUSED_SESSION_LIFETIME
+    now = timezone.now()
     return list(AppSession.objects.select_related("document").filter(
-        host_id=host_id, viewers=0, last_active__lt=since, state=AppSession.State.RUNNING))
+        host_id=host_id, viewers=0, last_active__lt=now - timedelta(seconds=lifetime),
+        started__lt=now - timedelta(seconds=max(lifetime, FIRST_VIEWER_GRACE)), state=AppSession.State.RUNNING))
 
 
 def end_orphans() -> None:
