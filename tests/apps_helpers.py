@@ -253,14 +253,14 @@ def write_notebook(folder: Path, name: str = "notebook") -> Path:
 
 @pytest.fixture(scope="session")
 def apps_database(tmp_path_factory) -> Path:
-    """A migrated SQLite database with alice (password PASSWORD), copied for each apps server:
+    """A migrated SQLite database with alice and bob (password PASSWORD), copied for each apps server:
     the apps' servers keep their sessions in a database of their own, apart from the tests' one."""
     folder = tmp_path_factory.mktemp("apps-db")
     path = folder / "db.sqlite3"
     env = {**_base_env(folder), "DATABASE_URL": f"sqlite:///{path}"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
     create = ("from django.contrib.auth import get_user_model; "
-              f"get_user_model().objects.create_user('alice', password={PASSWORD!r})")
+              f"[get_user_model().objects.create_user(name, password={PASSWORD!r}) for name in ('alice', 'bob')]")
     subprocess.run([sys.executable, "manage.py", "shell", "-c", create], cwd=ROOT, env=env, check=True, timeout=60)
     return path
 
