@@ -68,10 +68,12 @@ def open_session(app: str, viewer: AbstractBaseUser | AnonymousUser, request: Ht
 
 
 def request_info(request: HttpRequest, user: AbstractBaseUser | None) -> dict[str, Any]:
-    """What the app sees of the page request (``session_context.request``)."""
+    """What the app sees of the page request (``session_context.request``); never the viewer's
+    credentials for this server (stored with the session, they would be a login in clear)."""
+    hidden_cookies = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME}
     return {
         "arguments": {name: request.GET.getlist(name) for name in request.GET},
-        "cookies": dict(request.COOKIES),
+        "cookies": {name: value for name, value in request.COOKIES.items() if name not in hidden_cookies},
         "headers": {name: value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS},
         "user": user.get_username() if user is not None else None,
         "path": request.path,
