@@ -95,7 +95,8 @@ curdoc().add_periodic_callback(tick, 200)
 curdoc().add_root(plot)
 """
 
-# ?N=7 builds seven points (session_context.request.arguments); the viewer's name is shown.
+# ?N=7 builds seven points (session_context.request.arguments); the viewer's name is shown, and
+# the names of the cookies and headers the app was given.
 ARGUMENTS = """
 from bokeh.io import curdoc
 from bokeh.layouts import column
@@ -107,7 +108,9 @@ n = int(request.arguments.get("N", [b"3"])[0])
 points = ColumnDataSource(data={"x": list(range(n)), "y": list(range(n))}, name="points")
 plot = figure(width=300, height=200, toolbar_location=None)
 plot.scatter("x", "y", source=points)
-curdoc().add_root(column(Div(text=f"{n} points for {request.user}", name="who"), plot))
+seen = Div(text=f"cookies {sorted(request.cookies)} headers {sorted(h.lower() for h in request.headers)}",
+           name="seen")
+curdoc().add_root(column(Div(text=f"{n} points for {request.user}", name="who"), plot, seen))
 """
 
 # A slider answers at once; a button's callback sleeps for ten seconds.

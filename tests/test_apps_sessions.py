@@ -30,6 +30,10 @@ def test_an_app_not_listed_public_asks_for_a_login_and_then_sees_the_users_name(
     assert "/apps/arguments/" in page.url
     assert model_value(frame, "who", "m.text") == "4 points for alice"
     assert model_value(frame, "points", "m.data.x.length") == 4
+    # The app never gets the viewer's credentials for this server.
+    seen = model_value(frame, "seen", "m.text")
+    assert "'sessionid'" not in seen and "'csrftoken'" not in seen and "'cookie'" not in seen
+    assert "'user-agent'" in seen
 
 
 def test_an_anonymous_visitor_opens_a_public_app(apps, page):
