@@ -4,8 +4,11 @@ sessions than the server allows."""
 
 import asyncio
 import json
+import os
+import signal
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 import websockets
@@ -140,6 +143,31 @@ def _models(value):
     elif isinstance(value, list):
         for item in value:
             yield from _models(item)
+
+
+def _children(pid: int) -> list[int]:
+    """The ids of the processes whose parent is ``pid`` (the app hosts a server started)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_when_the_app_host_dies_its_pages_say_the_session_ended_and_a_new_one_starts(apps, page):
+    """Last of the module's shared server: it kills that server's app host."""
+    open_app(page, apps.url + "apps/raising/")
+    hosts = _children(apps.server.process.pid)
+    assert len(hosts) == 1
+    os.kill(hosts[0], signal.SIGKILL)
+    page.locator("#session-ended").wait_for(state="visible", timeout=20_000)
+    frame = open_app(page, apps.url + "apps/raising/")  # the server starts another host
+    press_slider(page, 2)
+    wait_for_model(frame, "echo", "m.text === 'value 3'", timeout=10_000)
 
 
 def test_past_the_session_limit_a_page_is_refused_with_503_and_says_why(apps_database, tmp_path):
