@@ -324,6 +324,16 @@ def frame_src(html: str) -> str:
     return found.group(1).replace("&amp;", "&")
 
 
+def session_document(url: str, html: str) -> dict:
+    """The stored document of the session an app page (``html``, served by ``url``) opened, read
+    with its frame's token, as JSON."""
+    from bokehsite import wire
+
+    query = frame_src(html).split("?", 1)[1]
+    with urllib.request.urlopen(f"{url}api/documents/{hidden(html, 'document')}/doc/?{query}") as response:
+        return wire.unpack(response.read())[0]
+
+
 # --- the browser -----------------------------------------------------------------------------------
 
 

@@ -7,15 +7,15 @@ import json
 import os
 import signal
 import threading
-import urllib.request
 from pathlib import Path
 
 import pytest
 import websockets
 
-from bokehsite import protocol, wire
+from bokehsite import protocol
 from tests.apps_helpers import (BROKEN, FINE, RAISING, apps_database, frame_src, get, hidden, log_in,  # noqa: F401
-                                model_value, open_app, press_slider, start_app_server, wait_for_model, write_script)
+                                open_app, press_slider, session_document, start_app_server, wait_for_model,
+                                write_script)
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.daphne]
@@ -114,8 +114,7 @@ def send_change(*args) -> dict:
 def test_a_change_the_apps_models_reject_gets_an_error_message(apps):
     html = get(apps.url + "apps/raising/")[1]
     document, key = hidden(html, "document"), hidden(html, "key")
-    doc_url = apps.url + f"api/documents/{document}/doc/?" + frame_src(html).split("?", 1)[1]
-    slider = next(ref["id"] for ref in _models(_stored(doc_url)) if ref.get("name") == "Slider")
+    slider = next(ref["id"] for ref in _models(session_document(apps.url, html)) if ref.get("name") == "Slider")
     bad_value = {"events": [{"kind": "ModelChanged", "model": {"id": slider}, "attr": "value", "new": "eleven"}]}
     answer = send_change(apps.url, document, key, bad_value)
     assert answer["type"] == "error" and answer["detail"], answer
@@ -125,12 +124,7 @@ def test_a_change_the_apps_models_reject_gets_an_error_message(apps):
     good = {"events": [{"kind": "ModelChanged", "model": {"id": slider}, "attr": "value", "new": 4}]}
     assert send_change(apps.url, document, key, good)["type"] == "ack"
     # The app's Python heard the good change, and answered it as it does the browser's.
-    wait_until(lambda: "value 4" in json.dumps(_stored(doc_url)), timeout=10)
-
-
-def _stored(doc_url: str) -> dict:
-    with urllib.request.urlopen(doc_url) as response:
-        return wire.unpack(response.read())[0]
+    wait_until(lambda: "value 4" in json.dumps(session_document(apps.url, html)), timeout=10)
 
 
 def _models(value):

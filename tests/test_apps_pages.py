@@ -1,21 +1,33 @@
 """Hosted apps' pages, for each shape ``bokeh serve`` takes: a script, a notebook, and a
-directory with its data file, theme, template, static files and lifecycle hooks; and what an
-app sees of the page's request."""
+directory with its data file, theme, template, static files and lifecycle hooks; what an app
+sees of the page's request; and in development mode, new sessions running edited code."""
+
+import json
+import os
 
 import pytest
 
 from tests.apps_helpers import (ARGUMENTS, BACKGROUND, WIDGETS, apps_database, get, model_value, open_app,  # noqa: F401
-                                start_app_server, wait_for_file, write_directory_app, write_notebook, write_script)
+                                session_document, start_app_server, wait_for_file, write_directory_app,
+                                write_notebook, write_script)
 
 pytestmark = [pytest.mark.browser, pytest.mark.daphne]
+
+EDITED = """
+from bokeh.io import curdoc
+from bokeh.models import Div
+
+curdoc().add_root(Div(text="version {version}", name="version"))
+"""
 
 
 @pytest.fixture(scope="module")
 def apps(apps_database, tmp_path_factory):
     folder = tmp_path_factory.mktemp("page-apps")
     paths = [write_script(folder, "widgets", WIDGETS), write_script(folder, "arguments", ARGUMENTS),
-             write_directory_app(folder, folder / "markers"), write_notebook(folder)]
-    served = start_app_server(apps_database, folder, paths)
+             write_directory_app(folder, folder / "markers"), write_notebook(folder),
+             write_script(folder, "edited", EDITED.format(version="one"))]
+    served = start_app_server(apps_database, folder, paths, BOKEHSITE_APP_DEV="1")
     yield served
     served.server.stop()
 
@@ -95,3 +107,14 @@ def test_an_apps_autoload_script_is_served_for_server_document(apps):
     status, script = get(apps.url + "apps/widgets/autoload.js?bokeh-autoload-element=p1&bokeh-absolute-url="
                          + apps.url + "apps/widgets")
     assert status == 200 and "p1" in script
+
+
+def test_in_development_mode_a_new_session_runs_the_apps_edited_code(apps):
+    status, html = get(apps.url + "apps/edited/")
+    assert status == 200 and "version one" in json.dumps(session_document(apps.url, html))
+    script = apps.folder / "edited.py"
+    script.write_text(EDITED.format(version="two"))
+    later = script.stat().st_mtime + 2  # a change the mtime scan sees, however coarse the clock
+    os.utime(script, (later, later))
+    status, html = get(apps.url + "apps/edited/")
+    assert status == 200 and "version two" in json.dumps(session_document(apps.url, html))
