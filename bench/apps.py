@@ -264,6 +264,11 @@ def round_trips(servers: list[Server], browser: Browser, changes: int, warmup: i
         frames[server.name] = server.open(context.new_page())
         frames[server.name].evaluate(INSTALL)
     results: dict[str, Any] = {server.name: {"ms": [], "lost": 0, "invalid": 0} for server in servers}
+    for server in servers:  # the app read ?n= on both, or the two do not draw the same line
+        drawn = frames[server.name].evaluate("() => Bokeh.documents[0].get_model_by_name('wave').data.x.length")
+        results[server.name]["points"] = drawn
+        if drawn != server.points:
+            print(f"  {server.name}: the line has {drawn} points, not the {server.points} asked for", file=sys.stderr)
     try:
         for i in range(warmup + changes):
             value = 1.5 if i % 2 == 0 else 1.0
@@ -406,6 +411,17 @@ def report(figures: dict[str, dict[str, Any]]) -> None:
           f"({a:.0%}; bokeh serve {b:.0%})")
 
 
+def without_nan(value: Any) -> Any:
+    """``value`` with every NaN (a figure that could not be read) as None: strict JSON has no NaN."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nan(v) for v in value]
+    return value
+
+
 def main() -> None:
     args = parse_args()
     print(f"bokehsite hosted apps against bokeh serve; {machine()}")
@@ -444,7 +460,8 @@ def main() -> None:
     print(f"Chromium {chromium}; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     report(figures)
     if args.json:
-        out = json.dumps({"machine": machine(), "revision": revision(), "points": args.points, "figures": figures}, indent=1)
+        out = json.dumps(without_nan({"machine": machine(), "revision": revision(), "points": args.points,
+                                      "figures": figures}), indent=1)
         if args.json == "-":
             print(out)
         else:
