@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -175,8 +177,17 @@ class Server:
         raise NotImplementedError
 
     def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
+        if self.process is None:
+            return
+        below = {pid: command_line(pid) for pid in descendants(self.process.pid)}
+        stop_process(self.process)
+        time.sleep(1)
+        # Its workers and app hosts end with it; any left over are ended here (the same command
+        # line: the same process, not another that got its id since).
+        for pid, command in below.items():
+            if command and command_line(pid) == command:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 class BokehServe(Server):
