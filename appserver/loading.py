@@ -21,7 +21,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bokeh.application import Application
-from bokeh.application.handlers import Handler
 from bokeh.command.util import build_single_handler_application
 from bokeh.document import Document
 from bokeh.io.doc import patch_curdoc
@@ -162,7 +161,7 @@ def check(spec: AppSpec) -> None:
         application.on_server_unloaded(context.server_context)
     except AppLoadError:
         raise
-    except Exception as e:  # a hook that raised, or a document that does not validate
+    except (Exception, SystemExit) as e:  # a hook that raised or exited, a document that does not validate
         line = traceback.extract_tb(e.__traceback__)[-1]
         raise AppLoadError(f"{spec.path}: {type(e).__name__}: {e} ({Path(line.filename).name}, line {line.lineno})",
                            traceback.format_exc()) from None

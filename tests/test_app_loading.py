@@ -176,7 +176,7 @@ def test_a_syntax_error_fails_the_build(tmp_path):
         build_application(spec)
 
 
-def test_a_failing_hook_or_an_app_that_raises_fails_its_check(tmp_path):
+def test_a_failing_hook_or_an_app_that_raises_or_exits_fails_its_check(tmp_path):
     app = write_directory_app(tmp_path)
     (app / "app_hooks.py").write_text("def on_session_created(session_context):\n    raise ValueError('no database')\n")
     (spec,) = app_specs([app])
@@ -184,6 +184,9 @@ def test_a_failing_hook_or_an_app_that_raises_fails_its_check(tmp_path):
         check(spec)
     (spec,) = app_specs([write_script_app(tmp_path, "raises", "raise KeyError('column')\n")])
     with pytest.raises(AppLoadError, match=r"raises.py: KeyError: 'column'"):
+        check(spec)
+    (spec,) = app_specs([write_script_app(tmp_path, "exits", "import sys\nsys.exit(3)\n")])
+    with pytest.raises(AppLoadError, match=r"exits.py: SystemExit: 3 \(exits.py, line 2\)"):
         check(spec)
 
 
