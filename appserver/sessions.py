@@ -49,17 +49,14 @@ def open_session(app: str, viewer: AbstractBaseUser | AnonymousUser, request: Ht
     """A new session of ``app`` for ``viewer``, not yet built.
 
     Raises:
-        TooManySessions: this viewer, or all viewers together, have ``BOKEHSITE_MAX_SESSIONS``.
+        TooManySessions: this viewer has ``BOKEHSITE_MAX_SESSIONS`` (``appserver.hosts.pick``
+            bounds each host's).
     """
     limit = settings.BOKEHSITE_MAX_SESSIONS
     user = viewer if viewer.is_authenticated else None
-    if limit:
-        if AppSession.objects.count() >= limit:
-            raise TooManySessions(f"the server runs {limit} app sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
-                                  "try again when some have ended", limit="per_server")
-        if user is not None and AppSession.objects.filter(user=user).count() >= limit:
-            raise TooManySessions(f"you have {limit} app sessions open, the most BOKEHSITE_MAX_SESSIONS allows; "
-                                  "close some pages first", limit="per_user")
+    if limit and user is not None and AppSession.objects.filter(user=user).count() >= limit:
+        raise TooManySessions(f"you have {limit} app sessions open, the most BOKEHSITE_MAX_SESSIONS allows; "
+                              "close some pages first", limit="per_user", maximum=limit)
     session = AppSession.objects.create(app=app, user=user, request=request_info(request, user))
     return Opened(session, secrets.token_urlsafe(32))
 

@@ -216,6 +216,9 @@ def _daphne_arguments(sock: socket.socket) -> list[str]:
 def serve(args: argparse.Namespace) -> int:
     _check_serve(args)
     apps = _check_apps(args)
+    if apps:  # the app hosts start with the server, and reach it here
+        local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.ip, args.ip)
+        os.environ["BOKEHSITE_SERVER_URL"] = f"http://{f'[{local}]' if ':' in local else local}:{args.port}/"
     _configure(args)
     from django.conf import settings
     from django.core.management import call_command

@@ -366,8 +366,9 @@ BOKEHSITE_APP_DEV = envbool("BOKEHSITE_APP_DEV", "0")
 BOKEHSITE_APP_PROCESSES = envint("BOKEHSITE_APP_PROCESSES", "1")
 if BOKEHSITE_APP_PROCESSES < 1:
     raise ImproperlyConfigured(f"BOKEHSITE_APP_PROCESSES must be 1 or more, not {BOKEHSITE_APP_PROCESSES}")
-# The secret app hosts present on /ws/apphost/; empty: the server makes one each time it starts.
-BOKEHSITE_APP_HOST_KEY = os.environ.get("BOKEHSITE_APP_HOST_KEY", "")
+# Where this server is reached, for the app hosts it starts (bokeh-server sets it, so that they
+# start with the server; otherwise they start with the first app page).
+BOKEHSITE_SERVER_URL = os.environ.get("BOKEHSITE_SERVER_URL", "")
 
 # The OpenAPI schema at /api/schema/ and its Swagger UI at /api/docs/ (bokehsite/openapi.py).
 SPECTACULAR_SETTINGS = {
@@ -399,11 +400,3 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
-# --- apps (appserver) ---
-BOKEHSITE_APPS = [p for p in os.environ.get("BOKEHSITE_APPS", "").split(os.pathsep) if p.strip()]
-BOKEHSITE_PUBLIC_APPS = envlist("BOKEHSITE_PUBLIC_APPS", "")
-BOKEHSITE_UNUSED_SESSION_LIFETIME = float(os.environ.get("BOKEHSITE_UNUSED_SESSION_LIFETIME", "15"))
-BOKEHSITE_MAX_SESSIONS = envcount("BOKEHSITE_MAX_SESSIONS", "100")
-BOKEHSITE_APP_DEV = envbool("BOKEHSITE_APP_DEV", "0")
-BOKEHSITE_APP_PROCESSES = envint("BOKEHSITE_APP_PROCESSES", "1")
-BOKEHSITE_APP_HOST_KEY = os.environ.get("BOKEHSITE_APP_HOST_KEY", "")

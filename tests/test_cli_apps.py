@@ -120,7 +120,7 @@ def test_the_settings_refuse_bad_app_values_with_the_reason(tmp_path, name, valu
 def test_the_settings_read_the_apps_and_their_defaults(tmp_path):
     code = ("from bokehsite import settings as s; print(repr((s.BOKEHSITE_APPS, s.BOKEHSITE_PUBLIC_APPS, "
             "s.BOKEHSITE_UNUSED_SESSION_LIFETIME, s.BOKEHSITE_MAX_SESSIONS, s.BOKEHSITE_APP_DEV, "
-            "s.BOKEHSITE_APP_PROCESSES, s.BOKEHSITE_APP_HOST_KEY)))")
+            "s.BOKEHSITE_APP_PROCESSES, s.BOKEHSITE_SERVER_URL)))")
     env = {**ENV, "BOKEHSITE_DATA_DIR": str(tmp_path)}
     defaults = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=60)
@@ -129,8 +129,8 @@ def test_the_settings_read_the_apps_and_their_defaults(tmp_path):
                            env={**env, "BOKEHSITE_APPS": os.pathsep.join(["/a/x.py", "/b/y"]),
                                 "BOKEHSITE_PUBLIC_APPS": "x, y", "BOKEHSITE_UNUSED_SESSION_LIFETIME": "0.5",
                                 "BOKEHSITE_MAX_SESSIONS": "0", "BOKEHSITE_APP_DEV": "1", "BOKEHSITE_APP_PROCESSES": "2",
-                                "BOKEHSITE_APP_HOST_KEY": "k"})
-    assert given.stdout.strip() == "(['/a/x.py', '/b/y'], ['x', 'y'], 0.5, 0, True, 2, 'k')", given.stderr
+                                "BOKEHSITE_SERVER_URL": "http://127.0.0.1:5006/"})
+    assert given.stdout.strip() == "(['/a/x.py', '/b/y'], ['x', 'y'], 0.5, 0, True, 2, 'http://127.0.0.1:5006/')", given.stderr
 
 
 @pytest.mark.daphne
