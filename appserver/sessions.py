@@ -86,7 +86,9 @@ def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers
             raise NoSuchSession("no such session waiting to be built")
         owner = session.user or apps_account()
         title = f"{session.app} session {str(session.id)[:8]}"
-        document = services.create_document(owner, title, doc_json, buffers, kind=Kind.SESSION, secret_key=key)
+        # The host serialized it with Bokeh (appserver.running) and checked its nesting.
+        document = services.create_document(owner, title, doc_json, buffers, kind=Kind.SESSION, secret_key=key,
+                                            canonical=True)
         session.document, session.host, session.state = document, host, AppSession.State.RUNNING
         session.last_active = timezone.now()
         session.save(update_fields=["document", "host", "state", "last_active"])
