@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m appserver.host SERVER_URL", file=sys.stderr)
         return 2
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    # A session's thread is named after its app (app-NAME-ID): whatever its callbacks log, and
+    # what tornado logs of them, names the app.
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(levelname)s %(threadName)s %(name)s: %(message)s")
     paths = [p for p in os.environ.get("BOKEHSITE_APPS", "").split(os.pathsep) if p]
     try:
         registry = Registry(app_specs(paths), dev=os.environ.get("BOKEHSITE_APP_DEV") == "1")

@@ -65,13 +65,18 @@ def request_info(request: HttpRequest, user: AbstractBaseUser | None) -> dict[st
     """What the app sees of the page request (``session_context.request``)."""
     return {
         "arguments": {name: request.GET.getlist(name) for name in request.GET},
-        "cookies": dict(request.COOKIES),
+        "cookies": {name: value for name, value in request.COOKIES.items() if name not in _our_cookies()},
         "headers": {name: value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS},
         "user": user.get_username() if user is not None else None,
         "path": request.path,
         "uri": request.get_full_path(),
         "remote_ip": request.META.get("REMOTE_ADDR"),
     }
+
+
+def _our_cookies() -> set[str]:
+    """The cookies that are the viewer's credentials here: an app never sees them."""
+    return {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME}
 
 
 def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers: list[Buffer],
