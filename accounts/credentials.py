@@ -2,8 +2,8 @@
 
 - ``Authorization: Token <secret>`` (or ``Bearer <secret>``): an API token (``accounts.tokens``).
 - ``?frame_token=``: a sandboxed plot frame's signed token (``documents.frames``).
-- ``?key=``: a secret link's key; ``?embed_token=``: another site's embed token
-  (``documents.embeds``).
+- ``?key=`` (or ``Authorization: Key <key>``, for a program): a secret link's key, an app
+  session's among them; ``?embed_token=``: another site's embed token (``documents.embeds``).
 
 Only strings are read here; what each one is worth is decided by the module named. DRF
 authentication, logout, ``documents.access`` and ``streaming.auth`` all read them from here.
@@ -39,6 +39,11 @@ class Credentials:
         formed or not (one that is not then fails, instead of being ignored)."""
         return bool(self.authorization) and self.authorization.split(" ", 1)[0].lower() in SCHEMES
 
+    @property
+    def names_key(self) -> bool:
+        """The Authorization header carries a secret link's key (``Key <key>``), not an account."""
+        return bool(self.authorization) and self.authorization.split(" ", 1)[0].lower() == "key"
+
     @classmethod
     def parse(cls, authorization: str | None, query: QueryDict | dict[str, list[str]]) -> Credentials:
         """From an Authorization header value and a query string's parameters."""
@@ -49,7 +54,9 @@ class Credentials:
 
         parts = (authorization or "").split()
         api_token = parts[1] if len(parts) == 2 and parts[0].lower() in SCHEMES else None
-        return cls(authorization or None, api_token, value("frame_token"), value("key"), value("embed_token"))
+        header_key = parts[1] if len(parts) == 2 and parts[0].lower() == "key" else None
+        return cls(authorization or None, api_token, value("frame_token"), value("key") or header_key,
+                   value("embed_token"))
 
     @classmethod
     def from_request(cls, request: HttpRequest) -> Credentials:

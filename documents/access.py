@@ -37,7 +37,7 @@ from accounts.users import acting_user, default_user, multi_user
 from documents.exceptions import DocumentNotFound, Forbidden, InvalidEmbedToken, InvalidFrameToken
 from documents import embeds, frames
 from documents.frames import FrameGrant, verify_frame_token
-from documents.models import Collaborator, Document, EmbedToken, Visibility
+from documents.models import Collaborator, Document, EmbedToken, Kind, Visibility
 
 RoleName = Literal["read", "write", "owner"]
 RANK = {None: 0, "read": 1, "write": 2, "owner": 3}
@@ -58,10 +58,12 @@ def role_for(user: User, document: Document, *, key: str | None = None, key_dige
     if document.visibility == Visibility.PUBLIC:
         return "read"
     if document.visibility == Visibility.SECRET and document.secret_key:
+        # An app session's key is its viewer's: the session runs on what they change.
+        by_key = "write" if document.kind == Kind.SESSION else "read"
         if key and hmac.compare_digest(document.secret_key.encode(), key.encode()):
-            return "read"
+            return by_key
         if key_digest and hmac.compare_digest(frames.key_digest(document.secret_key), key_digest):
-            return "read"
+            return by_key
     return None
 
 

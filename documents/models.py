@@ -21,6 +21,12 @@ class Visibility(models.TextChoices):
     SECRET = "secret", "Secret link"
 
 
+class Kind(models.TextChoices):
+    PLOT = "plot", "Plot"
+    # An app's live session (``appserver``): a viewer's own, ended with the session.
+    SESSION = "session", "App session"
+
+
 class Document(models.Model):
     """A stored Bokeh document.
 
@@ -36,6 +42,10 @@ class Document(models.Model):
     # The key of the secret link; it grants reading only while visibility is "secret".
     secret_key = models.CharField(max_length=64, blank=True, default="", editable=False)
     version = models.PositiveIntegerField(default=1)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PLOT, editable=False)
+    # The document's own page, when it has one (an app's template, rendered): the frame draws
+    # each root where the page placed it, and the page's parts around (``documents.frames``).
+    page = models.TextField(blank=True, default="", editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

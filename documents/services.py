@@ -19,7 +19,7 @@ from documents import archive, bokeh_json, exports, images, log, quota, replay, 
 from documents.changes import Change, PatchRequest
 from documents.exceptions import TitleTaken, UserNotFound
 from documents.exceptions import ExportUnavailable
-from documents.models import Collaborator, Document, Event, Role, Snapshot, Visibility
+from documents.models import Collaborator, Document, Event, Kind, Role, Snapshot, Visibility
 
 User = AbstractBaseUser | AnonymousUser
 # No username holds NUL, and PostgreSQL cannot compare text with one.
@@ -30,7 +30,7 @@ def owned_documents(user: User) -> QuerySet[Document]:
     """The documents ``user`` owns."""
     if not user.is_authenticated:
         return Document.objects.none()
-    return Document.objects.filter(owner=user)
+    return Document.objects.filter(owner=user, kind=Kind.PLOT)
 
 
 def shared_documents(user: User) -> QuerySet[Document]:
@@ -40,16 +40,23 @@ def shared_documents(user: User) -> QuerySet[Document]:
     return Document.objects.filter(collaborators__user=user).exclude(owner=user)
 
 
-def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers: list[Buffer]) -> Document:
-    """Store a new document from Bokeh's serialized JSON and its buffers.
+def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers: list[Buffer], *,
+                    kind: str = Kind.PLOT, secret_key: str = "", canonical: bool = False, page: str = "") -> Document:
+    """Store a new document from Bokeh's serialized JSON and its buffers (``secret_key``: it is
+    seen through a secret link with this key, as an app session's is; ``canonical``: the JSON is
+    already what Bokeh itself wrote, as an app process's is, and is stored as it is; ``page``: the
+    document's own page, ``Document.page``).
 
     Raises:
         InvalidDocument: Bokeh cannot load the JSON; nothing is stored.
         TitleTaken: the owner already has a document with this title.
         StorageQuotaExceeded: it would pass the owner's storage quota (``documents.quota``).
     """
-    doc_json, buffers = bokeh_json.canonical(doc_json, buffers)
-    document = Document(owner=owner, title=title)
+    if not canonical:
+        doc_json, buffers = bokeh_json.canonical(doc_json, buffers)
+    document = Document(owner=owner, title=title, kind=kind, page=page)
+    if secret_key:
+        document.visibility, document.secret_key = Visibility.SECRET, secret_key
     with transaction.atomic():
         _save_with_title(document, force_insert=True)
         snapshot = Snapshot(document=document, version=document.version)

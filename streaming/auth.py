@@ -63,7 +63,7 @@ def identify(scope: dict[str, Any], *, session_ended: bool = False) -> AbstractB
     credentials = Credentials.from_scope(scope)
     if credentials.frame_token:
         return AnonymousUser()  # a sandboxed frame: its token alone speaks for it
-    if credentials.authorization and multi_user():
+    if credentials.authorization and not credentials.names_key and multi_user():
         user = user_for_token(credentials.api_token)
         if user is None:
             raise InvalidToken("the API token is not valid (unknown, revoked or expired)")
@@ -87,7 +87,7 @@ def credentials_expire(scope: dict[str, Any]) -> datetime | None:
     if (expires := access.embed_expires(scope)) is not None:
         return expires
     credentials = Credentials.from_scope(scope)
-    if credentials.authorization and multi_user():
+    if credentials.authorization and not credentials.names_key and multi_user():
         token = authenticate_token(credentials.api_token)
         return token.expires if token else None
     session = scope.get("session")

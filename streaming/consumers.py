@@ -25,6 +25,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from appserver import hosts, presence
 from bokehsite import errors, protocol
 from bokehsite.errors import ApiError
 from documents.exceptions import DocumentNotFound
@@ -40,6 +41,8 @@ class ReadOnly(errors.Forbidden):
 
 
 class DocumentConsumer(AsyncWebsocketConsumer):
+    app_viewer = False  # a browser's connection to an app session (``appserver.presence``)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.handlers: dict[type[protocol.Message], Callable[..., Awaitable[None]]] = {
@@ -55,7 +58,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.access = ConnectionAccess(self.scope)
         try:
             self.document = await self.access.open()
-            await limits.acquire(self.scope, self.channel_name)  # past a connection limit: refused, 4429
+            if not hosts.is_host(self.scope):  # an app host's sessions are bounded by BOKEHSITE_MAX_SESSIONS
+                await limits.acquire(self.scope, self.channel_name)  # past a connection limit: refused, 4429
         except Exception as e:
             if (error := errors.from_exception(e)) is None:
                 raise
@@ -71,6 +75,9 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         await self.membership.join(broadcast.group_name(self.document.id), *self.access.identity_groups())
         self.access.start(self.recheck)
         self.membership.start()
+        if presence.counts(self.scope, self.document):
+            self.app_viewer = True
+            await presence.joined(self.document)
         await self.send_message(protocol.Hello(await self.log.current(), self.access.role, self.flow.window,
                                                settings.BOKEHSITE_MAX_BODY_BYTES))
 
@@ -91,6 +98,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             await send({"type": "websocket.close", "code": int(protocol.Close.UNAVAILABLE)})
         finally:
             await limits.release(getattr(self, "channel_name", ""))  # however the connection ended
+            if self.app_viewer:
+                await presence.left(self.document)
 
     async def dispatch(self, message) -> None:
         # Channels closes stale database connections before every handler, on the one thread all

@@ -12,6 +12,7 @@ the server what has been applied (flow control).
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable
 from typing import Any
 
 from bokeh.core.serialization import Buffer, Serialized
@@ -26,9 +27,13 @@ Frame = tuple[protocol.Patches | protocol.Snapshot, list[Buffer]]
 class Inbox:
     """Changes for ``doc``, which is at ``version``; ``outbox`` holds the changes the client sent."""
 
-    def __init__(self, doc: Document, version: int, outbox: Outbox | None = None):
+    def __init__(self, doc: Document, version: int, outbox: Outbox | None = None,
+                 on_error: Callable[[Exception], None] | None = None):
         self.doc = doc
         self.outbox = outbox
+        # Given: a callback that raises is reported to it and the rest is applied; else the
+        # first error is raised once the whole message is applied.
+        self.on_error = on_error
         self.version = version  # what the local document is at
         self.received = version  # the newest version received (applied or waiting)
         self.reported = version  # the newest version the server was told is applied
@@ -66,25 +71,36 @@ class Inbox:
         return None
 
     def _apply_items(self, items: list[dict[str, Any]], buffers: list[Buffer]) -> None:
+        errors: list[Exception] = []
         for item in items:
             if item["version"] <= self.version:
                 continue
-            mine, batch = self.outbox.confirm(item) if self.outbox else (item.get("own") is True, None)
-            if not mine:
-                if any(event.get("kind") == "MessageSent" for event in item["patch"]["events"]):
-                    self._subscribe_event_callbacks()
-                self.doc.apply_json_patch(Serialized(item["patch"], buffers), setter=self)
-                if self.outbox:
-                    self.outbox.someone_else_changed()
-            elif batch is not None and batch.remote_since:
-                # Someone else's change was ordered before ours while ours travelled: set our
-                # properties again, so that the local document ends in the server's order (ours
-                # last). Property sets are idempotent; appends and the like are not, and they
-                # commute with others' changes to other objects.
-                sets = batch.property_sets()
-                if sets:
-                    self.doc.apply_json_patch(Serialized(*sets), setter=self)
+            try:
+                self._apply_item(item, buffers)
+            except Exception as e:  # a callback's: the document is still at this version
+                errors.append(e)
             self.version = item["version"]
+        if errors and self.on_error is None:
+            raise errors[0]
+        for error in errors:
+            self.on_error(error)
+
+    def _apply_item(self, item: dict[str, Any], buffers: list[Buffer]) -> None:
+        mine, batch = self.outbox.confirm(item) if self.outbox else (item.get("own") is True, None)
+        if not mine:
+            if any(event.get("kind") == "MessageSent" for event in item["patch"]["events"]):
+                self._subscribe_event_callbacks()
+            self.doc.apply_json_patch(Serialized(item["patch"], buffers), setter=self)
+            if self.outbox:
+                self.outbox.someone_else_changed()
+        elif batch is not None and batch.remote_since:
+            # Someone else's change was ordered before ours while ours travelled: set our
+            # properties again, so that the local document ends in the server's order (ours
+            # last). Property sets are idempotent; appends and the like are not, and they
+            # commute with others' changes to other objects.
+            sets = batch.property_sets()
+            if sets:
+                self.doc.apply_json_patch(Serialized(*sets), setter=self)
 
     def _subscribe_event_callbacks(self) -> None:
         # Bokeh subscribes a model's on_event callbacks when the model joins a document, so one

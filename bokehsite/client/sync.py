@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import queue
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import websockets
@@ -57,12 +59,13 @@ def _close_open_syncs() -> None:
 class DocumentSync:
     """Keeps ``doc`` in step with the server both ways; it is stored as ``document_id`` at ``version``."""
 
-    def __init__(self, session: Session, doc: Document, document_id: str, version: int):
+    def __init__(self, session: Session, doc: Document, document_id: str, version: int, *,
+                 on_error: Callable[[Exception], None] | None = None):
         self.session = session
         self.doc = doc
         self.document_id = document_id
         self.outbox = Outbox(acked=version)
-        self.inbox = Inbox(doc, version, self.outbox)
+        self.inbox = Inbox(doc, version, self.outbox, on_error=on_error)
         self.lock = threading.RLock()  # held while incoming changes are applied
         self.connection = Connection(session.root_url, document_id, session.auth_headers,
                                      on_open=self._opened, on_message=self._received)
@@ -148,6 +151,23 @@ class DocumentSync:
             self._background.start()
         return self._background
 
+    def follow_in(self, run: Callable[[Callable[[], None]], object]) -> threading.Thread:
+        """Apply incoming changes by handing each, in order, to ``run``, which calls it on the
+        thread that owns the document (an app session's event loop)."""
+        self._follow()
+
+        def feed() -> None:
+            while not self._closing:
+                try:
+                    message, buffers = self.inbox.next(timeout=0.5)
+                except queue.Empty:
+                    continue
+                run(functools.partial(self._apply, message, buffers))
+
+        thread = threading.Thread(target=feed, name="bokehsite-feed", daemon=True)
+        thread.start()
+        return thread
+
     def _follow(self) -> None:
         """Subscribe to incoming changes, from the version the local document is at."""
         if not self._following:
@@ -161,6 +181,9 @@ class DocumentSync:
         except queue.Empty:
             self.outbox.raise_error()
             raise TimeoutError(f"no change from the server within {timeout} s") from None
+        self._apply(message, buffers)
+
+    def _apply(self, message: protocol.Patches | protocol.Snapshot, buffers: list[Buffer]) -> None:
         with self.lock:
             self.inbox.apply(message, buffers)
         if report := self.inbox.report():

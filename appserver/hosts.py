@@ -1,0 +1,82 @@
+"""The app hosts the server knows: who may be one (the host key), which are alive, and which
+takes a new session.
+
+A host proves itself with the host key, derived from ``SECRET_KEY``, so that every server
+process (and every host it starts) agrees on it with nothing more to configure.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from appserver.exceptions import TooManySessions
+from appserver.models import AppHost
+from bokehsite import protocol
+
+
+
+# Seconds a host counts as alive after its consumer last renewed it (each second): a server
+# process that died leaves its hosts' rows behind, and no page should wait on them.
+LEASE = 5.0
+
+
+def lapsed() -> list[AppHost]:
+    """Hosts whose lease has lapsed (their server process, or they, died)."""
+    return list(AppHost.objects.filter(renewed__lt=timezone.now() - timedelta(seconds=LEASE)))
+
+
+def host_key() -> str:
+    return salted_hmac("bokehsite.appserver.host", "app host", algorithm="sha256").hexdigest()
+
+
+def is_host(scope: dict[str, Any]) -> bool:
+    """Whether a websocket connection is an app host's (it presents the host key)."""
+    presented = dict(scope.get("headers", [])).get(protocol.APP_HOST_HEADER.lower().encode(), b"")
+    return bool(presented) and hmac.compare_digest(presented, host_key().encode())
+
+
+def register(host_id: str, channel_name: str, *, pid: int, machine: str, apps: list[str]) -> AppHost:
+    """A host has connected (or connected again, through whichever server process)."""
+    host, _ = AppHost.objects.update_or_create(
+        id=uuid.UUID(host_id),
+        defaults={"channel_name": channel_name, "pid": pid, "machine": machine[:200], "apps": apps,
+                  "renewed": timezone.now()})
+    return host
+
+
+def renew(host_id: uuid.UUID, channel_name: str) -> None:
+    AppHost.objects.filter(id=host_id, channel_name=channel_name).update(renewed=timezone.now())
+
+
+def disconnected(host_id: uuid.UUID, channel_name: str) -> None:
+    """Its control socket closed: it takes no new sessions through that connection."""
+    AppHost.objects.filter(id=host_id, channel_name=channel_name).update(channel_name="")
+
+
+def live() -> list[AppHost]:
+    """The hosts whose control socket is open and whose lease has not lapsed."""
+    since = timezone.now() - timedelta(seconds=LEASE)
+    return list(AppHost.objects.exclude(channel_name="").filter(renewed__gte=since)
+                .annotate(running=Count("sessions")).order_by("running", "started"))
+
+
+def pick(app: str) -> AppHost | None:
+    """The live host with the fewest sessions that runs ``app``; None when none runs it.
+
+    Raises:
+        TooManySessions: every host that runs it has ``BOKEHSITE_MAX_SESSIONS``.
+    """
+    running = [host for host in live() if app in host.apps]
+    limit = settings.BOKEHSITE_MAX_SESSIONS
+    if running and limit and running[0].running >= limit:
+        raise TooManySessions(f"every app process runs {limit} sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
+                              "try again when some have ended", limit="per_process", maximum=limit)
+    return running[0] if running else None
