@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import requests
 from playwright.sync_api import Browser, Frame, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from common import (  # first: puts the repository on sys.path
     CHROMIUM, CHROMIUM_ARGS, ROOT, command_line, descendants, machine, revision, rss_mib, stop_process,
@@ -50,6 +51,7 @@ from tests.servers import free_port, wait_for_port
 APP_NAME = "sliders"
 # In milliseconds, as bokeh serve takes it: short, so that closed pages' sessions go soon.
 UNUSED_SESSION_LIFETIME_MS = 2000
+OPEN_TIMEOUT_MS = 60000
 SETTLE_S = 30  # after the lifetime, before memory given back is read
 SYSTEMS = ("bokeh", "bokehsite")
 
@@ -111,6 +113,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10, help="slider changes made first and not counted (default %(default)s)")
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between changes (default %(default)s)")
     parser.add_argument("--sessions", type=int, default=50, help="pages held open for the memory figure (default %(default)s)")
+    parser.add_argument("--unused-session-lifetime", type=int, default=UNUSED_SESSION_LIFETIME_MS, metavar="MS",
+                        help="both servers' unused-session lifetime, ms (default %(default)s)")
     parser.add_argument("--burst", type=int, default=20, help="app pages asked for at once (default %(default)s)")
     parser.add_argument("--bursts", type=int, default=5, help="bursts per system (default %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE ('-': standard output)")
@@ -131,8 +135,8 @@ class Server:
     name: str
     framed: bool  # the document renders in the page's sandboxed frame
 
-    def __init__(self, tmp: Path, app: Path, points: int):
-        self.tmp, self.app, self.points = tmp, app, points
+    def __init__(self, tmp: Path, app: Path, points: int, lifetime_ms: int = UNUSED_SESSION_LIFETIME_MS):
+        self.tmp, self.app, self.points, self.lifetime_ms = tmp, app, points, lifetime_ms
         self.port = free_port()
         self.log = tmp / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -172,7 +176,7 @@ class Server:
     def all_processes(self) -> list[int]:
         return [self.process.pid, *descendants(self.process.pid)]
 
-    def open(self, page: Page) -> Frame:
+    def open(self, page: Page, timeout: float = OPEN_TIMEOUT_MS) -> Frame:
         """Open the app in ``page``; returns the frame its document is drawn in, live."""
         raise NotImplementedError
 
@@ -201,14 +205,14 @@ class BokehServe(Server):
     def command(self) -> tuple[list[str], dict[str, str]]:
         return [sys.executable, "-m", "bokeh", "serve", str(self.app), "--port", str(self.port),
                 "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{self.port}",
-                "--unused-session-lifetime", str(UNUSED_SESSION_LIFETIME_MS), "--check-unused-sessions", "500"], {}
+                "--unused-session-lifetime", str(self.lifetime_ms), "--check-unused-sessions", "500"], {}
 
     def app_processes(self) -> list[int]:
         return [self.process.pid]
 
-    def open(self, page: Page) -> Frame:
-        page.goto(self.url)
-        page.main_frame.wait_for_function(RENDERED, timeout=60000)
+    def open(self, page: Page, timeout: float = OPEN_TIMEOUT_MS) -> Frame:
+        page.goto(self.url, timeout=timeout)
+        page.main_frame.wait_for_function(RENDERED, timeout=timeout)
         return page.main_frame
 
 
@@ -225,18 +229,18 @@ class Bokehsite(Server):
         run = "import sys; from bokehsite.cli import bokeh_server; sys.exit(bokeh_server())"
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         return [sys.executable, "-c", run, "--port", str(self.port), "--data-dir", str(self.tmp / "bokehsite-data"),
-                "--unused-session-lifetime", str(UNUSED_SESSION_LIFETIME_MS), str(self.app)], env
+                "--unused-session-lifetime", str(self.lifetime_ms), str(self.app)], env
 
     def app_processes(self) -> list[int]:
         return [pid for pid in descendants(self.process.pid) if "appserver.host" in command_line(pid)]
 
-    def open(self, page: Page) -> Frame:
-        page.goto(self.url)
+    def open(self, page: Page, timeout: float = OPEN_TIMEOUT_MS) -> Frame:
+        page.goto(self.url, timeout=timeout)
         frame_locator = page.frame_locator("iframe.plot-frame")
-        frame_locator.locator('#plot[data-state="rendered"]').wait_for(timeout=60000)
-        frame_locator.locator('#live-status[data-status="live"]').wait_for(timeout=60000)
+        frame_locator.locator('#plot[data-state="rendered"]').wait_for(timeout=timeout)
+        frame_locator.locator('#live-status[data-status="live"]').wait_for(timeout=timeout)
         frame = next(f for f in page.frames if "/frame/" in f.url)
-        frame.wait_for_function(RENDERED, timeout=60000)
+        frame.wait_for_function(RENDERED, timeout=timeout)
         return frame
 
 
@@ -272,7 +276,17 @@ def round_trips(servers: list[Server], browser: Browser, changes: int, warmup: i
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.add_init_script(INIT_SCRIPT)
         contexts.append(context)
-        frames[server.name] = server.open(context.new_page())
+        for attempt in range(3):  # a session may end unused before a slow page connects: another page
+            page = context.new_page()
+            try:
+                frames[server.name] = server.open(page, timeout=30000)
+                break
+            except PlaywrightError as e:
+                if attempt == 2:
+                    raise
+                print(f"  {server.name}: the page did not go live, opening another: {str(e).splitlines()[0]}",
+                      file=sys.stderr)
+                page.close()
         frames[server.name].evaluate(INSTALL)
     results: dict[str, Any] = {server.name: {"ms": [], "lost": 0, "invalid": 0} for server in servers}
     for server in servers:  # the app read ?n= on both, or the two do not draw the same line
@@ -305,31 +319,44 @@ def round_trips(servers: list[Server], browser: Browser, changes: int, warmup: i
 
 def memory(server: Server, browser: Browser, sessions: int) -> dict[str, Any]:
     """Resident memory of the processes running app code (and of all the system's processes) with
-    0 to ``sessions`` pages open, then after the pages are closed and their sessions are gone."""
-    time.sleep(UNUSED_SESSION_LIFETIME_MS / 1000 + 3)  # the sessions of earlier figures end first
+    0 to ``sessions`` pages open, then after the pages are closed and their sessions are gone. A
+    page that is not drawn and live within 20 s is closed and counted, and the next one opened."""
+    wait = server.lifetime_ms / 1000
+    time.sleep(wait + 3)  # the sessions of earlier figures end first
+    nan = float("nan")
     if not server.app_processes():  # nothing to weigh: say so rather than report zero
         print(f"  {server.name}: no process running app code found", file=sys.stderr)
-        nan = float("nan")
         return {"app_mib": [nan], "total_mib": [nan], "after_app_mib": nan, "after_total_mib": nan,
-                "app_slope_mib": nan, "total_slope_mib": nan, "app_processes": 0}
+                "app_slope_mib": nan, "total_slope_mib": nan, "app_processes": 0, "not_live": 0, "lifetime_ms": server.lifetime_ms}
     app, total = [total_rss(server.app_processes())], [total_rss(server.all_processes())]
+    not_live = 0
     context = browser.new_context(viewport={"width": 1000, "height": 700})
     try:
         for _ in range(sessions):
-            server.open(context.new_page())
+            page = context.new_page()
+            try:
+                server.open(page, timeout=20000)
+            except PlaywrightError as e:
+                not_live += 1
+                print(f"  {server.name}: a page did not go live: {str(e).splitlines()[0]}", file=sys.stderr)
+                page.close()
+                continue
             app.append(total_rss(server.app_processes()))
             total.append(total_rss(server.all_processes()))
     finally:
         context.close()
-    time.sleep(UNUSED_SESSION_LIFETIME_MS / 1000 + SETTLE_S)
+    time.sleep(wait + SETTLE_S)
     after_app, after_total = total_rss(server.app_processes()), total_rss(server.all_processes())
     # The slope leaves out the first session, which also pays for what the app imports once.
-    counts = np.arange(1, sessions + 1)
+    counts = np.arange(2, len(app))
+
+    def slope(values: list[float]) -> float:
+        return float(np.polyfit(counts, values[2:], 1)[0]) if len(counts) > 1 else nan
+
     return {
         "app_mib": app, "total_mib": total, "after_app_mib": after_app, "after_total_mib": after_total,
-        "app_slope_mib": float(np.polyfit(counts[1:], app[2:], 1)[0]) if sessions > 2 else float("nan"),
-        "total_slope_mib": float(np.polyfit(counts[1:], total[2:], 1)[0]) if sessions > 2 else float("nan"),
-        "app_processes": len(server.app_processes()),
+        "app_slope_mib": slope(app), "total_slope_mib": slope(total), "app_processes": len(server.app_processes()),
+        "not_live": not_live, "lifetime_ms": server.lifetime_ms,
     }
 
 
@@ -391,15 +418,16 @@ def report(figures: dict[str, dict[str, Any]]) -> None:
               f"{percentile(ms, 99):>7.1f} {np.mean(ms) if ms else float('nan'):>7.1f}")
     print()
     print("Memory, resident MiB of the processes running app code (all the system's processes in brackets):")
-    print(f"  {'':<12} {'before':>15} {'sessions open':>15} {'per session':>13} {'after closing':>15} {'given back':>11}")
+    print(f"  {'':<12} {'before':>15} {'sessions open':>15} {'per session':>13} {'after closing':>15} {'given back':>11}"
+          f" {'live':>5} {'not live':>9}")
     for name, f in figures.items():
         m = f["memory"]
-        n = len(m["app_mib"]) - 1
         print(f"  {name:<12} {m['app_mib'][0]:>6.0f} ({m['total_mib'][0]:>6.0f}) {m['app_mib'][-1]:>6.0f} ({m['total_mib'][-1]:>6.0f})"
               f" {m['app_slope_mib']:>5.2f} ({m['total_slope_mib']:>5.2f}) {m['after_app_mib']:>6.0f} ({m['after_total_mib']:>6.0f})"
-              f" {given_back(m):>10.0%}")
-    print(f"  ({n} pages open; per session: the slope over sessions 2 to {n}; after closing: "
-          f"{UNUSED_SESSION_LIFETIME_MS / 1000:g} s unused-session lifetime + {SETTLE_S} s)")
+              f" {given_back(m):>10.0%} {len(m['app_mib']) - 1:>5} {m['not_live']:>9}")
+    lifetime = next(iter(figures.values()))["memory"]["lifetime_ms"]
+    print(f"  (live: pages drawn with their websocket live, held open together; per session: the slope over the "
+          f"live sessions from the second on; after closing: {lifetime / 1000:g} s unused-session lifetime + {SETTLE_S} s)")
     print()
     print("Sessions created per second, pages asked for at once:")
     print(f"  {'':<12} {'bursts':>6} {'failed':>6} {'median/s':>9} {'min/s':>7} {'GET p50 s':>10} {'GET max s':>10}")
@@ -439,12 +467,14 @@ def without_nan(value: Any) -> Any:
 def main() -> None:
     args = parse_args()
     print(f"bokehsite hosted apps against bokeh serve; {machine()}")
-    print(f"bokehsite at {revision()}; systems: {', '.join(args.systems)}; {args.points} points", flush=True)
+    print(f"bokehsite at {revision()}; systems: {', '.join(args.systems)}; {args.points} points; unused-session "
+          f"lifetime {args.unused_session_lifetime} ms", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-apps-") as tmp, sync_playwright() as pw:
         app = Path(tmp) / f"{APP_NAME}.py"
         app.write_text(APP_SOURCE)
         kinds = {"bokeh": BokehServe, "bokehsite": Bokehsite}
-        servers = [kinds[name](Path(tmp), app, args.points) for name in SYSTEMS if name in args.systems]
+        servers = [kinds[name](Path(tmp), app, args.points, args.unused_session_lifetime)
+                   for name in SYSTEMS if name in args.systems]
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         chromium = browser.version
         figures: dict[str, dict[str, Any]] = {server.name: {} for server in servers}
