@@ -493,6 +493,9 @@ def main() -> None:
             for server in servers:
                 print(f"bursts, {server.name}…", file=sys.stderr, flush=True)
                 figures[server.name]["bursts"] = bursts(server, args.burst, args.bursts)
+                if figures[server.name]["bursts"]["failures"]:
+                    errors = [line for line in server.output().splitlines() if "Error" in line or "Traceback" in line]
+                    print(f"  {server.name}: failed pages; its log's errors:", *errors[-10:], sep="\n    ", file=sys.stderr)
         except Exception:
             for server in servers:
                 print(f"--- {server.name} log:\n{server.output()[-5000:]}", file=sys.stderr)
