@@ -27,8 +27,7 @@ def app_list(request: HttpRequest) -> HttpResponse:
 
 def _listed(request: HttpRequest) -> list[dict]:
     viewer = acting_user(request)
-    return [{"name": name, "url": f"{request.path.rstrip('/')}/{name}/" if request.path.startswith("/apps") else f"/apps/{name}/",
-             "open": catalog.may_open(name, viewer)} for name in catalog.apps()]
+    return [{"name": name, "open": catalog.may_open(name, viewer)} for name in catalog.apps()]
 
 
 async def app_page(request: HttpRequest, name: str) -> HttpResponse:
