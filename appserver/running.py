@@ -31,7 +31,7 @@ from bokeh.server.session import ServerSession
 from tornado.ioloop import IOLoop
 
 from appserver.templates import template_page
-from bokehsite import protocol, wire
+from bokehsite import bokeh_speed, protocol, wire
 from bokehsite.client.sync import DocumentSync
 
 logger = logging.getLogger("appserver")
@@ -62,6 +62,7 @@ class _CurdocStack:
 
 
 bokeh.io.doc._PATCHED_CURDOCS = _CurdocStack()  # type: ignore[assignment]
+bokeh_speed.install()
 _building = threading.Lock()
 
 
