@@ -213,6 +213,8 @@ class RunningSession:
         if failed:
             raise BuildFailed(failed[0].error or "the app failed", failed[0].error_detail or "")
         serialized = wire.document_json(doc)
+        if wire.nesting_exceeds(serialized.content, wire.MAX_NESTING):
+            raise BuildFailed(f"the app's document nests more than {wire.MAX_NESTING} levels deep (models linked in a chain)")
         return wire.pack({"doc": serialized.content}, serialized.buffers)
 
     def _attach(self, root_url: str, document_id: str, version: int) -> None:

@@ -49,17 +49,14 @@ def open_session(app: str, viewer: AbstractBaseUser | AnonymousUser, request: Ht
     """A new session of ``app`` for ``viewer``, not yet built.
 
     Raises:
-        TooManySessions: this viewer, or all viewers together, have ``BOKEHSITE_MAX_SESSIONS``.
+        TooManySessions: this viewer has ``BOKEHSITE_MAX_SESSIONS`` (``appserver.hosts.pick``
+            bounds each host's).
     """
     limit = settings.BOKEHSITE_MAX_SESSIONS
     user = viewer if viewer.is_authenticated else None
-    if limit:
-        if AppSession.objects.count() >= limit:
-            raise TooManySessions(f"the server runs {limit} app sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
-                                  "try again when some have ended", limit="per_server")
-        if user is not None and AppSession.objects.filter(user=user).count() >= limit:
-            raise TooManySessions(f"you have {limit} app sessions open, the most BOKEHSITE_MAX_SESSIONS allows; "
-                                  "close some pages first", limit="per_user")
+    if limit and user is not None and AppSession.objects.filter(user=user).count() >= limit:
+        raise TooManySessions(f"you have {limit} app sessions open, the most BOKEHSITE_MAX_SESSIONS allows; "
+                              "close some pages first", limit="per_user", maximum=limit)
     session = AppSession.objects.create(app=app, user=user, request=request_info(request, user))
     return Opened(session, secrets.token_urlsafe(32))
 
@@ -89,7 +86,9 @@ def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers
             raise NoSuchSession("no such session waiting to be built")
         owner = session.user or apps_account()
         title = f"{session.app} session {str(session.id)[:8]}"
-        document = services.create_document(owner, title, doc_json, buffers, kind=Kind.SESSION, secret_key=key)
+        # The host serialized it with Bokeh (appserver.running) and checked its nesting.
+        document = services.create_document(owner, title, doc_json, buffers, kind=Kind.SESSION, secret_key=key,
+                                            canonical=True)
         session.document, session.host, session.state = document, host, AppSession.State.RUNNING
         session.last_active = timezone.now()
         session.save(update_fields=["document", "host", "state", "last_active"])
