@@ -112,7 +112,7 @@ def test_bokehs_server_document_shows_a_live_session_of_its_own_in_another_sites
 
 @pytest.mark.daphne
 @pytest.mark.timeout(120)
-def test_the_session_frame_may_be_drawn_anywhere_and_refreshes_its_token_without_cookies(tmp_path):
+def test_the_embedded_session_frame_may_be_drawn_anywhere_and_refreshes_its_token_without_cookies(tmp_path):
     with app_server(tmp_path) as server:
         src = re.search(r"'GET', \"([^\"]+)\"", server_document(f"{server.url}apps/sliders")).group(1)
         answer = requests.get(src, headers={"Origin": "http://elsewhere.example"}, timeout=60)
@@ -129,6 +129,15 @@ def test_the_session_frame_may_be_drawn_anywhere_and_refreshes_its_token_without
         assert fresh.status_code == 200 and fresh.json()["role"] == "write"
         assert fresh.headers["Access-Control-Allow-Origin"] == "*"
 
+        # The app's own page goes the same way to its session, whose frame stays on this site.
+        page = requests.get(f"{server.url}apps/sliders/", timeout=60)
+        assert page.status_code == 200 and 'id="app-frame"' in page.text
+        own_frame = re.search(r'id="app-frame"[^>]*src="([^"]+)"', page.text).group(1).replace("&amp;", "&")
+        framed = requests.get(server.url.rstrip("/") + own_frame, timeout=10)
+        assert framed.status_code == 200 and framed.headers["X-Frame-Options"] == "SAMEORIGIN"
+        assert "frame-ancestors" not in framed.headers["Content-Security-Policy"]
+        assert AppSession.objects.count() == 2
+
 
 @pytest.mark.daphne
 @pytest.mark.timeout(120)
@@ -140,6 +149,9 @@ def test_in_multi_user_mode_an_app_that_is_not_public_says_it_needs_a_login(tmp_
         assert answer.headers["X-Bokehsite-Error"] == "login_required"
         config = json.loads(re.search(r"const config = (\{.*\});", answer.text).group(1))
         assert "frame_url" not in config and "log in" in config["error"]["detail"]
+        # Its own page sends the visitor to log in, and back.
+        own = requests.get(f"{server.url}apps/sliders/?N=5", allow_redirects=False, timeout=30)
+        assert own.status_code == 302 and "/login/?next=/apps/sliders/%3FN%3D5" in own.headers["Location"]
         assert not AppSession.objects.exists()
 
     with app_server(tmp_path, BOKEHSITE_MULTI_USER="1", BOKEHSITE_PUBLIC_APPS="sliders") as server:
