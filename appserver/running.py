@@ -30,6 +30,7 @@ from bokeh.server.contexts import BokehSessionContext
 from bokeh.server.session import ServerSession
 from tornado.ioloop import IOLoop
 
+from appserver.templates import template_page
 from bokehsite import protocol, wire
 from bokehsite.client.sync import DocumentSync
 
@@ -215,7 +216,7 @@ class RunningSession:
         serialized = wire.document_json(doc)
         if wire.nesting_exceeds(serialized.content, wire.MAX_NESTING):
             raise BuildFailed(f"the app's document nests more than {wire.MAX_NESTING} levels deep (models linked in a chain)")
-        return wire.pack({"doc": serialized.content}, serialized.buffers)
+        return wire.pack({"doc": serialized.content, "page": template_page(doc)}, serialized.buffers)
 
     def _attach(self, root_url: str, document_id: str, version: int) -> None:
         assert self.doc is not None and self.context is not None and self._loop is not None

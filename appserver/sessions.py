@@ -74,8 +74,10 @@ def request_info(request: HttpRequest, user: AbstractBaseUser | None) -> dict[st
     }
 
 
-def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers: list[Buffer]) -> Document:
-    """Store the document ``host`` built for the session; it runs there from now on.
+def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers: list[Buffer],
+                page: str | None = None) -> Document:
+    """Store the document ``host`` built for the session (``page``: the app's own page, if it has
+    a template); it runs there from now on.
 
     Raises:
         NoSuchSession: the session ended meanwhile (its page gave up waiting, say).
@@ -88,7 +90,7 @@ def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers
         title = f"{session.app} session {str(session.id)[:8]}"
         # The host serialized it with Bokeh (appserver.running) and checked its nesting.
         document = services.create_document(owner, title, doc_json, buffers, kind=Kind.SESSION, secret_key=key,
-                                            canonical=True)
+                                            canonical=True, page=page or "")
         session.document, session.host, session.state = document, host, AppSession.State.RUNNING
         session.last_active = timezone.now()
         session.save(update_fields=["document", "host", "state", "last_active"])
