@@ -1,6 +1,7 @@
 """Apps in other sites' pages with Bokeh's own ``server_document``: in headless Chromium a page of
 another origin shows the app's session, live; each load is a session of its own; the script's
-arguments reach the app; in multi-user mode an app that is not public says it needs a login."""
+arguments reach the app; in multi-user mode an app that is not public says it needs a login; a
+session's embed reaches app sessions only."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ import re
 import pytest
 import requests
 from bokeh.embed import server_document
+from django.contrib.auth.models import AnonymousUser
 
 from appserver.models import AppSession
+from appserver.sessions import apps_account
+from documents import access, bokeh_json, frames, services
+from documents.exceptions import DocumentNotFound
+from documents.models import Kind
+from tests.helpers import line_document, store
 from tests.servers import DaphneServer, StaticSite, database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
+
+KEY = "session-key-" + "k" * 30
 
 SLIDERS = '''
 import numpy as np
@@ -164,3 +173,22 @@ def test_in_multi_user_mode_an_app_that_is_not_public_says_it_needs_a_login(tmp_
         assert fresh.status_code == 200 and fresh.json()["role"] == "write"
         wrong = requests.get(re.sub(r"key=[^&]+", "key=wrong", config["token_url"]), timeout=10)
         assert wrong.status_code == 404 and wrong.json()["error"] == "not_found"
+
+
+def test_a_session_embed_reaches_only_app_sessions_and_its_frame_token_writes_only_them(alice, multi_user):
+    session = services.create_document(apps_account(), "sliders session", *bokeh_json.dump(line_document()),
+                                       kind=Kind.SESSION, secret_key=KEY)
+    plot = store(alice, "secret plot")
+    services.set_visibility(plot, "secret")
+    plot.refresh_from_db()
+    embedded = access.Caller(AnonymousUser(), key=KEY, embed=frames.SESSION_EMBED)
+    assert access.resolve(embedded, session.id, "write").role == "write"
+    with pytest.raises(DocumentNotFound):  # a secret link's key is no session's
+        access.resolve(access.Caller(AnonymousUser(), key=plot.secret_key, embed=frames.SESSION_EMBED), plot.id)
+    token = access.mint_frame_token(embedded, access.resolve(embedded, session.id, "write"))
+    grant = frames.verify_frame_token(token)
+    assert (grant.embed, grant.role) == ("session", "write")
+    assert access.resolve(access.Caller(AnonymousUser(), grant=grant), session.id, "write").role == "write"
+    forged = frames.sign_frame_token(plot, "write", key=plot.secret_key, embed=frames.SESSION_EMBED)
+    with pytest.raises(DocumentNotFound):
+        access.resolve(access.Caller(AnonymousUser(), grant=frames.verify_frame_token(forged)), plot.id)

@@ -78,3 +78,4 @@ def test_a_title_already_taken_says_so(alice):
     response = token_client(alice).post(url(app_session(), key=KEY), {"title": "taken"}, format="json")
     assert response.status_code == 409
     assert response.json()["error"] == "title_taken" and response.json()["field"] == "title"
+
