@@ -147,8 +147,8 @@ async def app_autoload(request: HttpRequest, name: str) -> HttpResponse:
     script of any other says that it needs a login. The query's arguments but Bokeh's own
     (``bokeh-*``) are the session's ``request.arguments``.
     """
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
+    if request.method != "GET":  # not HEAD either: each answer starts a session
+        return HttpResponse(status=405, headers={"Allow": "GET"})
     element = request.GET.get("bokeh-autoload-element", "")
     config: dict = {"element": element if ELEMENT_ID.fullmatch(element) else None, "what": "App",
                     "timeout": EMBED_LOAD_TIMEOUT, "server": request.build_absolute_uri("/")}
