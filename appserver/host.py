@@ -44,6 +44,7 @@ class Host:
         self.contexts = {spec.name: AppServerContext() for spec in registry.specs}
         self.running: dict[str, RunningSession] = {}
         self.socket: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.parent = os.getppid()
 
     # --- lifetime ----------------------------------------------------------------------------------
@@ -68,6 +69,7 @@ class Host:
 
     async def run(self) -> None:
         """Stay connected to the server (again after each drop) while the server process lives."""
+        self.loop = asyncio.get_running_loop()
         while os.getppid() == self.parent:
             try:
                 async with websockets.connect(self.control_url, additional_headers={protocol.APP_HOST_HEADER: self.key},
@@ -107,6 +109,12 @@ class Host:
         except Exception:
             logger.exception("the app host failed to handle %s", message.get("type"))
 
+    def gone(self, session: RunningSession) -> None:
+        """The server no longer has the session's document (it ended while this process did not
+        hear): end it here too. Called from the session's connection thread."""
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(lambda: asyncio.create_task(self.handle({"type": "end", "session": session.id})))
+
     async def create(self, message: dict[str, Any]) -> None:
         name, session_id = message["app"], message["session"]
         try:
@@ -115,7 +123,7 @@ class Host:
             await self.send({"type": "failed", "session": session_id, "error": str(e)})
             return
         session = RunningSession(app, name, self.contexts[name], session_id, SessionRequest.from_json(message["request"]),
-                                 message["key"], self.key)
+                                 message["key"], self.key, gone=self.gone)
         await asyncio.to_thread(session.start)
         try:
             bundle = await asyncio.to_thread(session.build)
