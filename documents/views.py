@@ -96,9 +96,12 @@ def document_page(request: HttpRequest, caller: access.Caller, document: Documen
 @require_GET
 def document_frame_token(request: HttpRequest, pk) -> HttpResponse:
     """A fresh frame token for the page's frame, under the same rules as the page; with
-    ``?embed=1``, for an embed's frame, under the embed's rules (no cookies; CORS)."""
+    ``?embed=1``, for an embed's frame, under the embed's rules (no cookies; CORS); with
+    ``?embed=session&key=``, for an app session's frame in another site's page."""
     if request.GET.get("embed") == "1":
         return _embed_frame_token(request, pk)
+    if request.GET.get("embed") == "session":
+        return _session_embed_frame_token(request, pk)
     try:
         caller, document = viewed(request, pk)
     except (LoginFirst, Http404):
@@ -247,6 +250,15 @@ def _embed_frame_token(request: HttpRequest, pk) -> HttpResponse:
     except ApiError as e:
         return _cors(errors.json_response(e))
     return _cors(JsonResponse({"token": access.mint_frame_token(caller, document), "role": "read"}))
+
+
+def _session_embed_frame_token(request: HttpRequest, pk) -> HttpResponse:
+    caller = access.session_embed_caller(request)
+    try:
+        document = access.resolve(caller, pk, "write")
+    except ApiError as e:
+        return _cors(errors.json_response(e))
+    return _cors(JsonResponse({"token": access.mint_frame_token(caller, document), "role": "write"}))
 
 
 @require_GET
