@@ -5,8 +5,8 @@ that waits for it. Every few seconds it renews the host's lease and ends the hos
 have had no viewer for the unused-session lifetime.
 
 Messages, JSON text unless said (``appserver.host`` is the other side):
-    host -> server  hello {host, pid, machine, apps}; built (a bundle: {session, doc} and its
-                    buffers); failed {session, error}
+    host -> server  hello {host, pid, machine, apps}; built (a bundle: {session, doc, page} and
+                    its buffers); failed {session, error}
     server -> host  create {session, app, key, request}; stored {session, document, version};
                     end {session}
 """
@@ -57,7 +57,7 @@ class AppHostConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if bytes_data is not None:
             payload, buffers = wire.unpack(bytes_data)
-            await self.built(str(payload["session"]), payload["doc"], buffers)
+            await self.built(str(payload["session"]), payload["doc"], buffers, payload.get("page"))
             return
         message = json.loads(text_data)
         if message["type"] == "hello":
@@ -72,11 +72,11 @@ class AppHostConsumer(AsyncWebsocketConsumer):
             if reply := self.waiting.pop(session_id, None):
                 await dispatch.answer(reply, failed=str(message["error"]))
 
-    async def built(self, session_id: str, doc_json, buffers) -> None:
+    async def built(self, session_id: str, doc_json, buffers, page: str | None) -> None:
         reply = self.waiting.pop(session_id, None)
         key = self.keys.pop(session_id, "")
         try:
-            document = await db(sessions.store_built)(session_id, self.host, key, doc_json, buffers)
+            document = await db(sessions.store_built)(session_id, self.host, key, doc_json, buffers, page)
         except Exception as e:
             if not isinstance(e, NoSuchSession):
                 logger.exception("storing the document of a session of %s failed", self.host)

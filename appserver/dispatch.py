@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from appserver import hosts, sessions, supervisor
-from appserver.exceptions import AppFailed, NoAppHost
+from appserver.exceptions import AppFailed, NoAppHost, TooManySessions
 from appserver.models import AppSession
 
 db = database_sync_to_async
@@ -25,12 +25,13 @@ async def build(app: str, opened: sessions.Opened, server_url: str) -> str:
 
     Raises:
         NoAppHost: no host runs the app, or none answered in time.
+        TooManySessions: every host that runs it is full (``BOKEHSITE_MAX_SESSIONS``).
         AppFailed: the app raised while it built the document.
     """
     session = opened.session
     try:
         host = await _host_for(app, server_url)
-    except NoAppHost:
+    except (NoAppHost, TooManySessions):
         await db(sessions.discard)(str(session.id))
         raise
     layer = get_channel_layer()

@@ -13,6 +13,8 @@ stops; a host whose server process is gone stops too.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import json
 import logging
 import os
@@ -42,6 +44,7 @@ class Host:
         self.contexts = {spec.name: AppServerContext() for spec in registry.specs}
         self.running: dict[str, RunningSession] = {}
         self.socket: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.parent = os.getppid()
 
     # --- lifetime ----------------------------------------------------------------------------------
@@ -66,6 +69,7 @@ class Host:
 
     async def run(self) -> None:
         """Stay connected to the server (again after each drop) while the server process lives."""
+        self.loop = asyncio.get_running_loop()
         while os.getppid() == self.parent:
             try:
                 async with websockets.connect(self.control_url, additional_headers={protocol.APP_HOST_HEADER: self.key},
@@ -100,8 +104,16 @@ class Host:
                 if (session := self.running.pop(message["session"], None)) is not None:
                     await asyncio.to_thread(session.end)
                     self.contexts[session.app_name].running.pop(session.id, None)
+                    del session
+                    await asyncio.to_thread(give_back_memory)
         except Exception:
             logger.exception("the app host failed to handle %s", message.get("type"))
+
+    def gone(self, session: RunningSession) -> None:
+        """The server no longer has the session's document (it ended while this process did not
+        hear): end it here too. Called from the session's connection thread."""
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(lambda: asyncio.create_task(self.handle({"type": "end", "session": session.id})))
 
     async def create(self, message: dict[str, Any]) -> None:
         name, session_id = message["app"], message["session"]
@@ -111,7 +123,7 @@ class Host:
             await self.send({"type": "failed", "session": session_id, "error": str(e)})
             return
         session = RunningSession(app, name, self.contexts[name], session_id, SessionRequest.from_json(message["request"]),
-                                 message["key"], self.key)
+                                 message["key"], self.key, gone=self.gone)
         await asyncio.to_thread(session.start)
         try:
             bundle = await asyncio.to_thread(session.build)
@@ -127,12 +139,25 @@ class Host:
         await self.send(wire.update_payload(bundle, type="built", session=session_id))
 
 
+def give_back_memory() -> None:
+    """Collect what ended sessions left, and hand the freed heap back to the system (glibc keeps
+    it otherwise, and a process that served many sessions would stay as large as at its peak)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m appserver.host SERVER_URL", file=sys.stderr)
         return 2
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    # A session's thread is named after its app (app-NAME-ID): whatever its callbacks log, and
+    # what tornado logs of them, names the app.
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(levelname)s %(threadName)s %(name)s: %(message)s")
     paths = [p for p in os.environ.get("BOKEHSITE_APPS", "").split(os.pathsep) if p]
     try:
         registry = Registry(app_specs(paths), dev=os.environ.get("BOKEHSITE_APP_DEV") == "1")

@@ -17,6 +17,7 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from appserver.exceptions import TooManySessions
 from appserver.models import AppHost
 from bokehsite import protocol
 
@@ -68,5 +69,14 @@ def live() -> list[AppHost]:
 
 
 def pick(app: str) -> AppHost | None:
-    """The live host with the fewest sessions that runs ``app``."""
-    return next((host for host in live() if app in host.apps), None)
+    """The live host with the fewest sessions that runs ``app``; None when none runs it.
+
+    Raises:
+        TooManySessions: every host that runs it has ``BOKEHSITE_MAX_SESSIONS``.
+    """
+    running = [host for host in live() if app in host.apps]
+    limit = settings.BOKEHSITE_MAX_SESSIONS
+    if running and limit and running[0].running >= limit:
+        raise TooManySessions(f"every app process runs {limit} sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
+                              "try again when some have ended", limit="per_process", maximum=limit)
+    return running[0] if running else None

@@ -30,7 +30,8 @@ from bokeh.server.contexts import BokehSessionContext
 from bokeh.server.session import ServerSession
 from tornado.ioloop import IOLoop
 
-from bokehsite import protocol, wire
+from appserver.templates import template_page
+from bokehsite import bokeh_speed, protocol, wire
 from bokehsite.client.sync import DocumentSync
 
 logger = logging.getLogger("appserver")
@@ -61,6 +62,7 @@ class _CurdocStack:
 
 
 bokeh.io.doc._PATCHED_CURDOCS = _CurdocStack()  # type: ignore[assignment]
+bokeh_speed.install()
 _building = threading.Lock()
 
 
@@ -122,10 +124,11 @@ class RunningSession:
     follows the stored document, ``end()`` runs the hooks and gives everything back."""
 
     def __init__(self, app: Application, app_name: str, server_context: AppServerContext, session_id: str,
-                 request: SessionRequest, key: str, host_key: str):
+                 request: SessionRequest, key: str, host_key: str, gone: Callable[[RunningSession], None]):
         self.app = app
         self.key = key  # what lets it change its document
         self.host_key = host_key
+        self.gone = gone  # called when the server no longer has the session's document
         self.app_name = app_name
         self.server_context = server_context
         self.id = session_id
@@ -213,12 +216,14 @@ class RunningSession:
         if failed:
             raise BuildFailed(failed[0].error or "the app failed", failed[0].error_detail or "")
         serialized = wire.document_json(doc)
-        return wire.pack({"doc": serialized.content}, serialized.buffers)
+        if wire.nesting_exceeds(serialized.content, wire.MAX_NESTING):
+            raise BuildFailed(f"the app's document nests more than {wire.MAX_NESTING} levels deep (models linked in a chain)")
+        return wire.pack({"doc": serialized.content, "page": template_page(doc)}, serialized.buffers)
 
     def _attach(self, root_url: str, document_id: str, version: int) -> None:
         assert self.doc is not None and self.context is not None and self._loop is not None
         self.sync = DocumentSync(SessionLink(root_url, self.key, self.host_key), self.doc, document_id, version,  # type: ignore[arg-type]
-                                 on_error=self._callback_failed)
+                                 on_error=self._callback_failed, on_refused=lambda error: self.gone(self))
         self.session = ServerSession(self.id, self.doc, io_loop=self._loop)  # type: ignore[arg-type]
         self.context._set_session(self.session)
         loop, session = self._loop, self.session

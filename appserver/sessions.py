@@ -52,28 +52,23 @@ def open_session(app: str, viewer: AbstractBaseUser | AnonymousUser, request: Ht
     """A new session of ``app`` for ``viewer``, not yet built.
 
     Raises:
-        TooManySessions: this viewer, or all viewers together, have ``BOKEHSITE_MAX_SESSIONS``.
+        TooManySessions: this viewer has ``BOKEHSITE_MAX_SESSIONS`` (``appserver.hosts.pick``
+            bounds each host's).
     """
     limit = settings.BOKEHSITE_MAX_SESSIONS
     user = viewer if viewer.is_authenticated else None
-    if limit:
-        if AppSession.objects.count() >= limit:
-            raise TooManySessions(f"the server runs {limit} app sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
-                                  "try again when some have ended", limit="per_server")
-        if user is not None and AppSession.objects.filter(user=user).count() >= limit:
-            raise TooManySessions(f"you have {limit} app sessions open, the most BOKEHSITE_MAX_SESSIONS allows; "
-                                  "close some pages first", limit="per_user")
+    if limit and user is not None and AppSession.objects.filter(user=user).count() >= limit:
+        raise TooManySessions(f"you have {limit} app sessions open, the most BOKEHSITE_MAX_SESSIONS allows; "
+                              "close some pages first", limit="per_user", maximum=limit)
     session = AppSession.objects.create(app=app, user=user, request=request_info(request, user))
     return Opened(session, secrets.token_urlsafe(32))
 
 
 def request_info(request: HttpRequest, user: AbstractBaseUser | None) -> dict[str, Any]:
-    """What the app sees of the page request (``session_context.request``); never the viewer's
-    credentials for this server (stored with the session, they would be a login in clear)."""
-    hidden_cookies = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME}
+    """What the app sees of the page request (``session_context.request``)."""
     return {
         "arguments": {name: request.GET.getlist(name) for name in request.GET},
-        "cookies": {name: value for name, value in request.COOKIES.items() if name not in hidden_cookies},
+        "cookies": {name: value for name, value in request.COOKIES.items() if name not in _our_cookies()},
         "headers": {name: value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS},
         "user": user.get_username() if user is not None else None,
         "path": request.path,
@@ -82,8 +77,15 @@ def request_info(request: HttpRequest, user: AbstractBaseUser | None) -> dict[st
     }
 
 
-def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers: list[Buffer]) -> Document:
-    """Store the document ``host`` built for the session; it runs there from now on.
+def _our_cookies() -> set[str]:
+    """The cookies that are the viewer's credentials here: an app never sees them."""
+    return {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME}
+
+
+def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers: list[Buffer],
+                page: str | None = None) -> Document:
+    """Store the document ``host`` built for the session (``page``: the app's own page, if it has
+    a template); it runs there from now on.
 
     Raises:
         NoSuchSession: the session ended meanwhile (its page gave up waiting, say).
@@ -94,7 +96,9 @@ def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers
             raise NoSuchSession("no such session waiting to be built")
         owner = session.user or apps_account()
         title = f"{session.app} session {str(session.id)[:8]}"
-        document = services.create_document(owner, title, doc_json, buffers, kind=Kind.SESSION, secret_key=key)
+        # The host serialized it with Bokeh (appserver.running) and checked its nesting.
+        document = services.create_document(owner, title, doc_json, buffers, kind=Kind.SESSION, secret_key=key,
+                                            canonical=True, page=page or "")
         session.document, session.host, session.state = document, host, AppSession.State.RUNNING
         session.last_active = timezone.now()
         session.save(update_fields=["document", "host", "state", "last_active"])

@@ -4,20 +4,30 @@ files, and saving a session as a plot."""
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+
 from asgiref.sync import sync_to_async
 from django.contrib import messages
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET, require_POST
 from django.views.static import serve
 
-from accounts.users import acting_user
+from accounts.users import acting_user, default_user, multi_user
 from appserver import catalog, dispatch, sessions
 from appserver.exceptions import NoSuchApp
+from bokehsite import errors
 from bokehsite.errors import ApiError
 from documents import access
+from documents.frames import SESSION_EMBED
+from documents.models import Document
 from documents.pages import frame_token_url, frame_url
+from documents.views import EMBED_LOAD_TIMEOUT
 
 
 @require_GET
@@ -27,28 +37,26 @@ def app_list(request: HttpRequest) -> HttpResponse:
 
 def _listed(request: HttpRequest) -> list[dict]:
     viewer = acting_user(request)
-    return [{"name": name, "url": f"{request.path.rstrip('/')}/{name}/" if request.path.startswith("/apps") else f"/apps/{name}/",
-             "open": catalog.may_open(name, viewer)} for name in catalog.apps()]
+    return [{"name": name, "open": catalog.may_open(name, viewer)} for name in catalog.apps()]
 
 
 async def app_page(request: HttpRequest, name: str) -> HttpResponse:
     """A new session of the app ``name``, built by an app host, shown live."""
     if request.method not in ("GET", "HEAD"):
         return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
+    viewer = await sync_to_async(_acting_user_now)(request)
     try:
-        catalog.spec(name)
+        started = await start_session(request, name, viewer)
     except NoSuchApp:
         raise Http404(f"no app called {name!r} here") from None
-    viewer = await sync_to_async(_acting_user_now)(request)
-    if not catalog.may_open(name, viewer):
+    except LoginNeeded:
         return redirect_to_login(request.get_full_path())
-    try:
-        caller, document, key = await _new_session(request, name, viewer)
     except ApiError as e:
         return await sync_to_async(render)(request, "appserver/failed.html", {"app": name, "error": e},
                                            status=e.status_code)
-    context = {"app": name, "document": document, "key": key, "frame_url": frame_url(caller, document),
-               "token_url": frame_token_url(document, {"key": key}), "query": request.GET.urlencode()}
+    context = {"app": name, "document": started.document, "key": started.key,
+               "frame_url": frame_url(started.caller, started.document),
+               "token_url": frame_token_url(started.document, {"key": started.key}), "query": request.GET.urlencode()}
     response = await sync_to_async(render)(request, "appserver/app.html", context)
     response["Cache-Control"] = "no-store"  # each load is a session of its own
     # Same-origin, not no-referrer: the save form's POST needs its Origin for the CSRF check.
@@ -64,17 +72,36 @@ def _acting_user_now(request: HttpRequest):
     return viewer
 
 
-async def _new_session(request: HttpRequest, name: str, viewer):
-    """Open a session, have a host build it; the caller that holds its key, its document, the key.
+class LoginNeeded(errors.Unauthorized):
+    code = "login_required"
+
+
+@dataclass(frozen=True)
+class Started:
+    """A session built and stored: who holds its key (``caller``), its document, the key."""
+
+    caller: access.Caller
+    document: Document
+    key: str
+
+
+async def start_session(request: HttpRequest, name: str, viewer, *, embed: str | None = None) -> Started:
+    """A new session of the app ``name`` for ``viewer``, built by a host: what every page of an
+    app (its own page, its ``autoload.js``) does first. ``embed``: the caller's embed, for a
+    session shown in another site's page.
 
     Raises:
-        TooManySessions, NoAppHost, AppFailed
+        NoSuchApp, LoginNeeded (``viewer`` may not open it), TooManySessions, NoAppHost, AppFailed
     """
+    catalog.spec(name)
+    if not catalog.may_open(name, viewer):
+        raise LoginNeeded(f"the app {name} is open only to signed-in users: open it on this server's own page "
+                          "and log in there")
     opened = await sync_to_async(sessions.open_session)(name, viewer, request)
     document_id = await dispatch.build(name, opened, _server_url(request))
-    caller = access.Caller(viewer, key=opened.key)
+    caller = access.Caller(viewer, key=opened.key, embed=embed)
     document = await sync_to_async(access.resolve)(caller, document_id, "write")
-    return caller, document, opened.key
+    return Started(caller, document, opened.key)
 
 
 def _server_url(request: HttpRequest) -> str:
@@ -115,6 +142,57 @@ def app_static(request: HttpRequest, name: str, path: str) -> FileResponse:
     return serve(request, path, document_root=str(static_dir))
 
 
+# The id Bokeh's ``server_document`` gives the element the session goes after.
+ELEMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
 async def app_autoload(request: HttpRequest, name: str) -> HttpResponse:
-    raise Http404  # replaced below
+    """``autoload.js`` for ``bokeh.embed.server_document(".../apps/<name>")``: each load a new
+    session, shown in a sandboxed frame where Bokeh's script tag is, in a page of any origin.
+
+    As for any embed, the visitor's cookies count for nothing here (browsers send none to another
+    site's script anyway): in multi-user mode only public apps can be shown this way, and the
+    script of any other says that it needs a login. The query's arguments but Bokeh's own
+    (``bokeh-*``) are the session's ``request.arguments``.
+    """
+    if request.method != "GET":  # not HEAD either: each answer starts a session
+        return HttpResponse(status=405, headers={"Allow": "GET"})
+    element = request.GET.get("bokeh-autoload-element", "")
+    config: dict = {"element": element if ELEMENT_ID.fullmatch(element) else None, "what": "App",
+                    "timeout": EMBED_LOAD_TIMEOUT, "server": request.build_absolute_uri("/")}
+    arguments = request.GET.copy()
+    for argument in [a for a in arguments if a.startswith("bokeh-")]:
+        del arguments[argument]
+    request.GET = arguments  # what the session's request shows the app
+    viewer = await sync_to_async(embed_viewer)()
+    error: ApiError | None = None
+    try:
+        started = await start_session(request, name, viewer, embed=SESSION_EMBED)
+    except ApiError as e:
+        error = e
+    if error is not None:
+        config["error"] = errors.envelope(error)
+    else:
+        token_url = frame_token_url(started.document, {"embed": SESSION_EMBED, "key": started.key})
+        config.update({
+            "title": name, "frame_url": request.build_absolute_uri(frame_url(started.caller, started.document)),
+            "token_url": request.build_absolute_uri(token_url),
+            "host_script": request.build_absolute_uri(static("bokehsite/frame-host.js")),
+        })
+    # "<" escaped, so that the script stays whole even if a page pastes it inline.
+    script = await sync_to_async(render)(request, "documents/autoload.js",
+                                         {"config": json.dumps(config).replace("<", "\\u003c")},
+                                         content_type="text/javascript; charset=utf-8")
+    if error is not None:
+        script["X-Bokehsite-Error"] = error.code
+    # Bokeh's script tag fetches this (XMLHttpRequest, no credentials) from the embedding page.
+    script["Access-Control-Allow-Origin"] = "*"
+    script["Cache-Control"] = "no-store"  # each load is a session of its own
+    script["Referrer-Policy"] = "no-referrer"
+    return script
+
+
+def embed_viewer():
+    """Who another site's page is: nobody in multi-user mode, the one user in single-user mode."""
+    return AnonymousUser() if multi_user() else default_user()
 

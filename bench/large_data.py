@@ -38,7 +38,7 @@ import numpy as np
 import requests
 import websockets
 
-from common import CHROMIUM, CHROMIUM_ARGS, machine, revision, server_env  # noqa: I001
+from common import CHROMIUM, CHROMIUM_ARGS, machine, revision, rss_mib, server_env  # noqa: I001
 
 from bokehsite import protocol
 from datasets import summaries
@@ -134,15 +134,6 @@ def scatter(n: int, repeat: int) -> None:
 
 
 # --- a server ------------------------------------------------------------------------------------
-
-
-def rss_mib(pid: int, field: str = "VmRSS") -> float:
-    """Resident memory; ``RssAnon`` leaves out the pages of memory-mapped files, which every
-    process shares through the page cache."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def backed_plot(session, dataset, title: str):

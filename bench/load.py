@@ -44,7 +44,7 @@ from bokeh.document.events import ColumnsStreamedEvent
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
-from common import create_postgres_database, machine, revision, server_env  # noqa: I001
+from common import create_postgres_database, machine, revision, rss_mib, server_env  # noqa: I001
 
 from bokehsite import protocol
 from bokehsite.client import Session
@@ -56,13 +56,6 @@ ROLLOVER = 10_000
 
 def now() -> float:
     return time.perf_counter()
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def raise_open_files_limit() -> int:

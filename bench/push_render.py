@@ -145,7 +145,7 @@ def time_render(browser: Browser, url: str, repeat: int, *, framed: bool) -> Tim
             page.goto(url, wait_until="commit")
             target = page.main_frame
             if framed:
-                target = page.wait_for_selector("#plot-frame").content_frame()
+                target = page.wait_for_selector("iframe.plot-frame").content_frame()
                 target.wait_for_url("**/frame/**")
             milestones = target.evaluate(MILESTONES)
             shift = milestones["origin"] - page.evaluate("performance.timeOrigin")

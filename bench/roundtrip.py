@@ -41,7 +41,7 @@ from playwright.sync_api import Browser, Frame, Locator, Page, sync_playwright
 
 import roundtrip_probe
 from common import (  # first: puts the repository on sys.path
-    CHROMIUM, CHROMIUM_ARGS, ROOT, checkout, machine, python_env, revision, server_env,
+    CHROMIUM, CHROMIUM_ARGS, ROOT, checkout, machine, python_env, revision, server_env, stop_process,
 )
 
 from tests.servers import DaphneServer, free_port
@@ -285,13 +285,8 @@ class BokehServe:
         return page.main_frame, page.locator(".noUi-handle").first
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 # --- measuring ---------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ from bokeh.protocol import Protocol
 from bokeh.util.token import generate_jwt_token
 
 from common import (  # first: puts the repository on sys.path
-    ROOT, checkout, create_postgres_database, drop_postgres_database, machine, revision, server_env, with_suffix,
+    ROOT, checkout, create_postgres_database, drop_postgres_database, machine, revision, server_env, stop_process,
+    with_suffix,
 )
 
 from bokehsite import protocol, wire
@@ -469,13 +470,8 @@ def start_server(command: list[str], port: int, env: Any, log: Any, timeout: flo
 
 
 def stop_server(process: subprocess.Popen | None, log: Any) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    if process is not None:
+        stop_process(process)
     log.close()
     Path(log.name).unlink(missing_ok=True)
 

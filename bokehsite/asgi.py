@@ -9,9 +9,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bokehsite.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
+from django.conf import settings  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
-from appserver import routing as app_routing  # noqa: E402
+from appserver import routing as app_routing, supervisor  # noqa: E402
 from streaming.auth import WebsocketAuthStack  # noqa: E402
 from streaming.routing import websocket_urlpatterns  # noqa: E402
 
@@ -27,4 +28,6 @@ application = ProtocolTypeRouter(
 # numba) lives as long as the process. Frozen, full garbage collections skip it, and each costs
 # a few milliseconds instead of over 100 (the pauses that made up the slowest requests).
 get_resolver().url_patterns  # the views and what they import, loaded now rather than on first use
+if settings.BOKEHSITE_SERVER_URL:
+    supervisor.ensure_started(settings.BOKEHSITE_SERVER_URL)  # the app hosts, when the server runs apps
 gc.freeze()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import secrets
 import signal
@@ -24,6 +25,8 @@ DEFAULT_IP = "127.0.0.1"
 DEFAULT_PORT = 5006
 DATA_DIR_NAME = "bokehsite-data"
 APPLICATION = "bokehsite.asgi:application"
+# Seconds one app may take to run once when it is checked before the server starts.
+APP_CHECK_TIMEOUT = 60
 
 
 class UsageError(Exception):
@@ -45,6 +48,17 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="in multi-user mode, whether people may register themselves (default: allowed)")
     parser.add_argument("--workers", type=int, default=1,
                         help="Daphne processes sharing the port and the data (default 1; more need PostgreSQL and Redis)")
+    apps = parser.add_argument_group("Bokeh apps", "APP is what `bokeh serve` takes: a .py script, a .ipynb notebook, or a "
+                                     "directory with main.py or main.ipynb; each is served at /apps/<name>/")
+    apps.add_argument("apps", nargs="*", metavar="APP", help="Bokeh apps to serve (each is run once to check it first)")
+    apps.add_argument("--dev", action="store_true", help="development: new sessions run the apps' code as it is on disk now")
+    apps.add_argument("--public-app", action="append", default=[], metavar="NAME",
+                      help="in multi-user mode, an app anyone may open without an account (repeatable)")
+    apps.add_argument("--unused-session-lifetime", type=int, default=None, metavar="MILLISECONDS",
+                      help="how long an app session nobody is connected to lives on, in milliseconds as for "
+                           "`bokeh serve` (default 15000)")
+    apps.add_argument("--app-processes", type=int, default=None, metavar="N",
+                      help="processes that run the apps' code (default 1)")
 
 
 def _parser(prog: str, *, subcommands: bool) -> argparse.ArgumentParser:
@@ -99,6 +113,10 @@ def _check_serve(args: argparse.Namespace) -> None:
         raise UsageError(f"--workers must be 1 or more, not {args.workers}")
     if args.workers > 1 and ":" in args.ip:
         raise UsageError("--workers over 1 share one IPv4 socket: give an IPv4 --ip")
+    if args.unused_session_lifetime is not None and args.unused_session_lifetime < 1:
+        raise UsageError(f"--unused-session-lifetime must be 1 millisecond or more, not {args.unused_session_lifetime}")
+    if args.app_processes is not None and args.app_processes < 1:
+        raise UsageError(f"--app-processes must be 1 or more, not {args.app_processes}")
     if args.workers > 1:
         database = args.database_url or os.environ.get("DATABASE_URL", "")
         redis = args.redis_url or os.environ.get("REDIS_URL", "")
@@ -109,6 +127,60 @@ def _check_serve(args: argparse.Namespace) -> None:
             raise UsageError(
                 f"--workers {args.workers} runs {args.workers} processes that must share their documents and live "
                 f"changes: that needs PostgreSQL and Redis; give {' and '.join(missing)}")
+
+
+def _check_apps(args: argparse.Namespace) -> list[str]:
+    """Check the apps (given, else $BOKEHSITE_APPS) and hand them to the settings; their names.
+
+    Each app runs once in a process of its own (``python -m appserver.check``): app code never
+    runs in the server's processes, and an app that fails stops the server before it starts."""
+    from appserver.loading import AppLoadError, app_specs
+
+    given = args.apps or [path for path in os.environ.get("BOKEHSITE_APPS", "").split(os.pathsep) if path.strip()]
+    try:
+        specs = app_specs(given)
+    except AppLoadError as e:
+        raise UsageError(str(e)) from None
+    names = [spec.name for spec in specs]
+    if unknown := [name for name in args.public_app if name not in names]:
+        raise UsageError(f"--public-app {unknown[0]}: no app of that name (apps: {', '.join(names) or 'none'})")
+    if specs:
+        _run_app_check([str(spec.path) for spec in specs])
+    os.environ["BOKEHSITE_APPS"] = os.pathsep.join(str(spec.path) for spec in specs)
+    if args.public_app:
+        os.environ["BOKEHSITE_PUBLIC_APPS"] = ",".join(args.public_app)
+    if args.dev:
+        os.environ["BOKEHSITE_APP_DEV"] = "1"
+    if args.unused_session_lifetime is not None:
+        os.environ["BOKEHSITE_UNUSED_SESSION_LIFETIME"] = str(args.unused_session_lifetime / 1000)
+    if args.app_processes is not None:
+        os.environ["BOKEHSITE_APP_PROCESSES"] = str(args.app_processes)
+    return names
+
+
+def _run_app_check(paths: list[str]) -> None:
+    import appserver
+
+    # The checking process imports this very code (a clone's, when that is what runs here), after
+    # whatever the user's PYTHONPATH puts first.
+    code_root = str(Path(appserver.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), code_root]))}
+    timeout = APP_CHECK_TIMEOUT * len(paths)
+    try:
+        done = subprocess.run([sys.executable, "-m", "appserver.check", *paths], env=env, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"checking the apps took more than {timeout} seconds: does one wait or loop forever "
+                         f"when it runs?") from None
+    lines = done.stdout.strip().splitlines()
+    try:
+        errors = json.loads(lines[-1])["errors"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        tail = "\n".join(done.stderr.strip().splitlines()[-10:])
+        raise UsageError(f"checking the apps failed (exit status {done.returncode}):\n{tail}") from None
+    if errors:
+        failed = "an app fails" if len(errors) == 1 else f"{len(errors)} apps fail"
+        raise UsageError(f"{failed} when run once to check:\n  " + "\n  ".join(errors))
 
 
 def _listen(ip: str, port: int) -> socket.socket:
@@ -143,6 +215,10 @@ def _daphne_arguments(sock: socket.socket) -> list[str]:
 
 def serve(args: argparse.Namespace) -> int:
     _check_serve(args)
+    apps = _check_apps(args)
+    if apps:  # the app hosts start with the server, and reach it here
+        local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.ip, args.ip)
+        os.environ["BOKEHSITE_SERVER_URL"] = f"http://{f'[{local}]' if ':' in local else local}:{args.port}/"
     _configure(args)
     from django.conf import settings
     from django.core.management import call_command
@@ -153,6 +229,10 @@ def serve(args: argparse.Namespace) -> int:
     mode = "multi-user" if settings.BOKEHSITE_MULTI_USER else "single-user"
     workers = f", {args.workers} workers" if args.workers > 1 else ""
     print(f"bokeh-server: serving http://{host}:{args.port}/ ({mode}{workers}; data in {settings.DATA_DIR})", flush=True)
+    for name in apps:
+        print(f"bokeh-server: app {name} at http://{host}:{args.port}/apps/{name}/", flush=True)
+    if apps and settings.BOKEHSITE_APP_DEV:
+        print("bokeh-server: dev mode: new sessions use changed code", flush=True)
     print("bokeh-server: press Ctrl-C to stop", flush=True)
     if args.workers == 1:
         from daphne.cli import CommandLineInterface

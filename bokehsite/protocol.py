@@ -35,6 +35,9 @@ from bokehsite import wire
 PATH = "ws/documents/{document_id}/"
 # The header an app host's connections carry the host key in (``appserver.hosts``).
 APP_HOST_HEADER = "X-Bokehsite-App-Host"
+# Where a document's own page (``Document.page``, an app's template) takes the frame's parts.
+PAGE_HEAD_MARK = "<!--bokehsite:head-->"
+PAGE_BODY_MARK = "<!--bokehsite:body-->"
 # How many versions a server sends past what a client has confirmed (``applied``), unless the
 # server's ``hello`` says otherwise.
 DEFAULT_WINDOW = 64

@@ -47,6 +47,18 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def envseconds(name: str, default: str) -> float:
+    """A duration in seconds, more than zero: ``15`` or ``0.5``."""
+    value = os.environ.get(name, default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {value!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise ImproperlyConfigured(f"{name} must be more than 0 seconds, not {value!r}")
+    return seconds
+
+
 def envrate(name: str, default: str) -> str:
     """A rate such as ``10/min``: a count, a slash, and second, minute, hour or day."""
     value = os.environ.get(name, default).strip()
@@ -125,6 +137,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.acting_user",
+                "appserver.context_processors.served_apps",
             ],
         },
     },
@@ -338,6 +351,26 @@ BOKEHSITE_DATASET_UPLOAD_EXPIRY = envcount("BOKEHSITE_DATASET_UPLOAD_EXPIRY", st
 if not 1024 <= BOKEHSITE_DATASET_CHUNK_BYTES <= BOKEHSITE_MAX_BODY_BYTES:
     raise ImproperlyConfigured("BOKEHSITE_DATASET_CHUNK_BYTES must be at least 1024 and at most BOKEHSITE_MAX_BODY_BYTES")
 
+# --- apps -------------------------------------------------------------------------------------
+# Bokeh apps served at /apps/<name>/, as `bokeh serve` takes them (scripts, notebooks, directories),
+# their paths joined by os.pathsep; appserver.loading.app_specs names and checks them.
+BOKEHSITE_APPS = [path for path in os.environ.get("BOKEHSITE_APPS", "").split(os.pathsep) if path.strip()]
+# Names of apps anyone may open, without an account, in multi-user mode.
+BOKEHSITE_PUBLIC_APPS = envlist("BOKEHSITE_PUBLIC_APPS", "")
+# Seconds an app session nobody is connected to lives on (Bokeh's --unused-session-lifetime, in seconds).
+BOKEHSITE_UNUSED_SESSION_LIFETIME = envseconds("BOKEHSITE_UNUSED_SESSION_LIFETIME", "15")
+# App sessions at once, per app host process and per user; 0: no limit.
+BOKEHSITE_MAX_SESSIONS = envcount("BOKEHSITE_MAX_SESSIONS", "100")
+# Development: a new session runs the app's code as it is now on disk (changed files are reloaded).
+BOKEHSITE_APP_DEV = envbool("BOKEHSITE_APP_DEV", "0")
+# App host processes, which run the apps' code (Daphne never does).
+BOKEHSITE_APP_PROCESSES = envint("BOKEHSITE_APP_PROCESSES", "1")
+if BOKEHSITE_APP_PROCESSES < 1:
+    raise ImproperlyConfigured(f"BOKEHSITE_APP_PROCESSES must be 1 or more, not {BOKEHSITE_APP_PROCESSES}")
+# Where this server is reached, for the app hosts it starts (bokeh-server sets it, so that they
+# start with the server; otherwise they start with the first app page).
+BOKEHSITE_SERVER_URL = os.environ.get("BOKEHSITE_SERVER_URL", "")
+
 # The OpenAPI schema at /api/schema/ and its Swagger UI at /api/docs/ (bokehsite/openapi.py).
 SPECTACULAR_SETTINGS = {
     "TITLE": "bokehsite API",
@@ -368,11 +401,3 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
-# --- apps (appserver) ---
-BOKEHSITE_APPS = [p for p in os.environ.get("BOKEHSITE_APPS", "").split(os.pathsep) if p.strip()]
-BOKEHSITE_PUBLIC_APPS = envlist("BOKEHSITE_PUBLIC_APPS", "")
-BOKEHSITE_UNUSED_SESSION_LIFETIME = float(os.environ.get("BOKEHSITE_UNUSED_SESSION_LIFETIME", "15"))
-BOKEHSITE_MAX_SESSIONS = envcount("BOKEHSITE_MAX_SESSIONS", "100")
-BOKEHSITE_APP_DEV = envbool("BOKEHSITE_APP_DEV", "0")
-BOKEHSITE_APP_PROCESSES = envint("BOKEHSITE_APP_PROCESSES", "1")
-BOKEHSITE_APP_HOST_KEY = os.environ.get("BOKEHSITE_APP_HOST_KEY", "")

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/", include("documents.api_urls")),
     path("api/", include(("accounts.api_urls", "api"), namespace="accounts-api")),
     path("api/", include("datasets.api_urls")),
+    path("api/", include("appserver.api_urls")),
     path("accounts/", include("accounts.urls")),
     path("apps/", include("appserver.urls")),
     path("", include("documents.urls")),

@@ -14,7 +14,8 @@ know the document exists; callers then answer 404, never 403.
   signed for one viewer: it grants the weaker of that role and what the viewer may do now.
 - Another site's page showing a document (``documents.embeds``) presents an embed token, or asks
   for a public document; in single-user mode it may show any. Embeds only read, and never act
-  with the visitor's cookies.
+  with the visitor's cookies; except an app session's embed, which drives (writes) the session
+  whose key it holds, and nothing else.
 
 The REST API, the pages and the websocket consumer all ask ``resolve(caller(...), id, need)``;
 what a request or a connection presents (keys, frame and embed tokens) is read by
@@ -124,6 +125,14 @@ def embed_caller(request: Any) -> Caller:
     return Caller(default_user(), embed="open")
 
 
+def session_embed_caller(request: Any) -> Caller:
+    """Who another site's page showing an app session is (``appserver``'s ``autoload.js`` and its
+    frame tokens): whoever holds the session's ``?key=``, never the visitor's cookies (in
+    single-user mode, the one user)."""
+    user = AnonymousUser() if multi_user() else default_user()
+    return Caller(user, key=Credentials.from_request(request).key, embed=frames.SESSION_EMBED)
+
+
 def embed_expires(scope: dict[str, Any]) -> Any:
     """When the embed token behind a websocket's frame token expires, if it has one."""
     token = Credentials.from_scope(scope).frame_token
@@ -171,6 +180,8 @@ def _granted_role(grant: FrameGrant, document: Document) -> RoleName | None:
         return "read" if embeds.by_id(grant.embed).document_id == document.pk else None
     if grant.embed == "open" and multi_user():
         return None  # single-user mode's open embeds end with it
+    if grant.embed == frames.SESSION_EMBED and document.kind != Kind.SESSION:
+        return None
     user: User = AnonymousUser()
     if grant.user_id is not None:
         user = get_user_model().objects.filter(pk=grant.user_id, is_active=True).first() or AnonymousUser()
@@ -202,7 +213,9 @@ def resolve(who: Caller, document_id: uuid.UUID | str, need: RoleName = "read") 
         role = _granted_role(who.grant, document)
     else:
         role = role_for(who.user, document, key=who.key)
-    if who.embed is not None:
+    if who.embed == frames.SESSION_EMBED:
+        role = role if document.kind == Kind.SESSION else None
+    elif who.embed is not None:
         role = weaker(role, "read")
     if role is None:
         raise DocumentNotFound("no such document")

@@ -5,6 +5,9 @@ class DocumentsConfig(AppConfig):
     name = "documents"
 
     def ready(self) -> None:
+        from bokehsite import bokeh_speed
+
+        bokeh_speed.install()  # every change is checked by applying it through Bokeh
         from documents import signals  # noqa: F401  (connects the access receivers)
         from documents import quota  # noqa: F401  (a document deleted releases its bytes)
         from documents import thumbnails  # noqa: F401  (draws a thumbnail again when its content is stored)

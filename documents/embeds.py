@@ -25,6 +25,7 @@ from accounts.secrets import SecretKind, has_expired
 from accounts.signals import announce
 from bokehsite.errors import ApiError
 from documents.exceptions import EmbedOriginRefused, InvalidEmbedToken
+from documents.frames import SESSION_EMBED
 from documents.models import Document, EmbedToken
 
 EMBED_TOKENS = SecretKind("bke_", EmbedToken)
@@ -32,9 +33,10 @@ MAX_ORIGINS = 20
 MAX_ORIGIN_LENGTH = 200
 DEFAULT_LIFETIME = timedelta(days=30)
 MAX_LIFETIME = timedelta(days=366)
-# Frames of these embeds may be drawn in any page: "public" (a public document) and "open" (any
-# document of a single-user server).
-ANYWHERE = ("public", "open")
+# Frames of these embeds may be drawn in any page: "public" (a public document), "open" (any
+# document of a single-user server) and "session" (an app session, which holds only its viewer's
+# own state and is reached only through its key).
+ANYWHERE = ("public", "open", SESSION_EMBED)
 
 
 def normalize_origin(value: object) -> str:

@@ -43,8 +43,13 @@ class FrameGrant:
     user_id: int | None = None
     key_digest: str | None = None
     # A frame shown in another site's page (``documents.embeds``): the embed token's id, or
-    # "public" / "open" for embeds that need none. None: a frame of this site's own plot page.
+    # "public" / "open" for embeds that need none, "session" for an app session's (which its key
+    # holder changes). None: a frame of this site's own plot page.
     embed: str | None = None
+
+
+# An app session shown in another site's page: the viewer's own session, which they drive.
+SESSION_EMBED = "session"
 
 
 def key_digest(key: str) -> str:
@@ -61,8 +66,8 @@ def sign_frame_token(document: Document, role: str, *, user_id: int | None = Non
                      embed: str | None = None) -> str:
     """A frame token for ``document`` with ``role`` ("read" or "write"; "owner" counts as write),
     for the viewer ``user_id`` (None: an anonymous viewer), who holds the secret link ``key``, or
-    for the embed ``embed`` (which reads only)."""
-    data = {"d": str(document.pk), "r": "read" if embed else frame_role(role), "u": user_id,
+    for the embed ``embed`` (which reads only, unless it is an app session's)."""
+    data = {"d": str(document.pk), "r": "read" if embed and embed != SESSION_EMBED else frame_role(role), "u": user_id,
             "k": key_digest(key) if key else None}
     if embed:
         data["e"] = embed
@@ -88,6 +93,6 @@ def verify_frame_token(token: str, *, max_age: float | None = None) -> FrameGran
         raise InvalidFrameToken("the frame token is not valid") from None
     if (grant.role not in ("read", "write") or not isinstance(grant.user_id, (int, type(None)))
             or not isinstance(grant.key_digest, (str, type(None))) or not isinstance(grant.embed, (str, type(None)))
-            or (grant.embed is not None and grant.role != "read")):
+            or (grant.embed not in (None, SESSION_EMBED) and grant.role != "read")):
         raise InvalidFrameToken("the frame token is not valid")
     return grant

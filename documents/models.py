@@ -43,6 +43,9 @@ class Document(models.Model):
     secret_key = models.CharField(max_length=64, blank=True, default="", editable=False)
     version = models.PositiveIntegerField(default=1)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PLOT, editable=False)
+    # The document's own page, when it has one (an app's template, rendered): the frame draws
+    # each root where the page placed it, and the page's parts around (``documents.frames``).
+    page = models.TextField(blank=True, default="", editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -41,17 +41,20 @@ def shared_documents(user: User) -> QuerySet[Document]:
 
 
 def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers: list[Buffer], *,
-                    kind: str = Kind.PLOT, secret_key: str = "") -> Document:
+                    kind: str = Kind.PLOT, secret_key: str = "", canonical: bool = False, page: str = "") -> Document:
     """Store a new document from Bokeh's serialized JSON and its buffers (``secret_key``: it is
-    seen through a secret link with this key, as an app session's is).
+    seen through a secret link with this key, as an app session's is; ``canonical``: the JSON is
+    already what Bokeh itself wrote, as an app process's is, and is stored as it is; ``page``: the
+    document's own page, ``Document.page``).
 
     Raises:
         InvalidDocument: Bokeh cannot load the JSON; nothing is stored.
         TitleTaken: the owner already has a document with this title.
         StorageQuotaExceeded: it would pass the owner's storage quota (``documents.quota``).
     """
-    doc_json, buffers = bokeh_json.canonical(doc_json, buffers)
-    document = Document(owner=owner, title=title, kind=kind)
+    if not canonical:
+        doc_json, buffers = bokeh_json.canonical(doc_json, buffers)
+    document = Document(owner=owner, title=title, kind=kind, page=page)
     if secret_key:
         document.visibility, document.secret_key = Visibility.SECRET, secret_key
     with transaction.atomic():

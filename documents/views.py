@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.templatetags.static import static
 from django.views.decorators.clickjacking import xframe_options_exempt
@@ -95,9 +96,12 @@ def document_page(request: HttpRequest, caller: access.Caller, document: Documen
 @require_GET
 def document_frame_token(request: HttpRequest, pk) -> HttpResponse:
     """A fresh frame token for the page's frame, under the same rules as the page; with
-    ``?embed=1``, for an embed's frame, under the embed's rules (no cookies; CORS)."""
+    ``?embed=1``, for an embed's frame, under the embed's rules (no cookies; CORS); with
+    ``?embed=session&key=``, for an app session's frame in another site's page."""
     if request.GET.get("embed") == "1":
         return _embed_frame_token(request, pk)
+    if request.GET.get("embed") == "session":
+        return _session_embed_frame_token(request, pk)
     try:
         caller, document = viewed(request, pk)
     except (LoginFirst, Http404):
@@ -128,13 +132,27 @@ def document_frame(request: HttpRequest, pk) -> HttpResponse:
                            events_url=reverse("api:document-events", args=[document.id]))
     except ApiError as e:
         status, context = e.status_code, {"error": e.detail}
-    response = render(request, "documents/frame.html", context, status=status)
+    response = _frame_page(request, context, status)
     response["Content-Security-Policy"] = f"{FRAME_CSP}; {ancestors}" if ancestors else FRAME_CSP
     if ancestors is None:
         response["X-Frame-Options"] = "SAMEORIGIN"
     response["Referrer-Policy"] = "no-referrer"  # the token is in this URL
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _frame_page(request: HttpRequest, context: dict, status: int) -> HttpResponse:
+    """The frame's page: ours, or the document's own (an app's template) with our parts in it."""
+    document = context.get("document")
+    if document is None or not document.page or context.get("history"):
+        return render(request, "documents/frame.html", context, status=status)
+    context["page"] = True
+    parts = {mark: render_to_string(template, context, request) for mark, template in (
+        (protocol.PAGE_HEAD_MARK, "documents/_frame_head.html"), (protocol.PAGE_BODY_MARK, "documents/_frame_body.html"))}
+    html = document.page
+    for mark, part in parts.items():
+        html = html.replace(mark, part, 1)
+    return HttpResponse(html, status=status)
 
 
 def _set_visibility(request: HttpRequest, document: Document) -> None:
@@ -232,6 +250,15 @@ def _embed_frame_token(request: HttpRequest, pk) -> HttpResponse:
     except ApiError as e:
         return _cors(errors.json_response(e))
     return _cors(JsonResponse({"token": access.mint_frame_token(caller, document), "role": "read"}))
+
+
+def _session_embed_frame_token(request: HttpRequest, pk) -> HttpResponse:
+    caller = access.session_embed_caller(request)
+    try:
+        document = access.resolve(caller, pk, "write")
+    except ApiError as e:
+        return _cors(errors.json_response(e))
+    return _cors(JsonResponse({"token": access.mint_frame_token(caller, document), "role": "write"}))
 
 
 @require_GET

@@ -37,7 +37,7 @@ def test_the_schema_documents_every_api_endpoint(client):
     assert set(paths) == api_routes()
     assert {tag for ops in paths.values() for op in ops.values() for tag in op["tags"]} == {
         "documents", "events", "sharing", "collaborators", "accounts", "tokens", "datasets", "dataset uploads",
-        "history", "exports"}
+        "history", "exports", "apps"}
 
 
 def test_every_error_answer_is_the_one_envelope_with_its_codes(client):

@@ -60,12 +60,14 @@ class DocumentSync:
     """Keeps ``doc`` in step with the server both ways; it is stored as ``document_id`` at ``version``."""
 
     def __init__(self, session: Session, doc: Document, document_id: str, version: int, *,
-                 on_error: Callable[[Exception], None] | None = None):
+                 on_error: Callable[[Exception], None] | None = None,
+                 on_refused: Callable[[ServerError], None] | None = None):
         self.session = session
         self.doc = doc
         self.document_id = document_id
         self.outbox = Outbox(acked=version)
         self.inbox = Inbox(doc, version, self.outbox, on_error=on_error)
+        self.on_refused = on_refused  # the server closed the connection for good (the document is gone, say)
         self.lock = threading.RLock()  # held while incoming changes are applied
         self.connection = Connection(session.root_url, document_id, session.auth_headers,
                                      on_open=self._opened, on_message=self._received)
@@ -243,6 +245,8 @@ class DocumentSync:
             await self.connection.run()
         except ServerError as e:  # refused (no access, bad token): retrying will not help
             self.outbox.fail(e)
+            if self.on_refused is not None and not self._closing:
+                self.on_refused(e)
         except BaseException as e:
             self.outbox.fail(e)
         finally:

@@ -40,7 +40,11 @@
     const {Document} = Bokeh.require("document");
     const doc = Document.from_json(docJson, undefined, buffers);
     element.replaceChildren();
-    await Bokeh.embed.add_document_standalone(doc, element);
+    // A document with a page of its own (an app's template) placed some roots: each is drawn
+    // there, the others here.
+    const placed = new Map(Array.from(document.querySelectorAll("[data-root-id]"), (el) => [el.dataset.rootId, el]));
+    for (const el of placed.values()) el.replaceChildren();
+    await Bokeh.embed.add_document_standalone(doc, element, doc.roots().map((root) => placed.get(root.id) ?? null));
     return doc;
   }
 
@@ -75,8 +79,9 @@
       this.outbox = new Outbox();
       this.inbox = new Inbox(doc, version, this.outbox, (docJson, buffers) => this.replaceContent(docJson, buffers));
       this.views = new window.bokehsiteViews.BackedViews((type, fields) => this.connection.send(protocol.build(type, fields)), element);
+      // The whole frame: a document with a page of its own draws roots outside the element.
       for (const type of INPUT_EVENTS) {
-        element.addEventListener(type, (event) => {
+        document.addEventListener(type, (event) => {
           if (type !== "pointermove" || event.buttons) this.lastInput = performance.now();
         }, {capture: true, passive: true});
       }

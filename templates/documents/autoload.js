@@ -1,11 +1,13 @@
-// bokehsite: shows one plot in this page, live, after the script tag that loaded this. The plot's
-// own code runs in a sandboxed frame with an opaque origin: it cannot reach this page, its
-// cookies or its storage, and this page cannot reach into it. Refusals are said in the page.
+// bokehsite: shows one plot (or an app's session) in this page, live, after the script tag that
+// loaded this, or after the element config.element names (Bokeh's server_document fetches this
+// and runs it from a script of its own at the end of the page). The plot's own code runs in a
+// sandboxed frame with an opaque origin: it cannot reach this page, its cookies or its storage,
+// and this page cannot reach into it. Refusals are said in the page.
 (function () {
   "use strict";
 
   const config = {{ config|safe }};
-  const script = document.currentScript || (config.element && document.getElementById(config.element));
+  const script = (config.element && document.getElementById(config.element)) || document.currentScript;
   const box = document.createElement("div");
   box.className = "bokehsite-embed";
   box.dataset.state = "loading";
@@ -20,7 +22,7 @@
 
   function say(state, text) {
     box.dataset.state = state;
-    note.textContent = `Plot from ${config.server}: ${text}`;
+    note.textContent = `${config.what || "Plot"} from ${config.server}: ${text}`;
     if (!note.parentNode) box.appendChild(note);
     if (state !== "closed") console.warn(`bokehsite: ${text}`);
   }
