@@ -211,10 +211,10 @@ def write_directory_app(folder: Path, markers: Path, name: str = "dashboard") ->
         {% extends base %}
         {% block contents %}
           <h1 id="dashboard-heading">The dashboard's own heading</h1>
-          <link rel="stylesheet" href="{{ app_path }}/static/style.css">
+          <link rel="stylesheet" href="/apps/APP_NAME/static/style.css">
           {{ super() }}
         {% endblock %}
-    """))
+    """).replace("APP_NAME", name))
     (app / "static" / "style.css").write_text("#dashboard-heading { color: rebeccapurple; }\n")
     (app / "app_hooks.py").write_text(textwrap.dedent(f"""
         from pathlib import Path
@@ -342,7 +342,8 @@ def open_app(page, url: str):
     page.goto(url)
     live = page.frame_locator("#app-frame").locator("#live-status[data-status=live]")
     live.wait_for(timeout=60_000)
-    page.frame_locator("#app-frame").locator("#plot[data-state=rendered]").wait_for(timeout=30_000)
+    # Attached, not visible: an app's own template (templates/index.html) lays out the page itself.
+    page.frame_locator("#app-frame").locator("#plot[data-state=rendered]").wait_for(state="attached", timeout=30_000)
     page.wait_for_timeout(300)  # let the canvas paint
     return app_frame(page)
 

@@ -1,5 +1,5 @@
 """Hosted apps' pages, for each shape ``bokeh serve`` takes: a script, a notebook, and a
-directory with its data file, theme, template, static files and lifecycle hooks; what an app
+directory with its data file, theme, template, static files and lifecycle hooks; its autoload.js; what an app
 sees of the page's request; and in development mode, new sessions running edited code."""
 
 import json
@@ -68,15 +68,13 @@ def test_a_directory_apps_static_files_are_served_under_the_app(apps):
     assert get(apps.url + "apps/widgets/static/style.css")[0] == 404  # a script has no static/
 
 
-@pytest.mark.xfail(strict=True, reason="the core never renders a directory app's templates/index.html: "
-                   "AppSpec.template is read by nothing in appserver/views.py or the frame")
-def test_a_directory_apps_template_wraps_its_page(apps, page):
-    open_app(page, apps.url + "apps/dashboard/")
+def test_a_directory_apps_template_wraps_its_page_and_places_its_roots(apps, page):
+    frame = open_app(page, apps.url + "apps/dashboard/")
     heading = page.frame_locator("#app-frame").locator("#dashboard-heading")
-    if not heading.count():
-        heading = page.locator("#dashboard-heading")
-    heading.wait_for(timeout=5_000)
     assert heading.inner_text() == "The dashboard's own heading"
+    assert heading.evaluate("h => getComputedStyle(h).color") == "rgb(102, 51, 153)"  # its static/style.css
+    assert model_value(frame, "count", "m.text") == "4 rows"
+    assert page.problems == []
 
 
 def test_a_directory_apps_hooks_run_when_the_server_loads_it_and_a_session_starts(apps):
@@ -101,8 +99,6 @@ def test_request_arguments_reach_the_app(apps, page):
     assert model_value(frame, "points", "m.data.x.length") == 3
 
 
-@pytest.mark.xfail(strict=True, reason="the core's /apps/<name>/autoload.js (appserver/views.py app_autoload) "
-                   "is a stub that answers 404: bokeh.embed.server_document cannot embed an app yet")
 def test_an_apps_autoload_script_is_served_for_server_document(apps):
     status, script = get(apps.url + "apps/widgets/autoload.js?bokeh-autoload-element=p1&bokeh-absolute-url="
                          + apps.url + "apps/widgets")
