@@ -1,6 +1,7 @@
 """Hosted apps' pages, for each shape ``bokeh serve`` takes: a script, a notebook, and a
-directory with its data file, theme, template, static files and lifecycle hooks; its autoload.js; what an app
-sees of the page's request; and in development mode, new sessions running edited code."""
+directory with its data file, theme, template, static files and lifecycle hooks; an app's
+autoload.js; what an app sees of the page's request; and in development mode, new sessions
+running edited code."""
 
 import json
 import os
