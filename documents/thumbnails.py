@@ -9,9 +9,9 @@ request never waits for Chromium.
 A thumbnail is drawn when a page first shows it (the list, or the picture's own address) and
 again when a page shows it stale; and at once when the content of a document whose thumbnail
 exists is replaced (a push, a restore: ``signals.content_stored``). A new document, a stream's
-changes or an account's import cost nothing until somebody looks: a drawing costs a second or
-more of CPU (a fresh page reading the 2 MB standalone export, BokehJS inline), so a script that
-pushes a hundred plots does not buy a hundred of them. One that keeps changing is redrawn at most once every
+changes or an account's import cost nothing until somebody looks: a drawing costs about a second
+of CPU (a fresh browser context and page reading the standalone export, BokehJS inline), so a
+script that pushes a hundred plots does not buy a hundred of them. One that keeps changing is redrawn at most once every
 ``BOKEHSITE_THUMBNAIL_INTERVAL`` seconds. Until a thumbnail is drawn, or when it cannot be (no
 Chromium, or the document did not draw), pages show ``PLACEHOLDER``.
 """
