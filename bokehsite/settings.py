@@ -162,8 +162,12 @@ def _create_private_sqlite_file(name: str) -> None:
 
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers wait for each other instead of failing at once with "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Writers wait for each other instead of failing at once with "database is locked": a
+    # transaction takes the write lock when it begins (IMMEDIATE), since one that read first
+    # and then writes is refused at once while another writes. In WAL mode readers never wait
+    # for the writer, and a commit is one append and one sync (still durable: synchronous FULL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
     _create_private_sqlite_file(str(DATABASES["default"]["NAME"]))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool("DATABASE_POOL", "1"):
     # Each PostgreSQL connection is a server process; psycopg's pool keeps a few open. Each is

@@ -9,9 +9,9 @@ request never waits for Chromium.
 A thumbnail is drawn when a page first shows it (the list, or the picture's own address) and
 again when a page shows it stale; and at once when the content of a document whose thumbnail
 exists is replaced (a push, a restore: ``signals.content_stored``). A new document, a stream's
-changes or an account's import cost nothing until somebody looks: a drawing costs a second or
-more of CPU (a fresh page reading the 2 MB standalone export, BokehJS inline), so a script that
-pushes a hundred plots does not buy a hundred of them. One that keeps changing is redrawn at most once every
+changes or an account's import cost nothing until somebody looks: a drawing costs about a second
+of CPU (a fresh browser context and page reading the standalone export, BokehJS inline), so a
+script that pushes a hundred plots does not buy a hundred of them. One that keeps changing is redrawn at most once every
 ``BOKEHSITE_THUMBNAIL_INTERVAL`` seconds. Until a thumbnail is drawn, or when it cannot be (no
 Chromium, or the document did not draw), pages show ``PLACEHOLDER``.
 """
@@ -75,7 +75,7 @@ def refresh(documents: list[Document]) -> None:
     """Queue the documents whose thumbnails are stale (what a page shows)."""
     for document in documents:
         if is_stale(document):
-            schedule(document.id)
+            schedule(document.id, document.version)
 
 
 def picture(document: Document) -> tuple[bytes, int] | None:
@@ -83,7 +83,7 @@ def picture(document: Document) -> tuple[bytes, int] | None:
     queued to be drawn again."""
     thumbnail = Thumbnail.objects.filter(document=document).first()
     if thumbnail is None or thumbnail.version != document.version:
-        schedule(document.id)
+        schedule(document.id, document.version)
     if thumbnail is None or not thumbnail.png:
         return None
     return bytes(thumbnail.png), thumbnail.version
@@ -96,12 +96,13 @@ def _stored(document: Document) -> Thumbnail | None:
         return None
 
 
-def schedule(document_id: uuid.UUID) -> bool:
+def schedule(document_id: uuid.UUID, version: int | None = None) -> bool:
     """Queue the document to be drawn (no sooner than the interval after this process last drew
-    it). Never waits; False when thumbnails are off, cannot be drawn, or too many wait."""
+    it), unless a thumbnail of ``version`` (what a page saw stale) is drawn meanwhile. Never
+    waits; False when thumbnails are off, cannot be drawn, or too many wait."""
     if not settings.BOKEHSITE_THUMBNAILS or images.unavailable():
         return False
-    return _worker.schedule(document_id)
+    return _worker.schedule(document_id, version)
 
 
 def shrink(png: bytes) -> bytes:
@@ -118,12 +119,15 @@ def shrink(png: bytes) -> bytes:
         return out.getvalue()
 
 
-def draw(document_id: uuid.UUID) -> Thumbnail | None:
-    """Draw the document's thumbnail now, if it is stale, and store it (an empty one if it did
-    not draw). None when there is nothing to do or it cannot be drawn here."""
+def draw(document_id: uuid.UUID, wanted: int | None = None) -> Thumbnail | None:
+    """Draw the document's thumbnail now, if it is stale (and older than the version ``wanted``,
+    when given), and store it (an empty one if it did not draw). None when there is nothing to do
+    or it cannot be drawn here."""
     document = Document.objects.filter(pk=document_id).first()
     if document is None or not is_stale(document):
         return None
+    if wanted is not None and (thumbnail := _stored(document)) is not None and thumbnail.version >= wanted:
+        return None  # asked for a version drawn since: a later change waits for a page to show it stale
     version = document.version
     try:
         drawn_version, chunks = services.export_document(document, "png", version)
@@ -158,19 +162,23 @@ class _Worker:
 
     def __init__(self) -> None:
         self._waiting: dict[uuid.UUID, float] = {}  # document -> when it may be drawn (monotonic)
+        self._wanted: dict[uuid.UUID, int | None] = {}  # document -> the version asked for (None: the newest)
         self._drawn: OrderedDict[uuid.UUID, float] = OrderedDict()  # document -> when this process drew it
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def schedule(self, document_id: uuid.UUID) -> bool:
+    def schedule(self, document_id: uuid.UUID, version: int | None = None) -> bool:
         with self._condition:
             if document_id in self._waiting:
+                wanted = self._wanted.get(document_id)
+                self._wanted[document_id] = None if version is None or wanted is None else max(wanted, version)
                 return True
             if len(self._waiting) >= MAX_WAITING:
                 return False
             last = self._drawn.get(document_id)
             now = time.monotonic()
             self._waiting[document_id] = now if last is None else max(now, last + settings.BOKEHSITE_THUMBNAIL_INTERVAL)
+            self._wanted[document_id] = version
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="thumbnails", daemon=True)
                 self._thread.start()
@@ -181,7 +189,7 @@ class _Worker:
         with self._condition:
             return len(self._waiting)
 
-    def _next(self) -> uuid.UUID:
+    def _next(self) -> tuple[uuid.UUID, int | None]:
         with self._condition:
             while True:
                 if self._waiting:
@@ -189,30 +197,31 @@ class _Worker:
                     wait = due - time.monotonic()
                     if wait <= 0:
                         del self._waiting[document_id]
-                        return document_id
+                        return document_id, self._wanted.pop(document_id, None)
                     self._condition.wait(wait)
                 else:
                     self._condition.wait()
 
     def _run(self) -> None:
         while True:
-            document_id = self._next()
+            document_id, wanted = self._next()
             try:
                 close_old_connections()
                 later = _drawn_elsewhere_until(document_id)
                 if later is not None:  # another process drew it a moment ago
-                    self._defer(document_id, later)
+                    self._defer(document_id, later, wanted)
                     continue
-                draw(document_id)
+                draw(document_id, wanted)
             except Exception:  # the database went away, say: this thread must go on for the next one
                 logger.exception("drawing the thumbnail of document %s failed", document_id)
             finally:
                 self._remember(document_id)
                 close_old_connections()
 
-    def _defer(self, document_id: uuid.UUID, seconds: float) -> None:
+    def _defer(self, document_id: uuid.UUID, seconds: float, wanted: int | None) -> None:
         with self._condition:
-            self._waiting.setdefault(document_id, time.monotonic() + seconds)
+            if document_id not in self._waiting:
+                self._waiting[document_id], self._wanted[document_id] = time.monotonic() + seconds, wanted
 
     def _remember(self, document_id: uuid.UUID) -> None:
         with self._condition:

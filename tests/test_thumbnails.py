@@ -259,3 +259,30 @@ def test_a_new_document_is_drawn_when_shown_and_a_seen_one_again_when_replaced(a
     assert set(worker._waiting) == {seen.id}
     thumbnails.refresh([Document.objects.get(pk=new.pk)])  # a page shows it
     assert set(worker._waiting) == {seen.id, new.id}
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(60)
+def test_a_drawings_browser_context_starts_no_browser_ui_pages():
+    """Chromium with the renderer's flags opens, for a new browser context, only the page asked for:
+    no WebUI page of its own window (the omnibox popups cost a renderer process per drawing)."""
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    from documents import images
+    from tests.conftest import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=images.CHROMIUM_ARGS)
+        try:
+            session = browser.new_browser_cdp_session()
+            context = browser.new_context()
+            context.new_page().set_content('<p id="plot">drawn</p>')
+            targets = session.send("Target.getTargets")["targetInfos"]
+            context.close()
+        finally:
+            browser.close()
+    assert [(t["type"], t["url"]) for t in targets] == [("page", "about:blank")]
