@@ -21,8 +21,8 @@
     return [target.href, {headers: {Accept: CONTENT_TYPE}, credentials: "omit"}];
   }
 
-  async function fetchBundle(url, frameToken) {
-    let response = await fetch(...contentRequest(url, frameToken));
+  async function fetchBundle(url, frameToken, early = null) {
+    let response = await (early || fetch(...contentRequest(url, frameToken)));
     if (response.status === 401 && frameToken && window.bokehsiteFrame) {
       // The token expired (a frame reloaded long after its page): ask the page for a fresh one.
       response = await fetch(...contentRequest(url, await window.bokehsiteFrame.refreshToken()));
@@ -49,7 +49,10 @@
   }
 
   async function render(element) {
-    const {header, buffers, version} = await fetchBundle(element.dataset.docUrl, element.dataset.frameToken);
+    // The frame's page asked for the content as it began to load (bokehsiteEarlyContent).
+    const early = window.bokehsiteEarlyContent || null;
+    window.bokehsiteEarlyContent = null;
+    const {header, buffers, version} = await fetchBundle(element.dataset.docUrl, element.dataset.frameToken, early);
     const doc = await embed(element, header.doc, buffers);
     element.dataset.version = String(version);
     element.dataset.state = "rendered";
