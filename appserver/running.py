@@ -210,9 +210,9 @@ class RunningSession:
             await self.app.on_session_created(context)
         except Exception:
             logger.exception("app %s: on_session_created failed", self.app_name)
-        with _building:
+        with _building:  # the handlers say whether this build failed, until the next one
             self.app.initialize_document(doc)
-        failed = [h for h in self.app.handlers if h.failed]
+            failed = [h for h in self.app.handlers if h.failed]
         if failed:
             raise BuildFailed(failed[0].error or "the app failed", failed[0].error_detail or "")
         serialized = wire.document_json(doc)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import functools
 import queue
 import sys
 import threading
@@ -81,6 +80,7 @@ class DocumentSync:
         # Only a script that applies incoming changes follows them; a pure producer does not, so
         # nothing piles up for it.
         self._following = False
+        self._deliver: Callable[[Callable[[], None]], object] | None = None  # follow_in's
         doc.models.flush_synced()  # the server has every model now; later events refer to them by id
         doc.on_change(self._on_change)
         _open_syncs.add(self)
@@ -153,22 +153,14 @@ class DocumentSync:
             self._background.start()
         return self._background
 
-    def follow_in(self, run: Callable[[Callable[[], None]], object]) -> threading.Thread:
-        """Apply incoming changes by handing each, in order, to ``run``, which calls it on the
-        thread that owns the document (an app session's event loop)."""
+    def follow_in(self, run: Callable[[Callable[[], None]], object]) -> None:
+        """Apply incoming changes by handing each, as it arrives and in order, to ``run``, which
+        calls it on the thread that owns the document (an app session's event loop)."""
+        self._deliver = run
         self._follow()
 
-        def feed() -> None:
-            while not self._closing:
-                try:
-                    message, buffers = self.inbox.next(timeout=0.5)
-                except queue.Empty:
-                    continue
-                run(functools.partial(self._apply, message, buffers))
-
-        thread = threading.Thread(target=feed, name="bokehsite-feed", daemon=True)
-        thread.start()
-        return thread
+    def _apply_queued(self) -> None:
+        self._apply(*self.inbox.next(timeout=0))
 
     def _follow(self) -> None:
         """Subscribe to incoming changes, from the version the local document is at."""
@@ -268,6 +260,8 @@ class DocumentSync:
             gap = self.inbox.receive(message, buffers)
             if gap is not None:
                 await self.connection.send(protocol.Sync(gap))
+            elif self._deliver is not None:
+                self._deliver(self._apply_queued)
         elif isinstance(message, protocol.Ack):
             self.outbox.acknowledged(message.id, message.version, following=self._following)
         elif isinstance(message, protocol.Error) and message.id is not None:
