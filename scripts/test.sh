@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite.
 #   1. on the embedded defaults: SQLite and the in-memory channel layer;
-#   2. where they answer, again on PostgreSQL with the Redis channel layer, with the fault tests
-#      (which start a PostgreSQL and a Redis of their own, and kill and restart them).
+#   2. where they answer, again on PostgreSQL with the Redis channel layer, the tests that touch
+#      the database, the layer or a server, with the fault tests (which start a PostgreSQL and a
+#      Redis of their own, and kill and restart them).
 # With CI=true a missing PostgreSQL, Redis or Chromium fails the run instead of skipping.
 # Tests run in parallel (pytest-xdist), one worker a core, 2 to 4; TEST_WORKERS=N says otherwise.
 # Extra arguments go to pytest.
@@ -29,4 +30,5 @@ if [ -n "$missing" ]; then
   exit 0
 fi
 echo "== PostgreSQL, Redis channel layer, faults"
-DATABASE_URL=$POSTGRES_URL REDIS_URL=$REDIS_TEST_URL "$py" -m pytest -n "$WORKERS" -m "not browser" "$@"
+# Only the tests that touch the database, the channel layer or a server (tests/conftest.py).
+TEST_STORAGE_ONLY=1 DATABASE_URL=$POSTGRES_URL REDIS_URL=$REDIS_TEST_URL "$py" -m pytest -n "$WORKERS" -m "not browser" "$@"

@@ -27,6 +27,33 @@ def _redis_database_of_this_worker() -> None:
 
 _redis_database_of_this_worker()
 
+# What runs differently on PostgreSQL with Redis than on SQLite with the in-memory layer.
+_STORAGE_FIXTURES = {"db", "transactional_db", "django_db_setup"}
+_LAYER_WORDS = ("channel_layer", "WebsocketCommunicator", "broadcast", "REDIS_URL")
+_layer_modules: dict[str, bool] = {}
+
+
+def _uses_storage_or_layer(item: pytest.Item) -> bool:
+    if any(item.get_closest_marker(name) for name in ("django_db", "daphne", "faults")):
+        return True
+    if _STORAGE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    path = str(item.path)
+    if path not in _layer_modules:
+        _layer_modules[path] = any(word in item.path.read_text() for word in _LAYER_WORDS)
+    return _layer_modules[path]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The second pass of scripts/test.sh (``TEST_STORAGE_ONLY=1``, on PostgreSQL and Redis) runs
+    only the tests that touch the database, the channel layer or a server process: the others
+    ran in the first pass, and nothing they do depends on either."""
+    if os.environ.get("TEST_STORAGE_ONLY") != "1":
+        return
+    kept = [item for item in items if _uses_storage_or_layer(item)]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+
 # Thumbnails are drawn only where a test asks for them (tests/test_thumbnails.py): elsewhere a
 # background Chromium per stored document would slow every test and the servers they start.
 os.environ.setdefault("BOKEHSITE_THUMBNAILS", "0")
