@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import websockets
@@ -45,6 +46,10 @@ class Host:
         self.running: dict[str, RunningSession] = {}
         self.socket: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Ending sessions (their hooks, their connections closing) waits in threads of its own:
+        # many ending at once never hold up building new ones.
+        self._ending = ThreadPoolExecutor(4, thread_name_prefix="ending")
+        self._giving_back: asyncio.Task[None] | None = None
         self.parent = os.getppid()
 
     # --- lifetime ----------------------------------------------------------------------------------
@@ -102,12 +107,25 @@ class Host:
                                             int(message["version"]))
             elif message["type"] == "end":
                 if (session := self.running.pop(message["session"], None)) is not None:
-                    await asyncio.to_thread(session.end)
+                    await self.ending(session.end)
                     self.contexts[session.app_name].running.pop(session.id, None)
                     del session
-                    await asyncio.to_thread(give_back_memory)
+                    self.give_back_soon()
         except Exception:
             logger.exception("the app host failed to handle %s", message.get("type"))
+
+    def give_back_soon(self) -> None:
+        """Give back what ended sessions held, once for all that end within a second: a full
+        collection holds every thread, and twenty sessions ending together would pay twenty."""
+        if self._giving_back is None or self._giving_back.done():
+            self._giving_back = asyncio.create_task(self._give_back_after(1.0))
+
+    async def _give_back_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await self.ending(give_back_memory)
+
+    async def ending(self, func: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._ending, func)
 
     def gone(self, session: RunningSession) -> None:
         """The server no longer has the session's document (it ended while this process did not
@@ -166,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host = Host(args[0], os.environ["BOKEHSITE_APP_HOST_KEY"], registry)
     host.load()
+    # What starting made (Bokeh, the apps' modules) lives as long as the process: frozen, the
+    # full collections that ending sessions run (Bokeh's Document.destroy runs one) skip it.
+    gc.collect()
+    gc.freeze()
     loop = asyncio.new_event_loop()
     task = loop.create_task(host.run())
     for signum in (signal.SIGTERM, signal.SIGINT):

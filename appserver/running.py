@@ -234,7 +234,7 @@ class RunningSession:
 
     async def _end(self) -> None:
         if self.sync is not None:
-            self.sync.close(timeout=5)
+            self.sync.close(timeout=1)  # what it has not sent by now goes to a document that is ending
         if self.session is not None:
             await self.session.with_document_locked(self.session.destroy)
         if self.context is not None:
