@@ -375,16 +375,6 @@ def click_button(page, label: str) -> None:
     page.frame_locator("#app-frame").get_by_role("button", name=label).click()
 
 
-def log_in(page, url: str, username: str = "alice") -> None:
-    """Log in through the login form (``url`` is any page that asks for it)."""
-    page.goto(url)
-    assert "/accounts/login/" in page.url
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form.stacked button[type=submit]")
-    page.wait_for_load_state()
-
-
 def wait_for_file(path: Path, timeout: float = 15.0) -> str:
     wait_until(path.exists, timeout=timeout)
     return path.read_text()

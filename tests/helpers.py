@@ -25,6 +25,7 @@ from bokeh.model import Model
 from bokeh.plotting import figure
 
 from bokehsite import protocol, wire
+from tests.conftest import PASSWORD
 from tests.servers import ROOT
 
 # The original guide's examples, with only their import changed.
@@ -223,6 +224,16 @@ def open_plot(page, url):
 
 def plot_frame(page):
     return next(frame for frame in page.frames if "/frame/" in frame.url)
+
+
+def log_in(page, url: str, username: str = "alice") -> None:
+    """Log in through the login form (``url`` is any page that asks for it)."""
+    page.goto(url)
+    assert "/accounts/login/" in page.url
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form.stacked button[type=submit]")
+    page.wait_for_load_state()
 
 
 # --- comparing documents -------------------------------------------------------------------------

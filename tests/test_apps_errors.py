@@ -13,10 +13,10 @@ import pytest
 import websockets
 
 from bokehsite import protocol
-from tests.apps_helpers import (BROKEN, FINE, RAISING, apps_database, frame_src, get, hidden, log_in,  # noqa: F401
+from tests.apps_helpers import (BROKEN, FINE, RAISING, apps_database, frame_src, get, hidden,  # noqa: F401
                                 open_app, press_slider, session_document, start_app_server, wait_for_model,
                                 write_script)
-from tests.helpers import wait_until
+from tests.helpers import log_in, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.daphne]
 

@@ -6,9 +6,9 @@ import time
 import pytest
 
 from tests.apps_helpers import (ARGUMENTS, SLOW, WIDGETS, apps_database, click_button, get, hidden,  # noqa: F401
-                                log_in, model_value, open_app, press_slider, seconds, start_app_server,
+                                model_value, open_app, press_slider, seconds, start_app_server,
                                 wait_for_model, write_directory_app, write_script)
-from tests.helpers import open_plot, wait_until
+from tests.helpers import log_in, open_plot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.daphne]
 

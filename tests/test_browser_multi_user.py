@@ -8,8 +8,7 @@ from bokeh.models import CustomJS
 
 from accounts.tokens import create_token
 from documents import services
-from tests.conftest import PASSWORD
-from tests.helpers import line_document, store
+from tests.helpers import line_document, log_in, store
 from tests.helpers import COUNT_PIXELS, LINE_BLUE, plot_frame
 
 pytestmark = [pytest.mark.browser, pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
@@ -26,15 +25,6 @@ fetch('/api/documents/', {credentials: 'include'})
   .catch((e) => { out.fetch_error = String(e); })
   .finally(() => { document.body.dataset.stolen = JSON.stringify(out); });
 """
-
-
-def log_in(page, url, username):
-    page.goto(url)
-    assert "/accounts/login/" in page.url
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form.stacked button[type=submit]")
-    page.wait_for_load_state()
 
 
 def test_logging_in_through_the_form_shows_only_the_users_documents(multi_user_server_url, page, alice, charlie):
