@@ -7,6 +7,7 @@ process (and every host it starts) agrees on it with nothing more to configure.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import uuid
 from datetime import timedelta
@@ -34,7 +35,12 @@ def lapsed() -> list[AppHost]:
 
 
 def host_key() -> str:
-    return salted_hmac("bokehsite.appserver.host", "app host", algorithm="sha256").hexdigest()
+    return _host_key(settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=1)
+def _host_key(secret: str) -> str:  # once per SECRET_KEY: every websocket that opens asks is_host
+    return salted_hmac("bokehsite.appserver.host", "app host", secret=secret, algorithm="sha256").hexdigest()
 
 
 def is_host(scope: dict[str, Any]) -> bool:

@@ -4,20 +4,17 @@ ends (``appserver.consumers``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from channels.db import database_sync_to_async
 from django.db.models import F
 from django.utils import timezone
 
-from appserver.hosts import is_host
 from appserver.models import AppSession
 from documents.models import Document, Kind
 
 
-def counts(scope: dict[str, Any], document: Document) -> bool:
-    """Whether this connection is a viewer of an app session."""
-    return document.kind == Kind.SESSION and not is_host(scope)
+def counts(document: Document, *, from_app_host: bool) -> bool:
+    """Whether a connection to ``document`` is a viewer of an app session."""
+    return document.kind == Kind.SESSION and not from_app_host
 
 
 @database_sync_to_async

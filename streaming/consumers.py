@@ -58,7 +58,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.access = ConnectionAccess(self.scope)
         try:
             self.document = await self.access.open()
-            if not hosts.is_host(self.scope):  # an app host's sessions are bounded by BOKEHSITE_MAX_SESSIONS
+            self.from_app_host = hosts.is_host(self.scope)
+            if not self.from_app_host:  # an app host's sessions are bounded by BOKEHSITE_MAX_SESSIONS
                 await limits.acquire(self.scope, self.channel_name)  # past a connection limit: refused, 4429
         except Exception as e:
             if (error := errors.from_exception(e)) is None:
@@ -75,7 +76,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         await self.membership.join(broadcast.group_name(self.document.id), *self.access.identity_groups())
         self.access.start(self.recheck)
         self.membership.start()
-        if presence.counts(self.scope, self.document):
+        if presence.counts(self.document, from_app_host=self.from_app_host):
             self.app_viewer = True
             await presence.joined(self.document)
         await self.send_message(protocol.Hello(await self.log.current(), self.access.role, self.flow.window,
