@@ -98,6 +98,9 @@ def recording():
     stored(9, set_(slider, "value", 9))
     snapshot = wire.document_json(server)
     v10 = stored(10, stream([5], [7]))
+    v11 = stored(11, set_(div, "text", "theirs"), key="other:2")  # while page:4 travels
+    stored(12, set_(slider, "value", 2))  # page:4
+    stored(13, set_(slider, "value", 3))  # page:5, made after v11 arrived
     steps = [
         {"frame": hello(1)},
         {"local": ["slider", "value", 5]},  # page:1
@@ -112,7 +115,12 @@ def recording():
         {"local": ["slider", "value", 6]},  # page:3, which the snapshot makes moot
         {"frame": protocol.Snapshot(9, snapshot.content).encode(snapshot.buffers)},
         {"frame": patches(9, v10)},
-        {"frame": hello(10)},
+        {"local": ["slider", "value", 2]},  # page:4
+        {"frame": patches(10, v11)},
+        {"local": ["slider", "value", 3]},  # page:5: newer than theirs, so not set again
+        {"frame": patches(11, (protocol.own_item(12), []))},  # page:4 set again, but for the value page:5 holds
+        {"frame": patches(12, (protocol.own_item(13), []))},
+        {"frame": hello(13)},
     ]
     return {"bundle": bundle, "version": 1, "steps": steps, "server": server}
 
@@ -264,9 +272,10 @@ def test_the_page_and_a_script_end_in_the_same_state_after_the_same_frames(brows
         assert theirs == ours, f"after step {step}: {recording['steps'][step]}"
 
     assert python[5]["doc"]["touched"]["slider"]["value"] == 5  # ours, set again after theirs (7)
+    assert [s["doc"]["touched"]["slider"]["value"] for s in python[-3:]] == [3, 3, 3]  # never page:4's 2 again
     end = python[-1]
-    assert (end["version"], end["received"], end["reported"]) == (10, 10, 9)
-    assert end["asked"] == [1, 4, 6, 10]  # on open, after the gap, after each reconnect
+    assert (end["version"], end["received"], end["reported"]) == (13, 13, 13)
+    assert end["asked"] == [1, 4, 6, 13]  # on open, after the gap, after each reconnect
     assert end["resent"] == [[], [f"{CLIENT}:2"], []]  # page:1 confirmed, page:3 gone with the snapshot
-    assert end["reports"] == [3, 6]  # every WINDOW / 2 versions
-    assert state(doc) == state(recording["server"])  # the server's document, version 10
+    assert end["reports"] == [3, 6, 11, 13]  # every WINDOW / 2 versions
+    assert state(doc) == state(recording["server"])  # the server's document, version 13

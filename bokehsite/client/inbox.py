@@ -98,7 +98,7 @@ class Inbox:
             # properties again, so that the local document ends in the server's order (ours
             # last). Property sets are idempotent; appends and the like are not, and they
             # commute with others' changes to other objects.
-            sets = batch.property_sets()
+            sets = self.outbox.set_again(batch)
             if sets:
                 self.doc.apply_json_patch(Serialized(*sets), setter=self)
 

@@ -50,11 +50,19 @@ class Batch:
     def frame(self) -> str | bytes:
         return protocol.Patch(id=self.key, patch={"events": self.events}, key=self.key).encode(self.buffers)
 
-    def property_sets(self) -> tuple[dict[str, Any], list[Buffer]] | None:
-        """This batch's property sets (``ModelChanged``), as a patch to apply again, if it has any."""
+    def property_sets(self, skip: set[tuple[str, str]] = frozenset()) -> tuple[dict[str, Any], list[Buffer]] | None:
+        """This batch's property sets (``ModelChanged``) but those of ``skip`` ((model id,
+        attribute) pairs), as a patch to apply again, if any are left."""
         header, buffers = wire.unpack(wire.pack({"events": self.events}, self.buffers))
-        sets = [event for event in header["events"] if event["kind"] == "ModelChanged"]
+        sets = [event for event in header["events"] if event["kind"] == "ModelChanged" and _target(event) not in skip]
         return ({"events": sets}, buffers) if sets else None
+
+
+def _target(event: dict[str, Any]) -> tuple[str, str] | None:
+    """The (model id, attribute) a serialized property set sets; None for other events."""
+    if event.get("kind") != "ModelChanged":
+        return None
+    return event["model"]["id"], event["attr"]
 
 
 class Outbox:
@@ -168,6 +176,15 @@ class Outbox:
                 if own or batch.key == item.get("key"):
                     return True, batch
             return True, None
+
+    def set_again(self, batch: Batch) -> tuple[dict[str, Any], list[Buffer]] | None:
+        """What to set again when ``batch`` comes back after someone else's change: its property
+        sets, but those a newer change of ours (unconfirmed or queued) sets too, whose value the
+        document holds already and the server orders last."""
+        with self._cond:
+            newer = {_target(event) for b in self._unconfirmed for event in b.events}
+            newer.update(_target(event) for event, _, _ in self._pending)
+        return batch.property_sets(newer)
 
     def someone_else_changed(self) -> None:
         """A change of someone else's was applied while ours travel (see ``Inbox``)."""

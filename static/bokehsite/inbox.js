@@ -73,7 +73,7 @@
           // Someone else's change was ordered before ours while ours travelled: set our
           // properties again, so that this page ends in the server's order (ours last). Property
           // sets are idempotent; other kinds commute with others' changes to other objects.
-          const sets = batch.propertySets();
+          const sets = this.outbox.setAgain(batch);
           if (sets) this.doc.apply_json_patch(sets.patch, sets.buffers);
         }
         this.version = item.version;

@@ -27,6 +27,8 @@
     return {patch, buffers};
   }
 
+  const target = (id, attr) => `${id} ${attr}`;
+
   // Changes sent together as one "patch" message, named by ``key``.
   class Batch {
     constructor(key, patch, buffers) {
@@ -40,9 +42,10 @@
       return protocol.encode(protocol.build("patch", {id: this.key, key: this.key, patch: this.patch}), this.buffers);
     }
 
-    // This batch's property sets (ModelChanged), as a patch to apply again, if it has any.
-    propertySets() {
-      const sets = this.patch.events.filter((e) => e.kind === "ModelChanged");
+    // This batch's property sets (ModelChanged) but those ``skip`` holds ("model id attribute"),
+    // as a patch to apply again, if any are left.
+    propertySets(skip = new Set()) {
+      const sets = this.patch.events.filter((e) => e.kind === "ModelChanged" && !skip.has(target(e.model.id, e.attr)));
       return sets.length ? {patch: {...this.patch, events: sets}, buffers: this.buffers} : null;
     }
   }
@@ -97,6 +100,18 @@
         if (own || batch.key === item.key) return [true, batch];
       }
       return [true, null];
+    }
+
+    // What to set again when ``batch`` comes back after someone else's change: its property
+    // sets, but those a newer change of ours (unconfirmed or queued) sets too, whose value the
+    // document holds already and the server orders last.
+    setAgain(batch) {
+      const newer = new Set();
+      for (const other of this.unconfirmed) {
+        for (const e of other.patch.events) if (e.kind === "ModelChanged") newer.add(target(e.model.id, e.attr));
+      }
+      for (const e of this.pending) if (e.kind === "ModelChanged") newer.add(target(e.model.id, e.attr));
+      return batch.propertySets(newer);
     }
 
     // A change of someone else's was applied while ours travel (see Inbox).
