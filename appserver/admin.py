@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.db.models import Count
 
-from appserver import catalog, dispatch
+from appserver import catalog, dispatch, presence
 from appserver.loading import AppLoadError
 from appserver.models import AppHost, AppSession
 
@@ -49,6 +49,10 @@ class AppSessionAdmin(ReadOnly):
     list_select_related = ["user", "host"]
     fields = ["id", "app", "user", "state", "document", "host", "started", "last_active", "viewers", "request"]
     actions = ["end_sessions"]
+
+    @admin.display(description="viewers")
+    def viewers(self, session: AppSession) -> int:
+        return presence.viewers(session)
 
     @admin.action(description="End the selected sessions")
     def end_sessions(self, request, queryset) -> None:

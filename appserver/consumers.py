@@ -4,11 +4,15 @@ layer) and sessions to end, to the host; what the host built, to storage and bac
 that waits for it. Every few seconds it renews the host's lease and ends the host's sessions that
 have had no viewer for the unused-session lifetime.
 
+A host whose control socket closes is not taken for dead: it connects again, through any server
+process, and its sessions go on. Its sessions end only if its lease lapses (it died), and the
+consumer answers nothing of its own: what a page waits for travels in the messages (``reply``).
+
 Messages, JSON text unless said (``appserver.host`` is the other side):
-    host -> server  hello {host, pid, machine, apps}; built (a bundle: {session, doc, page} and
-                    its buffers); failed {session, error}
-    server -> host  create {session, app, key, request}; stored {session, document, version};
-                    end {session}
+    host -> server  hello {host, pid, machine, apps}; built (a bundle: {session, key, reply, doc,
+                    page} and its buffers); failed {session, reply, error}
+    server -> host  create {session, app, key, request, reply}; stored {session, document,
+                    version}; end {session}
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from appserver import dispatch, hosts, sessions
 from appserver.exceptions import NoSuchSession
 from bokehsite import protocol, wire
+from streaming import broadcast
 
 logger = logging.getLogger("appserver")
 db = database_sync_to_async
@@ -32,51 +37,53 @@ TICK = 1.0  # seconds between looks for unused sessions
 
 class AppHostConsumer(AsyncWebsocketConsumer):
     host_id: uuid.UUID | None = None
+    ticker: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         if not hosts.is_host(self.scope):
             await self.close(code=int(protocol.Close.UNAUTHORIZED))
             return
-        self.waiting: dict[str, str] = {}  # session id -> the reply channel of the page that waits
-        self.keys: dict[str, str] = {}
-        self.ticker: asyncio.Task[None] | None = None
         await self.accept()
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except broadcast.LAYER_ERRORS as error:
+            # The channel layer went away (Redis restarting): nothing reaches this socket any
+            # more. Closing it makes the host connect again, and be found where it is then.
+            logger.warning("the channel layer failed (%s); closing an app host's control socket", error)
+            if self.ticker is not None:
+                self.ticker.cancel()
+            await send({"type": "websocket.close", "code": int(protocol.Close.UNAVAILABLE)})
 
     async def disconnect(self, code: int) -> None:
         if self.ticker is not None:
             self.ticker.cancel()
-        if self.host_id is None:
-            return
-        await db(hosts.disconnected)(self.host_id, self.channel_name)
-        for session_id, reply in self.waiting.items():
-            await dispatch.answer(reply, failed="the app host stopped while it built the session")
-        # Its Python is gone with the socket: end its sessions, so that their pages say so.
-        for session in await db(sessions.of_host)(self.host_id):
-            await db(sessions.end)(session)
+        if self.host_id is not None:
+            await db(hosts.disconnected)(self.host_id, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if bytes_data is not None:
             payload, buffers = wire.unpack(bytes_data)
-            await self.built(str(payload["session"]), payload["doc"], buffers, payload.get("page"))
+            await self.built(payload, buffers)
             return
         message = json.loads(text_data)
         if message["type"] == "hello":
             host = await db(hosts.register)(message["host"], self.channel_name, pid=int(message["pid"]),
                                             machine=str(message["machine"]), apps=list(message["apps"]))
             self.host, self.host_id = host, host.id
-            self.ticker = asyncio.create_task(self.tick())
+            if self.ticker is None:
+                self.ticker = asyncio.create_task(self.tick())
         elif message["type"] == "failed":
-            session_id = str(message["session"])
-            await db(sessions.discard)(session_id)
-            self.keys.pop(session_id, None)
-            if reply := self.waiting.pop(session_id, None):
-                await dispatch.answer(reply, failed=str(message["error"]))
+            await db(sessions.discard)(str(message["session"]))
+            if message.get("reply"):
+                await dispatch.answer(message["reply"], failed=str(message["error"]))
 
-    async def built(self, session_id: str, doc_json, buffers, page: str | None) -> None:
-        reply = self.waiting.pop(session_id, None)
-        key = self.keys.pop(session_id, "")
+    async def built(self, payload, buffers) -> None:
+        session_id, reply = str(payload["session"]), payload.get("reply")
         try:
-            document = await db(sessions.store_built)(session_id, self.host, key, doc_json, buffers, page)
+            document = await db(sessions.store_built)(session_id, self.host, str(payload["key"]), payload["doc"],
+                                                      buffers, payload.get("page"))
         except Exception as e:
             if not isinstance(e, NoSuchSession):
                 logger.exception("storing the document of a session of %s failed", self.host)
@@ -93,9 +100,7 @@ class AppHostConsumer(AsyncWebsocketConsumer):
 
     async def app_create(self, event) -> None:
         """A page asks for a new session of an app this host runs."""
-        self.waiting[event["session"]] = event["reply"]
-        self.keys[event["session"]] = event["key"]
-        await self.send_json({"type": "create", **{k: event[k] for k in ("session", "app", "key", "request")}})
+        await self.send_json({"type": "create", **{k: event[k] for k in ("session", "app", "key", "request", "reply")}})
 
     async def app_end(self, event) -> None:
         await self.send_json({"type": "end", "session": event["session"]})

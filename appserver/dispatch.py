@@ -1,6 +1,12 @@
 """How a session reaches an app host and its answer comes back, through the channel layer:
 whichever server process took the page asks the host's control socket (in whichever process
-that is) to build the session, and waits on a channel of its own for the answer."""
+that is) to build the session, and waits on a channel of its own for the answer.
+
+The answer's channel travels with the request and comes back with the host's answer, so that
+any server process's control socket can deliver it. A host whose control socket moved (the
+server process it was connected through died) is asked again where it is now; it answers a
+session it has already built with what it built.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ db = database_sync_to_async
 # then for the app to build its document.
 HOST_START_TIMEOUT = 30.0
 BUILD_TIMEOUT = 60.0
+# How often a waiting page looks whether the host's control socket moved.
+RECHECK = 1.0
 
 
 async def build(app: str, opened: sessions.Opened, server_url: str) -> str:
@@ -30,19 +38,31 @@ async def build(app: str, opened: sessions.Opened, server_url: str) -> str:
     """
     session = opened.session
     try:
-        host = await _host_for(app, server_url)
+        host = await _host_for(app, session, server_url)
     except (NoAppHost, TooManySessions):
         await db(sessions.discard)(str(session.id))
         raise
     layer = get_channel_layer()
     reply = await layer.new_channel()
-    await layer.send(host.channel_name, {"type": "app.create", "session": str(session.id), "app": app,
-                                         "key": opened.key, "request": session.request, "reply": reply})
-    try:
-        answer = await asyncio.wait_for(layer.receive(reply), BUILD_TIMEOUT)
-    except TimeoutError:
-        await db(sessions.discard)(str(session.id))
-        raise NoAppHost(f"the app host did not build a session of {app} within {BUILD_TIMEOUT:.0f} s") from None
+    request = {"type": "app.create", "session": str(session.id), "app": app, "key": opened.key,
+               "request": session.request, "reply": reply}
+    channel = host.channel_name
+    await layer.send(channel, request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUILD_TIMEOUT
+    answer = None
+    while answer is None:
+        try:
+            answer = await asyncio.wait_for(layer.receive(reply), min(RECHECK, max(0.0, deadline - loop.time())))
+        except TimeoutError:
+            now_at = await db(hosts.channel_of)(host.id)
+            if now_at is None or loop.time() >= deadline:
+                await db(sessions.discard)(str(session.id))
+                why = "stopped" if now_at is None else f"did not build a session of {app} within {BUILD_TIMEOUT:.0f} s"
+                raise NoAppHost(f"the app process {why}; try again") from None
+            if now_at and now_at != channel:  # it connected again, elsewhere: ask it there
+                channel = now_at
+                await layer.send(channel, request)
     if "failed" in answer:
         raise AppFailed(answer["failed"])
     return answer["document"]
@@ -60,15 +80,15 @@ async def end(session: AppSession) -> None:
     await db(sessions.end)(session)
 
 
-async def _host_for(app: str, server_url: str):
-    host = await db(hosts.pick)(app)
+async def _host_for(app: str, session: AppSession, server_url: str):
+    host = await db(hosts.place)(app, session.id)
     if host is not None:
         return host
-    supervisor.ensure_started(server_url)  # this process's own hosts, if the server runs apps
+    supervisor.ensure_started(server_url)  # this process's own hosts, if it starts any
     loop = asyncio.get_running_loop()
     deadline = loop.time() + HOST_START_TIMEOUT
     while loop.time() < deadline:
         await asyncio.sleep(0.1)
-        if (host := await db(hosts.pick)(app)) is not None:
+        if (host := await db(hosts.place)(app, session.id)) is not None:
             return host
-    raise NoAppHost(f"no app host runs {app} now; try again shortly")
+    raise NoAppHost(f"no app process runs {app} now; try again shortly")

@@ -44,6 +44,10 @@ class Host:
         self.id = str(uuid.uuid4())
         self.contexts = {spec.name: AppServerContext() for spec in registry.specs}
         self.running: dict[str, RunningSession] = {}
+        self.building: set[str] = set()
+        # What was built and sent, until the server says it stored it: sent again if the server
+        # process that got it died first (the page asks again, through the channel layer).
+        self.unstored: dict[str, bytes] = {}
         self.socket: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         # Ending sessions (their hooks, their connections closing) waits in threads of its own:
@@ -102,10 +106,11 @@ class Host:
                 await self.create(message)
             elif message["type"] == "stored":
                 session = self.running.get(message["session"])
-                if session is not None:
+                if self.unstored.pop(message["session"], None) is not None and session is not None:
                     await asyncio.to_thread(session.attach, self.server_url, message["document"],
                                             int(message["version"]))
             elif message["type"] == "end":
+                self.unstored.pop(message["session"], None)
                 if (session := self.running.pop(message["session"], None)) is not None:
                     await self.ending(session.end)
                     self.contexts[session.app_name].running.pop(session.id, None)
@@ -134,11 +139,23 @@ class Host:
         self.loop.call_soon_threadsafe(lambda: asyncio.create_task(self.handle({"type": "end", "session": session.id})))
 
     async def create(self, message: dict[str, Any]) -> None:
-        name, session_id = message["app"], message["session"]
+        session_id = message["session"]
+        if session_id in self.building or session_id in self.running:  # asked again
+            if (bundle := self.unstored.get(session_id)) is not None:
+                await self.send(bundle)
+            return
+        self.building.add(session_id)
+        try:
+            await self._create(message)
+        finally:
+            self.building.discard(session_id)
+
+    async def _create(self, message: dict[str, Any]) -> None:
+        name, session_id, reply = message["app"], message["session"], message["reply"]
         try:
             app = await asyncio.to_thread(self.registry.application, name)
         except (AppLoadError, KeyError) as e:
-            await self.send({"type": "failed", "session": session_id, "error": str(e)})
+            await self.send({"type": "failed", "session": session_id, "reply": reply, "error": str(e)})
             return
         session = RunningSession(app, name, self.contexts[name], session_id, SessionRequest.from_json(message["request"]),
                                  message["key"], self.key, gone=self.gone)
@@ -149,12 +166,14 @@ class Host:
             detail = e.detail if isinstance(e, BuildFailed) else ""
             logger.error("app %s failed to build a session: %s\n%s", name, e, detail, exc_info=not detail)
             await asyncio.to_thread(session.end)
-            await self.send({"type": "failed", "session": session_id, "error": f"{type(e).__name__}: {e}"
-                             if not isinstance(e, BuildFailed) else str(e)})
+            await self.send({"type": "failed", "session": session_id, "reply": reply,
+                             "error": f"{type(e).__name__}: {e}" if not isinstance(e, BuildFailed) else str(e)})
             return
         self.running[session_id] = session
         self.contexts[name].running[session_id] = session
-        await self.send(wire.update_payload(bundle, type="built", session=session_id))
+        built = self.unstored[session_id] = wire.update_payload(bundle, type="built", session=session_id,
+                                                                key=message["key"], reply=reply)
+        await self.send(built)
 
 
 def give_back_memory() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import random
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from appserver.exceptions import TooManySessions
-from appserver.models import AppHost
+from appserver.models import AppHost, AppSession
 from bokehsite import protocol
 
 
@@ -63,7 +64,8 @@ def renew(host_id: uuid.UUID, channel_name: str) -> None:
 
 
 def disconnected(host_id: uuid.UUID, channel_name: str) -> None:
-    """Its control socket closed: it takes no new sessions through that connection."""
+    """Its control socket closed: it takes no new sessions until it connects again (through any
+    server process). Its sessions go on; they end only if its lease lapses."""
     AppHost.objects.filter(id=host_id, channel_name=channel_name).update(channel_name="")
 
 
@@ -74,15 +76,28 @@ def live() -> list[AppHost]:
                 .annotate(running=Count("sessions")).order_by("running", "started"))
 
 
-def pick(app: str) -> AppHost | None:
-    """The live host with the fewest sessions that runs ``app``; None when none runs it.
+def place(app: str, session_id: uuid.UUID) -> AppHost | None:
+    """Give the session to the live host with the fewest sessions (starting ones too) that runs
+    ``app``, one of them at random when several have as few; None when no live host runs it.
 
     Raises:
         TooManySessions: every host that runs it has ``BOKEHSITE_MAX_SESSIONS``.
     """
     running = [host for host in live() if app in host.apps]
+    if not running:
+        return None
     limit = settings.BOKEHSITE_MAX_SESSIONS
-    if running and limit and running[0].running >= limit:
+    if limit and running[0].running >= limit:
         raise TooManySessions(f"every app process runs {limit} sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
                               "try again when some have ended", limit="per_process", maximum=limit)
-    return running[0] if running else None
+    # Pages that open at once all see the same counts: a random one of the least busy spreads them.
+    host = random.choice([h for h in running if h.running == running[0].running])
+    AppSession.objects.filter(id=session_id).update(host=host)
+    return host
+
+
+def channel_of(host_id: uuid.UUID) -> str | None:
+    """Where the host's control socket hears the channel layer now ("" while it reconnects);
+    None once its lease has lapsed (it is gone)."""
+    since = timezone.now() - timedelta(seconds=LEASE)
+    return AppHost.objects.filter(id=host_id, renewed__gte=since).values_list("channel_name", flat=True).first()

@@ -46,12 +46,21 @@ class AppSession(models.Model):
     # What ``session_context.request`` shows the app: arguments, cookies, headers, the user.
     request = models.JSONField(default=dict)
     started = models.DateTimeField(auto_now_add=True)
-    last_active = models.DateTimeField(auto_now_add=True)
-    viewers = models.PositiveIntegerField(default=0)  # browser connections open now
+    last_active = models.DateTimeField(auto_now_add=True)  # opened, or a viewer came or went
 
     class Meta:
         ordering = ["-started"]
-        indexes = [models.Index(fields=["host", "viewers", "last_active"])]
+        indexes = [models.Index(fields=["host", "last_active"])]
 
     def __str__(self) -> str:
         return f"{self.app} {str(self.id)[:8]}"
+
+
+class Viewer(models.Model):
+    """A browser connection to a session's document, in the server process ``process``, which
+    renews ``renewed`` while it lives (``appserver.presence``)."""
+
+    session = models.ForeignKey(AppSession, on_delete=models.CASCADE, related_name="viewer_rows")
+    channel_name = models.CharField(max_length=200, unique=True)
+    process = models.UUIDField(db_index=True)
+    renewed = models.DateTimeField()

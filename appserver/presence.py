@@ -1,15 +1,36 @@
-"""Who is looking at an app session: each browser connection to a session's document counts
-(its host's own does not), so that a session with none left for the unused-session lifetime
-ends (``appserver.consumers``)."""
+"""Who is looking at an app session: each browser connection to a session's document is a
+``Viewer`` row (its host's own connection is not), so that a session with none left for the
+unused-session lifetime ends (``appserver.consumers``).
+
+A server process renews its viewers' rows every ``BOKEHSITE_GROUP_RENEW`` seconds; a process
+that died (``kill -9``) leaves rows that nobody renews, and they stop counting after
+``VIEWER_LEASE``. A page that reconnects through another process counts there at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
 from channels.db import database_sync_to_async
-from django.db.models import F
+from django.conf import settings
 from django.utils import timezone
 
-from appserver.models import AppSession
+from appserver.models import AppSession, Viewer
 from documents.models import Document, Kind
+
+logger = logging.getLogger("appserver")
+db = database_sync_to_async
+PROCESS = uuid.uuid4()  # this server process, in Viewer.process
+_here: set[str] = set()  # channel names of this process's viewers
+_renewing: asyncio.Task[None] | None = None
+
+
+def viewer_lease() -> timedelta:
+    """How long a viewer's row counts after it was last renewed."""
+    return timedelta(seconds=3 * settings.BOKEHSITE_GROUP_RENEW)
 
 
 def counts(document: Document, *, from_app_host: bool) -> bool:
@@ -17,12 +38,50 @@ def counts(document: Document, *, from_app_host: bool) -> bool:
     return document.kind == Kind.SESSION and not from_app_host
 
 
-@database_sync_to_async
-def joined(document: Document) -> None:
-    AppSession.objects.filter(document_id=document.pk).update(viewers=F("viewers") + 1, last_active=timezone.now())
+async def joined(document: Document, channel_name: str) -> None:
+    await db(_join)(document.pk, channel_name)
+    _here.add(channel_name)
+    _keep_renewing()
 
 
-@database_sync_to_async
-def left(document: Document) -> None:
-    AppSession.objects.filter(document_id=document.pk, viewers__gt=0).update(
-        viewers=F("viewers") - 1, last_active=timezone.now())
+async def left(document: Document, channel_name: str) -> None:
+    _here.discard(channel_name)
+    await db(_leave)(document.pk, channel_name)
+
+
+def _join(document_id: uuid.UUID, channel_name: str) -> None:
+    now = timezone.now()
+    session = AppSession.objects.filter(document_id=document_id).values_list("id", flat=True).first()
+    if session is not None:
+        Viewer.objects.create(session_id=session, channel_name=channel_name, process=PROCESS, renewed=now)
+        AppSession.objects.filter(id=session).update(last_active=now)
+
+
+def _leave(document_id: uuid.UUID, channel_name: str) -> None:
+    Viewer.objects.filter(channel_name=channel_name).delete()
+    AppSession.objects.filter(document_id=document_id).update(last_active=timezone.now())
+
+
+def _renew() -> None:
+    Viewer.objects.filter(process=PROCESS).update(renewed=timezone.now())
+
+
+def _keep_renewing() -> None:
+    global _renewing
+    loop = asyncio.get_running_loop()
+    if _renewing is None or _renewing.done() or _renewing.get_loop() is not loop:
+        _renewing = loop.create_task(_renew_while_watched())
+
+
+async def _renew_while_watched() -> None:
+    while _here:
+        await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW)
+        try:
+            await db(_renew)()
+        except Exception:  # the database is away, say: rows count for the lease meanwhile
+            logger.warning("renewing this process's app viewers failed; it tries again", exc_info=True)
+
+
+def viewers(session: AppSession) -> int:
+    """How many browsers are connected to ``session`` now."""
+    return session.viewer_rows.filter(renewed__gte=timezone.now() - viewer_lease()).count()

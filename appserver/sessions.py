@@ -19,12 +19,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django.utils import timezone
 
-from appserver import hosts
+from appserver import hosts, presence
 from appserver.exceptions import NoSuchSession, TooManySessions
-from appserver.models import AppHost, AppSession
+from appserver.models import AppHost, AppSession, Viewer
 from documents import replay, services
 from documents.models import Document, Kind
 
@@ -86,12 +87,17 @@ def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers
     """Store the document ``host`` built for the session (``page``: the app's own page, if it has
     a template); it runs there from now on.
 
+    A host that sends the same session again (its answer was lost with a server process that
+    died) gets the document stored the first time.
+
     Raises:
         NoSuchSession: the session ended meanwhile (its page gave up waiting, say).
     """
     with transaction.atomic():
-        session = AppSession.objects.select_for_update().filter(id=session_id, document=None).first()
-        if session is None:
+        session = AppSession.objects.select_for_update().select_related("document").filter(id=session_id).first()
+        if session is not None and session.document is not None and session.host_id == host.id:
+            return session.document
+        if session is None or session.document is not None:
             raise NoSuchSession("no such session waiting to be built")
         owner = session.user or apps_account()
         title = f"{session.app} session {str(session.id)[:8]}"
@@ -121,9 +127,11 @@ def unused(host_id: Any) -> list[AppSession]:
     """Sessions of the host with no viewer for ``BOKEHSITE_UNUSED_SESSION_LIFETIME``."""
     lifetime = settings.BOKEHSITE_UNUSED_SESSION_LIFETIME
     now = timezone.now()
+    watched = Viewer.objects.filter(session=OuterRef("pk"), renewed__gte=now - presence.viewer_lease())
     return list(AppSession.objects.select_related("document").filter(
-        host_id=host_id, viewers=0, last_active__lt=now - timedelta(seconds=lifetime),
-        started__lt=now - timedelta(seconds=max(lifetime, FIRST_VIEWER_GRACE)), state=AppSession.State.RUNNING))
+        host_id=host_id, last_active__lt=now - timedelta(seconds=lifetime),
+        started__lt=now - timedelta(seconds=max(lifetime, FIRST_VIEWER_GRACE)), state=AppSession.State.RUNNING)
+        .exclude(Exists(watched)))
 
 
 def end_orphans() -> None:

@@ -78,7 +78,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.membership.start()
         if presence.counts(self.document, from_app_host=self.from_app_host):
             self.app_viewer = True
-            await presence.joined(self.document)
+            await presence.joined(self.document, self.channel_name)
         await self.send_message(protocol.Hello(await self.log.current(), self.access.role, self.flow.window,
                                                settings.BOKEHSITE_MAX_BODY_BYTES))
 
@@ -100,7 +100,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         finally:
             await limits.release(getattr(self, "channel_name", ""))  # however the connection ended
             if self.app_viewer:
-                await presence.left(self.document)
+                await presence.left(self.document, self.channel_name)
 
     async def dispatch(self, message) -> None:
         # Channels closes stale database connections before every handler, on the one thread all
