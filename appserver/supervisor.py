@@ -1,9 +1,13 @@
 """The app hosts a server process starts and keeps running, when it serves apps
-(``BOKEHSITE_APPS``): ``BOKEHSITE_APP_PROCESSES`` of them, each started again when it exits.
+(``BOKEHSITE_APPS``) and ``BOKEHSITE_APP_PROCESSES`` is more than 0: that many, each started
+again when it exits. A host ends when the server process that started it does.
 
 They start with the first app page this process serves (it knows then the address it is reached
-at), or at once when the address is known before (``bokeh-server`` sets ``BOKEHSITE_SERVER_URL``).
-A host ends when the server process that started it does.
+at), or at once when the address is known before (``BOKEHSITE_SERVER_URL``).
+
+This suits ``runserver`` and a single Daphne. With several server processes, hosts are better
+run apart from them (``bokeh-server --workers N --app-workers M`` does that, as does
+``bokehsite app-hosts``): a server process that dies then takes no session with it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ _started = False
 _stopping = False
 
 
+def host_command(server_url: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of an app host that reaches the server at ``server_url``."""
+    env = {**os.environ, "BOKEHSITE_APP_HOST_KEY": host_key(), "BOKEHSITE_APPS": os.pathsep.join(settings.BOKEHSITE_APPS),
+           "BOKEHSITE_APP_DEV": "1" if settings.BOKEHSITE_APP_DEV else "0"}
+    return [sys.executable, "-m", "appserver.host", server_url], env
+
+
 def ensure_started(server_url: str) -> None:
     """Start this process's hosts, reaching the server at ``server_url``, unless they run already."""
     global _started
@@ -41,10 +52,9 @@ def ensure_started(server_url: str) -> None:
 
 
 def _keep_running(server_url: str) -> None:
-    env = {**os.environ, "BOKEHSITE_APP_HOST_KEY": host_key(), "BOKEHSITE_APPS": os.pathsep.join(settings.BOKEHSITE_APPS),
-           "BOKEHSITE_APP_DEV": "1" if settings.BOKEHSITE_APP_DEV else "0"}
+    command, env = host_command(server_url)
     while not _stopping:
-        child = subprocess.Popen([sys.executable, "-m", "appserver.host", server_url], env=env)
+        child = subprocess.Popen(command, env=env)
         with _lock:
             _children.append(child)
         code = child.wait()

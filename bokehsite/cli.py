@@ -14,7 +14,6 @@ import getpass
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -57,8 +56,8 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     apps.add_argument("--unused-session-lifetime", type=int, default=None, metavar="MILLISECONDS",
                       help="how long an app session nobody is connected to lives on, in milliseconds as for "
                            "`bokeh serve` (default 15000)")
-    apps.add_argument("--app-processes", type=int, default=None, metavar="N",
-                      help="processes that run the apps' code (default 1)")
+    apps.add_argument("--app-workers", type=int, default=None, metavar="M",
+                      help="processes that run the apps' code, apart from the Daphne workers (default: one per core)")
 
 
 def _parser(prog: str, *, subcommands: bool) -> argparse.ArgumentParser:
@@ -71,6 +70,16 @@ def _parser(prog: str, *, subcommands: bool) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_arguments(commands.add_parser("serve", help="run the server (as bokeh-server does)", description=description))
     commands.add_parser("secret", help="print a new random SECRET_KEY")
+    hosts = commands.add_parser(
+        "app-hosts", help="run app processes for servers started by hand (Daphne with BOKEHSITE_APP_PROCESSES=0)",
+        description="Run the processes that run Bokeh apps' code for bokehsite servers started by hand, reaching them "
+                    "at SERVER_URL (a balancer in front of them, say). They need the servers' SECRET_KEY, and "
+                    "the same apps (APP, else $BOKEHSITE_APPS).")
+    hosts.add_argument("server_url", metavar="SERVER_URL", help="where the servers are reached, e.g. http://127.0.0.1:8000/")
+    hosts.add_argument("apps", nargs="*", metavar="APP", help="the apps the servers serve (default $BOKEHSITE_APPS)")
+    hosts.add_argument("--app-workers", type=int, default=None, metavar="M", help="how many (default: one per core)")
+    hosts.add_argument("--dev", action="store_true", help="new sessions run the apps' code as it is on disk now")
+    hosts.add_argument("--data-dir", type=Path, default=None, help=f"the servers' data directory (default ./{DATA_DIR_NAME})")
     create = commands.add_parser("createuser", help="create an account in the server's database")
     create.add_argument("username")
     create.add_argument("--staff", action="store_true", help="also a staff superuser, who may use /admin/")
@@ -115,8 +124,7 @@ def _check_serve(args: argparse.Namespace) -> None:
         raise UsageError("--workers over 1 share one IPv4 socket: give an IPv4 --ip")
     if args.unused_session_lifetime is not None and args.unused_session_lifetime < 1:
         raise UsageError(f"--unused-session-lifetime must be 1 millisecond or more, not {args.unused_session_lifetime}")
-    if args.app_processes is not None and args.app_processes < 1:
-        raise UsageError(f"--app-processes must be 1 or more, not {args.app_processes}")
+    _check_app_workers(args)
     if args.workers > 1:
         database = args.database_url or os.environ.get("DATABASE_URL", "")
         redis = args.redis_url or os.environ.get("REDIS_URL", "")
@@ -127,6 +135,15 @@ def _check_serve(args: argparse.Namespace) -> None:
             raise UsageError(
                 f"--workers {args.workers} runs {args.workers} processes that must share their documents and live "
                 f"changes: that needs PostgreSQL and Redis; give {' and '.join(missing)}")
+
+
+def _check_app_workers(args: argparse.Namespace) -> None:
+    if args.app_workers is not None and args.app_workers < 1:
+        raise UsageError(f"--app-workers must be 1 or more, not {args.app_workers}")
+
+
+def _app_workers(args: argparse.Namespace) -> int:
+    return args.app_workers or os.cpu_count() or 1
 
 
 def _check_apps(args: argparse.Namespace) -> list[str]:
@@ -142,19 +159,17 @@ def _check_apps(args: argparse.Namespace) -> list[str]:
     except AppLoadError as e:
         raise UsageError(str(e)) from None
     names = [spec.name for spec in specs]
-    if unknown := [name for name in args.public_app if name not in names]:
+    if unknown := [name for name in getattr(args, "public_app", []) if name not in names]:
         raise UsageError(f"--public-app {unknown[0]}: no app of that name (apps: {', '.join(names) or 'none'})")
     if specs:
         _run_app_check([str(spec.path) for spec in specs])
     os.environ["BOKEHSITE_APPS"] = os.pathsep.join(str(spec.path) for spec in specs)
-    if args.public_app:
+    if getattr(args, "public_app", None):
         os.environ["BOKEHSITE_PUBLIC_APPS"] = ",".join(args.public_app)
     if args.dev:
         os.environ["BOKEHSITE_APP_DEV"] = "1"
-    if args.unused_session_lifetime is not None:
+    if getattr(args, "unused_session_lifetime", None) is not None:
         os.environ["BOKEHSITE_UNUSED_SESSION_LIFETIME"] = str(args.unused_session_lifetime / 1000)
-    if args.app_processes is not None:
-        os.environ["BOKEHSITE_APP_PROCESSES"] = str(args.app_processes)
     return names
 
 
@@ -216,9 +231,8 @@ def _daphne_arguments(sock: socket.socket) -> list[str]:
 def serve(args: argparse.Namespace) -> int:
     _check_serve(args)
     apps = _check_apps(args)
-    if apps:  # the app hosts start with the server, and reach it here
-        local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.ip, args.ip)
-        os.environ["BOKEHSITE_SERVER_URL"] = f"http://{f'[{local}]' if ':' in local else local}:{args.port}/"
+    if apps:  # the app hosts run beside the Daphne workers, and reach them here
+        os.environ["BOKEHSITE_APP_PROCESSES"] = "0"
     _configure(args)
     from django.conf import settings
     from django.core.management import call_command
@@ -228,13 +242,15 @@ def serve(args: argparse.Namespace) -> int:
     host = f"[{args.ip}]" if ":" in args.ip else ("localhost" if args.ip == "127.0.0.1" else args.ip)
     mode = "multi-user" if settings.BOKEHSITE_MULTI_USER else "single-user"
     workers = f", {args.workers} workers" if args.workers > 1 else ""
+    if apps:
+        workers += f", {_app_workers(args)} app workers"
     print(f"bokeh-server: serving http://{host}:{args.port}/ ({mode}{workers}; data in {settings.DATA_DIR})", flush=True)
     for name in apps:
         print(f"bokeh-server: app {name} at http://{host}:{args.port}/apps/{name}/", flush=True)
     if apps and settings.BOKEHSITE_APP_DEV:
         print("bokeh-server: dev mode: new sessions use changed code", flush=True)
     print("bokeh-server: press Ctrl-C to stop", flush=True)
-    if args.workers == 1:
+    if args.workers == 1 and not apps:
         from daphne.cli import CommandLineInterface
 
         try:
@@ -243,37 +259,47 @@ def serve(args: argparse.Namespace) -> int:
             sock.close()
         print("bokeh-server: stopped", flush=True)
         return 0
-    return _run_workers(sock, args.workers)
+    return _run_processes(sock, args, apps)
 
 
-def _run_workers(sock: socket.socket, count: int) -> int:
-    """Run ``count`` Daphne processes accepting from ``sock``; stop them all on Ctrl-C or SIGTERM,
-    or when one of them exits."""
-    command = [sys.executable, "-m", "daphne", *_daphne_arguments(sock)]
-    workers = [subprocess.Popen(command, pass_fds=[sock.fileno()]) for _ in range(count)]
-    sock.close()  # the workers hold it now
+def _run_processes(sock: socket.socket, args: argparse.Namespace, apps: list[str]) -> int:
+    """Run the Daphne workers accepting from ``sock`` and the app hosts, as a process manager:
+    one that exits is started again; Ctrl-C or SIGTERM stops them all."""
+    from bokehsite.processes import Kind, ProcessManager
 
-    stopping = False
+    manager = ProcessManager(say=lambda line: print(f"bokeh-server: {line}", flush=True))
+    daphne = Kind("Daphne worker", [sys.executable, "-m", "daphne", *_daphne_arguments(sock)], pass_fds=(sock.fileno(),))
+    manager.start(daphne, args.workers)
+    if apps:
+        from appserver.supervisor import host_command
 
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+        local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.ip, args.ip)
+        command, env = host_command(f"http://{f'[{local}]' if ':' in local else local}:{args.port}/")
+        manager.start(Kind("app worker", command, env), _app_workers(args))
     try:
-        os.wait()  # the first worker to end (or a signal) ends them all
-    except ChildProcessError:
-        pass
-    except InterruptedError:
-        pass
-    stop(signal.SIGTERM, None)
-    codes = [worker.wait() for worker in workers]
+        code = manager.run()
+    finally:
+        sock.close()
     print("bokeh-server: stopped", flush=True)
-    return 0 if stopping or all(code == 0 for code in codes) else 1
+    return code
+
+
+def app_hosts(args: argparse.Namespace) -> int:
+    """``bokehsite app-hosts SERVER_URL [APP...]``: app hosts for servers started by hand."""
+    _check_app_workers(args)
+    if not args.server_url.startswith(("http://", "https://")):
+        raise UsageError(f"SERVER_URL must be an http:// or https:// address, not {args.server_url!r}")
+    if not _check_apps(args):
+        raise UsageError("no apps: give them as arguments or in $BOKEHSITE_APPS")
+    _configure(args)
+    from appserver.supervisor import host_command
+    from bokehsite.processes import Kind, ProcessManager
+
+    manager = ProcessManager(say=lambda line: print(f"bokehsite app-hosts: {line}", flush=True))
+    command, env = host_command(args.server_url.rstrip("/") + "/")
+    manager.start(Kind("app worker", command, env), _app_workers(args))
+    print(f"bokehsite app-hosts: {_app_workers(args)} app workers for {args.server_url}; press Ctrl-C to stop", flush=True)
+    return manager.run()
 
 
 def createuser(args: argparse.Namespace) -> int:
@@ -307,6 +333,8 @@ def _run(prog: str, argv: Sequence[str] | None, *, subcommands: bool) -> int:
             return 0
         if args.command == "createuser":
             return createuser(args)
+        if args.command == "app-hosts":
+            return app_hosts(args)
         return serve(args)
     except UsageError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

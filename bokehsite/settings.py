@@ -367,10 +367,11 @@ BOKEHSITE_UNUSED_SESSION_LIFETIME = envseconds("BOKEHSITE_UNUSED_SESSION_LIFETIM
 BOKEHSITE_MAX_SESSIONS = envcount("BOKEHSITE_MAX_SESSIONS", "100")
 # Development: a new session runs the app's code as it is now on disk (changed files are reloaded).
 BOKEHSITE_APP_DEV = envbool("BOKEHSITE_APP_DEV", "0")
-# App host processes, which run the apps' code (Daphne never does).
+# App host processes each server process starts, which run the apps' code (Daphne never does);
+# 0 when they run apart (bokeh-server --workers starts them itself; `bokehsite app-hosts`).
 BOKEHSITE_APP_PROCESSES = envint("BOKEHSITE_APP_PROCESSES", "1")
-if BOKEHSITE_APP_PROCESSES < 1:
-    raise ImproperlyConfigured(f"BOKEHSITE_APP_PROCESSES must be 1 or more, not {BOKEHSITE_APP_PROCESSES}")
+if BOKEHSITE_APP_PROCESSES < 0:
+    raise ImproperlyConfigured(f"BOKEHSITE_APP_PROCESSES must be 0 or more, not {BOKEHSITE_APP_PROCESSES}")
 # Where this server is reached, for the app hosts it starts (bokeh-server sets it, so that they
 # start with the server; otherwise they start with the first app page).
 BOKEHSITE_SERVER_URL = os.environ.get("BOKEHSITE_SERVER_URL", "")

@@ -201,7 +201,7 @@ def children_of(pid: int) -> list[int]:
 @pytest.mark.faults  # a PostgreSQL and a Redis of its own, as the fault tests have
 @pytest.mark.daphne
 @pytest.mark.timeout(150)
-def test_several_workers_share_one_port_over_postgresql_and_redis_and_stop_together(tmp_path):
+def test_several_workers_share_one_port_over_postgresql_and_redis_restart_when_one_dies_and_stop_together(tmp_path):
     import asyncio
 
     from bokehsite.client import Session
@@ -247,6 +247,13 @@ def test_several_workers_share_one_port_over_postgresql_and_redis_and_stop_toget
                             await follower.__aexit__(None, None, None)
 
                 assert asyncio.run(follow()) == [2, 2, 2, 2]
+            # A worker that dies is started again, as a process manager would; the other serves meanwhile.
+            os.kill(workers[0], signal.SIGKILL)
+            wait_until(lambda: len(children_of(server.pid)) == 2 and workers[0] not in children_of(server.pid), timeout=30)
+            assert f"Daphne worker 1 (pid {workers[0]}) exited with status -9; starting it again" in output()
+            workers = children_of(server.pid)
+            with Session(url) as session:
+                assert session.load_document("workers") is not None
             server.send_signal(signal.SIGINT)
             assert server.wait(30) == 0
             assert "bokeh-server: stopped" in output()

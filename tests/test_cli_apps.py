@@ -32,7 +32,7 @@ def bokeh_server(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[st
 def test_help_names_the_app_options_and_says_the_lifetime_is_in_milliseconds(tmp_path):
     done = subprocess.run([BOKEH_SERVER, "-h"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for option in ("APP", "--dev", "--public-app NAME", "--unused-session-lifetime MILLISECONDS", "--app-processes N"):
+    for option in ("APP", "--dev", "--public-app NAME", "--unused-session-lifetime MILLISECONDS", "--app-workers M"):
         assert option in done.stdout
     assert "in milliseconds as for `bokeh serve`" in " ".join(done.stdout.split())
 
@@ -79,9 +79,9 @@ def test_a_public_app_must_be_one_of_the_apps(tmp_path):
 
 
 def test_the_same_apps_and_options_work_under_bokehsite_serve(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "bokehsite.cli", "serve", "--app-processes", "0", "x.py"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "bokehsite.cli", "serve", "--app-workers", "0", "x.py"], cwd=tmp_path,
                           env=ENV, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "--app-processes must be 1 or more, not 0" in done.stderr
+    assert done.returncode == 2 and "--app-workers must be 1 or more, not 0" in done.stderr
     done = subprocess.run([sys.executable, "-m", "bokehsite.cli", "serve", "x.py"], cwd=tmp_path, env=ENV,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and f"bokehsite: error: {tmp_path / 'x.py'}: no such file" in done.stderr
@@ -92,19 +92,18 @@ def test_the_options_become_the_settings_the_server_reads(tmp_path, monkeypatch)
         monkeypatch.delenv(name, raising=False)  # restored after the test, whatever the command sets
     paths = [write_script_app(tmp_path), write_directory_app(tmp_path), write_notebook_app(tmp_path)]
     args = cli._parser("bokeh-server", subcommands=False).parse_args(
-        [*map(str, paths), "--dev", "--public-app", "weather", "--unused-session-lifetime", "2500", "--app-processes", "3"])
+        [*map(str, paths), "--dev", "--public-app", "weather", "--unused-session-lifetime", "2500"])
     assert cli._check_apps(args) == ["sliders", "weather", "explore"]
     assert os.environ["BOKEHSITE_APPS"].split(os.pathsep) == list(map(str, paths))
     assert os.environ["BOKEHSITE_PUBLIC_APPS"] == "weather"
     assert os.environ["BOKEHSITE_APP_DEV"] == "1"
     assert os.environ["BOKEHSITE_UNUSED_SESSION_LIFETIME"] == "2.5"  # seconds, from Bokeh's milliseconds
-    assert os.environ["BOKEHSITE_APP_PROCESSES"] == "3"
     # Each app ran once, the directory app with its hooks (in the checking process).
     assert (tmp_path / "weather" / "loaded.txt").read_text() == "loaded\nsession\n"
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
-    ("BOKEHSITE_APP_PROCESSES", "0", "BOKEHSITE_APP_PROCESSES must be 1 or more, not 0"),
+    ("BOKEHSITE_APP_PROCESSES", "-1", "BOKEHSITE_APP_PROCESSES must be 0 or more, not -1"),
     ("BOKEHSITE_UNUSED_SESSION_LIFETIME", "soon", "BOKEHSITE_UNUSED_SESSION_LIFETIME must be a number of seconds"),
     ("BOKEHSITE_UNUSED_SESSION_LIFETIME", "0", "BOKEHSITE_UNUSED_SESSION_LIFETIME must be more than 0 seconds"),
     ("BOKEHSITE_MAX_SESSIONS", "-1", "BOKEHSITE_MAX_SESSIONS must be 0 or more"),
