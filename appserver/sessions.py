@@ -94,7 +94,7 @@ def store_built(session_id: str, host: AppHost, key: str, doc_json: Any, buffers
         NoSuchSession: the session ended meanwhile (its page gave up waiting, say).
     """
     with transaction.atomic():
-        session = AppSession.objects.select_for_update().select_related("document").filter(id=session_id).first()
+        session = AppSession.objects.select_for_update(of=("self",)).select_related("document").filter(id=session_id).first()
         if session is not None and session.document is not None and session.host_id == host.id:
             return session.document
         if session is None or session.document is not None:

@@ -93,7 +93,7 @@ def _configure(args: argparse.Namespace) -> None:
     data_dir = args.data_dir or Path(os.environ.get("BOKEHSITE_DATA_DIR") or Path.cwd() / DATA_DIR_NAME)
     os.environ["BOKEHSITE_DATA_DIR"] = str(Path(data_dir).resolve())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bokehsite.settings")
-    if args.database_url:
+    if getattr(args, "database_url", None):
         os.environ["DATABASE_URL"] = args.database_url
     if getattr(args, "redis_url", None):
         os.environ["REDIS_URL"] = args.redis_url
