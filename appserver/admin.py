@@ -54,7 +54,7 @@ class AppSessionAdmin(ReadOnly):
     def end_sessions(self, request, queryset) -> None:
         ended = 0
         for session in queryset.select_related("host", "document"):
-            async_to_sync(dispatch.end)(session)  # its host runs the app's hooks and lets it go
+            async_to_sync(dispatch.end)(session, reason="an administrator ended it")  # its host runs the app's hooks and lets it go
             ended += 1
         self.message_user(request, f"Ended {ended} session(s).", messages.SUCCESS)
 

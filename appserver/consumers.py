@@ -6,9 +6,12 @@ have had no viewer for the unused-session lifetime.
 
 Messages, JSON text unless said (``appserver.host`` is the other side):
     host -> server  hello {host, pid, machine, apps}; built (a bundle: {session, doc, page} and
-                    its buffers); failed {session, error}
-    server -> host  create {session, app, key, request}; stored {session, document, version};
-                    end {session}
+                    its buffers); failed {session, error}; ended {session, reason} (the host
+                    ended it: a callback ran too long); load {memory, accepting} (its resident
+                    bytes, and whether it takes new sessions)
+    server -> host  limits {memory, callback_timeout} (the reply to hello: bytes, CPU seconds;
+                    0 for none); create {session, app, key, request};
+                    stored {session, document, version}; end {session}
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import uuid
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from appserver import dispatch, hosts, sessions
 from appserver.exceptions import NoSuchSession
@@ -52,7 +56,7 @@ class AppHostConsumer(AsyncWebsocketConsumer):
             await dispatch.answer(reply, failed="the app host stopped while it built the session")
         # Its Python is gone with the socket: end its sessions, so that their pages say so.
         for session in await db(sessions.of_host)(self.host_id):
-            await db(sessions.end)(session)
+            await db(sessions.end)(session, reason=sessions.HOST_STOPPED)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if bytes_data is not None:
@@ -64,7 +68,16 @@ class AppHostConsumer(AsyncWebsocketConsumer):
             host = await db(hosts.register)(message["host"], self.channel_name, pid=int(message["pid"]),
                                             machine=str(message["machine"]), apps=list(message["apps"]))
             self.host, self.host_id = host, host.id
+            # The host has no settings of its own: it hears its limits here, before any session.
+            await self.send_json({"type": "limits", "memory": settings.BOKEHSITE_APP_MEMORY_LIMIT * 2**20,
+                                  "callback_timeout": settings.BOKEHSITE_APP_CALLBACK_TIMEOUT})
             self.ticker = asyncio.create_task(self.tick())
+        elif message["type"] == "load":
+            await db(hosts.load)(self.host_id, self.channel_name, memory=int(message["memory"]),
+                                 accepting=bool(message["accepting"]))
+        elif message["type"] == "ended":
+            if (session := await db(sessions.running_on)(self.host_id, str(message["session"]))) is not None:
+                await db(sessions.end)(session, reason=str(message["reason"]))
         elif message["type"] == "failed":
             session_id = str(message["session"])
             await db(sessions.discard)(session_id)
@@ -113,7 +126,7 @@ class AppHostConsumer(AsyncWebsocketConsumer):
                 await db(hosts.renew)(self.host_id, self.channel_name)
                 for session in await db(sessions.unused)(self.host_id):
                     await self.send_json({"type": "end", "session": str(session.id)})
-                    await db(sessions.end)(session)
+                    await db(sessions.end)(session, reason=sessions.UNUSED)
                 await db(sessions.end_orphans)()
             except Exception:
                 logger.exception("looking after the sessions of app host %s failed; trying again", self.host_id)

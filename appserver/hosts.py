@@ -62,6 +62,12 @@ def renew(host_id: uuid.UUID, channel_name: str) -> None:
     AppHost.objects.filter(id=host_id, channel_name=channel_name).update(renewed=timezone.now())
 
 
+def load(host_id: uuid.UUID, channel_name: str, *, memory: int, accepting: bool) -> None:
+    """What the host reported of itself: its resident memory, and whether it takes new sessions
+    (not once past ``BOKEHSITE_APP_MEMORY_LIMIT``, or with a callback it could not stop)."""
+    AppHost.objects.filter(id=host_id, channel_name=channel_name).update(memory=max(memory, 0), accepting=accepting)
+
+
 def disconnected(host_id: uuid.UUID, channel_name: str) -> None:
     """Its control socket closed: it takes no new sessions through that connection."""
     AppHost.objects.filter(id=host_id, channel_name=channel_name).update(channel_name="")
@@ -75,14 +81,22 @@ def live() -> list[AppHost]:
 
 
 def pick(app: str) -> AppHost | None:
-    """The live host with the fewest sessions that runs ``app``; None when none runs it.
+    """The live host with the fewest sessions that runs ``app`` and takes new ones; None when
+    none runs it.
 
     Raises:
-        TooManySessions: every host that runs it has ``BOKEHSITE_MAX_SESSIONS``.
+        TooManySessions: every host that runs it is full: it has ``BOKEHSITE_MAX_SESSIONS``, or
+            it takes no new sessions (past ``BOKEHSITE_APP_MEMORY_LIMIT``, say).
     """
     running = [host for host in live() if app in host.apps]
+    taking = [host for host in running if host.accepting]
     limit = settings.BOKEHSITE_MAX_SESSIONS
-    if running and limit and running[0].running >= limit:
+    if running and not taking:
+        memory = settings.BOKEHSITE_APP_MEMORY_LIMIT
+        raise TooManySessions(f"every app process that runs {app} is over its memory limit ({memory} MiB, "
+                              "BOKEHSITE_APP_MEMORY_LIMIT) and takes no new sessions until its sessions have ended; "
+                              "try again shortly", limit="memory", maximum=memory)
+    if taking and limit and taking[0].running >= limit:
         raise TooManySessions(f"every app process runs {limit} sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
                               "try again when some have ended", limit="per_process", maximum=limit)
-    return running[0] if running else None
+    return taking[0] if taking else None
