@@ -141,7 +141,7 @@ def _models(value):
 def test_when_the_app_host_dies_its_pages_say_the_session_ended_and_a_new_one_starts(apps, page):
     """Last of the module's shared server: it kills that server's app host."""
     open_app(page, apps.url + "apps/raising/")
-    hosts = app_host_pids(apps.server)
+    hosts = app_host_pids(apps)
     assert len(hosts) == 1
     os.kill(hosts[0], signal.SIGKILL)
     page.locator("#session-ended").wait_for(state="visible", timeout=20_000)
