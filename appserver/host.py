@@ -113,7 +113,6 @@ class Host:
                 async with websockets.connect(self.control_url, additional_headers={protocol.APP_HOST_HEADER: self.key},
                                               max_size=None) as ws:
                     self.socket = ws
-                    self._reported = None  # this connection's server hears the load afresh
                     await self.send({"type": "hello", "host": self.id, "pid": os.getpid(),
                                      "machine": socket.gethostname(), "apps": [s.name for s in self.registry.specs]})
                     async for raw in ws:
@@ -134,6 +133,7 @@ class Host:
         try:
             if message["type"] == "limits":
                 self.set_limits(int(message["memory"]), float(message["callback_timeout"]))
+                self._reported = None  # the server knows this host now: it hears its load afresh
             elif message["type"] == "create":
                 await self.create(message)
             elif message["type"] == "stored":

@@ -93,9 +93,10 @@ def pick(app: str) -> AppHost | None:
     limit = settings.BOKEHSITE_MAX_SESSIONS
     if running and not taking:
         memory = settings.BOKEHSITE_APP_MEMORY_LIMIT
-        raise TooManySessions(f"every app process that runs {app} is over its memory limit ({memory} MiB, "
-                              "BOKEHSITE_APP_MEMORY_LIMIT) and takes no new sessions until its sessions have ended; "
-                              "try again shortly", limit="memory", maximum=memory)
+        raise TooManySessions(f"every app process that runs {app} is full: over its memory limit ({memory} MiB, "
+                              "BOKEHSITE_APP_MEMORY_LIMIT), or running a callback it could not stop; it takes no new "
+                              "sessions, and a fresh one takes its place once its sessions have ended; try again "
+                              "shortly", limit="memory", maximum=memory)
     if taking and limit and taking[0].running >= limit:
         raise TooManySessions(f"every app process runs {limit} sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
                               "try again when some have ended", limit="per_process", maximum=limit)

@@ -97,12 +97,13 @@ class _TimedSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type
 class Watchdog:
     """A thread that stops callbacks running past ``limit`` CPU seconds. ``watched()`` gives the
     clocks to look at; ``timed_out(key)`` is called (from the watchdog's thread) once a stopped
-    callback's thread is back in its loop, ``stuck(key)`` once it has not come back in
-    ``RESPONSE_GRACE`` seconds."""
+    callback's thread is back in its loop, ``stuck(key)`` once it has not come back in ``grace``
+    seconds."""
 
     def __init__(self, limit: float, watched: Callable[[], dict[str, CallbackClock]],
-                 timed_out: Callable[[str], None], stuck: Callable[[str], None]):
+                 timed_out: Callable[[str], None], stuck: Callable[[str], None], grace: float = RESPONSE_GRACE):
         self.limit = limit
+        self.grace = grace
         self.watched = watched
         self.timed_out = timed_out
         self.stuck = stuck
@@ -131,7 +132,7 @@ class Watchdog:
             if clock is None or clock.busy_for() < self.limit:  # back in its loop (or gone)
                 del self._told[key]
                 self.timed_out(key)
-            elif now - told > RESPONSE_GRACE:
+            elif now - told > self.grace:
                 del self._told[key]
                 self.stuck(key)
         for key, clock in clocks.items():

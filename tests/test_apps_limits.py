@@ -3,9 +3,12 @@ page says why) and no other; a process past its memory limit takes no new sessio
 recycled once its last one has ended (tests/test_cli_apps.py checks that the settings refuse bad
 values)."""
 
+import asyncio
+import hashlib
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -61,22 +64,33 @@ curdoc().add_root(column(button, done))
 """
 
 
-def test_the_watchdog_stops_a_callback_past_its_cpu_time_and_its_loop_goes_on():
-    clock, loop_ready, timed_out = CallbackClock(), threading.Event(), threading.Event()
-    loop = {}
+@pytest.fixture
+def session_loop():
+    """An event loop in a thread of its own, as a session's, with its ``CallbackClock``."""
+    clock, ready, loop = CallbackClock(), threading.Event(), {}
 
     def run():
-        import asyncio
-
         loop["loop"] = asyncio.SelectorEventLoop(clock.selector())
-        loop_ready.set()
+        ready.set()
         loop["loop"].run_forever()
 
     threading.Thread(target=run, daemon=True).start()
-    loop_ready.wait(5)
+    assert ready.wait(5)
+    yield clock, loop["loop"]
+    loop["loop"].call_soon_threadsafe(loop["loop"].stop)
+
+
+def answers(loop) -> bool:
+    """Whether the loop runs a new callback (within 30 s)."""
+    answered = threading.Event()
+    loop.call_soon_threadsafe(answered.set)
+    return answered.wait(30)
+
+
+def test_the_watchdog_stops_a_callback_past_its_cpu_time_and_its_loop_goes_on(session_loop):
+    clock, loop = session_loop
+    timed_out, swallowed = threading.Event(), []
     dog = Watchdog(0.3, lambda: {"session": clock}, timed_out=lambda key: timed_out.set(), stuck=lambda key: None)
-    dog.start()
-    swallowed = []
 
     def spin():
         while True:
@@ -85,16 +99,40 @@ def test_the_watchdog_stops_a_callback_past_its_cpu_time_and_its_loop_goes_on():
             except Exception:  # CallbackTimedOut is no Exception
                 swallowed.append(True)
 
+    dog.start()
     try:
-        loop["loop"].call_soon_threadsafe(spin)
+        loop.call_soon_threadsafe(spin)
         assert timed_out.wait(30)
-        answered = threading.Event()
-        loop["loop"].call_soon_threadsafe(answered.set)
-        assert answered.wait(10)  # the loop runs other callbacks still
+        assert answers(loop)
         assert swallowed == []
     finally:
         dog.stop()
-        loop["loop"].call_soon_threadsafe(loop["loop"].stop)
+
+
+@pytest.mark.timeout(60)
+def test_a_callback_in_code_that_does_not_return_to_python_is_reported_stuck(session_loop):
+    clock, loop = session_loop
+    # PBKDF2 runs in OpenSSL with the interpreter lock released: the thread's CPU time grows, and
+    # the exception waits for it to return to Python. Sized to run about three seconds here.
+    start = time.thread_time()
+    hashlib.pbkdf2_hmac("sha256", b"key", b"salt", 100_000)
+    iterations = int(100_000 * 3 / max(time.thread_time() - start, 1e-3))
+    watched, stuck, timed_out, returned = {"session": clock}, threading.Event(), threading.Event(), threading.Event()
+
+    def gave_up(key):
+        watched.pop(key)  # as the host does: it watches the session no more
+        stuck.set()
+
+    dog = Watchdog(0.2, lambda: dict(watched), timed_out=lambda key: timed_out.set(), stuck=gave_up, grace=0.5)
+    dog.start()
+    try:
+        loop.call_soon_threadsafe(lambda: (hashlib.pbkdf2_hmac("sha256", b"key", b"salt", iterations), returned.set()))
+        assert stuck.wait(30)
+        assert not returned.is_set() and not timed_out.is_set()
+        assert answers(loop)  # back in Python, the callback was stopped there, and the loop goes on
+        assert not returned.is_set()
+    finally:
+        dog.stop()
 
 
 @pytest.mark.browser
@@ -144,7 +182,7 @@ def test_a_process_past_its_memory_limit_takes_no_new_session_and_is_recycled_wh
         wait_until(lambda: get(served.url + "apps/hungry/")[0] == 503, timeout=30)
         status, html = get(served.url + "apps/hungry/")
         assert status == 503 and 'data-code="too_many_sessions"' in html
-        assert "over its memory limit (300 MiB, BOKEHSITE_APP_MEMORY_LIMIT)" in html
+        assert "is full: over its memory limit (300 MiB, BOKEHSITE_APP_MEMORY_LIMIT)" in html
         assert "takes no new sessions" in served.output()
         page.context.close()  # the last session ends (unused), and the process is recycled
         wait_until(lambda: app_host_pids(served) not in ([], [host]), timeout=60)
