@@ -59,7 +59,8 @@ class CallbackClock:
     def selector(self) -> selectors.BaseSelector:
         """The selector for the thread's event loop; call it on that thread."""
         self.thread_id = threading.get_ident()
-        self._clock = time.pthread_getcpuclockid(self.thread_id)
+        if hasattr(time, "pthread_getcpuclockid"):  # not on every system: there, no callback is timed
+            self._clock = time.pthread_getcpuclockid(self.thread_id)
         self.busy_since = time.thread_time()
         return _TimedSelector(self)
 
