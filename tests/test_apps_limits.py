@@ -19,7 +19,7 @@ from tests.helpers import wait_until
 from tests.test_cli_apps import ENV
 
 # A slider answers at once; a button's callback loops for ever in pure Python (and swallows every
-# Exception); ?spin=build loops while the document is built.
+# Exception); ?spin=build loops while the document is built, ?spin=periodic in a periodic callback.
 SPINNING = """
 from bokeh.events import ButtonClick
 from bokeh.io import curdoc
@@ -34,8 +34,11 @@ def spin():
         except Exception:
             pass
 
-if curdoc().session_context.request.arguments.get("spin") == [b"build"]:
+where = curdoc().session_context.request.arguments.get("spin")
+if where == [b"build"]:
     spin()
+if where == [b"periodic"]:
+    curdoc().add_periodic_callback(spin, 500)
 echo = Div(text="value 1", name="echo")
 slider = Slider(title="value", value=1, start=0, end=10, step=1, name="value", width=300)
 slider.on_change("value", lambda attr, old, new: setattr(echo, "text", f"value {new}"))
@@ -153,6 +156,10 @@ def test_a_callback_past_its_cpu_time_ends_its_session_with_the_reason_and_no_ot
         press_slider(other)  # the same process's other session goes on
         wait_for_model(answering, "echo", "m.text === 'value 2'", timeout=10_000)
         assert app_host_pids(served) == [host]
+        # A periodic callback is stopped as well.
+        spinner.goto(served.url + "apps/spinning/?spin=periodic")
+        ended.wait_for(state="visible", timeout=30_000)
+        assert "more than 1 s of CPU time" in ended.inner_text()
         # The build counts too: that page fails with the reason, and the process serves on.
         status, html = get(served.url + "apps/spinning/?spin=build")
         assert status == 500 and "more than 1 s of CPU time" in html
