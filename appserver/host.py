@@ -73,7 +73,7 @@ class Host:
         self.building: set[str] = set()
         self.recycling = False
         self._reported: tuple[int, bool] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.main_task: asyncio.Task[None] | None = None  # run(): recycling cancels it, as a signal does
 
     # --- lifetime ----------------------------------------------------------------------------------
 
@@ -87,6 +87,8 @@ class Host:
                 logger.exception("app %s: on_server_loaded failed", spec.name)
 
     def unload(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
         for session in list(self.running.values()):
             session.end()
         for spec in self.registry.specs:
@@ -98,16 +100,6 @@ class Host:
     async def run(self) -> None:
         """Stay connected to the server (again after each drop) while the server process lives."""
         self.loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        memory = asyncio.create_task(self.watch_memory())
-        try:
-            await self._connected()
-        finally:
-            memory.cancel()
-            if self.watchdog is not None:
-                self.watchdog.stop()
-
-    async def _connected(self) -> None:
         while os.getppid() == self.parent:
             try:
                 async with websockets.connect(self.control_url, additional_headers={protocol.APP_HOST_HEADER: self.key},
@@ -297,8 +289,8 @@ class Host:
         self.recycling = True
         logger.warning("this app process (pid %s) is recycled: it was full and its last session has ended; "
                        "a fresh one starts in its place", os.getpid())
-        if self._task is not None:
-            self._task.cancel()
+        if self.main_task is not None:
+            self.main_task.cancel()
 
 
 def give_back_memory() -> None:
@@ -333,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     loop = asyncio.new_event_loop()
-    task = loop.create_task(host.run())
+    task = host.main_task = loop.create_task(host.run())
+    memory = loop.create_task(host.watch_memory())
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)
     try:
@@ -341,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     except asyncio.CancelledError:
         pass
     finally:
+        memory.cancel()
+        loop.run_until_complete(asyncio.wait([memory]))
         host.unload()
     if host.recycling:
         # A thread stuck in a callback would hold up the interpreter's exit (waiting for

@@ -52,8 +52,8 @@ def _keep_running(server_url: str) -> None:
             _children.remove(child)
         if _stopping:
             return
-        if code == 0:  # recycled: it was full (appserver.host)
-            logger.info("an app host was recycled; starting another")
+        if code == 0:  # recycled (it was full: appserver.host), or told to stop
+            logger.info("an app host ended (recycled, or told to stop); starting another")
         else:
             logger.error("an app host stopped (exit code %s); starting another", code)
         time.sleep(RESTART_PAUSE)
