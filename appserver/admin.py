@@ -26,8 +26,8 @@ class ReadOnly(admin.ModelAdmin):
 
 @admin.register(AppHost)
 class AppHostAdmin(ReadOnly):
-    list_display = ["machine", "pid", "app_names", "sessions", "started", "renewed"]
-    fields = ["id", "machine", "pid", "apps", "channel_name", "started", "renewed"]
+    list_display = ["machine", "pid", "app_names", "sessions", "memory_mib", "accepting", "started", "renewed"]
+    fields = ["id", "machine", "pid", "apps", "channel_name", "memory", "accepting", "started", "renewed"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(session_count=Count("sessions"))
@@ -35,6 +35,10 @@ class AppHostAdmin(ReadOnly):
     @admin.display(description="Apps")
     def app_names(self, host: AppHost) -> str:
         return ", ".join(host.apps)
+
+    @admin.display(description="Memory (MiB)", ordering="memory")
+    def memory_mib(self, host: AppHost) -> int:
+        return round(host.memory / 2**20)
 
     @admin.display(description="Sessions", ordering="session_count")
     def sessions(self, host: AppHost) -> int:
@@ -58,7 +62,7 @@ class AppSessionAdmin(ReadOnly):
     def end_sessions(self, request, queryset) -> None:
         ended = 0
         for session in queryset.select_related("host", "document"):
-            async_to_sync(dispatch.end)(session)  # its host runs the app's hooks and lets it go
+            async_to_sync(dispatch.end)(session, reason="an administrator ended it")  # its host runs the app's hooks and lets it go
             ended += 1
         self.message_user(request, f"Ended {ended} session(s).", messages.SUCCESS)
 

@@ -10,9 +10,12 @@ consumer answers nothing of its own: what a page waits for travels in the messag
 
 Messages, JSON text unless said (``appserver.host`` is the other side):
     host -> server  hello {host, pid, machine, apps}; built (a bundle: {session, key, reply, doc,
-                    page} and its buffers); failed {session, reply, error}
-    server -> host  create {session, app, key, request, reply}; stored {session, document,
-                    version}; end {session}
+                    page} and its buffers); failed {session, reply, error}; ended {session,
+                    reason} (the host ended it: a callback ran too long); load {memory, accepting}
+                    (its resident bytes, and whether it takes new sessions)
+    server -> host  limits {memory, callback_timeout} (the reply to hello: bytes, CPU seconds;
+                    0 for none); create {session, app, key, request, reply};
+                    stored {session, document, version}; end {session}
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import uuid
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from appserver import dispatch, hosts, sessions
 from appserver.exceptions import NoSuchSession
@@ -72,8 +76,17 @@ class AppHostConsumer(AsyncWebsocketConsumer):
             host = await db(hosts.register)(message["host"], self.channel_name, pid=int(message["pid"]),
                                             machine=str(message["machine"]), apps=list(message["apps"]))
             self.host, self.host_id = host, host.id
+            # The host has no settings of its own: it hears its limits here, before any session.
+            await self.send_json({"type": "limits", "memory": settings.BOKEHSITE_APP_MEMORY_LIMIT * 2**20,
+                                  "callback_timeout": settings.BOKEHSITE_APP_CALLBACK_TIMEOUT})
             if self.ticker is None:
                 self.ticker = asyncio.create_task(self.tick())
+        elif message["type"] == "load":
+            await db(hosts.load)(self.host_id, self.channel_name, memory=int(message["memory"]),
+                                 accepting=bool(message["accepting"]))
+        elif message["type"] == "ended":
+            if (session := await db(sessions.running_on)(self.host_id, str(message["session"]))) is not None:
+                await db(sessions.end)(session, reason=str(message["reason"]))
         elif message["type"] == "failed":
             await db(sessions.discard)(str(message["session"]))
             if message.get("reply"):
@@ -118,7 +131,7 @@ class AppHostConsumer(AsyncWebsocketConsumer):
                 await db(hosts.renew)(self.host_id, self.channel_name)
                 for session in await db(sessions.unused)(self.host_id):
                     await self.send_json({"type": "end", "session": str(session.id)})
-                    await db(sessions.end)(session)
+                    await db(sessions.end)(session, reason=sessions.UNUSED)
                 await db(sessions.end_orphans)()
             except Exception:
                 logger.exception("looking after the sessions of app host %s failed; trying again", self.host_id)

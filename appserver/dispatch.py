@@ -72,12 +72,12 @@ async def answer(reply: str, **result: str) -> None:
     await get_channel_layer().send(reply, {"type": "app.answer", **result})
 
 
-async def end(session: AppSession) -> None:
-    """Ask the session's host to end it (its hooks run there), and end it here."""
+async def end(session: AppSession, *, reason: str) -> None:
+    """Ask the session's host to end it (its hooks run there), and end it here; its page says ``reason``."""
     host = session.host
     if host is not None and host.channel_name:
         await get_channel_layer().send(host.channel_name, {"type": "app.end", "session": str(session.id)})
-    await db(sessions.end)(session)
+    await db(sessions.end)(session, reason=reason)
 
 
 async def _host_for(app: str, session: AppSession, server_url: str):

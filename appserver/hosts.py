@@ -63,6 +63,12 @@ def renew(host_id: uuid.UUID, channel_name: str) -> None:
     AppHost.objects.filter(id=host_id, channel_name=channel_name).update(renewed=timezone.now())
 
 
+def load(host_id: uuid.UUID, channel_name: str, *, memory: int, accepting: bool) -> None:
+    """What the host reported of itself: its resident memory, and whether it takes new sessions
+    (not once past ``BOKEHSITE_APP_MEMORY_LIMIT``, or with a callback it could not stop)."""
+    AppHost.objects.filter(id=host_id, channel_name=channel_name).update(memory=max(memory, 0), accepting=accepting)
+
+
 def disconnected(host_id: uuid.UUID, channel_name: str) -> None:
     """Its control socket closed: it takes no new sessions until it connects again (through any
     server process). Its sessions go on; they end only if its lease lapses."""
@@ -78,20 +84,29 @@ def live() -> list[AppHost]:
 
 def place(app: str, session_id: uuid.UUID) -> AppHost | None:
     """Give the session to the live host with the fewest sessions (starting ones too) that runs
-    ``app``, one of them at random when several have as few; None when no live host runs it.
+    ``app`` and takes new ones, one of them at random when several have as few; None when no
+    live host runs it.
 
     Raises:
-        TooManySessions: every host that runs it has ``BOKEHSITE_MAX_SESSIONS``.
+        TooManySessions: every host that runs it is full: it has ``BOKEHSITE_MAX_SESSIONS``, or
+            it takes no new sessions (past ``BOKEHSITE_APP_MEMORY_LIMIT``, say).
     """
     running = [host for host in live() if app in host.apps]
     if not running:
         return None
+    taking = [host for host in running if host.accepting]
+    if not taking:
+        memory = settings.BOKEHSITE_APP_MEMORY_LIMIT
+        raise TooManySessions(f"every app process that runs {app} is full: over its memory limit ({memory} MiB, "
+                              "BOKEHSITE_APP_MEMORY_LIMIT), or running a callback it could not stop; it takes no new "
+                              "sessions, and a fresh one takes its place once its sessions have ended; try again "
+                              "shortly", limit="memory", maximum=memory)
     limit = settings.BOKEHSITE_MAX_SESSIONS
-    if limit and running[0].running >= limit:
+    if limit and taking[0].running >= limit:
         raise TooManySessions(f"every app process runs {limit} sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
                               "try again when some have ended", limit="per_process", maximum=limit)
     # Pages that open at once all see the same counts: a random one of the least busy spreads them.
-    host = random.choice([h for h in running if h.running == running[0].running])
+    host = random.choice([h for h in taking if h.running == taking[0].running])
     AppSession.objects.filter(id=session_id).update(host=host)
     return host
 

@@ -20,6 +20,10 @@ class AppHost(models.Model):
     apps = models.JSONField(default=list)
     started = models.DateTimeField(auto_now_add=True)
     renewed = models.DateTimeField()
+    memory = models.PositiveBigIntegerField(default=0)  # resident bytes, as it last reported
+    # False once it takes no new sessions (past its memory limit, or with a callback it could not
+    # stop): it is recycled when its last session has ended.
+    accepting = models.BooleanField(default=True)
 
     def __str__(self) -> str:
         return f"{self.machine}:{self.pid}"

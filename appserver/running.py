@@ -30,6 +30,7 @@ from bokeh.server.contexts import BokehSessionContext
 from bokeh.server.session import ServerSession
 from tornado.ioloop import IOLoop
 
+from appserver.limits import CallbackClock
 from appserver.templates import template_page
 from bokehsite import bokeh_speed, protocol, wire
 from bokehsite.client.sync import DocumentSync
@@ -119,6 +120,10 @@ class BuildFailed(Exception):
         self.detail = detail
 
 
+class SessionStopped(Exception):
+    """The session's thread is gone: nothing more runs on it."""
+
+
 class RunningSession:
     """A session of ``app`` (named ``app_name``): ``build()`` makes its document, ``attach()``
     follows the stored document, ``end()`` runs the hooks and gives everything back."""
@@ -138,6 +143,7 @@ class RunningSession:
         self.session: ServerSession | None = None
         self.sync: DocumentSync | None = None
         self._loop: IOLoop | None = None
+        self.clock = CallbackClock()  # how long its callback runs now (appserver.limits.Watchdog)
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"app-{app_name}-{session_id[:8]}", daemon=True)
 
@@ -165,6 +171,8 @@ class RunningSession:
         if self._loop is not None and self._thread.is_alive():
             try:
                 self._call(self._end)
+            except SessionStopped:
+                pass  # its loop is gone: no hook can run any more
             finally:
                 self._loop.add_callback(self._loop.stop)
                 self._thread.join(10)
@@ -172,7 +180,7 @@ class RunningSession:
     # --- on the session's own thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        asyncio.set_event_loop(asyncio.SelectorEventLoop(self.clock.selector()))
         self._loop = IOLoop.current()
         self._ready.set()
         try:
@@ -196,7 +204,9 @@ class RunningSession:
                 done.set()
 
         self._loop.add_callback(call)
-        done.wait()
+        while not done.wait(1.0):
+            if not self._thread.is_alive():  # its loop stopped for good (a stopped callback unwound it)
+                raise SessionStopped("the session's thread has stopped")
         if "error" in result:
             raise result["error"]
         return result["value"]

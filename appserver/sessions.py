@@ -28,6 +28,7 @@ from appserver.exceptions import NoSuchSession, TooManySessions
 from appserver.models import AppHost, AppSession, Viewer
 from documents import replay, services
 from documents.models import Document, Kind
+from streaming import broadcast
 
 # Who owns the sessions of anonymous visitors (public apps in multi-user mode).
 APPS_ACCOUNT = "bokehsite-apps"
@@ -38,6 +39,9 @@ STARTING_AT_MOST = 300
 # Seconds a new session's page has to connect its frame (load BokehJS, fetch the document)
 # before the session may count as unused: a short unused lifetime must not end it before then.
 FIRST_VIEWER_GRACE = 10
+# Why a session ended, as its page says it ("This session has ended: ...").
+UNUSED = "nobody had it open"
+HOST_STOPPED = "the app process running this session stopped"
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,17 @@ def discard(session_id: str) -> None:
     AppSession.objects.filter(id=session_id, document=None).delete()
 
 
-def end(session: AppSession) -> None:
-    """End a session: its document and row go (its viewers' connections are told it is gone)."""
+def end(session: AppSession, *, reason: str) -> None:
+    """End a session: its document and row go, and its viewers' pages say ``reason``."""
     if session.document_id is not None:
+        broadcast.document_ended(session.document_id, reason)  # before the deletion's own announcement
         services.delete_document(session.document)
     else:
         session.delete()
+
+
+def running_on(host_id: Any, session_id: str) -> AppSession | None:
+    return AppSession.objects.select_related("document").filter(host_id=host_id, id=session_id).first()
 
 
 def unused(host_id: Any) -> list[AppSession]:
@@ -140,7 +149,7 @@ def end_orphans() -> None:
     AppSession.objects.filter(document=None, started__lt=timezone.now() - timedelta(seconds=STARTING_AT_MOST)).delete()
     for host in hosts.lapsed():
         for session in of_host(host.id):
-            end(session)
+            end(session, reason=HOST_STOPPED)
         if host.renewed < timezone.now() - timedelta(hours=1):
             host.delete()
 

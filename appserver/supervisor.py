@@ -62,7 +62,10 @@ def _keep_running(server_url: str) -> None:
             _children.remove(child)
         if _stopping:
             return
-        logger.error("an app host stopped (exit code %s); starting another", code)
+        if code == 0:  # recycled (it was full: appserver.host), or told to stop
+            logger.info("an app host ended (recycled, or told to stop); starting another")
+        else:
+            logger.error("an app host stopped (exit code %s); starting another", code)
         time.sleep(RESTART_PAUSE)
 
 

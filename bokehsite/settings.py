@@ -365,6 +365,11 @@ BOKEHSITE_PUBLIC_APPS = envlist("BOKEHSITE_PUBLIC_APPS", "")
 BOKEHSITE_UNUSED_SESSION_LIFETIME = envseconds("BOKEHSITE_UNUSED_SESSION_LIFETIME", "15")
 # App sessions at once, per app host process and per user; 0: no limit.
 BOKEHSITE_MAX_SESSIONS = envcount("BOKEHSITE_MAX_SESSIONS", "100")
+# MiB of resident memory per app process; past it the process takes no new sessions and is
+# recycled (a fresh one started) once its last session has ended. 0: no limit.
+BOKEHSITE_APP_MEMORY_LIMIT = envcount("BOKEHSITE_APP_MEMORY_LIMIT", "2048")
+# Seconds of CPU time one callback of an app may take; past it its session is ended. 0: no limit.
+BOKEHSITE_APP_CALLBACK_TIMEOUT = envcount("BOKEHSITE_APP_CALLBACK_TIMEOUT", "10")
 # Development: a new session runs the app's code as it is now on disk (changed files are reloaded).
 BOKEHSITE_APP_DEV = envbool("BOKEHSITE_APP_DEV", "0")
 # App host processes each server process starts, which run the apps' code (Daphne never does);

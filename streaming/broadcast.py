@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 CHANGED = "document.changed"
 ACCESS_CHANGED = "access.changed"
+ENDED = "document.ended"
 APPENDED = "dataset.appended"
 REMOVED = "dataset.removed"
 TICK = "connection.tick"
@@ -139,6 +140,16 @@ def access_changed(sender: Any, documents: list[str], users: list[int], sessions
         async_to_sync(send_access_changed)(documents, users, sessions)
     except Exception as error:
         _log_failure("announcing a change of access", error)
+
+
+def document_ended(document_id: uuid.UUID | str, reason: str) -> None:
+    """Close every connection of a document that is about to be deleted on purpose (an app
+    session that ended), telling each client ``reason``; sent before the deletion, whose own
+    announcement would only say that the document is gone."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(group_name(document_id), {"type": ENDED, "reason": reason})
+    except Exception as error:
+        _log_failure("announcing why a document ended", error)
 
 
 def rows_appended(sender: Any, dataset: Any, old_length: int, new_length: int, **kwargs: Any) -> None:

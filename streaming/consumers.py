@@ -193,6 +193,10 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.access.sessions_ended(event.get("sessions", ()))
         await self.recheck()
 
+    async def document_ended(self, event) -> None:
+        """The document is ending on purpose (its app session ended): say why, and close."""
+        await self.refuse(DocumentNotFound(str(event["reason"])))
+
     async def dataset_appended(self, event) -> None:
         await self.views.rows_appended(event["dataset"], event["old_length"])
 

@@ -299,6 +299,19 @@ def start_app_server(database: Path, folder: Path, apps: list[Path], **env: str)
     return AppServer(server.start(), folder)
 
 
+def app_host_pids(served: AppServer) -> list[int]:
+    """The ids of the app host processes the server started (its children)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == served.server.process.pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 # --- plain HTTP ------------------------------------------------------------------------------------
 
 

@@ -7,13 +7,12 @@ import json
 import os
 import signal
 import threading
-from pathlib import Path
 
 import pytest
 import websockets
 
 from bokehsite import protocol
-from tests.apps_helpers import (BROKEN, FINE, RAISING, apps_database, frame_src, get, hidden,  # noqa: F401
+from tests.apps_helpers import (BROKEN, FINE, RAISING, app_host_pids, apps_database, frame_src, get, hidden,  # noqa: F401
                                 open_app, press_slider, session_document, start_app_server, wait_for_model,
                                 write_script)
 from tests.helpers import log_in, wait_until
@@ -139,26 +138,14 @@ def _models(value):
             yield from _models(item)
 
 
-def _children(pid: int) -> list[int]:
-    """The ids of the processes whose parent is ``pid`` (the app hosts a server started)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def test_when_the_app_host_dies_its_pages_say_the_session_ended_and_a_new_one_starts(apps, page):
     """Last of the module's shared server: it kills that server's app host."""
     open_app(page, apps.url + "apps/raising/")
-    hosts = _children(apps.server.process.pid)
+    hosts = app_host_pids(apps)
     assert len(hosts) == 1
     os.kill(hosts[0], signal.SIGKILL)
     page.locator("#session-ended").wait_for(state="visible", timeout=20_000)
+    assert "the app process running this session stopped" in page.locator("#session-ended").inner_text()
     frame = open_app(page, apps.url + "apps/raising/")  # the server starts another host
     press_slider(page, 2)
     wait_for_model(frame, "echo", "m.text === 'value 3'", timeout=10_000)

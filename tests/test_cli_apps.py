@@ -107,6 +107,9 @@ def test_the_options_become_the_settings_the_server_reads(tmp_path, monkeypatch)
     ("BOKEHSITE_UNUSED_SESSION_LIFETIME", "soon", "BOKEHSITE_UNUSED_SESSION_LIFETIME must be a number of seconds"),
     ("BOKEHSITE_UNUSED_SESSION_LIFETIME", "0", "BOKEHSITE_UNUSED_SESSION_LIFETIME must be more than 0 seconds"),
     ("BOKEHSITE_MAX_SESSIONS", "-1", "BOKEHSITE_MAX_SESSIONS must be 0 or more"),
+    ("BOKEHSITE_APP_MEMORY_LIMIT", "-1", "BOKEHSITE_APP_MEMORY_LIMIT must be 0 or more, not -1"),
+    ("BOKEHSITE_APP_CALLBACK_TIMEOUT", "-1", "BOKEHSITE_APP_CALLBACK_TIMEOUT must be 0 or more, not -1"),
+    ("BOKEHSITE_APP_CALLBACK_TIMEOUT", "soon", "BOKEHSITE_APP_CALLBACK_TIMEOUT must be an integer"),
     ("BOKEHSITE_APP_DEV", "maybe", "BOKEHSITE_APP_DEV must be a boolean"),
 ])
 def test_the_settings_refuse_bad_app_values_with_the_reason(tmp_path, name, value, message):
