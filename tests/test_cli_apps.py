@@ -15,7 +15,9 @@ import pytest
 from bokehsite import cli
 from tests.servers import ROOT, free_port, wait_for_port
 from tests.test_app_loading import write_directory_app, write_notebook_app, write_script_app
-from tests.test_bokeh_server_command import CLEAN_ENV
+from tests.apps_helpers import get
+from tests.helpers import wait_until
+from tests.test_bokeh_server_command import CLEAN_ENV, children_of
 
 BOKEH_SERVER = str(Path(sys.executable).parent / "bokeh-server")
 # This checkout's code, before the installed (editable) package's.
@@ -141,20 +143,44 @@ def test_a_server_with_apps_lists_their_urls_and_never_runs_their_code_itself(tm
     app = write_script_app(tmp_path, "whoami", "import os\nopen(__file__ + '.pids', 'a').write(f'{os.getpid()}\\n')\n")
     port = free_port()
     log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen([BOKEH_SERVER, "--port", str(port), "--dev", str(app), str(write_directory_app(tmp_path))],
-                              cwd=tmp_path, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen([BOKEH_SERVER, "--port", str(port), "--dev", "--app-workers", "2", str(app),
+                               str(write_directory_app(tmp_path))], cwd=tmp_path, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     output = lambda: (tmp_path / "server.log").read_text()  # noqa: E731
+    pids = lambda: list(map(int, Path(f"{app}.pids").read_text().split()))  # noqa: E731
     try:
         wait_for_port(port, 90, server, output)
         assert f"bokeh-server: app whoami at http://localhost:{port}/apps/whoami/" in output()
         assert f"bokeh-server: app weather at http://localhost:{port}/apps/weather/" in output()
         assert "dev mode: new sessions use changed code" in output()
-        (pid,) = map(int, Path(f"{app}.pids").read_text().split())
-        assert pid != server.pid  # it ran once, in the checking process
+        assert pids()[0] != server.pid  # it ran once, in the checking process
+        # The server's children: a Daphne worker and two app workers, which run each session.
+        wait_until(lambda: len(app_workers(server.pid)) == 2, timeout=60)
+        workers = app_workers(server.pid)
+        assert len(children_of(server.pid)) == 3
+        assert get(f"http://127.0.0.1:{port}/apps/whoami/")[0] == 200
+        assert pids()[-1] in workers
+        # An app worker that dies is started again, and sessions open on the workers there are.
+        os.kill(workers[0], signal.SIGKILL)
+        wait_until(lambda: len(app_workers(server.pid)) == 2 and workers[0] not in app_workers(server.pid), timeout=60)
+        assert f"(pid {workers[0]}) exited with status -9; starting it again" in output()
+        assert get(f"http://127.0.0.1:{port}/apps/whoami/")[0] == 200
+        assert pids()[-1] in app_workers(server.pid)
+        workers = app_workers(server.pid)
         server.send_signal(signal.SIGINT)
-        assert server.wait(20) == 0
+        assert server.wait(30) == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # stopped with the server
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
         log.close()
+
+
+def app_workers(pid: int) -> list[int]:
+    def command(child: int) -> bytes:
+        try:
+            return Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            return b""
+
+    return [child for child in children_of(pid) if b"appserver.host" in command(child)]
