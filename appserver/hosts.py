@@ -23,8 +23,6 @@ from appserver.exceptions import TooManySessions
 from appserver.models import AppHost, AppSession
 from bokehsite import protocol
 
-
-
 # Seconds a host counts as alive after its consumer last renewed it (each second): a server
 # process that died leaves its hosts' rows behind, and no page should wait on them.
 LEASE = 5.0

@@ -43,6 +43,19 @@ def missing_programs() -> list[str]:
 
 
 @contextmanager
+def services_for_tests() -> Iterator[tuple[ThrowawayPostgres, ThrowawayRedis, dict[str, str]]]:
+    """``services()`` for a test module: skipped where the programs are missing (failed in CI)."""
+    import pytest
+
+    if missing := missing_programs():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the fault tests need {' and '.join(missing)}")
+        pytest.skip(f"the fault tests need {' and '.join(missing)}")
+    with services() as running:
+        yield running
+
+
+@contextmanager
 def services() -> Iterator[tuple[ThrowawayPostgres, ThrowawayRedis, dict[str, str]]]:
     """A PostgreSQL and a Redis of their own, and the environment of servers on a migrated database."""
     postgres = ThrowawayPostgres().start()

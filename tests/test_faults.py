@@ -8,7 +8,6 @@ viewer ends with the server's document.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
@@ -21,11 +20,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.daphne, pytest.mark.timeout(150)]
 
 @pytest.fixture(scope="module")
 def services():
-    if missing := faults.missing_programs():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the fault tests need {' and '.join(missing)}")
-        pytest.skip(f"the fault tests need {' and '.join(missing)}")
-    with faults.services() as running:
+    with faults.services_for_tests() as running:
         yield running
 
 
