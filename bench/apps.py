@@ -117,8 +117,19 @@ def parse_args() -> argparse.Namespace:
                         help="both servers' unused-session lifetime, ms (default %(default)s)")
     parser.add_argument("--burst", type=int, default=20, help="app pages asked for at once (default %(default)s)")
     parser.add_argument("--bursts", type=int, default=5, help="bursts per system (default %(default)s)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="server processes: bokeh serve --num-procs N, bokeh-server --workers N --app-workers N "
+                             "(over 1 on a throwaway PostgreSQL database and a Redis database: --database-url, "
+                             "--redis-url) (default 1)")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres",
+                        help="a PostgreSQL server where a throwaway database is made for --processes over 1")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12",
+                        help="a Redis database for --processes over 1, emptied first (default %(default)s)")
+    parser.add_argument("--only", default="open,round_trip,memory,bursts",
+                        help="which figures, comma-separated (default: all, %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE ('-': standard output)")
     args = parser.parse_args()
+    args.only = {name.strip() for name in args.only.split(",")}
     args.systems = [name.strip() for name in args.systems.split(",") if name.strip()]
     unknown = sorted(set(args.systems) - set(SYSTEMS))
     if unknown or not args.systems:
@@ -135,8 +146,10 @@ class Server:
     name: str
     framed: bool  # the document renders in the page's sandboxed frame
 
-    def __init__(self, tmp: Path, app: Path, points: int, lifetime_ms: int = UNUSED_SESSION_LIFETIME_MS):
+    def __init__(self, tmp: Path, app: Path, points: int, lifetime_ms: int = UNUSED_SESSION_LIFETIME_MS,
+                 processes: int = 1, stores: tuple[str, str] | None = None):
         self.tmp, self.app, self.points, self.lifetime_ms = tmp, app, points, lifetime_ms
+        self.processes, self.stores = processes, stores  # stores: (database URL, Redis URL) when processes > 1
         self.port = free_port()
         self.log = tmp / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -205,10 +218,11 @@ class BokehServe(Server):
     def command(self) -> tuple[list[str], dict[str, str]]:
         return [sys.executable, "-m", "bokeh", "serve", str(self.app), "--port", str(self.port),
                 "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{self.port}",
-                "--unused-session-lifetime", str(self.lifetime_ms), "--check-unused-sessions", "500"], {}
+                "--unused-session-lifetime", str(self.lifetime_ms), "--check-unused-sessions", "500",
+                "--num-procs", str(self.processes)], {}
 
     def app_processes(self) -> list[int]:
-        return [self.process.pid]
+        return [self.process.pid, *descendants(self.process.pid)]  # --num-procs forks the server
 
     def open(self, page: Page, timeout: float = OPEN_TIMEOUT_MS) -> Frame:
         page.goto(self.url, timeout=timeout)
@@ -229,7 +243,9 @@ class Bokehsite(Server):
         run = "import sys; from bokehsite.cli import bokeh_server; sys.exit(bokeh_server())"
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         return [sys.executable, "-c", run, "--port", str(self.port), "--data-dir", str(self.tmp / "bokehsite-data"),
-                "--unused-session-lifetime", str(self.lifetime_ms), str(self.app)], env
+                "--unused-session-lifetime", str(self.lifetime_ms), "--workers", str(self.processes),
+                "--app-workers", str(self.processes), str(self.app),
+                *(["--database-url", self.stores[0], "--redis-url", self.stores[1]] if self.stores else [])], env
 
     def app_processes(self) -> list[int]:
         return [pid for pid in descendants(self.process.pid) if "appserver.host" in command_line(pid)]
@@ -402,55 +418,62 @@ def verdict(ok: bool) -> str:
 
 def report(figures: dict[str, dict[str, Any]]) -> None:
     names = list(figures)
+    has = lambda key: all(key in f for f in figures.values())  # noqa: E731  (--only leaves some out)
     print()
-    print("Page open → app drawn (s, from navigation start, fresh context each):")
-    print(f"  {'':<12} {'loads':>6} {'median':>7} {'p90':>7} {'min':>7}")
-    for name, f in figures.items():
-        t = f["open_s"]
-        print(f"  {name:<12} {len(t):>6} {percentile(t, 50):>7.3f} {percentile(t, 90):>7.3f} {min(t):>7.3f}")
-    print()
-    print("Slider round trip, key press on the slider → recomputed line painted (ms):")
-    print(f"  {'':<12} {'changes':>8} {'lost':>5} {'invalid':>8} {'p50':>7} {'p99':>7} {'mean':>7}")
-    for name, f in figures.items():
-        r = f["round_trip"]
-        ms = r["ms"]
-        print(f"  {name:<12} {len(ms):>8} {r['lost']:>5} {r['invalid']:>8} {percentile(ms, 50):>7.1f} "
-              f"{percentile(ms, 99):>7.1f} {np.mean(ms) if ms else float('nan'):>7.1f}")
-    print()
-    print("Memory, resident MiB of the processes running app code (all the system's processes in brackets):")
-    print(f"  {'':<12} {'before':>15} {'sessions open':>15} {'per session':>13} {'after closing':>15} {'given back':>11}"
-          f" {'live':>5} {'not live':>9}")
-    for name, f in figures.items():
-        m = f["memory"]
-        print(f"  {name:<12} {m['app_mib'][0]:>6.0f} ({m['total_mib'][0]:>6.0f}) {m['app_mib'][-1]:>6.0f} ({m['total_mib'][-1]:>6.0f})"
-              f" {m['app_slope_mib']:>5.2f} ({m['total_slope_mib']:>5.2f}) {m['after_app_mib']:>6.0f} ({m['after_total_mib']:>6.0f})"
-              f" {given_back(m):>10.0%} {len(m['app_mib']) - 1:>5} {m['not_live']:>9}")
-    lifetime = next(iter(figures.values()))["memory"]["lifetime_ms"]
-    print(f"  (live: pages drawn with their websocket live, held open together; per session: the slope over the "
-          f"live sessions from the second on; after closing: {lifetime / 1000:g} s unused-session lifetime + {SETTLE_S} s)")
-    print()
-    print("Sessions created per second, pages asked for at once:")
-    print(f"  {'':<12} {'bursts':>6} {'failed':>6} {'median/s':>9} {'min/s':>7} {'GET p50 s':>10} {'GET max s':>10}")
-    for name, f in figures.items():
-        b = f["bursts"]
-        print(f"  {name:<12} {len(b['sessions_per_s']):>6} {b['failures']:>6} {percentile(b['sessions_per_s'], 50):>9.1f} "
-              f"{min(b['sessions_per_s']):>7.1f} {percentile(b['request_s'], 50):>10.3f} {max(b['request_s']):>10.3f}"
-              + (f"  (HTTP status: {b['statuses']})" if b["failures"] else ""))
-    print()
+    if has("open_s"):
+        print("Page open → app drawn (s, from navigation start, fresh context each):")
+        print(f"  {'':<12} {'loads':>6} {'median':>7} {'p90':>7} {'min':>7}")
+        for name, f in figures.items():
+            t = f["open_s"]
+            print(f"  {name:<12} {len(t):>6} {percentile(t, 50):>7.3f} {percentile(t, 90):>7.3f} {min(t):>7.3f}")
+        print()
+    if has("round_trip"):
+        print("Slider round trip, key press on the slider → recomputed line painted (ms):")
+        print(f"  {'':<12} {'changes':>8} {'lost':>5} {'invalid':>8} {'p50':>7} {'p99':>7} {'mean':>7}")
+        for name, f in figures.items():
+            r = f["round_trip"]
+            ms = r["ms"]
+            print(f"  {name:<12} {len(ms):>8} {r['lost']:>5} {r['invalid']:>8} {percentile(ms, 50):>7.1f} "
+                  f"{percentile(ms, 99):>7.1f} {np.mean(ms) if ms else float('nan'):>7.1f}")
+        print()
+    if has("memory"):
+        print("Memory, resident MiB of the processes running app code (all the system's processes in brackets):")
+        print(f"  {'':<12} {'before':>15} {'sessions open':>15} {'per session':>13} {'after closing':>15} {'given back':>11}"
+              f" {'live':>5} {'not live':>9}")
+        for name, f in figures.items():
+            m = f["memory"]
+            print(f"  {name:<12} {m['app_mib'][0]:>6.0f} ({m['total_mib'][0]:>6.0f}) {m['app_mib'][-1]:>6.0f} ({m['total_mib'][-1]:>6.0f})"
+                  f" {m['app_slope_mib']:>5.2f} ({m['total_slope_mib']:>5.2f}) {m['after_app_mib']:>6.0f} ({m['after_total_mib']:>6.0f})"
+                  f" {given_back(m):>10.0%} {len(m['app_mib']) - 1:>5} {m['not_live']:>9}")
+        lifetime = next(iter(figures.values()))["memory"]["lifetime_ms"]
+        print(f"  (live: pages drawn with their websocket live, held open together; per session: the slope over the "
+              f"live sessions from the second on; after closing: {lifetime / 1000:g} s unused-session lifetime + {SETTLE_S} s)")
+        print()
+    if has("bursts"):
+        print("Sessions created per second, pages asked for at once:")
+        print(f"  {'':<12} {'bursts':>6} {'failed':>6} {'median/s':>9} {'min/s':>7} {'GET p50 s':>10} {'GET max s':>10}")
+        for name, f in figures.items():
+            b = f["bursts"]
+            print(f"  {name:<12} {len(b['sessions_per_s']):>6} {b['failures']:>6} {percentile(b['sessions_per_s'], 50):>9.1f} "
+                  f"{min(b['sessions_per_s']):>7.1f} {percentile(b['request_s'], 50):>10.3f} {max(b['request_s']):>10.3f}"
+                  + (f"  (HTTP status: {b['statuses']})" if b["failures"] else ""))
+        print()
     if names != ["bokeh serve", "bokehsite"]:
         print("targets: need both systems (--systems bokeh,bokehsite)")
         return
     serve, site = figures["bokeh serve"], figures["bokehsite"]
-    a, b = percentile(site["open_s"], 50), percentile(serve["open_s"], 50)
-    print(f"target: open → drawn no slower than bokeh serve (median): {verdict(a <= b)} ({a:.3f} s vs {b:.3f} s)")
-    for q in (50, 99):
+    if has("open_s"):
+        a, b = percentile(site["open_s"], 50), percentile(serve["open_s"], 50)
+        print(f"target: open → drawn no slower than bokeh serve (median): {verdict(a <= b)} ({a:.3f} s vs {b:.3f} s)")
+    for q in (50, 99) if has("round_trip") else ():
         a, b = percentile(site["round_trip"]["ms"], q), percentile(serve["round_trip"]["ms"], q)
         print(f"target: round trip p{q} no slower than bokeh serve: {verdict(a <= b)} ({a:.1f} ms vs {b:.1f} ms)")
-    a, b = site["memory"]["app_slope_mib"], serve["memory"]["app_slope_mib"]
-    print(f"target: memory per session half of bokeh serve's or less: {verdict(a <= b / 2)} ({a:.2f} MiB vs {b:.2f} MiB)")
-    a, b = given_back(site["memory"]), given_back(serve["memory"])
-    print(f"target: memory given back (half or more of what the sessions added): {verdict(a >= 0.5)} "
-          f"({a:.0%}; bokeh serve {b:.0%})")
+    if has("memory"):
+        a, b = site["memory"]["app_slope_mib"], serve["memory"]["app_slope_mib"]
+        print(f"target: memory per session half of bokeh serve's or less: {verdict(a <= b / 2)} ({a:.2f} MiB vs {b:.2f} MiB)")
+        a, b = given_back(site["memory"]), given_back(serve["memory"])
+        print(f"target: memory given back (half or more of what the sessions added): {verdict(a >= 0.5)} "
+              f"({a:.0%}; bokeh serve {b:.0%})")
 
 
 def without_nan(value: Any) -> Any:
@@ -464,16 +487,36 @@ def without_nan(value: Any) -> Any:
     return value
 
 
+def shared_stores(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str, str]:
+    """A throwaway PostgreSQL database (dropped at the end) and an emptied Redis database."""
+    import psycopg
+    import redis
+
+    name = f"bench_apps_{os.getpid()}"
+    with psycopg.connect(args.database_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+
+    def drop() -> None:
+        with psycopg.connect(args.database_url, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    stack.callback(drop)
+    redis.Redis.from_url(args.redis_url).flushdb()
+    return args.database_url.rsplit("/", 1)[0] + f"/{name}", args.redis_url
+
+
 def main() -> None:
     args = parse_args()
     print(f"bokehsite hosted apps against bokeh serve; {machine()}")
     print(f"bokehsite at {revision()}; systems: {', '.join(args.systems)}; {args.points} points; unused-session "
-          f"lifetime {args.unused_session_lifetime} ms", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-apps-") as tmp, sync_playwright() as pw:
+          f"lifetime {args.unused_session_lifetime} ms; {args.processes} process(es)", flush=True)
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-apps-") as tmp, \
+            sync_playwright() as pw:
         app = Path(tmp) / f"{APP_NAME}.py"
         app.write_text(APP_SOURCE)
         kinds = {"bokeh": BokehServe, "bokehsite": Bokehsite}
-        servers = [kinds[name](Path(tmp), app, args.points, args.unused_session_lifetime)
+        stores = shared_stores(args, stack) if args.processes > 1 else None
+        servers = [kinds[name](Path(tmp), app, args.points, args.unused_session_lifetime, args.processes, stores)
                    for name in SYSTEMS if name in args.systems]
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         chromium = browser.version
@@ -481,16 +524,18 @@ def main() -> None:
         try:
             for server in servers:
                 server.start()
-            print("open → drawn…", file=sys.stderr, flush=True)
-            for name, times in open_to_drawn(servers, browser, args.repeat).items():
-                figures[name]["open_s"] = times
-            print("round trips…", file=sys.stderr, flush=True)
-            for name, result in round_trips(servers, browser, args.changes, args.warmup, args.gap).items():
-                figures[name]["round_trip"] = result
-            for server in servers:  # one at a time: the other system stays idle
+            if "open" in args.only:
+                print("open → drawn…", file=sys.stderr, flush=True)
+                for name, times in open_to_drawn(servers, browser, args.repeat).items():
+                    figures[name]["open_s"] = times
+            if "round_trip" in args.only:
+                print("round trips…", file=sys.stderr, flush=True)
+                for name, result in round_trips(servers, browser, args.changes, args.warmup, args.gap).items():
+                    figures[name]["round_trip"] = result
+            for server in servers if "memory" in args.only else []:  # one at a time: the other system stays idle
                 print(f"memory, {server.name}…", file=sys.stderr, flush=True)
                 figures[server.name]["memory"] = memory(server, browser, args.sessions)
-            for server in servers:
+            for server in servers if "bursts" in args.only else []:
                 print(f"bursts, {server.name}…", file=sys.stderr, flush=True)
                 figures[server.name]["bursts"] = bursts(server, args.burst, args.bursts)
                 if figures[server.name]["bursts"]["failures"]:
