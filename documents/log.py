@@ -85,7 +85,9 @@ def _logged_keys(document_id: uuid.UUID, keys: list[str]) -> dict[str, int]:
     """The versions of the changes with these keys that the log holds."""
     if not keys:
         return {}
-    return dict(Event.objects.filter(document_id=document_id, key__in=keys).values_list("key", "version"))
+    # Unordered: ordered by version, SQLite walks every event of the document (up to
+    # BOKEHSITE_HISTORY rows, buffers and all) instead of looking the keys up in their index.
+    return dict(Event.objects.filter(document_id=document_id, key__in=keys).order_by().values_list("key", "version"))
 
 
 def _apply_in_memory(live: LiveDocument, requests: list[PatchRequest], logged: dict[str, int]):
