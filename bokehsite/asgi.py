@@ -20,7 +20,6 @@ from streaming.auth import WebsocketAuthStack  # noqa: E402
 from streaming.routing import websocket_urlpatterns  # noqa: E402
 
 
-
 def _close_connections(**kwargs) -> None:
     connections.close_all()
 
