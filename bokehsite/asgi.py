@@ -4,6 +4,9 @@ import gc
 import os
 
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished
+from django.db import connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bokehsite.settings")
 django_asgi_app = get_asgi_application()
@@ -15,6 +18,15 @@ from django.urls import get_resolver  # noqa: E402
 from appserver import routing as app_routing, supervisor  # noqa: E402
 from streaming.auth import WebsocketAuthStack  # noqa: E402
 from streaming.routing import websocket_urlpatterns  # noqa: E402
+
+
+def _close_connections(**kwargs) -> None:
+    connections.close_all()
+
+
+# Each HTTP request runs in a thread of its own, which ends with it: a connection kept open
+# (DATABASE_CONN_MAX_AGE) would never be used again, yet stay open until a garbage collection.
+request_finished.connect(_close_connections, sender=ASGIHandler, dispatch_uid="bokehsite.asgi.close_connections")
 
 application = ProtocolTypeRouter(
     {

@@ -19,7 +19,7 @@ from typing import Any
 
 from bokeh.core.serialization import Buffer
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from bokehsite import wire
@@ -85,7 +85,16 @@ def _logged_keys(document_id: uuid.UUID, keys: list[str]) -> dict[str, int]:
     """The versions of the changes with these keys that the log holds."""
     if not keys:
         return {}
-    return dict(Event.objects.filter(document_id=document_id, key__in=keys).values_list("key", "version"))
+    # On the way of every change: a statement, not a query built each time (building it took
+    # ten times as long as running it). Unordered: ordered by version, SQLite would walk every
+    # event of the document (up to BOKEHSITE_HISTORY rows, buffers and all) instead of looking
+    # the keys up in their index.
+    quote = connection.ops.quote_name
+    sql = (f"SELECT {quote('key')}, version FROM {Event._meta.db_table} "
+           f"WHERE document_id = %s AND {quote('key')} IN ({', '.join(['%s'] * len(keys))})")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Document._meta.pk.get_db_prep_value(document_id, connection), *keys])
+        return dict(cursor.fetchall())
 
 
 def _apply_in_memory(live: LiveDocument, requests: list[PatchRequest], logged: dict[str, int]):

@@ -1,11 +1,16 @@
 """Settings come from the environment, with safe defaults; bad values fail loudly."""
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.servers import ROOT
+import pytest
+import requests
+
+from tests.servers import ROOT, DaphneServer, database_url
 
 PRINT = """
 import django, json
@@ -48,6 +53,7 @@ def test_defaults_are_sqlite_in_memory_layer_and_no_debug(tmp_path):
     assert values["debug"] is False and values["multi_user"] is False
     assert values["first_app"] == "daphne"
     assert values["hosts"] == ["localhost", "127.0.0.1", "[::1]"]
+    assert values["conn_max_age"] == 600  # opening and closing SQLite would cost every change
 
 
 def test_a_generated_secret_key_is_kept_private_and_reused(tmp_path):
@@ -104,3 +110,24 @@ def test_trusted_proxies_default_to_none_and_set_drfs_num_proxies(tmp_path):
     assert json.loads(load_settings(tmp_path, BOKEHSITE_TRUSTED_PROXIES="2").stdout)["num_proxies"] == 2
     result = load_settings(tmp_path, BOKEHSITE_TRUSTED_PROXIES="-1")
     assert result.returncode != 0 and "BOKEHSITE_TRUSTED_PROXIES must be 0 or more" in result.stderr
+
+
+@pytest.mark.timeout(90)
+def test_http_requests_leave_no_database_connection_open(transactional_db):
+    """Connections are kept (DATABASE_CONN_MAX_AGE, 600 s on SQLite) by threads that live on; an
+    HTTP request has a thread of its own, whose kept connection would hold the database's files
+    open until a garbage collection."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if not db["ENGINE"].endswith("sqlite3"):
+        pytest.skip("counts the SQLite files a server holds open")
+    with DaphneServer(env={"DATABASE_URL": database_url(db)}) as server:
+        for _ in range(30):
+            answer = requests.get(server.url + "api/documents/", timeout=10)
+            assert answer.status_code == 200, answer.text
+        held = []
+        for fd in Path(f"/proc/{server.process.pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                held.append(os.readlink(fd))
+    assert sum(name == str(db["NAME"]) for name in held) <= 1
