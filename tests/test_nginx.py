@@ -75,9 +75,10 @@ class Nginx:
             "/etc/ssl/private/bokehsite.key": str(key),
         })
         (self.prefix / "site.conf").write_text(site)
+        # nginx makes these for its workers, which run as `nobody` when it starts as root: they
+        # spool large answers there (a fetch of the pushed document does).
         temp = {name: self.prefix / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-        for folder in temp.values():
-            folder.mkdir()
+        self.prefix.chmod(0o755)
         # What /etc/nginx/nginx.conf gives a site: an http block that includes it.
         (self.prefix / "nginx.conf").write_text(f"""
 worker_processes 1;
@@ -132,6 +133,7 @@ def proxied_cluster() -> Iterator[tuple[Nginx, list[DaphneServer]]]:
         nginx = Nginx([server.port for server in servers]).start()
         stack.callback(nginx.stop)
         yield nginx, servers
+        assert not re.search(r"\[(error|crit|alert|emerg)\]", nginx.output()), nginx.output()[-3000:]
         for server in servers:
             assert "Traceback" not in server.output(), server.output()[-3000:]
 
