@@ -36,6 +36,7 @@ from appserver.models import AppHost
 from bokehsite import health
 from datasets.models import Dataset
 from documents import images
+from documents.exceptions import ExportFailed
 from documents.models import Event, EventKind, Snapshot, Thumbnail
 from streaming import limits
 from streaming.models import ConnectionPlace, ServerProcess
@@ -126,7 +127,7 @@ def channel_layer() -> dict[str, str]:
 @functools.lru_cache(maxsize=4)
 def _chromium_version(path: str) -> str:
     try:
-        run = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20)
+        run = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"unknown ({type(error).__name__})"
     return run.stdout.strip() or f"unknown (exit status {run.returncode})"
@@ -145,8 +146,8 @@ def chromium() -> dict[str, Any]:
 def _renderer() -> dict[str, Any] | None:
     try:
         return images.status()
-    except Exception as error:  # a renderer that does not answer is worth showing, not a broken page
-        return {"pid": "?", "error": f"{type(error).__name__}: {error}"}
+    except ExportFailed as error:  # it stopped, or did not answer (and was stopped): shown, not a broken page
+        return {"pid": "?", "error": str(error)}
 
 
 def disk(database_up: bool = True) -> dict[str, Any]:

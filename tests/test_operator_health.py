@@ -4,6 +4,7 @@ login page for anyone not logged in."""
 import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from bokehsite import operators
 from datasets.models import Dataset
 from documents import quota
 from streaming.models import ConnectionPlace, ServerProcess
-from tests.conftest import PASSWORD, make_user, token_client
+from tests.conftest import CHROMIUM, PASSWORD, make_user, token_client
 from tests.helpers import store, upload_dataset
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +26,7 @@ SECTIONS = ["versions", "processes", "app-hosts", "database", "channel-layer", "
 
 
 def section(html: str, name: str) -> str:
-    found = re.search(rf'<div class="module" id="{name}">(.*?)</div>', html, re.S)
+    found = re.search(rf'<div class="module" id="{name}">(.*?)</div>', html, re.DOTALL)
     assert found, f"no {name} section"
     return found.group(1)
 
@@ -98,3 +99,29 @@ def test_anyone_not_logged_in_is_sent_to_log_in(client, settings, mode):
     response = client.get(URL)
     assert response.status_code == 302 and response["Location"] == f"/accounts/login/?next={URL}"
 
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)  # the renderer's answers come on a thread of their own
+def test_the_chromium_section_shows_the_renderer_once_it_has_drawn(client, staff, alice):
+    from documents import images, services
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing")
+    images.stop()
+    try:
+        b"".join(services.export_document(store(alice, "drawn"), "png")[1])
+        client.force_login(staff)
+        chromium = section(client.get(URL).content.decode(), "chromium")
+        assert f"running (PID {images.status()['pid']}, 1 drawing so far)" in chromium
+        assert re.search(r"<th>Version</th><td>Chromium \d+\.", chromium)
+    finally:
+        images.stop()
+
+
+def test_a_missing_chromium_is_named(client, staff, settings):
+    settings.BOKEHSITE_CHROMIUM = "/nonexistent/chromium"
+    client.force_login(staff)
+    chromium = section(client.get(URL).content.decode(), "chromium")
+    assert "/nonexistent/chromium (missing)" in chromium and "no Chromium at /nonexistent/chromium" in chromium
+    assert "not drawn" in chromium
