@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,6 +31,7 @@ from bokehsite.client import Session
 from bokehsite.client.follower import Follower
 from tests import faults
 from tests.conftest import PASSWORD
+from tests.helpers import wait_until
 from tests.servers import ROOT, DaphneServer, free_port, wait_for_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.daphne, pytest.mark.timeout(180)]
@@ -86,7 +88,8 @@ worker_processes 1;
 error_log {self.prefix / 'error.log'} info;
 events {{ worker_connections 256; }}
 http {{
-    access_log {self.prefix / 'access.log'};
+    log_format upstream '$remote_addr "$request" $status $upstream_addr';
+    access_log {self.prefix / 'access.log'} upstream;
     client_body_temp_path {temp['body']};
     proxy_temp_path {temp['proxy']};
     fastcgi_temp_path {temp['fastcgi']};
@@ -264,3 +267,48 @@ def test_the_login_limit_counts_the_address_nginx_saw_not_the_one_a_client_wrote
     assert [login(guesser, PASSWORD, f"203.0.113.{i}") for i in range(2)] == [429, 429]
     # Another client, through the same nginx (the same socket peer for the server), is let in.
     assert login(client_from("127.0.0.3"), PASSWORD) == 200
+
+
+def test_the_staff_health_page_counts_the_websockets_of_both_processes(nginx, proxied):
+    _, servers = proxied
+    env = servers[0].env
+    created = subprocess.run(
+        [sys.executable, "-m", "bokehsite.cli", "createuser", "olga", "--staff", "--database-url", env["DATABASE_URL"],
+         "--data-dir", env["BOKEHSITE_DATA_DIR"]],
+        input=PASSWORD + "\n", env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert created.returncode == 0, created.stderr
+    staff = requests.Session()
+    staff.get(nginx.https_url + "accounts/login/", timeout=30)
+    logged_in = staff.post(nginx.https_url + "accounts/login/", timeout=30,
+                           data={"username": "olga", "password": PASSWORD, "next": "/admin/health/",
+                                 "csrfmiddlewaretoken": staff.cookies["csrftoken"]},
+                           headers={"Referer": nginx.https_url + "accounts/login/"})
+    assert logged_in.status_code == 200 and logged_in.url == nginx.https_url + "admin/health/", logged_in.text[-2000:]
+
+    def connections() -> list[int]:
+        page = staff.get(nginx.https_url + "admin/health/", timeout=30)
+        assert page.status_code == 200
+        return sorted(int(n) for n in re.findall(r'<td class="connections">(\d+)</td>', page.text) if n != "0")
+
+    token = account(nginx, "vic")
+    Session(nginx.https_url, token).push_document(line(10, "watched"), "watched")
+
+    async def watch() -> None:
+        followers: list[Follower] = []
+        try:
+            # Each process counts its own; the page, served by either, adds the other's from the
+            # database. Followers are added until nginx has given both Daphnes some.
+            while len(counted := await asyncio.to_thread(connections)) < 2:
+                assert len(followers) < 8, counted
+                followers.append(await Follower(Session(nginx.https_url, token), "watched").__aenter__())
+                await asyncio.to_thread(wait_until, lambda: sum(connections()) == len(followers), 30)
+                # nginx takes turns by request, and a follower makes an even number of them with
+                # the page's: one more sends the next follower's websocket to the other Daphne.
+                await asyncio.to_thread(requests.get, nginx.https_url + "healthz", timeout=30)
+            assert sum(counted) == len(followers)
+        finally:
+            for follower in followers:
+                await follower.__aexit__(None, None, None)
+
+    asyncio.run(watch())
+    wait_until(lambda: connections() == [], 30)
