@@ -1,8 +1,9 @@
 """``deploy/nginx.conf`` in front of two Daphnes (on a PostgreSQL and a Redis of this module's
 own), as documented in the README: the site file is run by a real nginx, with only its ports,
 certificate paths and upstream substituted. Through it: HTTP goes to HTTPS once and HTTPS is not
-redirected again, HTTPS answers carry HSTS, websockets and a push of several megabytes work, and
-the login limit counts the address nginx saw, never one the client wrote.
+redirected again, HTTPS answers carry HSTS, websockets and a push of several megabytes work, the
+login limit counts the address nginx saw, never one the client wrote, and the staff's health page
+counts the websockets of both Daphnes.
 """
 
 from __future__ import annotations
