@@ -103,7 +103,7 @@ http {{
 
     def start(self) -> Nginx:
         command = [nginx_program(), "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
-                   "-g", f"daemon off; pid {self.prefix / 'nginx.pid'};"]
+                   "-e", str(self.prefix / "error.log"), "-g", f"daemon off; pid {self.prefix / 'nginx.pid'};"]
         check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30, check=False)
         assert check.returncode == 0, check.stderr
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -135,8 +135,9 @@ def proxied_cluster() -> Iterator[tuple[Nginx, list[DaphneServer]]]:
         for server in servers:
             stack.callback(server.stop)
             server.wait_listening()
-        nginx = Nginx([server.port for server in servers]).start()
-        stack.callback(nginx.stop)
+        nginx = Nginx([server.port for server in servers])
+        stack.callback(nginx.stop)  # also if it fails to start
+        nginx.start()
         yield nginx, servers
         assert not re.search(r"\[(error|crit|alert|emerg)\]", nginx.output()), nginx.output()[-3000:]
         for server in servers:
