@@ -125,3 +125,10 @@ def test_a_missing_chromium_is_named(client, staff, settings):
     chromium = section(client.get(URL).content.decode(), "chromium")
     assert "/nonexistent/chromium (missing)" in chromium and "no Chromium at /nonexistent/chromium" in chromium
     assert "not drawn" in chromium
+
+
+def test_the_admin_index_links_to_it(client, db):
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    html = client.get("/admin/").content.decode()
+    assert f'<a href="{URL}" class="section">Server health</a>' in html
+    assert 'class="app-auth module' in html  # the apps are still listed
