@@ -1,7 +1,7 @@
 """Whether this server process can do its work: reach its database and its channel layer.
 
 ``/healthz`` (``bokehsite.views.healthz``) runs every check at once, each within
-``TIMEOUT`` seconds. Failures are named, with the exception's type only: the full error goes to
+``TIMEOUT`` seconds; the staff page ``/admin/health/`` (``bokehsite.operators``) runs one. Failures are named, with the exception's type only: the full error goes to
 the log, since the endpoint needs no authentication.
 """
 
@@ -50,6 +50,11 @@ async def _outcome(name: str, check: Callable[[], Awaitable[None]], timeout: flo
         log.exception("health check %s failed", name)
         return f"failed ({type(e).__name__})"
     return "ok"
+
+
+async def outcome(name: str, timeout: float = TIMEOUT) -> str:
+    """One check's outcome (a name of ``CHECKS``): ``"ok"``, or what went wrong."""
+    return await _outcome(name, CHECKS[name], timeout)
 
 
 async def run_checks(timeout: float = TIMEOUT) -> dict[str, str]:

@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from bokehsite.views import healthz
+from bokehsite.views import healthz, operator_health
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("admin/health/", operator_health, name="operator-health"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -1,11 +1,16 @@
-"""Site-wide views: error pages (the JSON envelope under /api/, HTML elsewhere) and /healthz."""
+"""Site-wide views: error pages (the JSON envelope under /api/, HTML elsewhere), /healthz and
+the staff's health page."""
 
+from django.contrib import admin
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from bokehsite import errors, health
+from bokehsite import errors, health, operators
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -34,3 +39,14 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"status": "ok", "checks": checks})
     detail = "; ".join(f"{name}: {checks[name]}" for name in failed)
     return JsonResponse(errors.body("unhealthy", detail, None, checks=checks), status=503)
+
+
+@never_cache
+@require_safe
+@login_required
+def operator_health(request: HttpRequest) -> HttpResponse:
+    """Versions, processes, connections, database, channel layer, Chromium and disk. Staff only."""
+    if not request.user.is_staff:
+        raise PermissionDenied("only staff may see the server's health")
+    context = {**admin.site.each_context(request), "title": "Server health", "report": operators.report()}
+    return render(request, "operators/health.html", context)

@@ -20,10 +20,16 @@ if [ ! -e "$stamp" ]; then
   touch "$stamp"
 fi
 
-if [ "${1:-}" = dev ] && [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "setup: /usr/bin/chromium is missing; browser tests need it (apt-get install chromium)" >&2
+# The browser tests need Chromium; the reverse-proxy tests (tests/test_nginx.py) need nginx.
+if [ "${1:-}" = dev ]; then
+  packages=()
+  [ -x /usr/bin/chromium ] || packages+=(chromium)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx)
+  if [ ${#packages[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+    else
+      echo "setup: ${packages[*]} missing; the browser and reverse-proxy tests need them (apt-get install ${packages[*]})" >&2
+    fi
   fi
 fi
