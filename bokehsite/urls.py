@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -17,6 +18,8 @@ urlpatterns = [
     path("apps/", include("appserver.urls")),
     path("", include("documents.urls")),
 ]
+if settings.BOKEHSITE_OIDC_ISSUER:
+    urlpatterns.insert(0, path("oidc/", include("accounts.oidc_urls")))
 
 handler404 = "bokehsite.views.page_not_found"
 handler500 = "bokehsite.views.server_error"
