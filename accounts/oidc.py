@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import SuspiciousOperation
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import import_from_settings
@@ -137,20 +137,27 @@ class Backend(OIDCAuthenticationBackend):
             raise SuspiciousOperation(str(e)) from None
 
 
+class _OnlyWhenEnabled:
+    def dispatch(self, request, *args: Any, **kwargs: Any):
+        if not enabled():
+            raise Http404("single sign-on is not configured on this server")
+        return super().dispatch(request, *args, **kwargs)
+
+
 def _failed(request, reason: str, status: int):
     log.warning("single sign-on failed: %s", reason)
     return render(request, "accounts/sso_failed.html", {"reason": reason, "provider_name": provider_name()},
                   status=status)
 
 
-class Authenticate(OIDCAuthenticationRequestView):
+class Authenticate(_OnlyWhenEnabled, OIDCAuthenticationRequestView):
     """``/oidc/authenticate/``: sends the browser to the provider, with a new state and nonce."""
 
     get_settings = staticmethod(setting)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super(OIDCAuthenticationRequestView, self).__init__(*args, **kwargs)  # the endpoint is read in get()
-        self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
+        self.OIDC_RP_CLIENT_ID = getattr(settings, "OIDC_RP_CLIENT_ID", None)
 
     def get(self, request):
         try:
@@ -160,7 +167,7 @@ class Authenticate(OIDCAuthenticationRequestView):
         return super().get(request)
 
 
-class Callback(OIDCAuthenticationCallbackView):
+class Callback(_OnlyWhenEnabled, OIDCAuthenticationCallbackView):
     """``/oidc/callback/``: where the provider sends the browser back; the redirect URI to register."""
 
     get_settings = staticmethod(setting)

@@ -1,5 +1,5 @@
-"""Single sign-on's pages, under ``/oidc/`` when an issuer is configured; the provider must know
-``https://<host>/oidc/callback/`` as a redirect URI."""
+"""Single sign-on's pages, under ``/oidc/`` (404 unless an issuer is configured); the provider must
+know ``https://<host>/oidc/callback/`` as a redirect URI."""
 
 from django.urls import path
 

@@ -26,8 +26,6 @@ from accounts.models import SsoGroup, SsoIdentity
 
 USERNAME_LENGTH = 150
 GROUP_NAME_LENGTH = 150
-# More groups than this in one claim are refused rather than created (the claim comes from outside).
-MAX_GROUPS = 200
 # What Django's username validator allows; anything else in a claim is dropped.
 _NOT_IN_USERNAME = re.compile(r"[^\w.@+-]")
 
@@ -64,8 +62,9 @@ def groups_from(claims: dict[str, Any]) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
         raise SsoRefused(f"the {claim!r} claim must be a list of group names")
     names = sorted({name.strip()[:GROUP_NAME_LENGTH] for name in value if name.strip()})
-    if len(names) > MAX_GROUPS:
-        raise SsoRefused(f"the {claim!r} claim names {len(names)} groups; at most {MAX_GROUPS} are taken")
+    if len(names) > settings.BOKEHSITE_OIDC_MAX_GROUPS:
+        raise SsoRefused(f"the {claim!r} claim names {len(names)} groups; this server takes at most "
+                         f"{settings.BOKEHSITE_OIDC_MAX_GROUPS} (BOKEHSITE_OIDC_MAX_GROUPS)")
     return names
 
 

@@ -347,6 +347,8 @@ BOKEHSITE_OIDC_SCOPES = os.environ.get("BOKEHSITE_OIDC_SCOPES", "openid email pr
 # The claim whose value names a new account, and the claim listing the user's groups (empty: none).
 BOKEHSITE_OIDC_USERNAME_CLAIM = os.environ.get("BOKEHSITE_OIDC_USERNAME_CLAIM", "preferred_username").strip()
 BOKEHSITE_OIDC_GROUPS_CLAIM = os.environ.get("BOKEHSITE_OIDC_GROUPS_CLAIM", "groups").strip()
+# More groups than this in one groups claim refuse the sign-in (each one may become a Django group).
+BOKEHSITE_OIDC_MAX_GROUPS = envcount("BOKEHSITE_OIDC_MAX_GROUPS", "200")
 # What the login page's button says: "Log in with <name>" (default: the issuer's host name).
 BOKEHSITE_OIDC_PROVIDER_NAME = os.environ.get("BOKEHSITE_OIDC_PROVIDER_NAME", "").strip()
 # Seconds to wait for each answer of the provider.

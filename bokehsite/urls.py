@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -15,11 +14,9 @@ urlpatterns = [
     path("api/", include("datasets.api_urls")),
     path("api/", include("appserver.api_urls")),
     path("accounts/", include("accounts.urls")),
+    path("oidc/", include("accounts.oidc_urls")),
     path("apps/", include("appserver.urls")),
     path("", include("documents.urls")),
 ]
-if settings.BOKEHSITE_OIDC_ISSUER:
-    urlpatterns.insert(0, path("oidc/", include("accounts.oidc_urls")))
-
 handler404 = "bokehsite.views.page_not_found"
 handler500 = "bokehsite.views.server_error"
