@@ -338,9 +338,10 @@ REST_FRAMEWORK = {
 }
 
 # --- single sign-on (OpenID Connect; accounts/oidc.py) -----------------------------------------
-# The provider's issuer URL; its endpoints come from <issuer>/.well-known/openid-configuration,
-# read when the first sign-in needs them. Empty: no single sign-on.
-BOKEHSITE_OIDC_ISSUER = os.environ.get("BOKEHSITE_OIDC_ISSUER", "").strip().rstrip("/")
+# The provider's issuer URL, exactly as its ID tokens say it (some end in a slash); its endpoints
+# come from <issuer>/.well-known/openid-configuration, read when the first sign-in needs them.
+# Empty: no single sign-on.
+BOKEHSITE_OIDC_ISSUER = os.environ.get("BOKEHSITE_OIDC_ISSUER", "").strip()
 BOKEHSITE_OIDC_CLIENT_ID = os.environ.get("BOKEHSITE_OIDC_CLIENT_ID", "")
 BOKEHSITE_OIDC_CLIENT_SECRET = os.environ.get("BOKEHSITE_OIDC_CLIENT_SECRET", "")
 BOKEHSITE_OIDC_SCOPES = os.environ.get("BOKEHSITE_OIDC_SCOPES", "openid email profile").strip()

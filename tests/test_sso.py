@@ -2,6 +2,7 @@
 local passwords turned off, and the page that hands a script an API token (login_browser)."""
 
 import json
+import os
 import subprocess
 import sys
 from urllib.parse import parse_qs, urlsplit
@@ -293,3 +294,47 @@ def test_the_receiver_takes_only_the_answer_with_its_state():
         assert answer.status_code == 403
         with pytest.raises(BrowserLoginFailed, match="access_denied"):
             receiver.wait(1)
+
+
+# --- the settings ----------------------------------------------------------------------------------
+
+
+SSO_SETTINGS = """
+import django, json
+from django.conf import settings
+django.setup()
+print(json.dumps({"backends": settings.AUTHENTICATION_BACKENDS, "scopes": getattr(settings, "OIDC_RP_SCOPES", None),
+                  "algo": getattr(settings, "OIDC_RP_SIGN_ALGO", None), "issuer": settings.BOKEHSITE_OIDC_ISSUER}))
+"""
+
+
+def sso_settings_of(tmp_path, **env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BOKEHSITE_")}
+    full = {**base, "DJANGO_SETTINGS_MODULE": "bokehsite.settings", "BOKEHSITE_DATA_DIR": str(tmp_path), **env}
+    return subprocess.run([sys.executable, "-c", SSO_SETTINGS], cwd=ROOT, env=full, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"BOKEHSITE_OIDC_ISSUER": "https://id.example.org"}, "needs BOKEHSITE_OIDC_CLIENT_ID and BOKEHSITE_OIDC_CLIENT_SECRET"),
+    ({"BOKEHSITE_OIDC_ISSUER": "id.example.org", "BOKEHSITE_OIDC_CLIENT_ID": "a", "BOKEHSITE_OIDC_CLIENT_SECRET": "b"},
+     "BOKEHSITE_OIDC_ISSUER must be an https://"),
+    ({"BOKEHSITE_OIDC_ISSUER": "https://id.example.org", "BOKEHSITE_OIDC_CLIENT_ID": "a",
+      "BOKEHSITE_OIDC_CLIENT_SECRET": "b", "BOKEHSITE_OIDC_SCOPES": "email"}, "must include openid"),
+    ({"BOKEHSITE_LOCAL_LOGIN": "0"}, "leaves no way to log in"),
+    ({"BOKEHSITE_OIDC_MAX_GROUPS": "-1"}, "BOKEHSITE_OIDC_MAX_GROUPS must be 0 or more"),
+])
+def test_single_sign_on_settings_that_cannot_work_fail_loudly(tmp_path, env, says):
+    result = sso_settings_of(tmp_path, **env)
+    assert result.returncode != 0 and says in result.stderr
+
+
+def test_single_sign_on_settings(tmp_path):
+    env = {"BOKEHSITE_OIDC_ISSUER": "https://id.example.org/realms/lab/", "BOKEHSITE_OIDC_CLIENT_ID": "a",
+           "BOKEHSITE_OIDC_CLIENT_SECRET": "b"}
+    values = json.loads(sso_settings_of(tmp_path, **env).stdout)
+    assert values == {"backends": ["django.contrib.auth.backends.ModelBackend", "accounts.oidc.Backend"],
+                      "scopes": "openid email profile", "algo": "RS256", "issuer": "https://id.example.org/realms/lab/"}
+    values = json.loads(sso_settings_of(tmp_path, BOKEHSITE_LOCAL_LOGIN="0", **env).stdout)
+    assert values["backends"] == ["accounts.oidc.Backend"]
+    assert json.loads(sso_settings_of(tmp_path).stdout)["backends"] == ["django.contrib.auth.backends.ModelBackend"]
