@@ -275,7 +275,8 @@ def test_denying_tells_the_script_without_a_token(client, multi_user, alice):
 def test_the_receiver_takes_only_the_answer_with_its_state():
     import requests
 
-    from bokehsite.client.browser_login import BrowserLoginFailed, LoopbackReceiver
+    from bokehsite.client import BrowserLoginFailed
+    from bokehsite.client.browser_login import LoopbackReceiver
 
     with LoopbackReceiver() as receiver:
         here = f"http://127.0.0.1:{receiver.port}/"

@@ -111,7 +111,7 @@ def test_signing_in_creates_the_account_and_sets_its_groups(sso, browser):
 
 
 def test_a_username_claim_that_is_no_username_is_made_one(sso, browser):
-    provider, url = sso
+    _, url = sso
     get_user_model().objects.create(username="AdaLovelace")
     context = browser.new_context()
     page = context.new_page()
@@ -145,7 +145,7 @@ def test_an_id_token_with_another_nonce_is_refused(sso, page):
 
 
 def test_an_expired_id_token_is_refused(sso, page):
-    provider, url = sso
+    _, url = sso
     start_sso(page, url)
     sign_in_at_provider(page, "late")  # its ID token lives 1 s and arrives 2.5 s after it was made
     error = page.locator("#sso-error")
@@ -155,7 +155,7 @@ def test_an_expired_id_token_is_refused(sso, page):
 
 
 def test_login_browser_gets_a_token_for_the_user_who_signed_in(sso, page, tmp_path):
-    provider, url = sso
+    _, url = sso
     opened: queue.Queue[str] = queue.Queue()
     result: dict = {}
     session = Session(root_url=url)

@@ -13,15 +13,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from bokehsite.client.exceptions import BrowserLoginFailed
+
 # Answers a tab shows once it has handed the token over (or failed to).
 DONE_PAGE = b"<!DOCTYPE html><title>bokehsite</title><p>Logged in: you can close this tab and go back to your script.</p>"
 REFUSED_PAGE = b"<!DOCTYPE html><title>bokehsite</title><p>No token: the request was refused.</p>"
 # A query longer than this is no answer of the server's.
 MAX_QUERY = 2048
-
-
-class BrowserLoginFailed(Exception):
-    """The browser brought back no token: refused, timed out, or no answer at all."""
 
 
 class LoopbackReceiver:

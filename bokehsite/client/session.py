@@ -194,6 +194,9 @@ class Session:
 
         Returns:
             The new API token.
+
+        Raises:
+            BrowserLoginFailed: the token was denied, or no answer came within ``timeout``.
         """
         with browser_login.LoopbackReceiver() as receiver:
             url = urljoin(self.root_url, "accounts/token/authorize/?" + urlencode(
