@@ -62,12 +62,17 @@ class UserWithLimitsAdmin(UserAdmin):
 
 @admin.register(SsoIdentity)
 class SsoIdentityAdmin(admin.ModelAdmin):
-    """Which account each identity of the OpenID provider signs in as (made by the first sign-in)."""
+    """Which account each identity of the OpenID provider signs in as: made by its first sign-in,
+    or here, to give an existing account (one with a password, say) its identity at the provider."""
 
     list_display = ["subject", "issuer", "user", "created", "last_login"]
     search_fields = ["subject", "user__username"]
     list_select_related = ["user"]
-    readonly_fields = ["issuer", "subject", "created", "last_login"]
+    autocomplete_fields = ["user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # An identity's issuer and subject never change: a new one is another identity.
+        return ["issuer", "subject", "created", "last_login"] if obj else ["created", "last_login"]
 
 
 @admin.register(SsoGroup)

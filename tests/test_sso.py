@@ -339,3 +339,22 @@ def test_single_sign_on_settings(tmp_path):
     values = json.loads(sso_settings_of(tmp_path, BOKEHSITE_LOCAL_LOGIN="0", **env).stdout)
     assert values["backends"] == ["accounts.oidc.Backend"]
     assert json.loads(sso_settings_of(tmp_path).stdout)["backends"] == ["django.contrib.auth.backends.ModelBackend"]
+
+
+@pytest.mark.django_db
+def test_an_identity_an_admin_gives_an_existing_account_signs_in_as_it(alice):
+    SsoIdentity.objects.create(user=alice, issuer=ISSUER, subject="u-1")
+    assert sso.sign_in(ISSUER, claims(preferred_username="someone-else")) == alice
+    alice.refresh_from_db()
+    assert alice.has_usable_password()  # a password it had stays
+
+
+def test_the_admin_adds_identities_to_existing_accounts(client, alice, db):
+    from tests.conftest import make_user
+
+    admin = make_user("root", password=PASSWORD, is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    answer = client.post("/admin/accounts/ssoidentity/add/", {"user": alice.pk, "issuer": ISSUER, "subject": "u-9"})
+    assert answer.status_code == 302
+    assert SsoIdentity.objects.get(subject="u-9").user == alice
+    assert client.get("/admin/accounts/ssogroup/").status_code == 200
