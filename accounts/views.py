@@ -46,6 +46,16 @@ class LoginView(DjangoLoginView):
                 "local_login": local_login(), **sso}
 
 
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's login form; without local passwords, the login page (single sign-on) instead."""
+    from django.contrib import admin
+    from django.contrib.auth.views import redirect_to_login
+
+    if local_login():
+        return admin.site.login(request)
+    return redirect_to_login(request.GET.get("next") or "/admin/")
+
+
 @require_http_methods(["GET", "POST"])
 def register(request: HttpRequest) -> HttpResponse:
     template = "accounts/register.html"

@@ -358,3 +358,13 @@ def test_the_admin_adds_identities_to_existing_accounts(client, alice, db):
     assert answer.status_code == 302
     assert SsoIdentity.objects.get(subject="u-9").user == alice
     assert client.get("/admin/accounts/ssogroup/").status_code == 200
+
+
+def test_without_local_passwords_the_admin_sends_people_to_the_login_page(client, no_passwords):
+    answer = client.get("/admin/login/?next=/admin/accounts/")
+    assert answer.status_code == 302 and answer["Location"] == "/accounts/login/?next=/admin/accounts/"
+    assert client.get("/admin/").url.startswith("/admin/login/")
+
+
+def test_with_local_passwords_the_admin_has_its_own_form(client, multi_user, db):
+    assert 'name="password"' in client.get("/admin/login/").content.decode()
