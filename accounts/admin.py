@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
 from accounts import tokens
-from accounts.models import AccountLimits, ApiToken
+from accounts.models import AccountLimits, ApiToken, SsoGroup, SsoIdentity
 
 
 @admin.register(ApiToken)
@@ -58,3 +58,30 @@ if admin.site.is_registered(User):
 @admin.register(User)
 class UserWithLimitsAdmin(UserAdmin):
     inlines = [*UserAdmin.inlines, AccountLimitsInline]
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(admin.ModelAdmin):
+    """Which account each identity of the OpenID provider signs in as: made by its first sign-in,
+    or here, to give an existing account (one with a password, say) its identity at the provider."""
+
+    list_display = ["subject", "issuer", "user", "created", "last_login"]
+    search_fields = ["subject", "user__username"]
+    list_select_related = ["user"]
+    autocomplete_fields = ["user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # An identity's issuer and subject never change: a new one is another identity.
+        return ["issuer", "subject", "created", "last_login"] if obj else ["created", "last_login"]
+
+
+@admin.register(SsoGroup)
+class SsoGroupAdmin(admin.ModelAdmin):
+    """Groups single sign-on created: each sign-in leaves those its groups claim no longer names.
+    Deleting the mark here makes a group the admin's own (never left by a sign-in)."""
+
+    list_display = ["group"]
+    search_fields = ["group__name"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from accounts import tokens
 from accounts.credentials import Credentials
-from accounts.exceptions import InvalidCredentials, RegistrationClosed, TokenNotFound, UsernameTaken
+from accounts.exceptions import InvalidCredentials, LocalLoginDisabled, RegistrationClosed, TokenNotFound, UsernameTaken
 from accounts.models import ApiToken
 from accounts.secrets import expires_in
 from accounts.serializers import (
@@ -18,7 +18,7 @@ from accounts.serializers import (
     TokenSerializer,
 )
 from accounts.throttling import AuthRateThrottle
-from accounts.users import register_user
+from accounts.users import local_login, register_user
 from bokehsite.openapi import body, raises
 from documents import quota
 
@@ -65,8 +65,11 @@ class Login(_CredentialsView):
 
     @extend_schema(summary="Log in: a new API token", request=body(CredentialsSerializer, bundle=False),
                    responses=TokenAnswerSerializer, auth=[])
-    @raises(InvalidCredentials)
+    @raises(InvalidCredentials, LocalLoginDisabled)
     def post(self, request: Request) -> Response:
+        if not local_login():
+            raise LocalLoginDisabled("this server takes no passwords: log in with single sign-on in a browser "
+                                     "(Session.login_browser()), or use an API token")
         data = _valid(CredentialsSerializer, request)
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None:

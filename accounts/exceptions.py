@@ -7,6 +7,12 @@ class RegistrationClosed(Forbidden):
     code = "registration_closed"
 
 
+class LocalLoginDisabled(Forbidden):
+    """Passwords are turned off (``BOKEHSITE_LOCAL_LOGIN=0``): people log in with single sign-on."""
+
+    code = "local_login_disabled"
+
+
 class CsrfFailed(Forbidden):
     """A browser's request that did not come from this site's own pages (Django's CSRF check)."""
 

@@ -71,3 +71,36 @@ class AccountLimits(models.Model):
 
     def __str__(self) -> str:
         return f"limits of {self.user}"
+
+
+class SsoIdentity(models.Model):
+    """The account an identity of an OpenID provider signs in as: its issuer and subject (``sub``),
+    which never change, unlike the username or email the provider reports (``accounts.sso``)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created = models.DateTimeField(auto_now_add=True)
+    last_login = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="unique_sso_identity")]
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
+
+
+class SsoGroup(models.Model):
+    """Marks a Django group that single sign-on created from a groups claim: only such groups are
+    left again when the claim stops naming them; groups an admin made are never left by SSO."""
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, primary_key=True, related_name="sso")
+
+    class Meta:
+        verbose_name = "group from single sign-on"
+        verbose_name_plural = "groups from single sign-on"
+
+    def __str__(self) -> str:
+        return str(self.group)

@@ -10,4 +10,5 @@ urlpatterns = [
     path("logout/", LogoutView.as_view(), name="logout"),
     path("register/", views.register, name="register"),
     path("tokens/", views.token_list, name="tokens"),
+    path("token/authorize/", views.authorize_token, name="authorize-token"),
 ]

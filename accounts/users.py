@@ -35,8 +35,14 @@ def acting_user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
     return request.user
 
 
+def local_login() -> bool:
+    """People may log in with a password; off, only with single sign-on (``accounts.oidc``)."""
+    return settings.BOKEHSITE_LOCAL_LOGIN
+
+
 def registration_open() -> bool:
-    return settings.BOKEHSITE_ALLOW_REGISTRATION
+    """People may create accounts with a password (never when local passwords are off)."""
+    return settings.BOKEHSITE_ALLOW_REGISTRATION and local_login()
 
 
 def register_user(username: str, password: str) -> AbstractBaseUser:

@@ -1,19 +1,20 @@
-"""Account pages: log in, register, log out (Django's view), and API tokens."""
+"""Account pages: log in, register, log out (Django's view), API tokens, and a token for a script
+on this machine (``accounts.loopback``)."""
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView as DjangoLoginView
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from accounts import tokens
+from accounts import loopback, oidc, tokens
 from accounts.exceptions import RegistrationClosed, UsernameTaken
 from accounts.forms import RegisterForm, TokenForm
 from accounts.secrets import expires_in
 from accounts.throttling import form_wait
-from accounts.users import register_user, registration_open
+from accounts.users import local_login, register_user, registration_open
 from bokehsite import pages
 from documents import quota
 
@@ -30,13 +31,29 @@ class LoginView(DjangoLoginView):
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
+        if not local_login():
+            context = self.get_context_data(form=self.get_form())
+            return render(request, self.template_name, {**context, "refused": "This server takes no passwords."},
+                          status=403)
         wait = form_wait(request, "login")
         if wait is not None:
             return _throttled(request, self.template_name, self.get_context_data(form=self.get_form()), wait)
         return super().post(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), "registration_open": registration_open()}
+        sso = {"sso_provider": oidc.provider_name()} if oidc.enabled() else {}
+        return {**super().get_context_data(**kwargs), "registration_open": registration_open(),
+                "local_login": local_login(), **sso}
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's login form; without local passwords, the login page (single sign-on) instead."""
+    from django.contrib import admin
+    from django.contrib.auth.views import redirect_to_login
+
+    if local_login():
+        return admin.site.login(request)
+    return redirect_to_login(request.GET.get("next") or "/admin/")
 
 
 @require_http_methods(["GET", "POST"])
@@ -100,4 +117,24 @@ def token_list(request: HttpRequest) -> HttpResponse:
     response = render(request, "accounts/tokens.html", context, status=400 if context["form"].errors else 200)
     if created:
         response["Cache-Control"] = "no-store"  # the secret must not stay in any cache
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def authorize_token(request: HttpRequest) -> HttpResponse:
+    """A script on this machine asks for an API token (``Session.login_browser()``): the user
+    confirms, and the browser hands the token to the script's loopback address."""
+    try:
+        asked = loopback.TokenRequest.parse(request.GET)
+    except loopback.BadTokenRequest as e:
+        return render(request, "accounts/authorize_token.html", {"error": e}, status=400)
+    if request.method == "GET":
+        return render(request, "accounts/authorize_token.html", {"asked": asked, "name": loopback.token_name()})
+    if request.POST.get("action") != "allow":
+        return HttpResponseRedirect(loopback.refusal(asked))
+    _, answer = loopback.grant(request.user, asked)
+    response = HttpResponseRedirect(answer)
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
     return response

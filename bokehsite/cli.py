@@ -45,6 +45,16 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the Redis channel layer, e.g. redis://127.0.0.1:6379/0 (needed by --workers over 1)")
     parser.add_argument("--allow-registration", action=argparse.BooleanOptionalAction, default=None,
                         help="in multi-user mode, whether people may register themselves (default: allowed)")
+    sso = parser.add_argument_group("single sign-on", "OpenID Connect, in multi-user mode; the provider must know "
+                                    "https://<host>/oidc/callback/ as a redirect URI")
+    sso.add_argument("--oidc-issuer", default=None, metavar="URL",
+                     help="the provider's issuer URL (its endpoints come from URL/.well-known/openid-configuration)")
+    sso.add_argument("--oidc-client-id", default=None, metavar="ID", help="this server's client id at the provider")
+    sso.add_argument("--oidc-client-secret", default=None, metavar="SECRET",
+                     help="its client secret (better in $BOKEHSITE_OIDC_CLIENT_SECRET: a command line is visible to "
+                          "every user of the machine)")
+    sso.add_argument("--no-local-login", action="store_true",
+                     help="no passwords: people log in only with single sign-on")
     parser.add_argument("--workers", type=int, default=1,
                         help="Daphne processes sharing the port and the data (default 1; more need PostgreSQL and Redis)")
     apps = parser.add_argument_group("Bokeh apps", "APP is what `bokeh serve` takes: a .py script, a .ipynb notebook, or a "
@@ -101,6 +111,12 @@ def _configure(args: argparse.Namespace) -> None:
         os.environ["BOKEHSITE_MULTI_USER"] = "1"
     if getattr(args, "allow_registration", None) is not None:
         os.environ["BOKEHSITE_ALLOW_REGISTRATION"] = "1" if args.allow_registration else "0"
+    for option, name in (("oidc_issuer", "BOKEHSITE_OIDC_ISSUER"), ("oidc_client_id", "BOKEHSITE_OIDC_CLIENT_ID"),
+                         ("oidc_client_secret", "BOKEHSITE_OIDC_CLIENT_SECRET")):
+        if getattr(args, option, None):
+            os.environ[name] = getattr(args, option)
+    if getattr(args, "no_local_login", False):
+        os.environ["BOKEHSITE_LOCAL_LOGIN"] = "0"
     ip = getattr(args, "ip", None)
     if ip and ip not in ("127.0.0.1", "localhost", "::1") and "ALLOWED_HOSTS" not in os.environ:
         # Listening beyond loopback: answer for this machine's names and the address given, never
@@ -111,8 +127,12 @@ def _configure(args: argparse.Namespace) -> None:
         os.environ["ALLOWED_HOSTS"] = ",".join(sorted(names))
 
     import django
+    from django.core.exceptions import ImproperlyConfigured
 
-    django.setup()
+    try:
+        django.setup()
+    except ImproperlyConfigured as e:
+        raise UsageError(str(e)) from None
 
 
 def _check_serve(args: argparse.Namespace) -> None:
@@ -198,6 +218,24 @@ def _run_app_check(paths: list[str]) -> None:
         raise UsageError(f"{failed} when run once to check:\n  " + "\n  ".join(errors))
 
 
+def _check_sso() -> None:
+    """Read the OpenID provider's configuration now, so that a wrong issuer stops the server
+    before anyone tries to log in."""
+    from django.conf import settings
+
+    if not settings.BOKEHSITE_OIDC_ISSUER:
+        return
+    if not settings.BOKEHSITE_MULTI_USER:
+        raise UsageError("single sign-on (--oidc-issuer) needs multi-user mode (-m)")
+    from accounts import oidc
+
+    try:
+        oidc.provider()
+    except oidc.ProviderUnreachable as e:
+        raise UsageError(str(e)) from None
+    print(f"bokeh-server: single sign-on with {settings.BOKEHSITE_OIDC_ISSUER}", flush=True)
+
+
 def _listen(ip: str, port: int) -> socket.socket:
     """The listening socket, made here so that a port in use is said plainly and several
     workers can share it (each accepts from it)."""
@@ -238,6 +276,7 @@ def serve(args: argparse.Namespace) -> int:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
+    _check_sso()
     sock = _listen(args.ip, args.port)
     host = f"[{args.ip}]" if ":" in args.ip else ("localhost" if args.ip == "127.0.0.1" else args.ip)
     mode = "multi-user" if settings.BOKEHSITE_MULTI_USER else "single-user"

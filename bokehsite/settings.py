@@ -257,6 +257,9 @@ BOKEHSITE_MULTI_USER = envbool("BOKEHSITE_MULTI_USER", "0")
 BOKEHSITE_DEFAULT_USERNAME = "defaultuser"
 # Whether people may create their own accounts; when off, admins create them in the Django admin.
 BOKEHSITE_ALLOW_REGISTRATION = envbool("BOKEHSITE_ALLOW_REGISTRATION", "1")
+# Whether people may log in with a local password (the login form, the API's login, the admin's
+# login form, registration); off, they sign in only through single sign-on.
+BOKEHSITE_LOCAL_LOGIN = envbool("BOKEHSITE_LOCAL_LOGIN", "1")
 # Brute-force limits per client address, shared by the API and the HTML forms.
 BOKEHSITE_THROTTLE_RATES = {
     "login": envrate("BOKEHSITE_LOGIN_RATE", "10/min"),
@@ -339,6 +342,45 @@ REST_FRAMEWORK = {
     # The client address the throttles count (accounts.throttling): never a header a client forges.
     "NUM_PROXIES": BOKEHSITE_TRUSTED_PROXIES,
 }
+
+# --- single sign-on (OpenID Connect; accounts/oidc.py) -----------------------------------------
+# The provider's issuer URL, exactly as its ID tokens say it (some end in a slash); its endpoints
+# come from <issuer>/.well-known/openid-configuration, read when the first sign-in needs them.
+# Empty: no single sign-on.
+BOKEHSITE_OIDC_ISSUER = os.environ.get("BOKEHSITE_OIDC_ISSUER", "").strip()
+BOKEHSITE_OIDC_CLIENT_ID = os.environ.get("BOKEHSITE_OIDC_CLIENT_ID", "")
+BOKEHSITE_OIDC_CLIENT_SECRET = os.environ.get("BOKEHSITE_OIDC_CLIENT_SECRET", "")
+BOKEHSITE_OIDC_SCOPES = os.environ.get("BOKEHSITE_OIDC_SCOPES", "openid email profile").strip()
+# The claim whose value names a new account, and the claim listing the user's groups (empty: none).
+BOKEHSITE_OIDC_USERNAME_CLAIM = os.environ.get("BOKEHSITE_OIDC_USERNAME_CLAIM", "preferred_username").strip()
+BOKEHSITE_OIDC_GROUPS_CLAIM = os.environ.get("BOKEHSITE_OIDC_GROUPS_CLAIM", "groups").strip()
+# More groups than this in one groups claim refuse the sign-in (each one may become a Django group).
+BOKEHSITE_OIDC_MAX_GROUPS = envcount("BOKEHSITE_OIDC_MAX_GROUPS", "200")
+# What the login page's button says: "Log in with <name>" (default: the issuer's host name).
+BOKEHSITE_OIDC_PROVIDER_NAME = os.environ.get("BOKEHSITE_OIDC_PROVIDER_NAME", "").strip()
+# Seconds to wait for each answer of the provider.
+BOKEHSITE_OIDC_TIMEOUT = envseconds("BOKEHSITE_OIDC_TIMEOUT", "10")
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"] if BOKEHSITE_LOCAL_LOGIN else []
+if BOKEHSITE_OIDC_ISSUER:
+    if not BOKEHSITE_OIDC_ISSUER.startswith(("https://", "http://")):
+        raise ImproperlyConfigured(f"BOKEHSITE_OIDC_ISSUER must be an https:// (or http://) URL, not {BOKEHSITE_OIDC_ISSUER!r}")
+    if not BOKEHSITE_OIDC_CLIENT_ID or not BOKEHSITE_OIDC_CLIENT_SECRET:
+        raise ImproperlyConfigured("BOKEHSITE_OIDC_ISSUER needs BOKEHSITE_OIDC_CLIENT_ID and BOKEHSITE_OIDC_CLIENT_SECRET")
+    if "openid" not in BOKEHSITE_OIDC_SCOPES.split():
+        raise ImproperlyConfigured(f"BOKEHSITE_OIDC_SCOPES must include openid, not {BOKEHSITE_OIDC_SCOPES!r}")
+    AUTHENTICATION_BACKENDS.append("accounts.oidc.Backend")
+    # mozilla-django-oidc's own settings; the provider's endpoints are discovered (accounts.oidc).
+    OIDC_RP_CLIENT_ID = BOKEHSITE_OIDC_CLIENT_ID
+    OIDC_RP_CLIENT_SECRET = BOKEHSITE_OIDC_CLIENT_SECRET
+    OIDC_RP_SCOPES = BOKEHSITE_OIDC_SCOPES
+    OIDC_RP_SIGN_ALGO = "RS256"  # ID tokens signed with a key of the provider's JWKS
+    OIDC_USE_NONCE = True
+    OIDC_USE_PKCE = True
+    OIDC_TIMEOUT = BOKEHSITE_OIDC_TIMEOUT
+    OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+    LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
+elif not BOKEHSITE_LOCAL_LOGIN:
+    raise ImproperlyConfigured("BOKEHSITE_LOCAL_LOGIN=0 leaves no way to log in: set BOKEHSITE_OIDC_ISSUER too")
 
 # --- storage --------------------------------------------------------------------------------
 # Bytes each account's documents may take: snapshots, the change log and thumbnails

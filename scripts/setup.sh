@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs bokehsite into ./.venv. Sourced by serve.sh and test.sh; safe to run again.
 #   scripts/setup.sh          server and client
-#   scripts/setup.sh dev      also the test tools and Chromium for the browser tests
+#   scripts/setup.sh dev      also the test tools, Chromium for the browser tests, and Node for the SSO tests
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,5 +31,14 @@ if [ "${1:-}" = dev ]; then
     else
       echo "setup: ${packages[*]} missing; the browser and reverse-proxy tests need them (apt-get install ${packages[*]})" >&2
     fi
+  fi
+fi
+
+# The single sign-on tests run a real OpenID provider under Node (tests/oidc_provider.py installs it).
+if [ "${1:-}" = dev ] && ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "setup: node and npm are missing; the single sign-on tests need them (apt-get install nodejs npm)" >&2
   fi
 fi

@@ -5,14 +5,14 @@ Needs only bokeh, requests, websockets and tqdm; importing it never touches Djan
 
 from bokehsite.client.backed import server_source
 from bokehsite.client.embed import autoload_server
-from bokehsite.client.exceptions import BokehsiteError, ServerError, ServerUnreachable, TooManyConnections
+from bokehsite.client.exceptions import BokehsiteError, BrowserLoginFailed, ServerError, ServerUnreachable, TooManyConnections
 from bokehsite.client.io import curdoc, cursession, output_server, push, show
 from bokehsite.client.plotting import figure
 from bokehsite.client.session import Session
 from bokehsite.client.datasets import Dataset
 
 __all__ = [
-    "BokehsiteError", "ServerError", "ServerUnreachable", "Session", "TooManyConnections",
+    "BokehsiteError", "BrowserLoginFailed", "ServerError", "ServerUnreachable", "Session", "TooManyConnections",
     "curdoc", "cursession", "figure", "output_server", "push", "show",
     "Dataset",
     "autoload_server", "server_source",

@@ -46,3 +46,7 @@ class ChangeTooLarge(BokehsiteError):
         self.kind = kind
         self.size = size
         self.limit = limit
+
+
+class BrowserLoginFailed(BokehsiteError):
+    """``Session.login_browser()`` got no token: the user denied it, or no answer came in time."""

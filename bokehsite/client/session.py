@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import uuid
+import webbrowser
+from collections.abc import Callable
 from datetime import datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
 import requests
 from bokeh.core.serialization import Serialized
@@ -17,6 +19,7 @@ from bokeh.model import Model
 from bokehsite import wire
 from bokehsite.client import config
 from bokehsite.client import backed
+from bokehsite.client import browser_login
 from bokehsite.client import datasets as dataset_api
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
 from bokehsite.client.sync import DocumentSync
@@ -178,6 +181,34 @@ class Session:
             The new API token.
         """
         return self._log_in("api/auth/login/", username, password)
+
+    def login_browser(self, *, timeout: float = 300.0, open_browser: Callable[[str], object] | None = None) -> str:
+        """Log in through a browser, with whatever the server offers there (single sign-on, a
+        password): the browser asks you to allow a new API token, then hands it back to this
+        script at ``127.0.0.1``. The token is saved as ``login()`` saves it.
+
+        Args:
+            timeout: seconds to wait for the browser.
+            open_browser: opens a URL; default ``webbrowser.open``. The URL is printed too, for a
+                machine whose browser cannot be opened from here.
+
+        Returns:
+            The new API token.
+
+        Raises:
+            BrowserLoginFailed: the token was denied, or no answer came within ``timeout``.
+        """
+        with browser_login.LoopbackReceiver() as receiver:
+            url = urljoin(self.root_url, "accounts/token/authorize/?" + urlencode(
+                {"port": receiver.port, "state": receiver.state}))
+            print(f"Log in and allow the token in your browser: {url}", flush=True)
+            (open_browser or webbrowser.open)(url)
+            answer = receiver.wait(timeout)
+        self.token, self.username = answer["token"], answer.get("username") or None
+        if not self.username:
+            self.username = self._request("GET", "api/account/").json()["username"]
+        config.save_login(self.root_url, self.token, self.username)
+        return self.token
 
     def logout(self) -> None:
         """Revoke this session's token on the server and forget the saved one."""
