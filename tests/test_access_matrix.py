@@ -3,14 +3,17 @@
 Rules (README, "Sharing"):
 - Someone who may not see a document gets 404, never 403, so its existence does not leak.
 - Someone who may see it but not do this gets 403 (they already know it exists).
-- Read: owner, collaborators, staff, anyone for a public document, anyone with a secret link's key.
-- Replace the content: owner and write collaborators. Rename, delete, publish, share: owner only.
+- Read: owner, collaborators, members of a group it is shared with, staff, anyone for a public
+  document, anyone with a secret link's key.
+- Replace the content: owner, write collaborators, members of a group it is shared with for writing
+  (whoever has several roles has the strongest). Rename, delete, publish, share: owner only.
 - Multi-user mode: the API needs a login or a token (401); pages redirect anonymous visitors to
   the login page, except public and secret-link pages, which render for anyone.
 - Single-user mode: every request is ``defaultuser``, whatever credentials it carries.
 """
 
 import pytest
+from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 from bokehsite import wire
@@ -21,7 +24,8 @@ from tests.helpers import line_document, store
 
 pytestmark = pytest.mark.django_db
 
-WHO = ["anonymous", "owner", "other", "reader", "writer", "staff"]
+WHO = ["anonymous", "owner", "other", "reader", "writer", "staff",
+       "group_reader", "group_writer", "group_reader_and_writer", "group_outsider"]
 DOCS = ["private", "public", "secret_link", "secret_without_key"]
 ACTIONS = ["list", "page", "get_json", "get_content", "replace", "rename", "delete", "publish", "collaborators"]
 SUCCESS = {"list": 200, "page": 200, "get_json": 200, "get_content": 200, "replace": 200, "rename": 200,
@@ -57,9 +61,9 @@ def role_of(who: str, doc: str) -> str | None:
     """The role the matrix expects; in single-user mode every caller is defaultuser, an "other"."""
     if who == "owner":
         return "owner"
-    if who in ("reader", "staff"):
+    if who in ("reader", "staff", "group_reader"):
         return "read"
-    if who == "writer":
+    if who in ("writer", "group_writer", "group_reader_and_writer"):
         return "write"
     return "read" if doc in ("public", "secret_link") else None
 
@@ -87,6 +91,13 @@ def world(db):
     charlie = make_user("charlie")
     sam = make_user("sam", is_staff=True)
     make_user("erin")
+    readers, writers, others = (Group.objects.create(name=name) for name in ("readers", "writers", "others"))
+    group_reader, group_writer = make_user("gina"), make_user("walt")
+    both, outsider = make_user("bea"), make_user("otto")
+    group_reader.groups.add(readers, others)
+    group_writer.groups.add(writers)
+    both.groups.add(readers)
+    outsider.groups.add(others)
     documents = {}
     for kind in DOCS:
         if kind == "secret_without_key" and "secret_link" in documents:
@@ -99,8 +110,13 @@ def world(db):
             services.regenerate_secret_link(document)
         services.share(document, "bob", "read")
         services.share(document, "dave", "write")
+        services.share_with_group(document, "readers", "read")
+        services.share_with_group(document, "writers", "write")
+        services.share(document, "bea", "write")  # and a member of "readers"
         documents[kind] = document
-    users = {"owner": alice, "other": charlie, "reader": bob, "writer": dave, "staff": sam}
+    users = {"owner": alice, "other": charlie, "reader": bob, "writer": dave, "staff": sam,
+             "group_reader": group_reader, "group_writer": group_writer, "group_reader_and_writer": both,
+             "group_outsider": outsider}
     return users, documents
 
 
