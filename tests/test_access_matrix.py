@@ -214,14 +214,24 @@ def test_a_secret_link_without_its_key_or_with_an_old_key_is_not_found(world, mu
 # credentials no longer hold; 4404: it may no longer see the document).
 
 CONNECTED = ["owner_token", "writer_token", "reader_token", "writer_session", "public_anonymous",
-             "secret_link", "writer_frame"]
-CHANGES = ["revoke_tokens", "deactivate", "unshare", "demote", "make_private", "rotate_secret", "delete"]
+             "secret_link", "writer_frame", "group_writer_token", "group_writer_session",
+             "group_reader_and_writer_token"]
+CHANGES = ["revoke_tokens", "deactivate", "unshare", "demote", "make_private", "rotate_secret", "delete",
+           "leave_group", "unshare_group", "demote_group", "delete_group"]
 
 
 def after_change(connected: str, change: str) -> str:
     """What the rules say happens to the connection: "same", "read", "4401" or "4404"."""
     user_bound = connected not in ("public_anonymous", "secret_link")
     collaborator = connected in ("writer_token", "reader_token", "writer_session", "writer_frame")
+    member = connected.startswith("group_")  # of the "writers" group, whose share is "write"
+    if member and change in ("leave_group", "unshare_group", "delete_group"):
+        # a write collaborator too keeps writing; a member only, nothing
+        return "same" if connected == "group_reader_and_writer_token" else "4404"
+    if member and change == "demote_group":
+        return "same" if connected == "group_reader_and_writer_token" else "read"
+    if connected == "group_reader_and_writer_token" and change in ("unshare", "demote"):
+        return "same"  # the group still lets them write
     if change == "delete":
         return "4404"
     if change == "revoke_tokens":
@@ -245,18 +255,27 @@ def open_connection(connected: str):
     from bokehsite import protocol
     from documents import access
 
-    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    alice, bob, carol, gus = make_user("alice"), make_user("bob"), make_user("carol"), make_user("gus")
     document = quick_store(alice, "matrix")
     services.share(document, "bob", "write")
     services.share(document, "carol", "read")
+    writers = Group.objects.create(name="writers")
+    services.share_with_group(document, "writers", "write")
+    gus.groups.add(writers)
+    if connected == "group_reader_and_writer_token":
+        gus.groups.add(Group.objects.create(name="readers"))
+        services.share_with_group(document, "readers", "read")
+        services.share(document, "gus", "write")
     path, headers, user = protocol.path(document.id), [], None
     ours = [(b"origin", b"http://localhost"), (b"host", b"localhost")]  # a page of this site
+    if connected.startswith("group_"):
+        user = gus
     if connected.endswith("_token"):
-        user = {"owner_token": alice, "writer_token": bob, "reader_token": carol}[connected]
+        user = {"owner_token": alice, "writer_token": bob, "reader_token": carol}.get(connected, user)
         headers = [(b"authorization", f"Token {create_token(user, 'matrix')[1]}".encode())]
-    elif connected == "writer_session":
-        user, client = bob, Client()
-        client.force_login(bob)
+    elif connected.endswith("_session"):
+        user, client = user or bob, Client()
+        client.force_login(user)
         headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), *ours]
     elif connected == "writer_frame":
         user, caller = bob, access.Caller(bob)
@@ -291,6 +310,14 @@ def make_change(change: str, document, user) -> None:
         services.regenerate_secret_link(document)
     elif change == "delete":
         Document.objects.filter(pk=document.pk).delete()
+    elif change == "leave_group" and user is not None:
+        user.groups.remove(Group.objects.get(name="writers"))
+    elif change == "unshare_group":
+        services.unshare_group(document, "writers")
+    elif change == "demote_group":
+        services.share_with_group(document, "writers", "read")
+    elif change == "delete_group":
+        Group.objects.filter(name="writers").delete()
 
 
 @pytest.mark.django_db(transaction=True)
