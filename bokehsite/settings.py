@@ -260,6 +260,19 @@ BOKEHSITE_THROTTLE_RATES = {
 # 0 (the default): the client is the socket's peer and X-Forwarded-For is ignored, since any
 # client can send it. N: the client is the N-th address from the end of X-Forwarded-For.
 BOKEHSITE_TRUSTED_PROXIES = envcount("BOKEHSITE_TRUSTED_PROXIES", "0")
+# GET /metrics (Prometheus): for a scraper presenting this bearer token, or from these addresses
+# (comma-separated CIDRs, the client's address decided as for BOKEHSITE_TRUSTED_PROXIES). With
+# neither, there is no /metrics and nothing is measured.
+BOKEHSITE_METRICS_TOKEN = os.environ.get("BOKEHSITE_METRICS_TOKEN", "")
+BOKEHSITE_METRICS_ALLOW = envlist("BOKEHSITE_METRICS_ALLOW", "")
+try:
+    import ipaddress as _ipaddress
+
+    for _cidr in BOKEHSITE_METRICS_ALLOW:
+        _ipaddress.ip_network(_cidr, strict=False)
+except ValueError:
+    raise ImproperlyConfigured(f"BOKEHSITE_METRICS_ALLOW: {_cidr!r} is not an address or a network (CIDR), "
+                               "e.g. 10.0.0.0/8,127.0.0.1") from None
 # HTTPS, for a server that people reach only over HTTPS (directly or through a proxy): HSTS,
 # HTTP redirected to HTTPS, session and CSRF cookies sent only over HTTPS.
 BOKEHSITE_HTTPS = envbool("BOKEHSITE_HTTPS", "0")

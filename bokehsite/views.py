@@ -1,11 +1,11 @@
-"""Site-wide views: error pages (the JSON envelope under /api/, HTML elsewhere) and /healthz."""
+"""Site-wide views: error pages (the JSON envelope under /api/, HTML elsewhere), /healthz and /metrics."""
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from bokehsite import errors, health
+from bokehsite import errors, health, metrics
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -34,3 +34,18 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"status": "ok", "checks": checks})
     detail = "; ".join(f"{name}: {checks[name]}" for name in failed)
     return JsonResponse(errors.body("unhealthy", detail, None, checks=checks), status=503)
+
+
+@never_cache
+@require_safe
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """This process's figures in Prometheus's text format, for the scraper ``bokehsite.metrics`` lets in."""
+    try:
+        metrics.check(request)
+    except errors.ApiError as error:
+        response = errors.json_response(error)
+        if isinstance(error, errors.Unauthorized):
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    await metrics.refresh()
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)

@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
-from bokehsite import protocol
+from bokehsite import metrics, protocol
 from bokehsite.errors import ApiError
 from documents import archive, bokeh_json, exports, images, log, quota, replay, signals
 from documents.changes import Change, PatchRequest
@@ -106,6 +106,9 @@ def apply_changes(document: Document, requests: list[PatchRequest], *, fold: boo
     outcomes = log.store(document.id, requests)
     # A resent change was broadcast when it was first stored.
     _broadcast_on_commit([o for o in outcomes if isinstance(o, Change) and not o.resent])
+    if metrics.enabled():
+        received = [r.received for r, o in zip(requests, outcomes) if isinstance(o, Change) and not o.resent]
+        transaction.on_commit(lambda: metrics.changes_stored(received))
     if fold:
         log.fold_if_due(document.id)
     return outcomes
