@@ -133,3 +133,29 @@ def test_a_malformed_allow_list_stops_the_server_with_its_name():
                             env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "bokehsite.settings",
                                  "BOKEHSITE_METRICS_ALLOW": "10.0.0.0/8,not-a-network"}, timeout=60)
     assert result.returncode != 0 and "BOKEHSITE_METRICS_ALLOW" in result.stderr and "not-a-network" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_views_served_and_websocket_errors_are_counted(api, dataset_dir, with_token):
+    from tests.test_dataset_views import backed_document, line_columns, next_frame, stored_dataset, view
+
+    dataset = stored_dataset(api, "walk", line_columns(2000), require_sorted_x=True)
+    document, source_id = backed_document(default_user(), dataset)
+    get = sync_to_async(scrape)
+
+    async def scenario():
+        before = await get()
+        socket, _ = await open_socket(protocol.path(document.id), [(b"host", b"localhost"), (b"origin", b"http://localhost")])
+        await socket.send_json_to(view(1, source_id, 0, 2000))
+        message, _ = await next_frame(socket)
+        assert message["type"] == "view_data"
+        await socket.send_json_to(view(2, "p99999", 0, 2000))
+        assert (await receive(socket))["code"] == "unknown_source"
+        after = await get()
+        await socket.disconnect()
+        assert figure(after, "bokehsite_views_served_total") == figure(before, "bokehsite_views_served_total") + 1
+        assert figure(after, "bokehsite_view_seconds_count") == figure(before, "bokehsite_view_seconds_count") + 1
+        assert (figure(after, "bokehsite_errors_total", code="unknown_source")
+                == figure(before, "bokehsite_errors_total", code="unknown_source") + 1)
+
+    run(scenario)
