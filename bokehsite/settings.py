@@ -4,6 +4,7 @@ Every setting comes from an environment variable with a default that lets a fres
 on SQLite and the in-memory channel layer. Nothing else in the project reads ``os.environ``.
 """
 
+import ipaddress
 import os
 import re
 import secrets
@@ -45,6 +46,18 @@ def envcount(name: str, default: str) -> int:
 
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def envnetworks(name: str, default: str) -> list[str]:
+    """Comma-separated addresses or networks (CIDRs): ``10.0.0.0/8,127.0.0.1``."""
+    networks = envlist(name, default)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {network!r} is not an address or a network (CIDR), "
+                                       "e.g. 10.0.0.0/8,127.0.0.1") from None
+    return networks
 
 
 def envseconds(name: str, default: str) -> float:
@@ -264,15 +277,7 @@ BOKEHSITE_TRUSTED_PROXIES = envcount("BOKEHSITE_TRUSTED_PROXIES", "0")
 # (comma-separated CIDRs, the client's address decided as for BOKEHSITE_TRUSTED_PROXIES). With
 # neither, there is no /metrics and nothing is measured.
 BOKEHSITE_METRICS_TOKEN = os.environ.get("BOKEHSITE_METRICS_TOKEN", "")
-BOKEHSITE_METRICS_ALLOW = envlist("BOKEHSITE_METRICS_ALLOW", "")
-try:
-    import ipaddress as _ipaddress
-
-    for _cidr in BOKEHSITE_METRICS_ALLOW:
-        _ipaddress.ip_network(_cidr, strict=False)
-except ValueError:
-    raise ImproperlyConfigured(f"BOKEHSITE_METRICS_ALLOW: {_cidr!r} is not an address or a network (CIDR), "
-                               "e.g. 10.0.0.0/8,127.0.0.1") from None
+BOKEHSITE_METRICS_ALLOW = envnetworks("BOKEHSITE_METRICS_ALLOW", "")
 # HTTPS, for a server that people reach only over HTTPS (directly or through a proxy): HSTS,
 # HTTP redirected to HTTPS, session and CSRF cookies sent only over HTTPS.
 BOKEHSITE_HTTPS = envbool("BOKEHSITE_HTTPS", "0")
