@@ -422,10 +422,16 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# "text" (Python's default lines) or "json" (one JSON object a line: bokehsite.log_format).
+BOKEHSITE_LOG_FORMAT = os.environ.get("BOKEHSITE_LOG_FORMAT", "text").strip().lower()
+if BOKEHSITE_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"BOKEHSITE_LOG_FORMAT must be text or json, not {BOKEHSITE_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "bokehsite.log_format.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             **({"formatter": "json"} if BOKEHSITE_LOG_FORMAT == "json" else {})}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
