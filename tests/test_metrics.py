@@ -159,3 +159,26 @@ def test_views_served_and_websocket_errors_are_counted(api, dataset_dir, with_to
                 == figure(before, "bokehsite_errors_total", code="unknown_source") + 1)
 
     run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_sites_embed_counts_as_an_embed(alice, multi_user, with_token):
+    from documents import embeds
+    from tests.test_embed_read_only import HOST, embed_frame_token
+
+    document, _, _ = stored_line(alice)
+    _, secret = embeds.create(document, [HOST])
+    frame_token = embed_frame_token(Client(), document, secret)
+    get = sync_to_async(scrape)
+
+    async def scenario():
+        before = await get()
+        socket, hello = await open_socket(f"{protocol.path(document.id)}?frame_token={frame_token}",
+                                          [(b"origin", b"null"), (b"host", b"testserver")])
+        assert (hello["type"], hello["role"]) == ("hello", "read")
+        opened = await get()
+        await socket.disconnect()
+        assert figure(opened, "bokehsite_connections", kind="embed") == figure(before, "bokehsite_connections", kind="embed") + 1
+        assert figure(opened, "bokehsite_connections", kind="viewer") == figure(before, "bokehsite_connections", kind="viewer")
+
+    run(scenario)
