@@ -4,7 +4,8 @@
 One producer streams appends of 100 float64 x and 100 float64 y values (a ColumnsStreamed change
 of about 2 KB) to N viewers, as fast as acknowledgements allow or at a fixed rate. The viewers
 are websocket clients in this process; each server is a separate process whose CPU time is read
-from /proc. With ``--baseline REF`` the same run also measures bokehsite as it was at commit REF.
+from /proc. With ``--baseline REF`` the same run also measures bokehsite as it was at commit REF;
+with ``--baseline-env NAME=VALUE`` its baseline runs with another environment (metrics off, say).
 See bench/README.md, "Streaming".
 
 Run it from the repository root:  .venv/bin/python bench/streaming.py
@@ -685,6 +686,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline", metavar="REF",
                         help="also measure bokehsite as it was at this commit (e.g. HEAD~1), in the same run, "
                              "on a database of its own")
+    parser.add_argument("--baseline-env", action="append", default=None, metavar="NAME=VALUE",
+                        help="the baseline's extra environment, instead of --server-env (repeatable); without "
+                             "--baseline, the baseline is this checkout with this environment, e.g. "
+                             "--server-env BOKEHSITE_METRICS_TOKEN=x --baseline-env BOKEHSITE_METRICS_TOKEN= "
+                             "measures metrics on against off in one run")
     args = parser.parse_args()
     args.viewers = [int(n) for n in args.viewers.split(",")]
     args.systems = [s.strip() for s in args.systems.split(",")]
@@ -695,8 +701,9 @@ def parse_args() -> argparse.Namespace:
         args.profile.mkdir(parents=True, exist_ok=True)
     if unknown := set(args.systems) - set(SYSTEMS):
         parser.error(f"unknown systems: {', '.join(unknown)}")
-    args.baseline_name = f"bokehsite@{args.baseline}" if args.baseline else None
-    if args.baseline:
+    args.baseline_name = (f"bokehsite@{args.baseline}" if args.baseline
+                          else "baseline" if args.baseline_env is not None else None)
+    if args.baseline_name:
         args.systems.insert(args.systems.index("bokehsite") + 1 if "bokehsite" in args.systems else 0, args.baseline_name)
     return args
 
@@ -800,7 +807,8 @@ def commit_latency_ms(directory: str, commits: int = 20) -> float:
 
 def print_header(args: argparse.Namespace, env: dict[str, str], tmp: str) -> None:
     print(f"bokehsite streaming benchmark; {machine()}")
-    print(f"bokehsite at {revision()}" + (f"; baseline {args.baseline_name}" if args.baseline else ""))
+    print(f"bokehsite at {revision()}" + (f"; baseline {args.baseline_name}" if args.baseline_name else "")
+          + (f" with {' '.join(args.baseline_env) or 'no extra environment'}" if args.baseline_env is not None else ""))
     print(f"database: {env['DATABASE_URL'].split('@')[-1]}; channel layer: {'Redis' if args.redis else 'in-memory'}"
           + "".join(f"; {item}" for item in args.server_env))
     print(f"disk: a small SQLite commit (one fsync) takes {commit_latency_ms(tmp):.1f} ms")
@@ -836,7 +844,7 @@ def print_results(results: Results, args: argparse.Namespace) -> None:
 
 def print_ratios(results: Results, args: argparse.Namespace, mode: str) -> None:
     """bokehsite's delivered throughput and p99 relative to each baseline."""
-    if args.baseline:
+    if args.baseline_name:
         print(f"{'N':>3} {'throughput / ' + args.baseline_name:>30} {'p99 / ' + args.baseline_name:>24}")
         for n in args.viewers:
             site, before = results.get(("bokehsite", n, mode)), results.get((args.baseline_name, n, mode))
@@ -878,17 +886,19 @@ def print_goal(results: Results, args: argparse.Namespace, modes: list[str]) -> 
 def main() -> None:
     args = parse_args()
     postgres = bool(args.database_url and args.database_url.startswith(("postgres:", "postgresql:")))
-    databases = [args.database_url] + ([with_suffix(args.database_url, "_baseline")] if args.baseline and postgres else [])
+    databases = [args.database_url] + ([with_suffix(args.database_url, "_baseline")] if args.baseline_name and postgres else [])
     extra = dict(item.split("=", 1) for item in args.server_env)
+    baseline_extra = extra if args.baseline_env is None else dict(item.split("=", 1) for item in args.baseline_env)
     with tempfile.TemporaryDirectory(prefix="bokehsite-bench-") as tmp, contextlib.ExitStack() as stack:
         try:
             env = bokehsite_env(tmp, args.database_url, args.redis, extra)
             baseline = None
-            if args.baseline:
-                root = stack.enter_context(checkout(args.baseline))
+            if args.baseline_name:
+                root = stack.enter_context(checkout(args.baseline)) if args.baseline else ROOT
                 data = Path(tmp) / "baseline"
                 data.mkdir()
-                baseline_env = bokehsite_env(str(data), databases[-1] if postgres else None, args.redis, extra, root)
+                baseline_env = bokehsite_env(str(data), databases[-1] if postgres else None, args.redis,
+                                             baseline_extra, root)
                 baseline = Bokehsite(baseline_env, args.baseline_name, root)
             print_header(args, env, tmp)
             results = asyncio.run(run_all(args, env, baseline))

@@ -15,7 +15,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import status
 
-from bokehsite import protocol
+from bokehsite import metrics, protocol
 
 
 class ApiError(Exception):
@@ -109,6 +109,7 @@ def envelope(error: ApiError) -> dict[str, Any]:
 
 def body(code: str, detail: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
     """The envelope's members, for errors that are not ``ApiError`` instances (DRF's own)."""
+    metrics.error_answered(code)  # every error answer, HTTP or websocket, is made here
     return {"error": code, "detail": detail, "field": field, **extra}
 
 

@@ -4,6 +4,7 @@ Every setting comes from an environment variable with a default that lets a fres
 on SQLite and the in-memory channel layer. Nothing else in the project reads ``os.environ``.
 """
 
+import ipaddress
 import os
 import re
 import secrets
@@ -45,6 +46,18 @@ def envcount(name: str, default: str) -> int:
 
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def envnetworks(name: str, default: str) -> list[str]:
+    """Comma-separated addresses or networks (CIDRs): ``10.0.0.0/8,127.0.0.1``."""
+    networks = envlist(name, default)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {network!r} is not an address or a network (CIDR), "
+                                       "e.g. 10.0.0.0/8,127.0.0.1") from None
+    return networks
 
 
 def envseconds(name: str, default: str) -> float:
@@ -269,6 +282,11 @@ BOKEHSITE_THROTTLE_RATES = {
 # 0 (the default): the client is the socket's peer and X-Forwarded-For is ignored, since any
 # client can send it. N: the client is the N-th address from the end of X-Forwarded-For.
 BOKEHSITE_TRUSTED_PROXIES = envcount("BOKEHSITE_TRUSTED_PROXIES", "0")
+# GET /metrics (Prometheus): for a scraper presenting this bearer token, or from these addresses
+# (comma-separated CIDRs, the client's address decided as for BOKEHSITE_TRUSTED_PROXIES). With
+# neither, there is no /metrics and nothing is measured.
+BOKEHSITE_METRICS_TOKEN = os.environ.get("BOKEHSITE_METRICS_TOKEN", "")
+BOKEHSITE_METRICS_ALLOW = envnetworks("BOKEHSITE_METRICS_ALLOW", "")
 # HTTPS, for a server that people reach only over HTTPS (directly or through a proxy): HSTS,
 # HTTP redirected to HTTPS, session and CSRF cookies sent only over HTTPS.
 BOKEHSITE_HTTPS = envbool("BOKEHSITE_HTTPS", "0")
@@ -452,10 +470,16 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# "text" (Python's default lines) or "json" (one JSON object a line: bokehsite.log_format).
+BOKEHSITE_LOG_FORMAT = os.environ.get("BOKEHSITE_LOG_FORMAT", "text").strip().lower()
+if BOKEHSITE_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"BOKEHSITE_LOG_FORMAT must be text or json, not {BOKEHSITE_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "bokehsite.log_format.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             **({"formatter": "json"} if BOKEHSITE_LOG_FORMAT == "json" else {})}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 

@@ -3,10 +3,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.views import admin_login
-from bokehsite.views import healthz, operator_health
+from bokehsite.views import healthz, metrics_view, operator_health
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/health/", operator_health, name="operator-health"),
     path("admin/login/", admin_login),  # before the admin's own: passwords may be off
     path("admin/", admin.site.urls),

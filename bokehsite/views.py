@@ -1,5 +1,5 @@
-"""Site-wide views: error pages (the JSON envelope under /api/, HTML elsewhere), /healthz and
-the staff's health page."""
+"""Site-wide views: error pages (the JSON envelope under /api/, HTML elsewhere), /healthz,
+/metrics and the staff's health page."""
 
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
@@ -10,7 +10,7 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from bokehsite import errors, health, operators
+from bokehsite import errors, health, metrics, operators
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -50,3 +50,16 @@ def operator_health(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("only staff may see the server's health")
     context = {**admin.site.each_context(request), "title": "Server health", "report": operators.report()}
     return render(request, "operators/health.html", context)
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """This process's figures in Prometheus's text format, for the scraper ``bokehsite.metrics`` lets in."""
+    try:
+        metrics.check(request)
+    except errors.ApiError as error:
+        response = errors.json_response(error)
+        if isinstance(error, errors.Unauthorized):
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    await metrics.refresh()
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)

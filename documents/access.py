@@ -5,7 +5,8 @@ rename, delete, publish and share it). ``role_for`` answers ``None`` when the us
 know the document exists; callers then answer 404, never 403.
 
 - The owner has ``owner``.
-- A collaborator has the role the owner gave them (``read`` or ``write``).
+- A collaborator has the role the owner gave them (``read`` or ``write``), and so has every member
+  of a group the owner shared it with; whoever has several has the strongest.
 - Staff may read every document (to help and to moderate), and change none through the API;
   they change documents, owners and visibility in the Django admin.
 - Anyone, even anonymous, may read a public document, and a secret-link document when they
@@ -38,7 +39,7 @@ from accounts.users import acting_user, default_user, multi_user
 from documents.exceptions import DocumentNotFound, Forbidden, InvalidEmbedToken, InvalidFrameToken
 from documents import embeds, frames
 from documents.frames import FrameGrant, verify_frame_token
-from documents.models import Collaborator, Document, EmbedToken, Kind, Visibility
+from documents.models import Collaborator, Document, EmbedToken, GroupShare, Kind, Visibility
 
 RoleName = Literal["read", "write", "owner"]
 RANK = {None: 0, "read": 1, "write": 2, "owner": 3}
@@ -51,8 +52,7 @@ def role_for(user: User, document: Document, *, key: str | None = None, key_dige
     if user.is_authenticated:
         if document.owner_id == user.pk:
             return "owner"
-        shared = Collaborator.objects.filter(document_id=document.pk, user_id=user.pk).values_list("role", flat=True).first()
-        if shared:
+        if shared := _shared_role(user, document):
             return shared
         if user.is_staff:
             return "read"
@@ -66,6 +66,15 @@ def role_for(user: User, document: Document, *, key: str | None = None, key_dige
         if key_digest and hmac.compare_digest(frames.key_digest(document.secret_key), key_digest):
             return by_key
     return None
+
+
+def _shared_role(user: AbstractBaseUser, document: Document) -> RoleName | None:
+    """The strongest role shared with ``user`` on ``document``, as a collaborator or as a member
+    of a group it is shared with: one query."""
+    as_collaborator = Collaborator.objects.filter(document_id=document.pk, user_id=user.pk).order_by().values_list("role")
+    as_member = GroupShare.objects.filter(document_id=document.pk, group__user=user.pk).order_by().values_list("role")
+    roles = {role for (role,) in as_collaborator.union(as_member)}
+    return "write" if "write" in roles else "read" if roles else None
 
 
 def allows(role: RoleName | None, needed: RoleName) -> bool:

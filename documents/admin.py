@@ -5,7 +5,7 @@ from django.template.defaultfilters import filesizeformat
 
 from bokehsite.wire import model_objects
 from documents import embeds
-from documents.models import Collaborator, Document, EmbedToken
+from documents.models import Collaborator, Document, EmbedToken, GroupShare
 
 
 class CollaboratorInline(admin.TabularInline):
@@ -16,9 +16,17 @@ class CollaboratorInline(admin.TabularInline):
     readonly_fields = ["created"]
 
 
+class GroupShareInline(admin.TabularInline):
+    model = GroupShare
+    extra = 1
+    autocomplete_fields = ["group"]
+    fields = ["group", "role", "created"]
+    readonly_fields = ["created"]
+
+
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    inlines = [CollaboratorInline]
+    inlines = [CollaboratorInline, GroupShareInline]
     list_display = ["title", "owner", "visibility", "version", "updated"]
     list_filter = ["visibility"]
     search_fields = ["title", "owner__username"]

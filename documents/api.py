@@ -31,12 +31,14 @@ from documents.exceptions import (
     Forbidden, HistoryTruncated, InvalidDocument, InvalidEmbedToken, InvalidFrameToken, InvalidPatch, TitleTaken, UnknownModelType,
     UserNotFound, VersionConflict,
 )
+from documents.exceptions import GroupShareNotFound, UnknownGroup
 from documents.exceptions import ExportFailed, ExportUnavailable, InvalidArchive, StorageQuotaExceeded
 from documents.renderers import BundleRenderer, ExportRenderer, require_bundle
 from documents.serializers import (
     CollaboratorSerializer, ContentSerializer, CreateSerializer, DocumentSerializer, PatchSerializer, ShareSerializer,
     SinceQuerySerializer, TitleSerializer, VersionQuerySerializer, VersionSerializer,
 )
+from documents.serializers import GroupShareSerializer
 from documents.serializers import CreateEmbedTokenSerializer, EmbedTokenSerializer, NewEmbedTokenSerializer
 from documents.serializers import DocumentListQuerySerializer
 from documents.serializers import HistoryQuerySerializer, HistorySerializer, RestoreSerializer
@@ -318,6 +320,38 @@ class CollaboratorDetail(APIView):
     @raises(Forbidden, UserNotFound)
     def delete(self, request: Request, pk, username: str) -> Response:
         services.unshare(_resolve(request, pk, "owner"), username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["collaborators"], parameters=[SECRET_LINK_KEY])
+class GroupShares(APIView):
+    """GET: the groups the document is shared with. POST {group, role}: share it with every member
+    of a group, or change the group's role."""
+
+    @extend_schema(summary="The groups a document is shared with", responses=GroupShareSerializer(many=True))
+    @raises(Forbidden)
+    def get(self, request: Request, pk) -> Response:
+        document = _resolve(request, pk, "owner")
+        return Response(GroupShareSerializer(services.group_shares(document), many=True).data)
+
+    @extend_schema(summary="Share a document with a group, or change the group's role",
+                   request=body(GroupShareSerializer, bundle=False), responses={201: GroupShareSerializer})
+    @raises(Forbidden, UnknownGroup)
+    def post(self, request: Request, pk) -> Response:
+        document = _resolve(request, pk, "owner")
+        data = _valid(GroupShareSerializer, request.data)
+        share = services.share_with_group(document, data["group"]["name"], data["role"])
+        return Response(GroupShareSerializer(share).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["collaborators"], parameters=[SECRET_LINK_KEY])
+class GroupShareDetail(APIView):
+    """DELETE: stop sharing the document with this group."""
+
+    @extend_schema(summary="Stop sharing a document with a group", responses={204: None})
+    @raises(Forbidden, GroupShareNotFound)
+    def delete(self, request: Request, pk, name: str) -> Response:
+        services.unshare_group(_resolve(request, pk, "owner"), name)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

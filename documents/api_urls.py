@@ -16,6 +16,8 @@ urlpatterns = [
     path("documents/<uuid:pk>/collaborators/", api.Collaborators.as_view(), name="document-collaborators"),
     path("documents/<uuid:pk>/collaborators/<str:username>/", api.CollaboratorDetail.as_view(),
          name="document-collaborator"),
+    path("documents/<uuid:pk>/groups/", api.GroupShares.as_view(), name="document-group-shares"),
+    path("documents/<uuid:pk>/groups/<str:name>/", api.GroupShareDetail.as_view(), name="document-group-share"),
     path("documents/<uuid:pk>/embed-tokens/", api.EmbedTokens.as_view(), name="document-embed-tokens"),
     path("documents/<uuid:pk>/embed-tokens/<uuid:token_id>/", api.EmbedTokenDetail.as_view(),
          name="document-embed-token"),

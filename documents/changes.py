@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class PatchRequest:
     origin: str = ""
     key: str = ""
     base_version: int | None = None
+    received: float = field(default_factory=time.monotonic)  # when it arrived, for the metrics
 
     def events(self) -> list[dict[str, Any]]:
         """The patch's events, once its shape is checked; ``InvalidPatch`` says what is wrong."""

@@ -38,6 +38,16 @@ class UserNotFound(errors.NotFound):
     code = "user_not_found"
 
 
+class UnknownGroup(ApiError):
+    """A group named in a request's body that does not exist."""
+
+    code = "unknown_group"
+
+
+class GroupShareNotFound(errors.NotFound):
+    code = "group_share_not_found"
+
+
 class Forbidden(errors.Forbidden):
     """The caller can see the document (so it may say so) but may not do this to it."""
 

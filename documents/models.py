@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from bokeh.core.serialization import Buffer, Serialized
 from bokeh.document import Document as BokehDocument
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
 from django.urls import reverse
 
@@ -207,6 +208,23 @@ class Collaborator(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.role})"
+
+
+class GroupShare(models.Model):
+    """A group of users the owner shares a document with: each member has ``role`` on it (the
+    strongest of this and any other role they have)."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="group_shares")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="document_shares")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.READ)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created"]
+        constraints = [models.UniqueConstraint(fields=["document", "group"], name="group_share_unique_per_document")]
+
+    def __str__(self) -> str:
+        return f"{self.group} ({self.role})"
 
 
 # --- embeds ----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from documents import services
-from documents.models import Collaborator, Document, EmbedToken, Role, Visibility
+from documents.models import Collaborator, Document, EmbedToken, GroupShare, Role, Visibility
 
 
 class DocumentSerializer(serializers.ModelSerializer):
@@ -121,6 +121,16 @@ class CollaboratorSerializer(serializers.ModelSerializer):
     class Meta:
         model = Collaborator
         fields = ["username", "role", "created"]
+        read_only_fields = ["created"]
+
+
+class GroupShareSerializer(serializers.ModelSerializer):
+    group = serializers.CharField(source="group.name", max_length=150, help_text="The group's name.")
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.READ)
+
+    class Meta:
+        model = GroupShare
+        fields = ["group", "role", "created"]
         read_only_fields = ["created"]
 
 

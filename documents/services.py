@@ -9,17 +9,17 @@ from typing import Any
 from bokeh.core.serialization import Buffer
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from bokehsite import protocol
+from bokehsite import metrics, protocol
 from bokehsite.errors import ApiError
 from documents import archive, bokeh_json, exports, images, log, quota, replay, signals
 from documents.changes import Change, PatchRequest
-from documents.exceptions import TitleTaken, UserNotFound
+from documents.exceptions import GroupShareNotFound, TitleTaken, UnknownGroup, UserNotFound
 from documents.exceptions import ExportUnavailable
-from documents.models import Collaborator, Document, Event, Kind, Role, Snapshot, Visibility
+from documents.models import Collaborator, Document, Event, GroupShare, Kind, Role, Snapshot, Visibility
 
 User = AbstractBaseUser | AnonymousUser
 # No username holds NUL, and PostgreSQL cannot compare text with one.
@@ -34,10 +34,11 @@ def owned_documents(user: User) -> QuerySet[Document]:
 
 
 def shared_documents(user: User) -> QuerySet[Document]:
-    """The documents other people share with ``user`` as a collaborator."""
+    """The documents other people share with ``user``, as a collaborator or with a group of theirs."""
     if not user.is_authenticated:
         return Document.objects.none()
-    return Document.objects.filter(collaborators__user=user).exclude(owner=user)
+    shared = Q(collaborators__user=user) | Q(group_shares__group__user=user)
+    return Document.objects.filter(pk__in=Document.objects.filter(shared).values("pk")).exclude(owner=user)
 
 
 def create_document(owner: AbstractBaseUser, title: str, doc_json: Any, buffers: list[Buffer], *,
@@ -105,6 +106,9 @@ def apply_changes(document: Document, requests: list[PatchRequest], *, fold: boo
     outcomes = log.store(document.id, requests)
     # A resent change was broadcast when it was first stored.
     _broadcast_on_commit([o for o in outcomes if isinstance(o, Change) and not o.resent])
+    if metrics.enabled():
+        received = [r.received for r, o in zip(requests, outcomes) if isinstance(o, Change) and not o.resent]
+        transaction.on_commit(lambda: metrics.changes_stored(received))
     if fold:
         log.fold_if_due(document.id)
     return outcomes
@@ -265,6 +269,34 @@ def unshare(document: Document, username: str) -> None:
     deleted = 0 if NUL in username else Collaborator.objects.filter(document=document, user__username=username).delete()[0]
     if not deleted:
         raise UserNotFound(f"{username!r} is not a collaborator on this document", field="username")
+
+
+def group_shares(document: Document) -> QuerySet[GroupShare]:
+    return document.group_shares.select_related("group")
+
+
+def share_with_group(document: Document, name: str, role: str) -> GroupShare:
+    """Give every member of the group ``name`` the role ``role`` ("read" or "write") on ``document``.
+
+    Raises:
+        UnknownGroup: there is no such group.
+    """
+    group = None if NUL in name else Group.objects.filter(name=name).first()
+    if group is None:
+        raise UnknownGroup(f"no group called {name!r}", field="group")
+    share, _ = GroupShare.objects.update_or_create(document=document, group=group, defaults={"role": Role(role)})
+    return share
+
+
+def unshare_group(document: Document, name: str) -> None:
+    """Take away the role the members of the group ``name`` had on ``document`` through it.
+
+    Raises:
+        GroupShareNotFound: the document is not shared with that group.
+    """
+    deleted = 0 if NUL in name else GroupShare.objects.filter(document=document, group__name=name).delete()[0]
+    if not deleted:
+        raise GroupShareNotFound(f"this document is not shared with a group called {name!r}", field="group")
 
 
 # --- history -----------------------------------------------------------------------------------

@@ -245,6 +245,11 @@ def _drawn_elsewhere_until(document_id: uuid.UUID) -> float | None:
 _worker = _Worker()
 
 
+def waiting() -> int:
+    """How many documents wait for their thumbnail to be drawn in this process."""
+    return _worker.waiting()
+
+
 @receiver(signals.content_stored, dispatch_uid="documents.thumbnails")
 def _content_stored(sender: Any, document_id: uuid.UUID, **kwargs: Any) -> None:
     # A picture somebody has seen is kept current; a new document waits until a page shows it.

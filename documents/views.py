@@ -176,8 +176,19 @@ def _unshare(request: HttpRequest, document: Document) -> None:
     services.unshare(document, request.POST.get("username", ""))
 
 
+def _share_with_group(request: HttpRequest, document: Document) -> None:
+    if request.POST.get("role") not in Role.values:
+        raise pages.UnknownAction
+    services.share_with_group(document, request.POST.get("group", "").strip(), request.POST["role"])
+
+
+def _unshare_group(request: HttpRequest, document: Document) -> None:
+    services.unshare_group(document, request.POST.get("group", ""))
+
+
 SHARE_ACTIONS: dict[str, pages.Handler] = {
     "visibility": _set_visibility, "regenerate": _regenerate_secret_link, "share": _share, "unshare": _unshare,
+    "share_group": _share_with_group, "unshare_group": _unshare_group,
 }
 
 
@@ -191,6 +202,7 @@ def share_page(request: HttpRequest, caller: access.Caller, document: Document) 
     context = {
         "document": document,
         "collaborators": services.collaborators(document),
+        "group_shares": services.group_shares(document),
         "public_url": request.build_absolute_uri(document.public_url()),
         "secret_url": request.build_absolute_uri(document.secret_url()) if document.secret_key else None,
         "visibilities": Visibility.choices,

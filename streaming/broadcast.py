@@ -25,6 +25,7 @@ import contextlib
 import logging
 import random
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -74,53 +75,55 @@ def dataset_group_name(dataset_id: uuid.UUID | str) -> str:
     return f"dataset.{uuid.UUID(str(dataset_id)).hex}"
 
 
-def message(changes: list[Change]) -> dict[str, Any]:
-    """The channel layer message for consecutive committed changes."""
+def message(changes: list[Change], committed: float | None = None) -> dict[str, Any]:
+    """The channel layer message for consecutive committed changes (``committed``: when, by
+    ``time.time()``, for the metrics' broadcast lag)."""
     frame = None
     if all(change.patch is not None for change in changes):
         frame = protocol.Patches.frame(changes[0].version - 1, changes[-1].version,
                                        ((protocol.item(c.version, c.patch, c.key), c.buffers) for c in changes))
     return {"type": CHANGED, "start": changes[0].version - 1, "version": changes[-1].version,
-            "origins": [change.origin for change in changes], "frame": frame}
+            "origins": [change.origin for change in changes], "frame": frame, "committed": committed}
 
 
-async def send_changes(changes: list[Change]) -> None:
+async def send_changes(changes: list[Change], committed: float | None = None) -> None:
     """Tell every connection to the document about consecutive committed changes."""
     if changes:
-        await get_channel_layer().group_send(group_name(changes[0].document_id), message(changes))
+        await get_channel_layer().group_send(group_name(changes[0].document_id), message(changes, committed))
 
 
 def changes_committed(sender: Any, changes: list[Change], **kwargs: Any) -> None:
     """Receiver of ``documents.signals.changes_committed``: runs in the thread that committed. A
     failed send is logged: the changes are stored all the same, and viewers find the gap at the
     next change and read the log."""
+    committed = time.time()
     collected = _collected.get()
     if collected is not None:
-        collected.append(changes)
+        collected.append((changes, committed))
         return
     try:
-        async_to_sync(send_changes)(changes)
+        async_to_sync(send_changes)(changes, committed)
     except Exception as error:
         _log_failure("broadcasting stored changes", error)
 
 
 # Where this context sends what commits later: the commits so far (see ``sent_on_exit``).
-_collected: ContextVar[list[list[Change]] | None] = ContextVar("broadcast_collected", default=None)
+_collected: ContextVar[list[tuple[list[Change], float]] | None] = ContextVar("broadcast_collected", default=None)
 
 
 @contextlib.asynccontextmanager
 async def sent_on_exit() -> AsyncIterator[None]:
     """What commits within this block (and in the database work it awaits, which runs in a copy
     of this context) is sent from this event loop when the block ends, in commit order."""
-    collected: list[list[Change]] = []
+    collected: list[tuple[list[Change], float]] = []
     token = _collected.set(collected)
     try:
         yield
     finally:
         _collected.reset(token)
-        for changes in collected:
+        for changes, committed in collected:
             try:
-                await send_changes(changes)
+                await send_changes(changes, committed)
             except Exception as error:
                 _log_failure("broadcasting stored changes", error)
 

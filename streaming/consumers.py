@@ -26,7 +26,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from appserver import hosts, presence
-from bokehsite import errors, protocol
+from bokehsite import errors, metrics, protocol
 from bokehsite.errors import ApiError
 from documents.exceptions import DocumentNotFound
 from streaming import broadcast, flow, limits, view_requests, writes
@@ -66,6 +66,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
                 raise
             await self.refuse(error)  # 4503 when the database is down: the client tries again
             return
+        self.counted_as = metrics.connection_opened(limits.kind(self.scope, self.document,
+                                                                from_app_host=self.from_app_host))
         self.log = StoredLog(self.document)
         self.flow = flow.Flow(self.channel_name, window=settings.BOKEHSITE_VIEWER_WINDOW,
                               limit=settings.BOKEHSITE_CATCHUP_LIMIT)
@@ -99,6 +101,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             await send({"type": "websocket.close", "code": int(protocol.Close.UNAVAILABLE)})
         finally:
             await limits.release(getattr(self, "channel_name", ""))  # however the connection ended
+            metrics.connection_closed(getattr(self, "counted_as", None))
             if self.app_viewer:
                 await presence.left(self.document, self.channel_name)
 
@@ -187,6 +190,9 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         elif self.flow.due():
             async with self.keeping_up():
                 await self.catch_up()
+        else:
+            return
+        metrics.relayed(event.get("committed"))
 
     async def access_changed(self, event) -> None:
         """Something that grants access changed: check this connection's again."""

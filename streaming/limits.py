@@ -41,6 +41,7 @@ from rest_framework.throttling import BaseThrottle
 from accounts.users import multi_user
 from bokehsite import errors, protocol
 from documents import access
+from documents.models import Kind
 from streaming.models import ConnectionPlace, ServerProcess
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,23 @@ def holder(scope: dict[str, Any]) -> str:
         if grant is not None and grant.user_id is not None:
             return f"user:{grant.user_id}"
     return f"address:{client_address(scope)}"
+
+
+def kind(scope: dict[str, Any], document: Any, *, from_app_host: bool) -> str:
+    """What a connection is, for the metrics: ``app_session`` (to an app session's document: its
+    app host's, or a page showing it), ``embed`` (another site's page, by an embed's frame token),
+    ``script`` (a Python session: no ``Origin``), else ``viewer`` (a page of this site, its frame)."""
+    if from_app_host or document.kind == Kind.SESSION:
+        return "app_session"
+    try:
+        grant = access.socket_caller(scope, scope["user"]).grant
+    except errors.ApiError:
+        grant = None
+    if grant is not None and grant.embed is not None:
+        return "embed"
+    if grant is None and b"origin" not in dict(scope.get("headers", [])):
+        return "script"
+    return "viewer"
 
 
 def client_address(scope: dict[str, Any]) -> str:

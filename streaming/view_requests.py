@@ -17,6 +17,7 @@ check of the connection, the periodic one included.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from bokeh.core.serialization import Buffer
 from channels.db import database_sync_to_async
 
-from bokehsite import protocol
+from bokehsite import metrics, protocol
 from bokehsite.errors import ApiError
 from datasets.aggregation import warm_up
 from datasets.viewing import Backing, backing, check, compute, first_new_x
@@ -46,7 +47,8 @@ class ConnectionViews:
             _warming = _views.submit(warm_up)
         self.document = document
         self.send, self.fail = send, fail
-        self.wanted: dict[str, tuple[protocol.View, Backing]] = {}  # the newest of each source, not started
+        # The newest request of each source, not started, and when it was asked (time.monotonic()).
+        self.wanted: dict[str, tuple[protocol.View, Backing, float]] = {}
         self.running: dict[str, asyncio.Task] = {}
         self.shown: dict[str, tuple[protocol.View, str]] = {}  # the last view sent, and its dataset
         self.backings: dict[str, Backing] = {}  # what each source is backed by, while nothing changed
@@ -104,7 +106,7 @@ class ConnectionViews:
             self._want(source, request, found)
 
     def _want(self, source: str, request: protocol.View, found: Backing) -> None:
-        self.wanted[source] = (request, found)
+        self.wanted[source] = (request, found, time.monotonic())
         if source not in self.running:
             task = self.running[source] = asyncio.create_task(self._serve(source))
             task.add_done_callback(lambda _: self.running.pop(source, None))
@@ -116,7 +118,7 @@ class ConnectionViews:
     async def _serve(self, source: str) -> None:
         loop = asyncio.get_running_loop()
         while (wanted := self.wanted.pop(source, None)) is not None:
-            request, found = wanted
+            request, found, asked = wanted
             try:
                 message, buffers = await loop.run_in_executor(_views, compute, found, request)
             except Exception as error:
@@ -125,4 +127,5 @@ class ConnectionViews:
             if source in self.wanted:
                 continue  # replaced while it was computed: the newer one is sent instead
             await self.send(message, buffers)
+            metrics.view_served(asked)
             self.shown[source] = (request, str(found.dataset.pk))

@@ -294,3 +294,36 @@ def test_a_python_follower_whose_access_is_taken_stops_with_the_servers_reason(m
 
     refusal = asyncio.run(scenario())
     assert (refusal.code, refusal.status) == ("not_found", 404)
+
+
+def test_a_member_removed_from_a_group_in_the_admin_loses_the_groups_document(document, alice, bob):
+    from django.contrib.auth.models import Group
+
+    stored, _, _ = document
+    writers, readers = Group.objects.create(name="writers"), Group.objects.create(name="readers")
+    bob.groups.add(writers, readers)
+    services.share_with_group(stored, "writers", "write")
+    services.share_with_group(stored, "readers", "read")
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("root", password="x"))
+    header = with_token(bob)
+
+    def set_groups(*groups):
+        url = f"/admin/auth/user/{bob.pk}/change/"
+        form = {"username": "bob", "is_active": "on", "groups": [g.pk for g in groups],
+                "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"}
+        for inline in admin.get(url).context["inline_admin_formsets"]:  # as the page sends them
+            management = inline.formset.management_form
+            form.update({management.add_prefix(name): value for name, value in management.initial.items()})
+        response = admin.post(url, form)
+        assert response.status_code == 302, response.context["adminform"].form.errors
+
+    async def scenario():
+        socket, hello = await open_socket(protocol.path(stored.id), header)
+        assert hello["role"] == "write"
+        await db(set_groups)(readers)
+        await assert_role(socket, "read")
+        await db(lambda: readers.user_set.clear())()
+        await assert_refused(socket, "not_found", 4404)
+
+    run(scenario)

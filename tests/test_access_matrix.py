@@ -3,14 +3,17 @@
 Rules (README, "Sharing"):
 - Someone who may not see a document gets 404, never 403, so its existence does not leak.
 - Someone who may see it but not do this gets 403 (they already know it exists).
-- Read: owner, collaborators, staff, anyone for a public document, anyone with a secret link's key.
-- Replace the content: owner and write collaborators. Rename, delete, publish, share: owner only.
+- Read: owner, collaborators, members of a group it is shared with, staff, anyone for a public
+  document, anyone with a secret link's key.
+- Replace the content: owner, write collaborators, members of a group it is shared with for writing
+  (whoever has several roles has the strongest). Rename, delete, publish, share: owner only.
 - Multi-user mode: the API needs a login or a token (401); pages redirect anonymous visitors to
   the login page, except public and secret-link pages, which render for anyone.
 - Single-user mode: every request is ``defaultuser``, whatever credentials it carries.
 """
 
 import pytest
+from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 from bokehsite import wire
@@ -21,7 +24,8 @@ from tests.helpers import line_document, store
 
 pytestmark = pytest.mark.django_db
 
-WHO = ["anonymous", "owner", "other", "reader", "writer", "staff"]
+WHO = ["anonymous", "owner", "other", "reader", "writer", "staff",
+       "group_reader", "group_writer", "group_reader_and_writer", "group_outsider"]
 DOCS = ["private", "public", "secret_link", "secret_without_key"]
 ACTIONS = ["list", "page", "get_json", "get_content", "replace", "rename", "delete", "publish", "collaborators"]
 SUCCESS = {"list": 200, "page": 200, "get_json": 200, "get_content": 200, "replace": 200, "rename": 200,
@@ -57,9 +61,9 @@ def role_of(who: str, doc: str) -> str | None:
     """The role the matrix expects; in single-user mode every caller is defaultuser, an "other"."""
     if who == "owner":
         return "owner"
-    if who in ("reader", "staff"):
+    if who in ("reader", "staff", "group_reader"):
         return "read"
-    if who == "writer":
+    if who in ("writer", "group_writer", "group_reader_and_writer"):
         return "write"
     return "read" if doc in ("public", "secret_link") else None
 
@@ -87,6 +91,13 @@ def world(db):
     charlie = make_user("charlie")
     sam = make_user("sam", is_staff=True)
     make_user("erin")
+    readers, writers, others = (Group.objects.create(name=name) for name in ("readers", "writers", "others"))
+    group_reader, group_writer = make_user("gina"), make_user("walt")
+    both, outsider = make_user("bea"), make_user("otto")
+    group_reader.groups.add(readers, others)
+    group_writer.groups.add(writers)
+    both.groups.add(readers)
+    outsider.groups.add(others)
     documents = {}
     for kind in DOCS:
         if kind == "secret_without_key" and "secret_link" in documents:
@@ -99,8 +110,13 @@ def world(db):
             services.regenerate_secret_link(document)
         services.share(document, "bob", "read")
         services.share(document, "dave", "write")
+        services.share_with_group(document, "readers", "read")
+        services.share_with_group(document, "writers", "write")
+        services.share(document, "bea", "write")  # and a member of "readers"
         documents[kind] = document
-    users = {"owner": alice, "other": charlie, "reader": bob, "writer": dave, "staff": sam}
+    users = {"owner": alice, "other": charlie, "reader": bob, "writer": dave, "staff": sam,
+             "group_reader": group_reader, "group_writer": group_writer, "group_reader_and_writer": both,
+             "group_outsider": outsider}
     return users, documents
 
 
@@ -198,14 +214,24 @@ def test_a_secret_link_without_its_key_or_with_an_old_key_is_not_found(world, mu
 # credentials no longer hold; 4404: it may no longer see the document).
 
 CONNECTED = ["owner_token", "writer_token", "reader_token", "writer_session", "public_anonymous",
-             "secret_link", "writer_frame"]
-CHANGES = ["revoke_tokens", "deactivate", "unshare", "demote", "make_private", "rotate_secret", "delete"]
+             "secret_link", "writer_frame", "group_writer_token", "group_writer_session",
+             "group_reader_and_writer_token"]
+CHANGES = ["revoke_tokens", "deactivate", "unshare", "demote", "make_private", "rotate_secret", "delete",
+           "leave_group", "unshare_group", "demote_group", "delete_group"]
 
 
 def after_change(connected: str, change: str) -> str:
     """What the rules say happens to the connection: "same", "read", "4401" or "4404"."""
     user_bound = connected not in ("public_anonymous", "secret_link")
     collaborator = connected in ("writer_token", "reader_token", "writer_session", "writer_frame")
+    member = connected.startswith("group_")  # of the "writers" group, whose share is "write"
+    if member and change in ("leave_group", "unshare_group", "delete_group"):
+        # a write collaborator too keeps writing; a member only, nothing
+        return "same" if connected == "group_reader_and_writer_token" else "4404"
+    if member and change == "demote_group":
+        return "same" if connected == "group_reader_and_writer_token" else "read"
+    if connected == "group_reader_and_writer_token" and change in ("unshare", "demote"):
+        return "same"  # the group still lets them write
     if change == "delete":
         return "4404"
     if change == "revoke_tokens":
@@ -229,18 +255,27 @@ def open_connection(connected: str):
     from bokehsite import protocol
     from documents import access
 
-    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    alice, bob, carol, gus = make_user("alice"), make_user("bob"), make_user("carol"), make_user("gus")
     document = quick_store(alice, "matrix")
     services.share(document, "bob", "write")
     services.share(document, "carol", "read")
+    writers = Group.objects.create(name="writers")
+    services.share_with_group(document, "writers", "write")
+    gus.groups.add(writers)
+    if connected == "group_reader_and_writer_token":
+        gus.groups.add(Group.objects.create(name="readers"))
+        services.share_with_group(document, "readers", "read")
+        services.share(document, "gus", "write")
     path, headers, user = protocol.path(document.id), [], None
     ours = [(b"origin", b"http://localhost"), (b"host", b"localhost")]  # a page of this site
+    if connected.startswith("group_"):
+        user = gus
     if connected.endswith("_token"):
-        user = {"owner_token": alice, "writer_token": bob, "reader_token": carol}[connected]
+        user = {"owner_token": alice, "writer_token": bob, "reader_token": carol}.get(connected, user)
         headers = [(b"authorization", f"Token {create_token(user, 'matrix')[1]}".encode())]
-    elif connected == "writer_session":
-        user, client = bob, Client()
-        client.force_login(bob)
+    elif connected.endswith("_session"):
+        user, client = user or bob, Client()
+        client.force_login(user)
         headers = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), *ours]
     elif connected == "writer_frame":
         user, caller = bob, access.Caller(bob)
@@ -275,6 +310,14 @@ def make_change(change: str, document, user) -> None:
         services.regenerate_secret_link(document)
     elif change == "delete":
         Document.objects.filter(pk=document.pk).delete()
+    elif change == "leave_group" and user is not None:
+        user.groups.remove(Group.objects.get(name="writers"))
+    elif change == "unshare_group":
+        services.unshare_group(document, "writers")
+    elif change == "demote_group":
+        services.share_with_group(document, "writers", "read")
+    elif change == "delete_group":
+        Group.objects.filter(name="writers").delete()
 
 
 @pytest.mark.django_db(transaction=True)

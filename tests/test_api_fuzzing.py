@@ -6,6 +6,7 @@ import hashlib
 import numpy as np
 import pytest
 import schemathesis
+from django.contrib.auth.models import Group
 from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
@@ -41,6 +42,7 @@ class Fixtures:
         self.owner = owner
         self.multi_user = multi_user
         self.collaborator = make_user("bob")
+        self.group = Group.objects.create(name="team")
         self.token = None
 
     def document_id(self) -> str:
@@ -81,6 +83,8 @@ class Fixtures:
                 parameters["id"] = self.document_id()
         if "username" in parameters:
             parameters["username"] = self.collaborator.username
+        if "name" in parameters:
+            parameters["name"] = self.group.name
         if not self.multi_user:
             return {}
         if self.token is None or authenticate_token(self.token) is None:  # logging out revokes it
@@ -119,7 +123,7 @@ def assert_within_the_schema(findings: list[str], statuses: dict[str, set[int]])
     # It reached the real things: every read answered 200 at least once (but the changes since a
     # version, which only a `since` of 1 finds on a new document).
     reads = {label: answered for label, answered in statuses.items() if label.startswith("GET ")}
-    assert len(reads) == 17, reads  # with GET /api/account/
+    assert len(reads) == 18, reads  # with GET /api/account/
     assert all(200 in answered for label, answered in reads.items() if not label.endswith("/events/")), reads
 
 

@@ -77,7 +77,8 @@ def test_the_admin_lists_and_edits_documents(client):
     response = client.post(
         f"/admin/documents/document/{document.id}/change/",
         {"title": "renamed in the admin", "owner": document.owner_id, "visibility": "public",
-         "collaborators-TOTAL_FORMS": "0", "collaborators-INITIAL_FORMS": "0"},
+         "collaborators-TOTAL_FORMS": "0", "collaborators-INITIAL_FORMS": "0",
+         "group_shares-TOTAL_FORMS": "0", "group_shares-INITIAL_FORMS": "0"},
     )
     assert response.status_code == 302, response.content.decode()[-2000:]
     document.refresh_from_db()

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,30 @@ def test_http_requests_leave_no_database_connection_open(transactional_db):
             with contextlib.suppress(OSError):
                 held.append(os.readlink(fd))
     assert sum(name == str(db["NAME"]) for name in held) <= 1
+
+
+LOG_SOMETHING = """
+import django, logging
+django.setup()
+try:
+    raise ValueError("boom")
+except ValueError:
+    logging.getLogger("bokehsite.example").exception("it failed: %s", "badly")
+"""
+
+
+def test_json_logs_are_one_object_a_line(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if k not in CLEAR}, "DJANGO_SETTINGS_MODULE": "bokehsite.settings",
+           "BOKEHSITE_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", LOG_SOMETHING], cwd=ROOT, capture_output=True, text=True,
+                            env={**env, "BOKEHSITE_LOG_FORMAT": "json"})
+    (line,) = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert (line["level"], line["logger"], line["message"]) == ("ERROR", "bokehsite.example", "it failed: badly")
+    assert "ValueError: boom" in line["exception"]
+    host, pid = line["process"].rsplit(":", 1)
+    assert host == socket.gethostname() and pid.isdigit() and pid != str(os.getpid())
+    plain = subprocess.run([sys.executable, "-c", LOG_SOMETHING], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert "it failed: badly" in plain.stderr and not plain.stderr.lstrip().startswith("{")
+    bad = subprocess.run([sys.executable, "-c", LOG_SOMETHING], cwd=ROOT, capture_output=True, text=True,
+                         env={**env, "BOKEHSITE_LOG_FORMAT": "xml"})
+    assert bad.returncode != 0 and "BOKEHSITE_LOG_FORMAT must be text or json" in bad.stderr

@@ -157,6 +157,7 @@ def test_the_admin_edits_collaborators_inline(alice, bob, client):
         "title": document.title, "owner": alice.id, "visibility": "private",
         "collaborators-TOTAL_FORMS": "1", "collaborators-INITIAL_FORMS": "0",
         "collaborators-0-user": bob.id, "collaborators-0-role": "write",
+        "group_shares-TOTAL_FORMS": "0", "group_shares-INITIAL_FORMS": "0",
     })
     assert response.status_code == 302, response.content.decode()[-1500:]
     assert Collaborator.objects.get(document=document).user == bob
@@ -196,7 +197,7 @@ def test_the_admin_discards_the_key_when_the_document_leaves_secret_link(alice, 
     document = services.regenerate_secret_link(store(alice))
     client.force_login(make_user("root", is_staff=True, is_superuser=True))
     form = {"title": document.title, "owner": alice.id, "collaborators-TOTAL_FORMS": "0",
-            "collaborators-INITIAL_FORMS": "0"}
+            "collaborators-INITIAL_FORMS": "0", "group_shares-TOTAL_FORMS": "0", "group_shares-INITIAL_FORMS": "0"}
     for visibility in ("private", "secret"):
         response = client.post(f"/admin/documents/document/{document.id}/change/", {**form, "visibility": visibility})
         assert response.status_code == 302, response.content.decode()[-1500:]
