@@ -1,0 +1,978 @@
+#!/usr/bin/env python
+"""Hosted apps under load: bokehsite's ``bokeh-server`` against ``bokeh serve --num-procs 2``, many sessions at once.
+
+The app is a sliders dashboard written to a temporary directory at run time, in the shape of
+Bokeh's sliders example: a sine wave from a ColumnDataSource, four sliders (offset, amplitude,
+phase, frequency) and a TextInput (the title), whose Python callbacks recompute the data. Each
+system serves that one file, one after the other (the other system is stopped meanwhile):
+
+- ``bokeh serve APP --num-procs 2``: two forked processes accept the connections and run the
+  app's code;
+- ``bokeh-server --workers W --app-processes 2 APP`` (``BOKEHSITE_COMMAND`` below): Daphne
+  worker(s) and the app host processes that run the app's code (children of the workers);
+  ``--workers 2`` runs on a throwaway PostgreSQL database and a Redis db number of its own.
+
+No browser: the clients speak each system's protocol from a few client processes (asyncio),
+doing what a page does. A ``bokeh serve`` client is what ``bokeh.client.pull_session`` does: a
+session id and token of its own, the websocket (which creates the session), ``PULL-DOC`` for the
+document, ``PATCH-DOC`` for a slider change. A bokehsite client GETs the app's page (which creates
+the session), takes the document and the frame token from the page's frame, and opens the
+document's websocket as the frame does (``sync`` with no version: the whole document as a
+snapshot), sending a slider change as a ``patch`` message.
+
+Phases, for each system (``PHASES``; a fault phase is one more):
+
+- open: ``--sessions`` sessions opened as fast as ``--open-concurrency`` clients at a time can
+  (a session counts once its document has arrived): sessions per second, and the servers'
+  resident memory growth per session (all their processes: for bokehsite the app hosts too);
+- moving: ``--moving`` of the sessions each change a slider every ``--interval`` seconds for
+  ``--duration`` seconds, the others held open: the round trip from sending the change to
+  receiving the callback's new data (p50, p99), the servers' CPU seconds, and the clients';
+- with ``--kill``: one server process killed with SIGKILL while the sessions keep moving (a Daphne
+  worker for bokehsite, one of the two processes for bokeh serve): sessions whose connection
+  dropped, those that came back (a bokehsite client reconnects as its page's frame does; a
+  bokeh serve client, like BokehJS and ``bokeh.client``, does not), the changes lost, and the
+  time until each mover's changes came back again.
+
+Run it from the repository root:  .venv/bin/python bench/apps_load.py [--sessions 200 --moving 20] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import html
+import itertools
+import json
+import multiprocessing
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import requests
+import websockets
+
+from common import (  # first: puts the repository on sys.path
+    ROOT, command_line, create_postgres_database, descendants, drop_postgres_database, machine, revision, rss_mib,
+    stop_process,
+)
+
+from bokehsite import protocol
+from tests.servers import free_port, wait_for_port
+
+APP_NAME = "sliders"
+SYSTEMS = ("bokeh", "bokehsite")
+DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/bokehsite_bench_apps_load"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
+# Seconds a change may take to come back before it counts as lost.
+CHANGE_TIMEOUT = 10.0
+# Seconds after the last session opened before memory is read (late allocations settle).
+SETTLE_S = 3.0
+# bokehsite's limits would refuse a load test's one address and one user: lifted, and said so.
+BOKEHSITE_LIMITS = {"BOKEHSITE_MAX_SESSIONS": "0", "BOKEHSITE_MAX_CONNECTIONS_PER_USER": "0"}
+# A bokehsite page's frame reconnects after these pauses (static/bokehsite/connection.js does the same).
+RECONNECT_DELAYS = (0.2, 0.5, 1, 2, 5)
+
+# The app: what Bokeh's sliders example does, written for this benchmark. "wave" and "amplitude"
+# are the names the clients look the source and the slider up by.
+APP_SOURCE = '''
+import numpy as np
+
+from bokeh.io import curdoc
+from bokeh.layouts import column, row
+from bokeh.models import ColumnDataSource, Slider, TextInput
+from bokeh.plotting import figure
+
+N = 200
+x = np.linspace(0, 4 * np.pi, N)
+source = ColumnDataSource(data=dict(x=x, y=np.sin(x)), name="wave")
+
+plot = figure(height=400, width=400, title="my sine wave", x_range=[0, 4 * np.pi], y_range=[-2.5, 2.5])
+plot.line("x", "y", source=source, line_width=3, line_alpha=0.6)
+
+text = TextInput(title="title", value="my sine wave")
+offset = Slider(title="offset", value=0.0, start=-5.0, end=5.0, step=0.1)
+amplitude = Slider(title="amplitude", value=1.0, start=-5.0, end=5.0, step=0.1, name="amplitude")
+phase = Slider(title="phase", value=0.0, start=0.0, end=2 * np.pi)
+freq = Slider(title="frequency", value=1.0, start=0.1, end=5.1, step=0.1)
+
+
+def retitle(attr, old, new):
+    plot.title.text = new
+
+
+def recompute(attr, old, new):
+    y = amplitude.value * np.sin(freq.value * x + phase.value) + offset.value
+    source.data = dict(x=x, y=y)
+
+
+text.on_change("value", retitle)
+for slider in (offset, amplitude, phase, freq):
+    slider.on_change("value", recompute)
+
+curdoc().add_root(row(column(text, offset, amplitude, phase, freq), plot, width=800))
+curdoc().title = "Sliders"
+'''
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help="comma-separated, of bokeh (bokeh serve) and bokehsite (bokeh-server) (default: %(default)s)")
+    parser.add_argument("--sessions", type=int, default=200, help="sessions held open (default %(default)s)")
+    parser.add_argument("--moving", type=int, default=20, help="sessions of those that move a slider (default %(default)s)")
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between a mover's changes (default %(default)s)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of the moving phase (default %(default)s)")
+    parser.add_argument("--open-concurrency", type=int, default=20,
+                        help="sessions being opened at once, over all clients (default %(default)s)")
+    parser.add_argument("--client-processes", type=int, default=2,
+                        help="client processes sharing the sessions (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="bokehsite's Daphne workers; 1 runs on SQLite, more on --database-url and --redis-url "
+                             "(default %(default)s)")
+    parser.add_argument("--app-processes", type=int, default=2, help="bokehsite's app host processes (default %(default)s)")
+    parser.add_argument("--num-procs", type=int, default=2, help="bokeh serve's --num-procs (default %(default)s)")
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE,
+                        help="PostgreSQL database for --workers over 1, created and dropped by the run (default %(default)s)")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS,
+                        help="Redis for --workers over 1; its db number is flushed before and after (default %(default)s)")
+    parser.add_argument("--kill", action="store_true",
+                        help="then kill -9 one server process while the sessions keep moving, and count what was lost")
+    parser.add_argument("--after-kill", type=float, default=20.0,
+                        help="seconds the sessions keep moving after the kill (default %(default)s)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE ('-': standard output)")
+    args = parser.parse_args(argv)
+    args.systems = [name.strip() for name in args.systems.split(",") if name.strip()]
+    unknown = sorted(set(args.systems) - set(SYSTEMS))
+    if unknown or not args.systems:
+        parser.error(f"--systems takes {' and/or '.join(SYSTEMS)}, not {','.join(unknown) or 'nothing'}")
+    if not 0 <= args.moving <= args.sessions or args.sessions < 1:
+        parser.error("--sessions must be 1 or more and --moving between 0 and --sessions")
+    if args.client_processes < 1 or args.open_concurrency < 1 or args.interval <= 0 or args.duration <= 0:
+        parser.error("--client-processes, --open-concurrency, --interval and --duration must be positive")
+    args.client_processes = min(args.client_processes, args.sessions)
+    return args
+
+
+# --- the servers -------------------------------------------------------------------------------
+
+
+def bokehsite_command(port: int, data_dir: Path, app: Path, *, workers: int, app_processes: int,
+                      database_url: str | None, redis_url: str | None) -> list[str]:
+    """bokeh-server's command line, all of it here (its options may be renamed)."""
+    # bokeh-server of this checkout (the installed script may import another one).
+    run = "import sys; from bokehsite.cli import bokeh_server; sys.exit(bokeh_server())"
+    command = [sys.executable, "-c", run, "--port", str(port), "--data-dir", str(data_dir),
+               "--app-processes", str(app_processes)]
+    if workers > 1:
+        command += ["--workers", str(workers), "--database-url", database_url, "--redis-url", redis_url]
+    return [*command, str(app)]
+
+
+class Server:
+    """One system serving the app file."""
+
+    name: str
+    kind: str  # what its clients speak: "bokeh" or "bokehsite"
+
+    def __init__(self, tmp: Path, app: Path):
+        self.tmp, self.app = tmp, app
+        self.port = free_port()
+        self.log = tmp / f"{self.kind}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def ready_url(self) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def victim(self) -> int | None:
+        """The process the fault phase kills."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Before it starts (its database, say)."""
+
+    def teardown(self) -> None:
+        """After it stopped."""
+
+    def start(self) -> None:
+        self.setup()
+        command, env = self.command()
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(command, cwd=self.tmp, env={**os.environ, **env}, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_port(self.port, 120, self.process, self.output)
+        deadline = time.monotonic() + 60
+        while True:  # listening is not answering yet
+            try:
+                if requests.get(self.ready_url(), timeout=30).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} does not answer {self.ready_url()}:\n{self.output()}")
+            time.sleep(0.2)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def processes(self) -> list[int]:
+        return [self.process.pid, *descendants(self.process.pid)]
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        below = {pid: command_line(pid) for pid in descendants(self.process.pid)}
+        stop_process(self.process)
+        time.sleep(1)
+        # Its workers and app hosts end with it; any left over are ended here (the same command
+        # line: the same process, not another that got its id since).
+        for pid, command in below.items():
+            if command and command_line(pid) == command:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.teardown()
+
+
+class BokehServe(Server):
+    kind = "bokeh"
+
+    def __init__(self, tmp: Path, app: Path, num_procs: int):
+        super().__init__(tmp, app)
+        self.num_procs = num_procs
+        self.name = f"bokeh serve --num-procs {num_procs}"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return [sys.executable, "-m", "bokeh", "serve", str(self.app), "--port", str(self.port),
+                "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{self.port}",
+                "--num-procs", str(self.num_procs)], {}
+
+    def ready_url(self) -> str:
+        return f"{self.base}/static/js/bokeh.min.js"  # a page would make a session
+
+    def describe(self) -> str:
+        return f"{self.name}: {len(self.processes())} processes"
+
+    def victim(self) -> int | None:
+        children = descendants(self.process.pid)
+        return children[0] if children else None
+
+
+class Bokehsite(Server):
+    kind = "bokehsite"
+
+    def __init__(self, tmp: Path, app: Path, workers: int, app_processes: int, database_url: str, redis_url: str):
+        super().__init__(tmp, app)
+        self.workers, self.app_processes = workers, app_processes
+        self.database_url = database_url if workers > 1 else None
+        self.redis_url = redis_url if workers > 1 else None
+        self.name = f"bokehsite --workers {workers}"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               **BOKEHSITE_LIMITS}
+        return bokehsite_command(self.port, self.tmp / "bokehsite-data", self.app, workers=self.workers,
+                                 app_processes=self.app_processes, database_url=self.database_url,
+                                 redis_url=self.redis_url), env
+
+    def ready_url(self) -> str:
+        return f"{self.base}/apps/"
+
+    def setup(self) -> None:
+        if self.database_url:
+            create_postgres_database(self.database_url, fresh=True)
+            self._flush_redis()
+
+    def teardown(self) -> None:
+        if self.database_url:
+            drop_postgres_database(self.database_url)
+            self._flush_redis()
+
+    def _flush_redis(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            client.flushdb()  # this run's db number only
+        finally:
+            client.close()
+
+    def workers_pids(self) -> list[int]:
+        return [pid for pid in descendants(self.process.pid) if "daphne" in command_line(pid)]
+
+    def hosts_pids(self) -> list[int]:
+        return [pid for pid in descendants(self.process.pid) if "appserver.host" in command_line(pid)]
+
+    def describe(self) -> str:
+        database = "PostgreSQL + Redis" if self.database_url else "SQLite"
+        return (f"{self.name}: {len(self.workers_pids()) or 1} Daphne worker(s), {len(self.hosts_pids())} app host "
+                f"processes, {database}; {len(self.processes())} processes")
+
+    def victim(self) -> int | None:
+        workers = self.workers_pids()
+        return workers[0] if workers else self.process.pid
+
+
+def total_rss(pids: list[int]) -> float:
+    """MiB; a process that has gone meanwhile counts nothing."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += rss_mib(pid)
+    return total
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each process (those that have gone are left out)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return used
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two readings, of the processes in the second (new ones from zero)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+# --- the clients: one session each, speaking the system's protocol -----------------------------
+
+
+def now() -> float:
+    return time.monotonic()  # system-wide: the client processes' clocks agree with the parent's
+
+
+def find_model(doc: dict[str, Any], name: str) -> str | None:
+    """The id of the model named ``name`` in a serialized Bokeh document."""
+    found = None
+
+    def walk(value: Any) -> None:
+        nonlocal found
+        if found is not None:
+            return
+        if isinstance(value, dict):
+            if value.get("type") == "object" and value.get("attributes", {}).get("name") == name:
+                found = value["id"]
+                return
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(doc)
+    return found
+
+
+def touches(events: list[dict[str, Any]], model_id: str) -> bool:
+    """Whether any of the patch's events changes the model ``model_id`` (the callback's new data)."""
+    for event in events:
+        model = event.get("model") or event.get("column_source")
+        if isinstance(model, dict) and model.get("id") == model_id:
+            return True
+    return False
+
+
+@dataclass
+class Client:
+    """One session, as a page holds it: opened, then changes sent and the callback's data received."""
+
+    base: str
+    http: Callable[[str], str]  # GET, run in a thread
+    ws: Any = None
+    slider: str | None = None
+    source: str | None = None
+    waiting: asyncio.Future | None = None  # the change in flight: resolved when its data arrives
+    reader: asyncio.Task | None = None
+    closed_at: float | None = None
+    reconnects: int = 0
+    seq: itertools.count = field(default_factory=itertools.count)
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def send_change(self, value: float) -> None:
+        raise NotImplementedError
+
+    async def reconnect(self) -> bool:
+        """After a dropped connection, what the system's page does; whether it is back."""
+        return False
+
+    def data_arrived(self) -> None:
+        if self.waiting is not None and not self.waiting.done():
+            self.waiting.set_result(now())
+
+    def connection_lost(self) -> None:
+        if self.closed_at is None:
+            self.closed_at = now()
+        if self.waiting is not None and not self.waiting.done():
+            self.waiting.set_exception(ConnectionError("the connection dropped"))
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 5)
+
+
+class BokehClient(Client):
+    """``bokeh serve``'s protocol, as ``bokeh.client`` speaks it."""
+
+    async def open(self) -> None:
+        from bokeh.protocol import Protocol
+        from bokeh.protocol.receiver import Receiver
+        from bokeh.util.token import generate_jwt_token, generate_session_id
+
+        session_id = generate_session_id()
+        token = generate_jwt_token(session_id)
+        url = f"ws{self.base.removeprefix('http')}/{APP_NAME}/ws"
+        self.ws = await websockets.connect(url, subprotocols=["bokeh", token], max_size=None, compression=None,
+                                           open_timeout=60, ping_interval=None)
+        self.receiver = Receiver(Protocol())
+        ack = await self._next()
+        if ack.header["msgtype"] != "ACK":
+            raise RuntimeError(f"bokeh serve began with {ack.header['msgtype']}")
+        await self._send("PULL-DOC-REQ", {})
+        reply = await self._next()
+        if reply.header["msgtype"] != "PULL-DOC-REPLY":
+            raise RuntimeError(f"bokeh serve answered PULL-DOC-REQ with {reply.header['msgtype']}: {reply.content}")
+        doc = reply.content["doc"]
+        self.slider, self.source = find_model(doc, "amplitude"), find_model(doc, "wave")
+        self.reader = asyncio.create_task(self._read())
+
+    async def _next(self) -> Any:
+        while True:
+            message = await self.receiver.consume(await self.ws.recv())
+            if message is not None:
+                return message
+
+    async def _send(self, msgtype: str, content: dict[str, Any]) -> None:
+        header = {"msgid": str(next(self.seq)), "msgtype": msgtype}
+        for part in (header, {}, content):
+            await self.ws.send(json.dumps(part))
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self._next()
+                if message.header["msgtype"] == "PATCH-DOC" and touches(message.content.get("events", []), self.source):
+                    self.data_arrived()
+        except websockets.exceptions.ConnectionClosed:
+            self.connection_lost()
+
+    async def send_change(self, value: float) -> None:
+        await self._send("PATCH-DOC", {"events": [
+            {"kind": "ModelChanged", "model": {"id": self.slider}, "attr": "value", "new": value},
+            {"kind": "ModelChanged", "model": {"id": self.slider}, "attr": "value_throttled", "new": value},
+        ]})
+
+
+class BokehsiteClient(Client):
+    """bokehsite's protocol, as an app page's frame speaks it."""
+
+    version: int = 0
+    window: int = protocol.DEFAULT_WINDOW
+    reported: int = 0
+
+    async def open(self) -> None:
+        page = await asyncio.get_running_loop().run_in_executor(None, self.http, f"{self.base}/apps/{APP_NAME}/")
+        frame = re.search(r'<iframe[^>]*\bid="app-frame"[^>]*\bsrc="([^"]+)"', page)
+        document = re.search(r'name="document" value="([^"]+)"', page)
+        if not (frame and document):
+            raise RuntimeError(f"no app frame in the page: {page[:300]!r}")
+        self.document = document.group(1)
+        self.frame_token = parse_qs(urlsplit(html.unescape(frame.group(1))).query)["frame_token"][0]
+        await self._connect(None)
+        snapshot, _ = await self._next_document()
+        if not isinstance(snapshot, protocol.Snapshot):
+            raise RuntimeError(f"bokehsite answered sync with {snapshot.TYPE}")
+        self.version = snapshot.version
+        self.slider, self.source = find_model(snapshot.doc, "amplitude"), find_model(snapshot.doc, "wave")
+        self.reader = asyncio.create_task(self._read())
+
+    async def _connect(self, version: int | None) -> None:
+        url = f"{protocol.url(self.base, self.document)}?frame_token={self.frame_token}"
+        # A sandboxed frame has an opaque origin.
+        self.ws = await websockets.connect(url, origin="null", max_size=None, compression=None, open_timeout=60,
+                                           ping_interval=None)
+        hello, _ = protocol.decode(await self.ws.recv(), sender=protocol.SERVER)
+        if not isinstance(hello, protocol.Hello):
+            raise RuntimeError(f"bokehsite refused the connection: {hello}")
+        self.window = hello.window
+        await self.ws.send(protocol.Sync(version).encode())
+
+    async def _next_document(self) -> tuple[protocol.Message, list]:
+        while True:
+            message, buffers = protocol.decode(await self.ws.recv(), sender=protocol.SERVER)
+            if isinstance(message, (protocol.Snapshot, protocol.Patches)):
+                return message, buffers
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message, _ = protocol.decode(await self.ws.recv(), sender=protocol.SERVER)
+                if isinstance(message, protocol.Patches):
+                    self.version = message.version
+                    if any("patch" in item and touches(item["patch"].get("events", []), self.source)
+                           for item in message.items):
+                        self.data_arrived()
+                elif isinstance(message, protocol.Snapshot):
+                    self.version = message.version
+                    self.data_arrived()
+                else:
+                    continue
+                if self.version - self.reported >= self.window // 2:  # flow control, as the frame does
+                    self.reported = self.version
+                    await self.ws.send(protocol.Applied(self.version).encode())
+        except websockets.exceptions.ConnectionClosed:
+            self.connection_lost()
+
+    async def send_change(self, value: float) -> None:
+        key = f"{id(self):x}:{next(self.seq)}"
+        patch = {"events": [
+            {"kind": "ModelChanged", "model": {"id": self.slider}, "attr": "value", "new": value},
+            {"kind": "ModelChanged", "model": {"id": self.slider}, "attr": "value_throttled", "new": value},
+        ]}
+        await self.ws.send(protocol.Patch(key, patch, key=key).encode())
+
+    async def reconnect(self) -> bool:
+        """As the frame does: connect again after growing pauses, from the version it has."""
+        for delay in RECONNECT_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect(self.version)
+            except (OSError, RuntimeError, websockets.exceptions.WebSocketException):
+                continue
+            self.reconnects += 1
+            self.reader = asyncio.create_task(self._read())
+            return True
+        return False
+
+
+CLIENTS = {"bokeh": BokehClient, "bokehsite": BokehsiteClient}
+
+
+# --- a client process: a share of the sessions, driven phase by phase from the parent ----------
+
+
+class Share:
+    """The sessions of one client process. Each method is one phase's work and returns its figures."""
+
+    def __init__(self, kind: str, base: str, concurrency: int):
+        self.kind, self.base = kind, base
+        self.clients: list[Client] = []
+        self.pool = ThreadPoolExecutor(max(1, concurrency))
+        self.http = requests.Session()
+        self.http.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=max(1, concurrency)))
+
+    def get(self, url: str) -> str:
+        response = self.http.get(url, timeout=120)
+        response.raise_for_status()
+        return response.text
+
+    async def open(self, count: int, concurrency: int) -> dict[str, Any]:
+        asyncio.get_running_loop().set_default_executor(self.pool)
+        gate = asyncio.Semaphore(concurrency)
+        times, failures = [], []
+
+        async def one() -> None:
+            async with gate:
+                client = CLIENTS[self.kind](self.base, self.get)
+                start = now()
+                try:
+                    await client.open()
+                except Exception as e:  # noqa: BLE001 - a failed session is counted, and the run goes on
+                    failures.append(f"{type(e).__name__}: {e}")
+                    await client.close()
+                    return
+                times.append(now() - start)
+                self.clients.append(client)
+
+        start = now()
+        await asyncio.gather(*(one() for _ in range(count)))
+        return {"start": start, "end": now(), "open_s": times, "failures": failures}
+
+    async def move(self, movers: int, interval: float, until: float, kill_at: float | None = None) -> dict[str, Any]:
+        """``movers`` of the sessions change the slider every ``interval`` s until ``until``; one
+        change in flight per session (a change whose data has not come back delays the next)."""
+        results = [dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], resumed_at=None, dropped_at=None,
+                        reconnected=False, errors=[]) for _ in range(movers)]
+
+        async def mover(client: Client, result: dict[str, Any], offset: float) -> None:
+            tick = now() + offset
+            values = itertools.cycle(np.round(np.arange(-2.0, 2.01, 0.1), 1).tolist())
+            while True:
+                await asyncio.sleep(max(0.0, tick - now()))
+                if now() >= until:
+                    return
+                if client.closed_at is not None:  # the connection dropped: come back, as the page does
+                    result["dropped_at"] = result["dropped_at"] or client.closed_at
+                    if not await client.reconnect():
+                        result["errors"].append("no reconnection")
+                        return
+                    client.closed_at = None
+                    result["reconnected"] = True
+                client.waiting = asyncio.get_running_loop().create_future()
+                sent = now()
+                try:
+                    await client.send_change(next(values))
+                    result["sent"] += 1
+                    await asyncio.wait_for(client.waiting, CHANGE_TIMEOUT)
+                except (TimeoutError, ConnectionError, websockets.exceptions.ConnectionClosed) as e:
+                    result["lost"] += 1
+                    if len(result["errors"]) < 3:
+                        result["errors"].append(f"{type(e).__name__}: {e}")
+                    tick = now()
+                    continue
+                ms = (now() - sent) * 1000
+                if kill_at is not None and sent >= kill_at:
+                    result["after_kill_ms"].append(ms)
+                    result["resumed_at"] = result["resumed_at"] or now()
+                else:
+                    result["ms"].append(ms)
+                tick += interval
+                if tick < now():  # the answer took longer than the interval: the next goes at once
+                    result["late"] += 1
+                    tick = now()
+
+        await asyncio.gather(*(mover(client, result, interval * i / max(1, movers))
+                               for i, (client, result) in enumerate(zip(self.clients[:movers], results))))
+        if kill_at is not None:  # sessions held open but not moving: did their connection drop?
+            for client in self.clients[movers:]:
+                if client.closed_at is not None:
+                    results.append(dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], resumed_at=None,
+                                        dropped_at=client.closed_at, reconnected=await client.reconnect(), errors=[]))
+                    client.closed_at = None
+        return {"movers": results, "open": sum(client.closed_at is None for client in self.clients)}
+
+    async def close(self) -> dict[str, Any]:
+        await asyncio.gather(*(client.close() for client in self.clients))
+        self.clients.clear()
+        return {}
+
+
+def client_process(connection: Any, kind: str, base: str, concurrency: int) -> None:
+    """A client process: runs each phase the parent sends (name, arguments), answers its figures
+    and the CPU seconds the process used for it."""
+
+    async def serve() -> None:
+        share = Share(kind, base, concurrency)
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await loop.run_in_executor(None, connection.recv)
+            if message is None:
+                return
+            phase, kwargs = message
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            try:
+                figures = await getattr(share, phase)(**kwargs)
+            except Exception as e:  # noqa: BLE001 - reported to the parent, which stops the run
+                figures = {"error": f"{type(e).__name__}: {e}"}
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            figures["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            connection.send(figures)
+
+    asyncio.run(serve())
+
+
+class Clients:
+    """The client processes of one system's run."""
+
+    def __init__(self, kind: str, base: str, processes: int, concurrency: int):
+        context = multiprocessing.get_context("fork")
+        self.connections, self.processes = [], []
+        for _ in range(processes):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=client_process, args=(theirs, kind, base, concurrency), daemon=True)
+            process.start()
+            self.connections.append(ours)
+            self.processes.append(process)
+
+    def run(self, phase: str, shares: list[dict[str, Any]], timeout: float = 600) -> list[dict[str, Any]]:
+        """Every client process runs ``phase`` with its share of the arguments, at once."""
+        for connection, kwargs in zip(self.connections, shares):
+            connection.send((phase, kwargs))
+        answers = []
+        for connection in self.connections:
+            if not connection.poll(timeout):
+                raise RuntimeError(f"a client process did not finish {phase} within {timeout} s")
+            answers.append(connection.recv())
+        if errors := [answer["error"] for answer in answers if "error" in answer]:
+            raise RuntimeError(f"{phase} failed in a client process: {errors[0]}")
+        return answers
+
+    def stop(self) -> None:
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.send(None)
+        for process in self.processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+# --- the phases --------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One system's run: its server, its clients, and the figures of each phase so far."""
+
+    server: Server
+    clients: Clients
+    args: argparse.Namespace
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def shares(self, **totals: int) -> list[dict[str, int]]:
+        """Each client process's part of ``totals`` (sessions, movers, concurrency)."""
+        parts = {name: split(total, len(self.clients.processes)) for name, total in totals.items()}
+        return [{name: parts[name][i] for name in totals} for i in range(len(self.clients.processes))]
+
+
+def phase_open(run: Run) -> None:
+    """Warm up (two sessions, not counted: they pay for what is done once), then open the
+    sessions as fast as the clients can: sessions per second and memory per session."""
+    args = run.args
+    run.clients.run("open", [{"count": share["count"], "concurrency": 1}
+                             for share in run.shares(count=len(run.clients.processes))])
+    time.sleep(SETTLE_S)
+    rss_before = total_rss(run.server.processes())
+    answers = run.clients.run("open", [{"count": share["count"], "concurrency": max(1, share["concurrency"])}
+                                       for share in run.shares(count=args.sessions, concurrency=args.open_concurrency)])
+    elapsed = max(a["end"] for a in answers) - min(a["start"] for a in answers)
+    opened = sum(len(a["open_s"]) for a in answers)
+    time.sleep(SETTLE_S)
+    rss_after = total_rss(run.server.processes())
+    run.figures["open"] = {
+        "sessions": opened, "failures": sum(len(a["failures"]) for a in answers),
+        "failure_examples": [f for a in answers for f in a["failures"]][:3],
+        "elapsed_s": elapsed, "sessions_per_s": opened / elapsed if elapsed else float("nan"),
+        "open_s": [t for a in answers for t in a["open_s"]],
+        "rss_before_mib": rss_before, "rss_after_mib": rss_after,
+        "mib_per_session": (rss_after - rss_before) / opened if opened else float("nan"),
+        "client_cpu_s": sum(a["cpu_s"] for a in answers),
+    }
+
+
+def phase_moving(run: Run) -> None:
+    """The movers change the slider for ``--duration`` s: round trips, and who used the CPU."""
+    args = run.args
+    pids = run.server.processes()
+    before = cpu_seconds(pids)
+    started = now()
+    answers = run.clients.run("move", [{"movers": share["movers"], "interval": args.interval,
+                                        "until": started + args.duration} for share in run.shares(movers=args.moving)],
+                              timeout=args.duration + 120)
+    elapsed = now() - started
+    server_cpu = cpu_used(before, cpu_seconds(run.server.processes()))
+    movers = [m for a in answers for m in a["movers"]]
+    run.figures["moving"] = {
+        "ms": [ms for m in movers for ms in m["ms"]], "sent": sum(m["sent"] for m in movers),
+        "lost": sum(m["lost"] for m in movers), "late": sum(m["late"] for m in movers),
+        "errors": [e for m in movers for e in m["errors"]][:5],
+        "elapsed_s": elapsed, "server_cpu_s": server_cpu, "client_cpu_s": sum(a["cpu_s"] for a in answers),
+        "rss_mib": total_rss(run.server.processes()), "open": sum(a["open"] for a in answers),
+    }
+
+
+def phase_kill(run: Run) -> None:
+    """One server process killed with SIGKILL a few seconds into a moving phase: what dropped,
+    what came back, the changes lost and how long the movers were without answers."""
+    args = run.args
+    victim = run.server.victim()
+    victim_command = command_line(victim) if victim else ""
+    started = now()
+    kill_at = started + 3.0
+    until = kill_at + args.after_kill
+    shares = run.shares(movers=args.moving)
+    for connection, share in zip(run.clients.connections, shares):
+        connection.send(("move", {"movers": share["movers"], "interval": args.interval, "until": until,
+                                  "kill_at": kill_at}))
+    time.sleep(max(0.0, kill_at - now()))
+    killed = False
+    if victim and command_line(victim) == victim_command:
+        os.kill(victim, signal.SIGKILL)
+        killed = True
+    answers = []
+    for connection in run.clients.connections:
+        if not connection.poll(args.after_kill + 120):
+            raise RuntimeError("a client process did not finish the kill phase")
+        answers.append(connection.recv())
+    if errors := [answer["error"] for answer in answers if "error" in answer]:
+        raise RuntimeError(f"the kill phase failed in a client process: {errors[0]}")
+    time.sleep(1)
+    entries = [m for a in answers for m in a["movers"]]  # the movers of each share, then its dropped idle sessions
+    movers = [m for a, share in zip(answers, shares) for m in a["movers"][:share["movers"]]]
+    dropped = [m for m in entries if m["dropped_at"] is not None]
+    resumed = [m for m in movers if m["resumed_at"] is not None]
+    run.figures["kill"] = {
+        "killed": killed, "victim": victim_command[:120],
+        "server_alive": run.server.process.poll() is None, "processes_after": len(run.server.processes()),
+        "sessions_dropped": len(dropped), "reconnected": sum(bool(m["reconnected"]) for m in dropped),
+        "movers": len(movers), "movers_resumed": len(resumed),
+        "resume_s": [m["resumed_at"] - kill_at for m in resumed],
+        "changes_lost": sum(m["lost"] for m in movers), "changes_sent": sum(m["sent"] for m in movers),
+        "ms_after": [ms for m in movers for ms in m["after_kill_ms"]],
+        "open_after": sum(a["open"] for a in answers),
+        "errors": [e for m in movers for e in m["errors"]][:5],
+    }
+
+
+PHASES: dict[str, Callable[[Run], None]] = {"open": phase_open, "moving": phase_moving}
+FAULT_PHASES: dict[str, Callable[[Run], None]] = {"kill": phase_kill}
+
+
+def run_system(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"{server.name}: starting…", file=sys.stderr, flush=True)
+    server.start()
+    figures: dict[str, Any] = {"server": server.describe()}
+    clients = Clients(server.kind, server.base, args.client_processes, args.open_concurrency)
+    run = Run(server, clients, args, figures)
+    try:
+        phases = {**PHASES, **(FAULT_PHASES if args.kill else {})}
+        for name, phase in phases.items():
+            print(f"{server.name}: {name}…", file=sys.stderr, flush=True)
+            phase(run)
+        clients.run("close", [{} for _ in clients.processes])
+    except Exception:
+        print(f"--- {server.name} log:\n{server.output()[-5000:]}", file=sys.stderr)
+        raise
+    finally:
+        clients.stop()
+        server.stop()
+    return figures
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    width = max(len(name) for name in figures) + 2
+    print()
+    for name, f in figures.items():
+        print(f"  {name}: {f['server']}")
+    print()
+    print(f"Opening {args.sessions} sessions, {args.open_concurrency} at a time (a session counts once its document "
+          f"has arrived):")
+    print(f"  {'':<{width}} {'opened':>6} {'failed':>6} {'per s':>7} {'open p50 s':>10} {'open p99 s':>10} "
+          f"{'RSS before':>10} {'RSS after':>10} {'MiB/session':>11} {'client CPU s':>12}")
+    for name, f in figures.items():
+        o = f["open"]
+        print(f"  {name:<{width}} {o['sessions']:>6} {o['failures']:>6} {o['sessions_per_s']:>7.1f} "
+              f"{percentile(o['open_s'], 50):>10.3f} {percentile(o['open_s'], 99):>10.3f} {o['rss_before_mib']:>10.0f} "
+              f"{o['rss_after_mib']:>10.0f} {o['mib_per_session']:>11.2f} {o['client_cpu_s']:>12.1f}")
+    print("  (RSS: resident MiB of all the server's processes, app processes included, after 2 warm-up sessions "
+          f"and {SETTLE_S:g} s after the last session opened)")
+    print()
+    print(f"Moving: {args.moving} of the sessions change a slider every {args.interval:g} s for {args.duration:g} s "
+          "(round trip: change sent → callback's new data received):")
+    print(f"  {'':<{width}} {'changes':>7} {'lost':>5} {'late':>5} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'server CPU s':>12} {'(% of a core)':>13} {'client CPU s':>12}")
+    for name, f in figures.items():
+        m = f["moving"]
+        ms = m["ms"]
+        print(f"  {name:<{width}} {len(ms):>7} {m['lost']:>5} {m['late']:>5} {percentile(ms, 50):>7.1f} "
+              f"{percentile(ms, 99):>7.1f} {max(ms) if ms else float('nan'):>7.1f} {m['server_cpu_s']:>12.1f} "
+              f"{m['server_cpu_s'] / m['elapsed_s']:>13.0%} {m['client_cpu_s']:>12.1f}")
+    print("  (late: answers that took longer than the interval, so the next change went later; lost: no answer "
+          f"within {CHANGE_TIMEOUT:g} s)")
+    for name, f in figures.items():
+        for error in f["moving"]["errors"]:
+            print(f"  {name}: {error}")
+    if not any("kill" in f for f in figures.values()):
+        return
+    print()
+    print(f"kill -9 of one server process 3 s into moving, the sessions moving {args.after_kill:g} s more:")
+    print(f"  {'':<{width}} {'server up':>9} {'dropped':>7} {'back':>5} {'movers back':>11} {'resume p50 s':>12} "
+          f"{'resume max s':>12} {'changes lost':>12} {'open at end':>11}")
+    for name, f in figures.items():
+        k = f.get("kill")
+        if not k:
+            continue
+        r = k["resume_s"]
+        print(f"  {name:<{width}} {'yes' if k['server_alive'] else 'NO':>9} {k['sessions_dropped']:>7} "
+              f"{k['reconnected']:>5} {k['movers_resumed']:>5}/{k['movers']:<5} {percentile(r, 50):>12.2f} "
+              f"{max(r) if r else float('nan'):>12.2f} {k['changes_lost']:>5}/{k['changes_sent']:<6} {k['open_after']:>11}")
+        print(f"  {'':<{width}} killed: {k['victim']}")
+    print("  (dropped: sessions whose connection closed; back: reconnected; movers back: movers whose changes came "
+          "back after the kill; resume: from the kill to a mover's first answered change)")
+
+
+def without_nan(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nan(v) for v in value]
+    return value
+
+
+def main() -> None:
+    args = parse_args()
+    print(f"bokehsite hosted apps under load against bokeh serve; {machine()}")
+    print(f"bokehsite at {revision()}; systems: {', '.join(args.systems)}; {args.sessions} sessions, {args.moving} "
+          f"moving every {args.interval:g} s for {args.duration:g} s; {args.client_processes} client processes; "
+          f"bokehsite limits lifted: {', '.join(f'{k}={v}' for k, v in BOKEHSITE_LIMITS.items())}", flush=True)
+    figures: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-apps-load-") as tmp:
+        app = Path(tmp) / f"{APP_NAME}.py"
+        app.write_text(APP_SOURCE)
+        for system in SYSTEMS:
+            if system not in args.systems:
+                continue
+            if system == "bokeh":
+                server: Server = BokehServe(Path(tmp), app, args.num_procs)
+            else:
+                server = Bokehsite(Path(tmp), app, args.workers, args.app_processes, args.database_url, args.redis_url)
+            figures[server.name] = run_system(server, args)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    report(figures, args)
+    if args.json:
+        out = json.dumps(without_nan({"machine": machine(), "revision": revision(), "options": {
+            k: v for k, v in vars(args).items() if k != "json"}, "figures": figures}), indent=1)
+        if args.json == "-":
+            print(out)
+        else:
+            Path(args.json).write_text(out + "\n")
+
+
+if __name__ == "__main__":
+    main()
