@@ -47,6 +47,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import random
 import re
 import resource
 import signal
@@ -84,8 +85,10 @@ CHANGE_TIMEOUT = 10.0
 SETTLE_S = 3.0
 # bokehsite's limits would refuse a load test's one address and one user: lifted, and said so.
 BOKEHSITE_LIMITS = {"BOKEHSITE_MAX_SESSIONS": "0", "BOKEHSITE_MAX_CONNECTIONS_PER_USER": "0"}
-# A bokehsite page's frame reconnects after these pauses (static/bokehsite/connection.js does the same).
-RECONNECT_DELAYS = (0.2, 0.5, 1, 2, 5)
+# How long a page waits before each reconnect: BokehJS (its ClientConnection, 5 attempts), and a
+# bokehsite frame (static/bokehsite/connection.js: from 0.5 s, doubling, with jitter).
+BOKEHJS_RECONNECT_DELAYS = (0, 2, 4, 8, 16)
+FRAME_FIRST_DELAY, FRAME_MAX_DELAY, FRAME_ATTEMPTS = 0.5, 30.0, 6
 
 # The app: what Bokeh's sliders example does, written for this benchmark. "wave" and "amplitude"
 # are the names the clients look the source and the slider up by.
@@ -392,6 +395,29 @@ def find_model(doc: dict[str, Any], name: str) -> str | None:
     return found
 
 
+def slider_value(doc: dict[str, Any], name: str) -> float | None:
+    """The ``value`` of the model named ``name`` in a serialized Bokeh document."""
+    found = None
+
+    def walk(value: Any) -> None:
+        nonlocal found
+        if found is not None:
+            return
+        if isinstance(value, dict):
+            attributes = value.get("attributes", {}) if value.get("type") == "object" else {}
+            if attributes.get("name") == name:
+                found = attributes.get("value")
+                return
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(doc)
+    return found
+
+
 def touches(events: list[dict[str, Any]], model_id: str) -> bool:
     """Whether any of the patch's events changes the model ``model_id`` (the callback's new data)."""
     for event in events:
@@ -399,6 +425,10 @@ def touches(events: list[dict[str, Any]], model_id: str) -> bool:
         if isinstance(model, dict) and model.get("id") == model_id:
             return True
     return False
+
+
+class Refused(Exception):
+    """The server refused the connection for good."""
 
 
 @dataclass
@@ -414,6 +444,9 @@ class Client:
     reader: asyncio.Task | None = None
     closed_at: float | None = None
     reconnects: int = 0
+    answered: float | None = None  # the slider's value of the last change whose data came back
+    sending: float | None = None  # the value of the change in flight
+    kept: bool | None = None  # after a reconnect: whether the server still had the slider where it was
     seq: itertools.count = field(default_factory=itertools.count)
 
     async def open(self) -> None:
@@ -423,11 +456,13 @@ class Client:
         raise NotImplementedError
 
     async def reconnect(self) -> bool:
-        """After a dropped connection, what the system's page does; whether it is back."""
+        """After a dropped connection, what the system's page does; whether it is back (and
+        ``kept`` set)."""
         return False
 
     def data_arrived(self) -> None:
         if self.waiting is not None and not self.waiting.done():
+            self.answered = self.sending
             self.waiting.set_result(now())
 
     def connection_lost(self) -> None:
@@ -452,12 +487,17 @@ class BokehClient(Client):
         from bokeh.protocol.receiver import Receiver
         from bokeh.util.token import generate_jwt_token, generate_session_id
 
-        session_id = generate_session_id()
-        token = generate_jwt_token(session_id)
+        self.token = generate_jwt_token(generate_session_id())
+        self.receiver_class = lambda: Receiver(Protocol())
+        await self._connect()
+
+    async def _connect(self) -> None:
+        """Connect with the session's token (the session is created the first time), and pull
+        the document."""
         url = f"ws{self.base.removeprefix('http')}/{APP_NAME}/ws"
-        self.ws = await websockets.connect(url, subprotocols=["bokeh", token], max_size=None, compression=None,
+        self.ws = await websockets.connect(url, subprotocols=["bokeh", self.token], max_size=None, compression=None,
                                            open_timeout=60, ping_interval=None)
-        self.receiver = Receiver(Protocol())
+        self.receiver = self.receiver_class()
         ack = await self._next()
         if ack.header["msgtype"] != "ACK":
             raise RuntimeError(f"bokeh serve began with {ack.header['msgtype']}")
@@ -467,7 +507,22 @@ class BokehClient(Client):
             raise RuntimeError(f"bokeh serve answered PULL-DOC-REQ with {reply.header['msgtype']}: {reply.content}")
         doc = reply.content["doc"]
         self.slider, self.source = find_model(doc, "amplitude"), find_model(doc, "wave")
+        self.value = slider_value(doc, "amplitude")
         self.reader = asyncio.create_task(self._read())
+
+    async def reconnect(self) -> bool:
+        """As BokehJS does (``reconnect_session``): at once, then after 2, 4, 8 and 16 s; the
+        same session id, whose document it pulls again."""
+        for delay in BOKEHJS_RECONNECT_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except (OSError, RuntimeError, websockets.exceptions.WebSocketException):
+                continue
+            self.reconnects += 1
+            self.kept = self.answered is not None and self.value == self.answered
+            return True
+        return False
 
     async def _next(self) -> Any:
         while True:
@@ -509,8 +564,10 @@ class BokehsiteClient(Client):
         document = re.search(r'name="document" value="([^"]+)"', page)
         if not (frame and document):
             raise RuntimeError(f"no app frame in the page: {page[:300]!r}")
+        token_url = re.search(r'<iframe[^>]*\bdata-token-url="([^"]+)"', page)
         self.document = document.group(1)
         self.frame_token = parse_qs(urlsplit(html.unescape(frame.group(1))).query)["frame_token"][0]
+        self.token_url = f"{self.base}{html.unescape(token_url.group(1))}" if token_url else None
         await self._connect(None)
         snapshot, _ = await self._next_document()
         if not isinstance(snapshot, protocol.Snapshot):
@@ -525,8 +582,10 @@ class BokehsiteClient(Client):
         self.ws = await websockets.connect(url, origin="null", max_size=None, compression=None, open_timeout=60,
                                            ping_interval=None)
         hello, _ = protocol.decode(await self.ws.recv(), sender=protocol.SERVER)
+        if isinstance(hello, protocol.Error):
+            raise Refused(f"bokehsite refused the connection: {hello.code}: {hello.detail}")
         if not isinstance(hello, protocol.Hello):
-            raise RuntimeError(f"bokehsite refused the connection: {hello}")
+            raise RuntimeError(f"bokehsite began with {hello.TYPE}")
         self.window = hello.window
         await self.ws.send(protocol.Sync(version).encode())
 
@@ -565,17 +624,44 @@ class BokehsiteClient(Client):
         await self.ws.send(protocol.Patch(key, patch, key=key).encode())
 
     async def reconnect(self) -> bool:
-        """As the frame does: connect again after growing pauses, from the version it has."""
-        for delay in RECONNECT_DELAYS:
-            await asyncio.sleep(delay)
+        """As the frame does: after a pause that doubles with each failure, a fresh frame token
+        from the page's token URL, then ``sync`` from the version it has."""
+        delay = FRAME_FIRST_DELAY
+        loop = asyncio.get_running_loop()
+        for _ in range(FRAME_ATTEMPTS):
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, FRAME_MAX_DELAY)
+            if self.token_url:
+                with contextlib.suppress(Exception):
+                    self.frame_token = json.loads(await loop.run_in_executor(None, self.http, self.token_url))["token"]
             try:
                 await self._connect(self.version)
+            except Refused:  # the session is gone (or its document): the frame says so and stops
+                return False
+            except websockets.exceptions.ConnectionClosed as e:
+                if e.rcvd is not None and e.rcvd.code in protocol.FINAL_CLOSES:
+                    return False
+                continue
             except (OSError, RuntimeError, websockets.exceptions.WebSocketException):
                 continue
             self.reconnects += 1
             self.reader = asyncio.create_task(self._read())
+            self.kept = self.answered is not None and await self._stored_value() == self.answered
             return True
         return False
+
+    async def _stored_value(self) -> float | None:
+        """The slider's value in the session's document as the server has it now (a second
+        connection, asking for the whole document)."""
+        url = f"{protocol.url(self.base, self.document)}?frame_token={self.frame_token}"
+        async with websockets.connect(url, origin="null", max_size=None, compression=None, open_timeout=60,
+                                      ping_interval=None) as ws:
+            await ws.recv()  # hello
+            await ws.send(protocol.Sync(None).encode())
+            while True:
+                message, _ = protocol.decode(await ws.recv(), sender=protocol.SERVER)
+                if isinstance(message, protocol.Snapshot):
+                    return slider_value(message.doc, "amplitude")
 
 
 CLIENTS = {"bokeh": BokehClient, "bokehsite": BokehsiteClient}
@@ -625,7 +711,7 @@ class Share:
         """``movers`` of the sessions change the slider every ``interval`` s until ``until``; one
         change in flight per session (a change whose data has not come back delays the next)."""
         results = [dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], resumed_at=None, dropped_at=None,
-                        reconnected=False, errors=[]) for _ in range(movers)]
+                        reconnected=False, kept=None, errors=[]) for _ in range(movers)]
 
         async def mover(client: Client, result: dict[str, Any], offset: float) -> None:
             tick = now() + offset
@@ -640,11 +726,12 @@ class Share:
                         result["errors"].append("no reconnection")
                         return
                     client.closed_at = None
-                    result["reconnected"] = True
+                    result["reconnected"], result["kept"] = True, client.kept
                 client.waiting = asyncio.get_running_loop().create_future()
+                client.sending = next(values)
                 sent = now()
                 try:
-                    await client.send_change(next(values))
+                    await client.send_change(client.sending)
                     result["sent"] += 1
                     await asyncio.wait_for(client.waiting, CHANGE_TIMEOUT)
                 except (TimeoutError, ConnectionError, websockets.exceptions.ConnectionClosed) as e:
@@ -667,11 +754,16 @@ class Share:
         await asyncio.gather(*(mover(client, result, interval * i / max(1, movers))
                                for i, (client, result) in enumerate(zip(self.clients[:movers], results))))
         if kill_at is not None:  # sessions held open but not moving: did their connection drop?
-            for client in self.clients[movers:]:
-                if client.closed_at is not None:
-                    results.append(dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], resumed_at=None,
-                                        dropped_at=client.closed_at, reconnected=await client.reconnect(), errors=[]))
+            async def idle(client: Client) -> dict[str, Any]:
+                dropped_at = client.closed_at
+                reconnected = await client.reconnect()
+                if reconnected:
                     client.closed_at = None
+                return dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], resumed_at=None, dropped_at=dropped_at,
+                            reconnected=reconnected, kept=None, errors=[])
+
+            results += await asyncio.gather(*(idle(client) for client in self.clients[movers:]
+                                              if client.closed_at is not None))
         return {"movers": results, "open": sum(client.closed_at is None for client in self.clients)}
 
     async def close(self) -> dict[str, Any]:
@@ -837,12 +929,14 @@ def phase_kill(run: Run) -> None:
     entries = [m for a in answers for m in a["movers"]]  # the movers of each share, then its dropped idle sessions
     movers = [m for a, share in zip(answers, shares) for m in a["movers"][:share["movers"]]]
     dropped = [m for m in entries if m["dropped_at"] is not None]
-    resumed = [m for m in movers if m["resumed_at"] is not None]
+    movers_dropped = [m for m in movers if m["dropped_at"] is not None]
+    resumed = [m for m in movers_dropped if m["resumed_at"] is not None]
     run.figures["kill"] = {
         "killed": killed, "victim": victim_command[:120],
         "server_alive": run.server.process.poll() is None, "processes_after": len(run.server.processes()),
         "sessions_dropped": len(dropped), "reconnected": sum(bool(m["reconnected"]) for m in dropped),
-        "movers": len(movers), "movers_resumed": len(resumed),
+        "movers": len(movers), "movers_dropped": len(movers_dropped), "movers_resumed": len(resumed),
+        "movers_state_kept": sum(m["kept"] is True for m in movers_dropped),
         "resume_s": [m["resumed_at"] - kill_at for m in resumed],
         "changes_lost": sum(m["lost"] for m in movers), "changes_sent": sum(m["sent"] for m in movers),
         "ms_after": [ms for m in movers for ms in m["after_kill_ms"]],
@@ -919,20 +1013,25 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     if not any("kill" in f for f in figures.values()):
         return
     print()
-    print(f"kill -9 of one server process 3 s into moving, the sessions moving {args.after_kill:g} s more:")
-    print(f"  {'':<{width}} {'server up':>9} {'dropped':>7} {'back':>5} {'movers back':>11} {'resume p50 s':>12} "
-          f"{'resume max s':>12} {'changes lost':>12} {'open at end':>11}")
+    print(f"kill -9 of one server process 3 s into a moving phase, the sessions moving {args.after_kill:g} s more:")
+    print(f"  {'':<{width}} {'server up':>9} {'dropped':>7} {'back':>5} {'movers dropped':>14} {'back':>5} "
+          f"{'state kept':>10} {'resume p50 s':>12} {'resume max s':>12} {'unanswered':>12} {'open at end':>11}")
     for name, f in figures.items():
         k = f.get("kill")
         if not k:
             continue
         r = k["resume_s"]
         print(f"  {name:<{width}} {'yes' if k['server_alive'] else 'NO':>9} {k['sessions_dropped']:>7} "
-              f"{k['reconnected']:>5} {k['movers_resumed']:>5}/{k['movers']:<5} {percentile(r, 50):>12.2f} "
-              f"{max(r) if r else float('nan'):>12.2f} {k['changes_lost']:>5}/{k['changes_sent']:<6} {k['open_after']:>11}")
-        print(f"  {'':<{width}} killed: {k['victim']}")
-    print("  (dropped: sessions whose connection closed; back: reconnected; movers back: movers whose changes came "
-          "back after the kill; resume: from the kill to a mover's first answered change)")
+              f"{k['reconnected']:>5} {k['movers_dropped']:>7}/{k['movers']:<6} {k['movers_resumed']:>5} "
+              f"{k['movers_state_kept']:>10} {percentile(r, 50):>12.2f} {max(r) if r else float('nan'):>12.2f} "
+              f"{k['changes_lost']:>5}/{k['changes_sent']:<6} {k['open_after']:>11}")
+        print(f"  {'':<{width}} killed: {k['victim']}; {k['processes_after']} server processes after")
+        for error in k["errors"]:
+            print(f"  {'':<{width}} {error}")
+    print("  (dropped: sessions whose connection closed; back: reconnected, as the page would; movers back: whose "
+          "changes came back again; state kept: whose session still had the slider at the last value answered "
+          "before the kill; resume: from the kill to a dropped mover's first answered change; unanswered: changes "
+          f"with no answer within {CHANGE_TIMEOUT:g} s or cut by the drop)")
 
 
 def without_nan(value: Any) -> Any:
