@@ -77,6 +77,7 @@ from tests.servers import free_port, wait_for_port
 
 APP_NAME = "sliders"
 SYSTEMS = ("bokeh", "bokehsite")
+KILLS = ("worker", "host")
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/bokehsite_bench_apps_load"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 # Seconds a change may take to come back before it counts as lost.
@@ -153,10 +154,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="PostgreSQL database for --workers over 1, created and dropped by the run (default %(default)s)")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS,
                         help="Redis for --workers over 1; its db number is flushed before and after (default %(default)s)")
-    parser.add_argument("--kill", action="store_true",
-                        help="then kill -9 one server process while the sessions keep moving, and count what was lost")
+    parser.add_argument("--kill", choices=KILLS, default=None,
+                        help="then kill -9 one server process while the sessions keep moving, and count what was lost: "
+                             "for bokehsite a Daphne worker or an app host; for bokeh serve one of its processes either way")
     parser.add_argument("--after-kill", type=float, default=20.0,
                         help="seconds the sessions keep moving after the kill (default %(default)s)")
+    parser.add_argument("--logs", metavar="DIR", help="keep the servers' output in DIR")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE ('-': standard output)")
     args = parser.parse_args(argv)
     args.systems = [name.strip() for name in args.systems.split(",") if name.strip()]
@@ -211,8 +214,8 @@ class Server:
     def describe(self) -> str:
         raise NotImplementedError
 
-    def victim(self) -> int | None:
-        """The process the fault phase kills."""
+    def victim(self, what: str) -> int | None:
+        """The process the fault phase kills: ``what`` is one of ``KILLS``."""
         raise NotImplementedError
 
     def setup(self) -> None:
@@ -244,6 +247,10 @@ class Server:
 
     def processes(self) -> list[int]:
         return [self.process.pid, *descendants(self.process.pid)]
+
+    def role(self, pid: int) -> str:
+        """What the process ``pid`` of this server does, for the CPU figures."""
+        return "server"
 
     def stop(self) -> None:
         if self.process is None:
@@ -279,8 +286,11 @@ class BokehServe(Server):
     def describe(self) -> str:
         return f"{self.name}: {len(self.processes())} processes"
 
-    def victim(self) -> int | None:
-        children = descendants(self.process.pid)
+    def role(self, pid: int) -> str:
+        return "parent" if pid == self.process.pid else "forked processes"
+
+    def victim(self, what: str) -> int | None:
+        children = descendants(self.process.pid)  # the forked processes (the first one waits on them)
         return children[0] if children else None
 
 
@@ -329,13 +339,24 @@ class Bokehsite(Server):
     def hosts_pids(self) -> list[int]:
         return [pid for pid in descendants(self.process.pid) if "appserver.host" in command_line(pid)]
 
+    def role(self, pid: int) -> str:
+        command = command_line(pid)
+        if "appserver.host" in command:
+            return "app hosts"
+        if "daphne" in command or (pid == self.process.pid and self.workers == 1):
+            return "Daphne"
+        return "bokeh-server" if pid == self.process.pid else "other"
+
     def describe(self) -> str:
         database = "PostgreSQL + Redis" if self.database_url else "SQLite"
         return (f"{self.name}: {len(self.workers_pids()) or 1} Daphne worker(s), {len(self.hosts_pids())} app host "
                 f"processes, {database}; {len(self.processes())} processes")
 
-    def victim(self) -> int | None:
-        workers = self.workers_pids()
+    def victim(self, what: str) -> int | None:
+        if what == "host":
+            hosts = self.hosts_pids()
+            return hosts[0] if hosts else None
+        workers = self.workers_pids()  # with --workers 1, bokeh-server is the Daphne
         return workers[0] if workers else self.process.pid
 
 
@@ -889,13 +910,18 @@ def phase_moving(run: Run) -> None:
                                         "until": started + args.duration} for share in run.shares(movers=args.moving)],
                               timeout=args.duration + 120)
     elapsed = now() - started
-    server_cpu = cpu_used(before, cpu_seconds(run.server.processes()))
+    after = cpu_seconds(run.server.processes())
+    server_cpu = cpu_used(before, after)
+    by_role: dict[str, float] = {}
+    for pid, seconds in after.items():
+        role = run.server.role(pid)
+        by_role[role] = by_role.get(role, 0.0) + seconds - before.get(pid, 0.0)
     movers = [m for a in answers for m in a["movers"]]
     run.figures["moving"] = {
         "ms": [ms for m in movers for ms in m["ms"]], "sent": sum(m["sent"] for m in movers),
         "lost": sum(m["lost"] for m in movers), "late": sum(m["late"] for m in movers),
         "errors": [e for m in movers for e in m["errors"]][:5],
-        "elapsed_s": elapsed, "server_cpu_s": server_cpu, "client_cpu_s": sum(a["cpu_s"] for a in answers),
+        "elapsed_s": elapsed, "server_cpu_s": server_cpu, "server_cpu_by_role_s": by_role, "client_cpu_s": sum(a["cpu_s"] for a in answers),
         "rss_mib": total_rss(run.server.processes()), "open": sum(a["open"] for a in answers),
     }
 
@@ -904,7 +930,7 @@ def phase_kill(run: Run) -> None:
     """One server process killed with SIGKILL a few seconds into a moving phase: what dropped,
     what came back, the changes lost and how long the movers were without answers."""
     args = run.args
-    victim = run.server.victim()
+    victim = run.server.victim(args.kill)
     victim_command = command_line(victim) if victim else ""
     started = now()
     kill_at = started + 3.0
@@ -946,7 +972,7 @@ def phase_kill(run: Run) -> None:
 
 
 PHASES: dict[str, Callable[[Run], None]] = {"open": phase_open, "moving": phase_moving}
-FAULT_PHASES: dict[str, Callable[[Run], None]] = {"kill": phase_kill}
+FAULT_PHASES: dict[str, Callable[[Run], None]] = {"kill": phase_kill}  # run with --kill
 
 
 def run_system(server: Server, args: argparse.Namespace) -> dict[str, Any]:
@@ -967,6 +993,9 @@ def run_system(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         clients.stop()
         server.stop()
+        if args.logs:
+            Path(args.logs).mkdir(parents=True, exist_ok=True)
+            (Path(args.logs) / server.log.name).write_bytes(server.log.read_bytes())
     return figures
 
 
@@ -1008,12 +1037,15 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print("  (late: answers that took longer than the interval, so the next change went later; lost: no answer "
           f"within {CHANGE_TIMEOUT:g} s)")
     for name, f in figures.items():
+        roles = ", ".join(f"{role} {seconds:.1f}" for role, seconds in sorted(f["moving"]["server_cpu_by_role_s"].items()))
+        print(f"  {name}: server CPU s by process: {roles}")
+    for name, f in figures.items():
         for error in f["moving"]["errors"]:
             print(f"  {name}: {error}")
     if not any("kill" in f for f in figures.values()):
         return
     print()
-    print(f"kill -9 of one server process 3 s into a moving phase, the sessions moving {args.after_kill:g} s more:")
+    print(f"kill -9 of one server process ({args.kill}) 3 s into a moving phase, the sessions moving {args.after_kill:g} s more:")
     print(f"  {'':<{width}} {'server up':>9} {'dropped':>7} {'back':>5} {'movers dropped':>14} {'back':>5} "
           f"{'state kept':>10} {'resume p50 s':>12} {'resume max s':>12} {'unanswered':>12} {'open at end':>11}")
     for name, f in figures.items():
