@@ -82,8 +82,10 @@ DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/bokehsite_bench_apps_load
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 # Seconds a change may take to come back before it counts as lost.
 CHANGE_TIMEOUT = 10.0
-# Seconds after the last session opened before memory is read (late allocations settle).
+# Seconds after the last session opened before memory is read (late allocations settle), and
+# seconds then the servers' CPU is read with the sessions open and nobody moving.
 SETTLE_S = 3.0
+IDLE_S = 5.0
 # bokehsite's limits would refuse a load test's one address and one user: lifted, and said so.
 BOKEHSITE_LIMITS = {"BOKEHSITE_MAX_SESSIONS": "0", "BOKEHSITE_MAX_CONNECTIONS_PER_USER": "0"}
 # How long a page waits before each reconnect: BokehJS (its ClientConnection, 5 attempts), and a
@@ -889,6 +891,9 @@ def phase_open(run: Run) -> None:
     opened = sum(len(a["open_s"]) for a in answers)
     time.sleep(SETTLE_S)
     rss_after = total_rss(run.server.processes())
+    before = cpu_seconds(run.server.processes())
+    time.sleep(IDLE_S)  # nobody moves: what holding the sessions open costs
+    idle_cpu = cpu_used(before, cpu_seconds(run.server.processes()))
     run.figures["open"] = {
         "sessions": opened, "failures": sum(len(a["failures"]) for a in answers),
         "failure_examples": [f for a in answers for f in a["failures"]][:3],
@@ -896,7 +901,7 @@ def phase_open(run: Run) -> None:
         "open_s": [t for a in answers for t in a["open_s"]],
         "rss_before_mib": rss_before, "rss_after_mib": rss_after,
         "mib_per_session": (rss_after - rss_before) / opened if opened else float("nan"),
-        "client_cpu_s": sum(a["cpu_s"] for a in answers),
+        "client_cpu_s": sum(a["cpu_s"] for a in answers), "idle_cpu_share": idle_cpu / IDLE_S,
     }
 
 
@@ -1015,14 +1020,16 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print(f"Opening {args.sessions} sessions, {args.open_concurrency} at a time (a session counts once its document "
           f"has arrived):")
     print(f"  {'':<{width}} {'opened':>6} {'failed':>6} {'per s':>7} {'open p50 s':>10} {'open p99 s':>10} "
-          f"{'RSS before':>10} {'RSS after':>10} {'MiB/session':>11} {'client CPU s':>12}")
+          f"{'RSS before':>10} {'RSS after':>10} {'MiB/session':>11} {'client CPU s':>12} {'idle CPU':>8}")
     for name, f in figures.items():
         o = f["open"]
         print(f"  {name:<{width}} {o['sessions']:>6} {o['failures']:>6} {o['sessions_per_s']:>7.1f} "
               f"{percentile(o['open_s'], 50):>10.3f} {percentile(o['open_s'], 99):>10.3f} {o['rss_before_mib']:>10.0f} "
-              f"{o['rss_after_mib']:>10.0f} {o['mib_per_session']:>11.2f} {o['client_cpu_s']:>12.1f}")
+              f"{o['rss_after_mib']:>10.0f} {o['mib_per_session']:>11.2f} {o['client_cpu_s']:>12.1f} "
+              f"{o['idle_cpu_share']:>8.0%}")
     print("  (RSS: resident MiB of all the server's processes, app processes included, after 2 warm-up sessions "
-          f"and {SETTLE_S:g} s after the last session opened)")
+          f"and {SETTLE_S:g} s after the last session opened; idle CPU: the servers' CPU, in cores, over the "
+          f"{IDLE_S:g} s after that, every session open and none moving)")
     print()
     print(f"Moving: {args.moving} of the sessions change a slider every {args.interval:g} s for {args.duration:g} s "
           "(round trip: change sent → callback's new data received):")
