@@ -980,6 +980,27 @@ PHASES: dict[str, Callable[[Run], None]] = {"open": phase_open, "moving": phase_
 FAULT_PHASES: dict[str, Callable[[Run], None]] = {"kill": phase_kill}  # run with --kill
 
 
+# Lines of a server's output that are not news: access logs, start and stop.
+ROUTINE = re.compile(r"^(\d+\.\d+\.\d+\.\d+:\d+ - - |bokeh-server: |Starting server|Configuring endpoint|Listening on|"
+                     r"HTTP/2 support|Killed \d+ pending|\d{4}-\d\d-\d\d [\d:,]+ (Starting Bokeh|Bokeh app running|Starting"
+                     r"|User authentication|Websocket origin|Cannot start Bokeh server|Torndado|Tornado)|.*\bWebSocket connection "
+                     r"(opened|closed)|.*\bServerConnection created|.*\b200 GET )")
+
+
+def log_news(output: str, top: int = 8) -> list[tuple[int, str]]:
+    """What the server said beyond routine lines, alike lines together (ids and numbers
+    masked), the most frequent first."""
+    counts: dict[str, int] = {}
+    for line in output.splitlines():
+        line = line.strip()
+        if not line or ROUTINE.match(line):
+            continue
+        key = re.sub(r"\b[0-9a-f]{32}\b|\b[0-9a-f-]{36}\b", "ID", line)
+        key = re.sub(r"\d+(\.\d+)?", "N", key)[:200]
+        counts[key] = counts.get(key, 0) + 1
+    return sorted(((n, key) for key, n in counts.items()), reverse=True)[:top]
+
+
 def run_system(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     print(f"{server.name}: starting…", file=sys.stderr, flush=True)
     server.start()
@@ -1001,6 +1022,7 @@ def run_system(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         if args.logs:
             Path(args.logs).mkdir(parents=True, exist_ok=True)
             (Path(args.logs) / server.log.name).write_bytes(server.log.read_bytes())
+    figures["log"] = log_news(server.output())
     return figures
 
 
@@ -1049,6 +1071,12 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     for name, f in figures.items():
         for error in f["moving"]["errors"]:
             print(f"  {name}: {error}")
+    if any(f["log"] for f in figures.values()):
+        print()
+        print("What the servers logged beyond routine lines (times; numbers and ids masked):")
+        for name, f in figures.items():
+            for count, line in f["log"]:
+                print(f"  {name}: {count:>5} × {line}")
     if not any("kill" in f for f in figures.values()):
         return
     print()
