@@ -88,6 +88,8 @@ SETTLE_S = 3.0
 IDLE_S = 5.0
 # bokehsite's limits would refuse a load test's one address and one user: lifted, and said so.
 BOKEHSITE_LIMITS = {"BOKEHSITE_MAX_SESSIONS": "0", "BOKEHSITE_MAX_CONNECTIONS_PER_USER": "0"}
+# The amplitude slider's value in a new session (APP_SOURCE).
+START_VALUE = 1.0
 # How long a page waits before each reconnect: BokehJS (its ClientConnection, 5 attempts), and a
 # bokehsite frame (static/bokehsite/connection.js: from 0.5 s, doubling, with jitter).
 BOKEHJS_RECONNECT_DELAYS = (0, 2, 4, 8, 16)
@@ -738,7 +740,9 @@ class Share:
 
         async def mover(client: Client, result: dict[str, Any], offset: float) -> None:
             tick = now() + offset
-            values = itertools.cycle(np.round(np.arange(-2.0, 2.01, 0.1), 1).tolist())
+            # Never the app's starting value: a session made anew (bokeh serve's, after a kill)
+            # would see no change, and run no callback.
+            values = itertools.cycle([v for v in np.round(np.arange(-2.0, 2.01, 0.1), 1).tolist() if v != START_VALUE])
             while True:
                 await asyncio.sleep(max(0.0, tick - now()))
                 if now() >= until:
@@ -969,6 +973,8 @@ def phase_kill(run: Run) -> None:
         "movers": len(movers), "movers_dropped": len(movers_dropped), "movers_resumed": len(resumed),
         "movers_state_kept": sum(m["kept"] is True for m in movers_dropped),
         "resume_s": [m["resumed_at"] - kill_at for m in resumed],
+        "dropped_after_s": [m["dropped_at"] - kill_at for m in dropped],
+        "lost_by_mover": [m["lost"] for m in movers_dropped],
         "changes_lost": sum(m["lost"] for m in movers), "changes_sent": sum(m["sent"] for m in movers),
         "ms_after": [ms for m in movers for ms in m["after_kill_ms"]],
         "open_after": sum(a["open"] for a in answers),
