@@ -357,9 +357,9 @@ class Bokehsite(Server):
                 f"processes, {database}; {len(self.processes())} processes")
 
     def victim(self, what: str) -> int | None:
-        if what == "host":
+        if what == "host":  # the one with the most memory: the most sessions
             hosts = self.hosts_pids()
-            return hosts[0] if hosts else None
+            return max(hosts, key=lambda pid: total_rss([pid])) if hosts else None
         workers = self.workers_pids()  # with --workers 1, bokeh-server is the Daphne
         return workers[0] if workers else self.process.pid
 
@@ -735,7 +735,9 @@ class Share:
     async def move(self, movers: int, interval: float, until: float, kill_at: float | None = None) -> dict[str, Any]:
         """``movers`` of the sessions change the slider every ``interval`` s until ``until``; one
         change in flight per session (a change whose data has not come back delays the next)."""
-        results = [dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], resumed_at=None, dropped_at=None,
+        # After ``kill_at``: when the session was first hit (its connection dropped, or a change
+        # went unanswered) and when a change was answered again after that.
+        results = [dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], hit_at=None, resumed_at=None, dropped_at=None,
                         reconnected=False, kept=None, errors=[]) for _ in range(movers)]
 
         async def mover(client: Client, result: dict[str, Any], offset: float) -> None:
@@ -749,6 +751,7 @@ class Share:
                     return
                 if client.closed_at is not None:  # the connection dropped: come back, as the page does
                     result["dropped_at"] = result["dropped_at"] or client.closed_at
+                    result["hit_at"] = result["hit_at"] or client.closed_at
                     if not await client.reconnect():
                         result["errors"].append("no reconnection")
                         return
@@ -765,12 +768,15 @@ class Share:
                     result["lost"] += 1
                     if len(result["errors"]) < 3:
                         result["errors"].append(f"{type(e).__name__}: {e}")
+                    if kill_at is not None and now() >= kill_at:
+                        result["hit_at"] = result["hit_at"] or min(sent, client.closed_at or sent)
                     tick = now()
                     continue
                 ms = (now() - sent) * 1000
                 if kill_at is not None and sent >= kill_at:
                     result["after_kill_ms"].append(ms)
-                    result["resumed_at"] = result["resumed_at"] or now()
+                    if result["hit_at"] is not None and result["resumed_at"] is None:
+                        result["resumed_at"] = now()
                 else:
                     result["ms"].append(ms)
                 tick += interval
@@ -786,7 +792,8 @@ class Share:
                 reconnected = await client.reconnect()
                 if reconnected:
                     client.closed_at = None
-                return dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], resumed_at=None, dropped_at=dropped_at,
+                return dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], hit_at=dropped_at, resumed_at=None,
+                            dropped_at=dropped_at,
                             reconnected=reconnected, kept=None, errors=[])
 
             results += await asyncio.gather(*(idle(client) for client in self.clients[movers:]
@@ -895,6 +902,8 @@ def phase_open(run: Run) -> None:
     opened = sum(len(a["open_s"]) for a in answers)
     time.sleep(SETTLE_S)
     rss_after = total_rss(run.server.processes())
+    rss_by_process = sorted(((run.server.role(pid), round(total_rss([pid]), 1)) for pid in run.server.processes()),
+                            key=lambda item: (item[0], -item[1]))
     before = cpu_seconds(run.server.processes())
     time.sleep(IDLE_S)  # nobody moves: what holding the sessions open costs
     idle_cpu = cpu_used(before, cpu_seconds(run.server.processes()))
@@ -903,7 +912,7 @@ def phase_open(run: Run) -> None:
         "failure_examples": [f for a in answers for f in a["failures"]][:3],
         "elapsed_s": elapsed, "sessions_per_s": opened / elapsed if elapsed else float("nan"),
         "open_s": [t for a in answers for t in a["open_s"]],
-        "rss_before_mib": rss_before, "rss_after_mib": rss_after,
+        "rss_before_mib": rss_before, "rss_after_mib": rss_after, "rss_by_process_mib": rss_by_process,
         "mib_per_session": (rss_after - rss_before) / opened if opened else float("nan"),
         "client_cpu_s": sum(a["cpu_s"] for a in answers), "idle_cpu_share": idle_cpu / IDLE_S,
     }
@@ -965,16 +974,18 @@ def phase_kill(run: Run) -> None:
     movers = [m for a, share in zip(answers, shares) for m in a["movers"][:share["movers"]]]
     dropped = [m for m in entries if m["dropped_at"] is not None]
     movers_dropped = [m for m in movers if m["dropped_at"] is not None]
-    resumed = [m for m in movers_dropped if m["resumed_at"] is not None]
+    hit = [m for m in movers if m["hit_at"] is not None]
+    resumed = [m for m in hit if m["resumed_at"] is not None]
     run.figures["kill"] = {
         "killed": killed, "victim": victim_command[:120],
         "server_alive": run.server.process.poll() is None, "processes_after": len(run.server.processes()),
         "sessions_dropped": len(dropped), "reconnected": sum(bool(m["reconnected"]) for m in dropped),
-        "movers": len(movers), "movers_dropped": len(movers_dropped), "movers_resumed": len(resumed),
+        "movers": len(movers), "movers_dropped": len(movers_dropped), "movers_hit": len(hit),
+        "movers_resumed": len(resumed),
         "movers_state_kept": sum(m["kept"] is True for m in movers_dropped),
         "resume_s": [m["resumed_at"] - kill_at for m in resumed],
         "dropped_after_s": [m["dropped_at"] - kill_at for m in dropped],
-        "lost_by_mover": [m["lost"] for m in movers_dropped],
+        "lost_by_mover": [m["lost"] for m in hit],
         "changes_lost": sum(m["lost"] for m in movers), "changes_sent": sum(m["sent"] for m in movers),
         "ms_after": [ms for m in movers for ms in m["after_kill_ms"]],
         "open_after": sum(a["open"] for a in answers),
@@ -1058,6 +1069,8 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print("  (RSS: resident MiB of all the server's processes, app processes included, after 2 warm-up sessions "
           f"and {SETTLE_S:g} s after the last session opened; idle CPU: the servers' CPU, in cores, over the "
           f"{IDLE_S:g} s after that, every session open and none moving)")
+    for name, f in figures.items():
+        print(f"  {name}: RSS MiB by process: " + ", ".join(f"{role} {mib:.0f}" for role, mib in f["open"]["rss_by_process_mib"]))
     print()
     print(f"Moving: {args.moving} of the sessions change a slider every {args.interval:g} s for {args.duration:g} s "
           "(round trip: change sent → callback's new data received):")
@@ -1087,7 +1100,7 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         return
     print()
     print(f"kill -9 of one server process ({args.kill}) 3 s into a moving phase, the sessions moving {args.after_kill:g} s more:")
-    print(f"  {'':<{width}} {'server up':>9} {'dropped':>7} {'back':>5} {'movers dropped':>14} {'back':>5} "
+    print(f"  {'':<{width}} {'server up':>9} {'dropped':>7} {'back':>5} {'movers hit':>12} {'back':>5} "
           f"{'state kept':>10} {'resume p50 s':>12} {'resume max s':>12} {'unanswered':>12} {'open at end':>11}")
     for name, f in figures.items():
         k = f.get("kill")
@@ -1095,16 +1108,17 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             continue
         r = k["resume_s"]
         print(f"  {name:<{width}} {'yes' if k['server_alive'] else 'NO':>9} {k['sessions_dropped']:>7} "
-              f"{k['reconnected']:>5} {k['movers_dropped']:>7}/{k['movers']:<6} {k['movers_resumed']:>5} "
+              f"{k['reconnected']:>5} {k['movers_hit']:>5}/{k['movers']:<6} {k['movers_resumed']:>5} "
               f"{k['movers_state_kept']:>10} {percentile(r, 50):>12.2f} {max(r) if r else float('nan'):>12.2f} "
               f"{k['changes_lost']:>5}/{k['changes_sent']:<6} {k['open_after']:>11}")
         print(f"  {'':<{width}} killed: {k['victim']}; {k['processes_after']} server processes after")
         for error in k["errors"]:
             print(f"  {'':<{width}} {error}")
-    print("  (dropped: sessions whose connection closed; back: reconnected, as the page would; movers back: whose "
-          "changes came back again; state kept: whose session still had the slider at the last value answered "
-          "before the kill; resume: from the kill to a dropped mover's first answered change; unanswered: changes "
-          f"with no answer within {CHANGE_TIMEOUT:g} s or cut by the drop)")
+    print("  (dropped: sessions whose connection closed; back: reconnected, as the page would; movers hit: whose "
+          "connection dropped or a change went unanswered after the kill, and back: answered again after that; state "
+          "kept: dropped movers whose session still had the slider at the last value answered before the drop; "
+          "resume: from the kill to a hit mover's first answered change; unanswered: changes with no answer within "
+          f"{CHANGE_TIMEOUT:g} s or cut by the drop)")
 
 
 def without_nan(value: Any) -> Any:
