@@ -82,6 +82,8 @@ DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/bokehsite_bench_apps_load
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 # Seconds a change may take to come back before it counts as lost.
 CHANGE_TIMEOUT = 10.0
+# Sessions opened first and not counted (a few per process that serves or runs apps).
+WARMUP_SESSIONS = 8
 # Seconds after the last session opened before memory is read (late allocations settle), and
 # seconds then the servers' CPU is read with the sessions open and nobody moving.
 SETTLE_S = 3.0
@@ -384,6 +386,15 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
             continue
         used[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return used
+
+
+def cpu_by_role(server: Server, before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """CPU seconds between two readings, by what the processes do."""
+    by_role: dict[str, float] = {}
+    for pid, seconds in after.items():
+        role = server.role(pid)
+        by_role[role] = by_role.get(role, 0.0) + seconds - before.get(pid, 0.0)
+    return by_role
 
 
 def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
@@ -888,12 +899,25 @@ class Run:
         return [{name: parts[name][i] for name in totals} for i in range(len(self.clients.processes))]
 
 
+def steady(server: Server, quiet: float = 3.0, longest: float = 30.0) -> None:
+    """Wait until no process of ``server`` has started or ended for ``quiet`` seconds."""
+    deadline = time.monotonic() + longest
+    last, since = sorted(server.processes()), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = sorted(server.processes())
+        if current != last:
+            last, since = current, time.monotonic()
+
+
 def phase_open(run: Run) -> None:
-    """Warm up (two sessions, not counted: they pay for what is done once), then open the
-    sessions as fast as the clients can: sessions per second and memory per session."""
+    """Warm up (sessions not counted: they pay for what is done once, and start the processes
+    that start with the first pages), then open the sessions as fast as the clients can:
+    sessions per second and memory per session."""
     args = run.args
     run.clients.run("open", [{"count": share["count"], "concurrency": 1}
-                             for share in run.shares(count=len(run.clients.processes))])
+                             for share in run.shares(count=WARMUP_SESSIONS)])
+    steady(run.server)
     time.sleep(SETTLE_S)
     rss_before = total_rss(run.server.processes())
     answers = run.clients.run("open", [{"count": share["count"], "concurrency": max(1, share["concurrency"])}
@@ -906,7 +930,9 @@ def phase_open(run: Run) -> None:
                             key=lambda item: (item[0], -item[1]))
     before = cpu_seconds(run.server.processes())
     time.sleep(IDLE_S)  # nobody moves: what holding the sessions open costs
-    idle_cpu = cpu_used(before, cpu_seconds(run.server.processes()))
+    after = cpu_seconds(run.server.processes())
+    idle_cpu = cpu_used(before, after)
+    run.figures["server"] = run.server.describe()  # now: some processes start with the first pages
     run.figures["open"] = {
         "sessions": opened, "failures": sum(len(a["failures"]) for a in answers),
         "failure_examples": [f for a in answers for f in a["failures"]][:3],
@@ -915,6 +941,7 @@ def phase_open(run: Run) -> None:
         "rss_before_mib": rss_before, "rss_after_mib": rss_after, "rss_by_process_mib": rss_by_process,
         "mib_per_session": (rss_after - rss_before) / opened if opened else float("nan"),
         "client_cpu_s": sum(a["cpu_s"] for a in answers), "idle_cpu_share": idle_cpu / IDLE_S,
+        "idle_cpu_by_role_s": cpu_by_role(run.server, before, after),
     }
 
 
@@ -930,10 +957,7 @@ def phase_moving(run: Run) -> None:
     elapsed = now() - started
     after = cpu_seconds(run.server.processes())
     server_cpu = cpu_used(before, after)
-    by_role: dict[str, float] = {}
-    for pid, seconds in after.items():
-        role = run.server.role(pid)
-        by_role[role] = by_role.get(role, 0.0) + seconds - before.get(pid, 0.0)
+    by_role = cpu_by_role(run.server, before, after)
     movers = [m for a in answers for m in a["movers"]]
     run.figures["moving"] = {
         "ms": [ms for m in movers for ms in m["ms"]], "sent": sum(m["sent"] for m in movers),
@@ -1021,7 +1045,7 @@ def log_news(output: str, top: int = 8) -> list[tuple[int, str]]:
 def run_system(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     print(f"{server.name}: starting…", file=sys.stderr, flush=True)
     server.start()
-    figures: dict[str, Any] = {"server": server.describe()}
+    figures: dict[str, Any] = {"server": server.name}
     clients = Clients(server.kind, server.base, args.client_processes, args.open_concurrency)
     run = Run(server, clients, args, figures)
     try:
@@ -1066,11 +1090,13 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
               f"{percentile(o['open_s'], 50):>10.3f} {percentile(o['open_s'], 99):>10.3f} {o['rss_before_mib']:>10.0f} "
               f"{o['rss_after_mib']:>10.0f} {o['mib_per_session']:>11.2f} {o['client_cpu_s']:>12.1f} "
               f"{o['idle_cpu_share']:>8.0%}")
-    print("  (RSS: resident MiB of all the server's processes, app processes included, after 2 warm-up sessions "
+    print(f"  (RSS: resident MiB of all the server's processes, app processes included, after {WARMUP_SESSIONS} warm-up sessions "
           f"and {SETTLE_S:g} s after the last session opened; idle CPU: the servers' CPU, in cores, over the "
           f"{IDLE_S:g} s after that, every session open and none moving)")
     for name, f in figures.items():
         print(f"  {name}: RSS MiB by process: " + ", ".join(f"{role} {mib:.0f}" for role, mib in f["open"]["rss_by_process_mib"]))
+        roles = ", ".join(f"{role} {seconds:.1f}" for role, seconds in sorted(f["open"]["idle_cpu_by_role_s"].items()))
+        print(f"  {name}: idle CPU s by process: {roles}")
     print()
     print(f"Moving: {args.moving} of the sessions change a slider every {args.interval:g} s for {args.duration:g} s "
           "(round trip: change sent → callback's new data received):")
