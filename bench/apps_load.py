@@ -718,7 +718,10 @@ class Share:
 
     def get(self, url: str) -> str:
         response = self.http.get(url, timeout=120)
-        response.raise_for_status()
+        if response.status_code != 200:  # an app page that failed says why (appserver/failed.html)
+            error = re.search(r'id="app-error" data-code="([^"]*)".*?<pre>(.*?)</pre>', response.text, re.S)
+            why = f"{error.group(1)}: {html.unescape(error.group(2)).strip()[:200]}" if error else response.text[:200]
+            raise RuntimeError(f"HTTP {response.status_code} for {urlsplit(url).path}: {why}")
         return response.text
 
     async def open(self, count: int, concurrency: int) -> dict[str, Any]:
