@@ -45,6 +45,7 @@ import contextlib
 import html
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -55,7 +56,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,6 +66,9 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import requests
 import websockets
+from bokeh.protocol import Protocol
+from bokeh.protocol.receiver import Receiver
+from bokeh.util.token import generate_jwt_token, generate_session_id
 
 from common import (  # first: puts the repository on sys.path
     ROOT, command_line, create_postgres_database, descendants, drop_postgres_database, machine, revision, rss_mib,
@@ -409,49 +412,18 @@ def now() -> float:
     return time.monotonic()  # system-wide: the client processes' clocks agree with the parent's
 
 
-def find_model(doc: dict[str, Any], name: str) -> str | None:
-    """The id of the model named ``name`` in a serialized Bokeh document."""
-    found = None
-
-    def walk(value: Any) -> None:
-        nonlocal found
-        if found is not None:
-            return
+def find_object(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """The model named ``name`` in a serialized Bokeh document (``{"type": "object", "id", "attributes"}``)."""
+    todo: list[Any] = [doc]
+    while todo:
+        value = todo.pop()
         if isinstance(value, dict):
             if value.get("type") == "object" and value.get("attributes", {}).get("name") == name:
-                found = value["id"]
-                return
-            for item in value.values():
-                walk(item)
+                return value
+            todo += value.values()
         elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(doc)
-    return found
-
-
-def slider_value(doc: dict[str, Any], name: str) -> float | None:
-    """The ``value`` of the model named ``name`` in a serialized Bokeh document."""
-    found = None
-
-    def walk(value: Any) -> None:
-        nonlocal found
-        if found is not None:
-            return
-        if isinstance(value, dict):
-            attributes = value.get("attributes", {}) if value.get("type") == "object" else {}
-            if attributes.get("name") == name:
-                found = attributes.get("value")
-                return
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(doc)
-    return found
+            todo += value
+    raise LookupError(f"no model called {name!r} in the document")
 
 
 def touches(events: list[dict[str, Any]], model_id: str) -> bool:
@@ -519,12 +491,7 @@ class BokehClient(Client):
     """``bokeh serve``'s protocol, as ``bokeh.client`` speaks it."""
 
     async def open(self) -> None:
-        from bokeh.protocol import Protocol
-        from bokeh.protocol.receiver import Receiver
-        from bokeh.util.token import generate_jwt_token, generate_session_id
-
         self.token = generate_jwt_token(generate_session_id())
-        self.receiver_class = lambda: Receiver(Protocol())
         await self._connect()
 
     async def _connect(self) -> None:
@@ -533,7 +500,7 @@ class BokehClient(Client):
         url = f"ws{self.base.removeprefix('http')}/{APP_NAME}/ws"
         self.ws = await websockets.connect(url, subprotocols=["bokeh", self.token], max_size=None, compression=None,
                                            open_timeout=60, ping_interval=None)
-        self.receiver = self.receiver_class()
+        self.receiver = Receiver(Protocol())
         ack = await self._next()
         if ack.header["msgtype"] != "ACK":
             raise RuntimeError(f"bokeh serve began with {ack.header['msgtype']}")
@@ -542,8 +509,8 @@ class BokehClient(Client):
         if reply.header["msgtype"] != "PULL-DOC-REPLY":
             raise RuntimeError(f"bokeh serve answered PULL-DOC-REQ with {reply.header['msgtype']}: {reply.content}")
         doc = reply.content["doc"]
-        self.slider, self.source = find_model(doc, "amplitude"), find_model(doc, "wave")
-        self.value = slider_value(doc, "amplitude")
+        slider = find_object(doc, "amplitude")
+        self.slider, self.source, self.value = slider["id"], find_object(doc, "wave")["id"], slider["attributes"]["value"]
         self.reader = asyncio.create_task(self._read())
 
     async def reconnect(self) -> bool:
@@ -609,7 +576,7 @@ class BokehsiteClient(Client):
         if not isinstance(snapshot, protocol.Snapshot):
             raise RuntimeError(f"bokehsite answered sync with {snapshot.TYPE}")
         self.version = snapshot.version
-        self.slider, self.source = find_model(snapshot.doc, "amplitude"), find_model(snapshot.doc, "wave")
+        self.slider, self.source = find_object(snapshot.doc, "amplitude")["id"], find_object(snapshot.doc, "wave")["id"]
         self.reader = asyncio.create_task(self._read())
 
     async def _connect(self, version: int | None) -> None:
@@ -697,13 +664,19 @@ class BokehsiteClient(Client):
             while True:
                 message, _ = protocol.decode(await ws.recv(), sender=protocol.SERVER)
                 if isinstance(message, protocol.Snapshot):
-                    return slider_value(message.doc, "amplitude")
+                    return find_object(message.doc, "amplitude")["attributes"].get("value")
 
 
 CLIENTS = {"bokeh": BokehClient, "bokehsite": BokehsiteClient}
 
 
 # --- a client process: a share of the sessions, driven phase by phase from the parent ----------
+
+
+def mover_result() -> dict[str, Any]:
+    """What a moving phase reports of one session."""
+    return {"ms": [], "lost": 0, "late": 0, "sent": 0, "after_kill_ms": [], "hit_at": None, "resumed_at": None,
+            "dropped_at": None, "reconnected": False, "kept": None, "errors": []}
 
 
 class Share:
@@ -719,7 +692,7 @@ class Share:
     def get(self, url: str) -> str:
         response = self.http.get(url, timeout=120)
         if response.status_code != 200:  # an app page that failed says why (appserver/failed.html)
-            error = re.search(r'id="app-error" data-code="([^"]*)".*?<pre>(.*?)</pre>', response.text, re.S)
+            error = re.search(r'id="app-error" data-code="([^"]*)".*?<pre>(.*?)</pre>', response.text, re.DOTALL)
             why = f"{error.group(1)}: {html.unescape(error.group(2)).strip()[:200]}" if error else response.text[:200]
             raise RuntimeError(f"HTTP {response.status_code} for {urlsplit(url).path}: {why}")
         return response.text
@@ -751,8 +724,7 @@ class Share:
         change in flight per session (a change whose data has not come back delays the next)."""
         # After ``kill_at``: when the session was first hit (its connection dropped, or a change
         # went unanswered) and when a change was answered again after that.
-        results = [dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], hit_at=None, resumed_at=None, dropped_at=None,
-                        reconnected=False, kept=None, errors=[]) for _ in range(movers)]
+        results = [mover_result() for _ in range(movers)]
 
         async def mover(client: Client, result: dict[str, Any], offset: float) -> None:
             tick = now() + offset
@@ -806,9 +778,7 @@ class Share:
                 reconnected = await client.reconnect()
                 if reconnected:
                     client.closed_at = None
-                return dict(ms=[], lost=0, late=0, sent=0, after_kill_ms=[], hit_at=dropped_at, resumed_at=None,
-                            dropped_at=dropped_at,
-                            reconnected=reconnected, kept=None, errors=[])
+                return {**mover_result(), "hit_at": dropped_at, "dropped_at": dropped_at, "reconnected": reconnected}
 
             results += await asyncio.gather(*(idle(client) for client in self.clients[movers:]
                                               if client.closed_at is not None))
@@ -1151,7 +1121,7 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
 
 
 def without_nan(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
         return {k: without_nan(v) for k, v in value.items()}
