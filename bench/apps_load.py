@@ -1001,16 +1001,21 @@ ROUTINE = re.compile(r"^(\d+\.\d+\.\d+\.\d+:\d+ - - |bokeh-server: |Starting ser
                      r"(opened|closed)|.*\bServerConnection created|.*\b200 GET )")
 
 
+TRACEBACK_FRAMING = ("Traceback (most recent call last)", "During handling of the above exception",
+                     "The above exception was the direct cause")
+
+
 def log_news(output: str, top: int = 8) -> list[tuple[int, str]]:
     """What the server said beyond routine lines, alike lines together (ids and numbers
     masked), the most frequent first."""
     counts: dict[str, int] = {}
     for line in output.splitlines():
+        if not line.strip() or line[0].isspace() or ROUTINE.match(line) or line.startswith(TRACEBACK_FRAMING):
+            continue  # a traceback counts by its last line, the exception
         line = line.strip()
-        if not line or ROUTINE.match(line):
-            continue
         key = re.sub(r"\b[0-9a-f]{32}\b|\b[0-9a-f-]{36}\b", "ID", line)
-        key = re.sub(r"\d+(\.\d+)?", "N", key)[:200]
+        key = re.sub(r"\d+(\.\d+)?", "N", key)
+        key = key if len(key) <= 200 else f"{key[:100]} … {key[-90:]}"
         counts[key] = counts.get(key, 0) + 1
     return sorted(((n, key) for key, n in counts.items()), reverse=True)[:top]
 
