@@ -209,6 +209,7 @@ class Server:
         self.port = free_port()
         self.log = tmp / f"{self.kind}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.seen: dict[int, tuple[str, str]] = {}
 
     @property
     def base(self) -> str:
@@ -254,8 +255,18 @@ class Server:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def answers(self) -> bool:
+        """Whether it still answers (its process may outlive its workers for a while)."""
+        try:
+            return self.process.poll() is None and requests.get(self.ready_url(), timeout=10).status_code == 200
+        except requests.RequestException:
+            return False
+
     def processes(self) -> list[int]:
-        return [self.process.pid, *descendants(self.process.pid)]
+        pids = [self.process.pid, *descendants(self.process.pid)]
+        for pid in pids:  # remembered, to end at stop() any left behind by a killed parent
+            self.seen.setdefault(pid, identity(pid))
+        return pids
 
     def role(self, pid: int) -> str:
         """What the process ``pid`` of this server does, for the CPU figures."""
@@ -264,13 +275,14 @@ class Server:
     def stop(self) -> None:
         if self.process is None:
             return
-        below = {pid: command_line(pid) for pid in descendants(self.process.pid)}
+        below = {**self.seen, **{pid: identity(pid) for pid in descendants(self.process.pid)}}
+        below.pop(self.process.pid, None)
         stop_process(self.process)
         time.sleep(1)
         # Its workers and app hosts end with it; any left over are ended here (the same command
-        # line: the same process, not another that got its id since).
-        for pid, command in below.items():
-            if command and command_line(pid) == command:
+        # line and start time: the same process, not another that got its id since).
+        for pid, known in below.items():
+            if known[0] and identity(pid) == known:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self.teardown()
@@ -367,6 +379,15 @@ class Bokehsite(Server):
             return max(hosts, key=lambda pid: total_rss([pid])) if hosts else None
         workers = self.workers_pids()  # with --workers 1, bokeh-server is the Daphne
         return workers[0] if workers else self.process.pid
+
+
+def identity(pid: int) -> tuple[str, str]:
+    """A process's command line and start time: what tells it from a later one with its id."""
+    try:
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ("", "")
+    return (command_line(pid), started)
 
 
 def total_rss(pids: list[int]) -> float:
@@ -751,6 +772,7 @@ class Share:
                     result["sent"] += 1
                     await asyncio.wait_for(client.waiting, CHANGE_TIMEOUT)
                 except (TimeoutError, ConnectionError, websockets.exceptions.ConnectionClosed) as e:
+                    client.waiting.cancel()  # the send itself failed: nobody waits for its answer
                     result["lost"] += 1
                     if len(result["errors"]) < 3:
                         result["errors"].append(f"{type(e).__name__}: {e}")
@@ -975,7 +997,7 @@ def phase_kill(run: Run) -> None:
     resumed = [m for m in hit if m["resumed_at"] is not None]
     run.figures["kill"] = {
         "killed": killed, "victim": victim_command[:120],
-        "server_alive": run.server.process.poll() is None, "processes_after": len(run.server.processes()),
+        "server_alive": run.server.answers(), "processes_after": len(run.server.processes()),
         "sessions_dropped": len(dropped), "reconnected": sum(bool(m["reconnected"]) for m in dropped),
         "movers": len(movers), "movers_dropped": len(movers_dropped), "movers_hit": len(hit),
         "movers_resumed": len(resumed),
@@ -1104,7 +1126,7 @@ def report(figures: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         return
     print()
     print(f"kill -9 of one server process ({args.kill}) 3 s into a moving phase, the sessions moving {args.after_kill:g} s more:")
-    print(f"  {'':<{width}} {'server up':>9} {'dropped':>7} {'back':>5} {'movers hit':>12} {'back':>5} "
+    print(f"  {'':<{width}} {'answers':>9} {'dropped':>7} {'back':>5} {'movers hit':>12} {'back':>5} "
           f"{'state kept':>10} {'resume p50 s':>12} {'resume max s':>12} {'unanswered':>12} {'open at end':>11}")
     for name, f in figures.items():
         k = f.get("kill")
