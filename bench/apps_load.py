@@ -8,9 +8,10 @@ system serves that one file, one after the other (the other system is stopped me
 
 - ``bokeh serve APP --num-procs 2``: two forked processes accept the connections and run the
   app's code;
-- ``bokeh-server --workers W --app-processes 2 APP`` (``BOKEHSITE_COMMAND`` below): Daphne
-  worker(s) and the app host processes that run the app's code (children of the workers);
-  ``--workers 2`` runs on a throwaway PostgreSQL database and a Redis db number of its own.
+- ``bokeh-server --workers W --app-processes 2 APP`` (``bokehsite_command()`` below): Daphne
+  worker(s) and the app host processes that run the app's code (each worker starts its own);
+  ``--workers 2`` runs on a throwaway PostgreSQL database and a Redis db number of its own,
+  ``--workers 1`` on SQLite.
 
 No browser: the clients speak each system's protocol from a few client processes (asyncio),
 doing what a page does. A ``bokeh serve`` client is what ``bokeh.client.pull_session`` does: a
@@ -20,7 +21,8 @@ the session), takes the document and the frame token from the page's frame, and 
 document's websocket as the frame does (``sync`` with no version: the whole document as a
 snapshot), sending a slider change as a ``patch`` message.
 
-Phases, for each system (``PHASES``; a fault phase is one more):
+Phases, for each system (``PHASES``, then ``FAULT_PHASES`` asked for; a phase is a function of a
+``Run``, and what it has the clients do is a method of ``Share``):
 
 - open: ``--sessions`` sessions opened as fast as ``--open-concurrency`` clients at a time can
   (a session counts once its document has arrived): sessions per second, and the servers'
@@ -28,11 +30,13 @@ Phases, for each system (``PHASES``; a fault phase is one more):
 - moving: ``--moving`` of the sessions each change a slider every ``--interval`` seconds for
   ``--duration`` seconds, the others held open: the round trip from sending the change to
   receiving the callback's new data (p50, p99), the servers' CPU seconds, and the clients';
-- with ``--kill``: one server process killed with SIGKILL while the sessions keep moving (a Daphne
-  worker for bokehsite, one of the two processes for bokeh serve): sessions whose connection
-  dropped, those that came back (a bokehsite client reconnects as its page's frame does; a
-  bokeh serve client, like BokehJS and ``bokeh.client``, does not), the changes lost, and the
-  time until each mover's changes came back again.
+- what the servers logged beyond routine lines.
+- with ``--kill worker|host``: one server process killed with SIGKILL while the sessions keep
+  moving (for bokehsite a Daphne worker or the largest app host; for bokeh serve one of its two
+  processes): the connections that dropped and came back (each client reconnects as its page
+  would: BokehJS with the same session id, bokehsite's frame with a fresh frame token), whether
+  the sessions kept their state, the changes unanswered, and the time until the hit sessions'
+  changes were answered again.
 
 Run it from the repository root:  .venv/bin/python bench/apps_load.py [--sessions 200 --moving 20] [--json FILE]
 """
