@@ -8,7 +8,7 @@ system serves that one file, one after the other (the other system is stopped me
 
 - ``bokeh serve APP --num-procs 2``: two forked processes accept the connections and run the
   app's code;
-- ``bokeh-server --workers W --app-processes 2 APP`` (``bokehsite_command()`` below): Daphne
+- ``bokeh-server --workers W --app-workers 2 APP`` (``bokehsite_command()`` below): Daphne
   worker(s) and the app host processes that run the app's code (each worker starts its own);
   ``--workers 2`` runs on a throwaway PostgreSQL database and a Redis db number of its own,
   ``--workers 1`` on SQLite.
@@ -161,7 +161,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2,
                         help="bokehsite's Daphne workers; 1 runs on SQLite, more on --database-url and --redis-url "
                              "(default %(default)s)")
-    parser.add_argument("--app-processes", type=int, default=2, help="bokehsite's app host processes (default %(default)s)")
+    parser.add_argument("--app-workers", dest="app_processes", type=int, default=2,
+                        help="bokehsite's app workers, the processes that run the app (default %(default)s)")
     parser.add_argument("--num-procs", type=int, default=2, help="bokeh serve's --num-procs (default %(default)s)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE,
                         help="PostgreSQL database for --workers over 1, created and dropped by the run (default %(default)s)")
@@ -196,7 +197,7 @@ def bokehsite_command(port: int, data_dir: Path, app: Path, *, workers: int, app
     # bokeh-server of this checkout (the installed script may import another one).
     run = "import sys; from bokehsite.cli import bokeh_server; sys.exit(bokeh_server())"
     command = [sys.executable, "-c", run, "--port", str(port), "--data-dir", str(data_dir),
-               "--app-processes", str(app_processes)]
+               "--app-workers", str(app_processes)]
     if workers > 1:
         command += ["--workers", str(workers), "--database-url", database_url, "--redis-url", redis_url]
     return [*command, str(app)]

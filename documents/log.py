@@ -52,7 +52,7 @@ def store(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[Change |
     """
     live = replay.live(document_id)
     with live.lock:
-        if live.doc is None or any(r.base_version is not None for r in requests):
+        if live.doc is None or live.shared or any(r.base_version is not None for r in requests):
             live.catch_up()  # judge an optimistic write by what is stored, not by a stale copy
         keys = [r.key for r in requests if r.key]
         while True:
@@ -76,6 +76,7 @@ def store(document_id: uuid.UUID, requests: list[PatchRequest]) -> list[Change |
             if not Document.objects.filter(pk=document_id).exists():
                 replay.live_documents.discard(document_id)
                 raise DocumentNotFound("no such document: it was deleted")
+            live.shared = True
             live.load()  # another process wrote first: start again from what it stored
         live.log_size += sum(e.size for e in events)
     return outcomes

@@ -200,6 +200,9 @@ class LiveDocument:
         self.snapshot_version = 0
         self.snapshot_size = 0
         self.log_size = 0  # bytes of events since the snapshot
+        # Another process writes it too (an app session: its page here, its app worker's sync
+        # there): catch up from the log before each write, rather than lose the race and reload.
+        self.shared = False
         self._bundle: tuple[int, bytes] | None = None
 
     def load(self) -> None:
@@ -227,6 +230,7 @@ class LiveDocument:
             event.apply_to(self.doc)
             self.version = event.version
             self.log_size += event.size
+            self.shared = True
 
     def bundle(self) -> bytes:
         """The document at ``version`` as a bundle (cached until the next change)."""
