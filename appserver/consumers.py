@@ -36,6 +36,13 @@ from streaming import broadcast
 
 logger = logging.getLogger("appserver")
 db = database_sync_to_async
+
+
+def db_now(func):
+    """``func`` on a database thread of its own, not behind the queue of stored changes on the
+    shared one: a host's lease must not lapse because the server is busy."""
+    return database_sync_to_async(func, thread_sensitive=False)
+
 TICK = 1.0  # seconds between looks for unused sessions
 
 
@@ -73,7 +80,7 @@ class AppHostConsumer(AsyncWebsocketConsumer):
             return
         message = json.loads(text_data)
         if message["type"] == "hello":
-            host = await db(hosts.register)(message["host"], self.channel_name, pid=int(message["pid"]),
+            host = await db_now(hosts.register)(message["host"], self.channel_name, pid=int(message["pid"]),
                                             machine=str(message["machine"]), apps=list(message["apps"]))
             self.host, self.host_id = host, host.id
             # The host has no settings of its own: it hears its limits here, before any session.
@@ -124,14 +131,28 @@ class AppHostConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(message))
 
     async def tick(self) -> None:
-        """Renew the host's lease, and end the sessions nobody uses any more, or whose host died."""
-        while True:
-            await asyncio.sleep(TICK)
-            try:
-                await db(hosts.renew)(self.host_id, self.channel_name)
-                for session in await db(sessions.unused)(self.host_id):
-                    await self.send_json({"type": "end", "session": str(session.id)})
-                    await db(sessions.end)(session, reason=sessions.UNUSED)
-                await db(sessions.end_orphans)()
-            except Exception:
-                logger.exception("looking after the sessions of app host %s failed; trying again", self.host_id)
+        """Renew the host's lease each second, and end the sessions nobody uses any more, or whose
+        host died. Renewing never waits for the looking after, which queues behind stored
+        changes on a busy server: a lease that lapsed would end every session of a live host."""
+        looking_after: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(TICK)
+                try:
+                    await db_now(hosts.renew)(self.host_id, self.channel_name)
+                except Exception:
+                    logger.exception("renewing the lease of app host %s failed; trying again", self.host_id)
+                if looking_after is None or looking_after.done():
+                    looking_after = asyncio.create_task(self.look_after_sessions())
+        finally:
+            if looking_after is not None:
+                looking_after.cancel()
+
+    async def look_after_sessions(self) -> None:
+        try:
+            for session in await db(sessions.unused)(self.host_id):
+                await self.send_json({"type": "end", "session": str(session.id)})
+                await db(sessions.end)(session, reason=sessions.UNUSED)
+            await db(sessions.end_orphans)()
+        except Exception:
+            logger.exception("looking after the sessions of app host %s failed; trying again", self.host_id)

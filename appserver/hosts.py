@@ -24,8 +24,9 @@ from appserver.models import AppHost, AppSession
 from bokehsite import protocol
 
 # Seconds a host counts as alive after its consumer last renewed it (each second): a server
-# process that died leaves its hosts' rows behind, and no page should wait on them.
-LEASE = 5.0
+# process that died leaves its hosts' rows behind, and no page should wait on them. Long enough
+# for a host to connect again through another server process, on a busy machine.
+LEASE = 10.0
 
 
 def lapsed() -> list[AppHost]:

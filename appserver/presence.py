@@ -77,7 +77,9 @@ async def _renew_while_watched() -> None:
     while _here:
         await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW)
         try:
-            await db(_renew)()
+            # On a database thread of its own: behind the stored changes of a busy server, rows
+            # renewed late would lapse, and watched sessions would end as unused.
+            await database_sync_to_async(_renew, thread_sensitive=False)()
         except Exception:  # the database is away, say: rows count for the lease meanwhile
             logger.warning("renewing this process's app viewers failed; it tries again", exc_info=True)
 

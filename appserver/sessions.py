@@ -8,6 +8,7 @@ account), and seen through a key that only the page that opened it holds.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +31,7 @@ from documents import replay, services
 from documents.models import Document, Kind
 from streaming import broadcast
 
+logger = logging.getLogger("appserver")
 # Who owns the sessions of anonymous visitors (public apps in multi-user mode).
 APPS_ACCOUNT = "bokehsite-apps"
 # Request headers an app never sees: the viewer's credentials for this server.
@@ -121,6 +123,7 @@ def discard(session_id: str) -> None:
 
 def end(session: AppSession, *, reason: str) -> None:
     """End a session: its document and row go, and its viewers' pages say ``reason``."""
+    logger.info("session %s of %s ended: %s", session.id, session.app, reason)
     if session.document_id is not None:
         broadcast.document_ended(session.document_id, reason)  # before the deletion's own announcement
         services.delete_document(session.document)

@@ -77,12 +77,13 @@ class AppCluster:
         return [int(pid) for pid in found]
 
     def page_socket_server(self) -> DaphneServer:
-        """The Daphne that serves the browser's document websocket (the hosts' carry the host key)."""
+        """The Daphne that serves the browser's document websocket, the newest one open (the
+        hosts' carry the host key)."""
         ports = [link["port"] for link in self.balancer.links
                  if link["first"].startswith(b"GET /ws/documents/") and not link["closed"]
                  and protocol.APP_HOST_HEADER.lower().encode() not in link["first"].lower()]
-        assert len(set(ports)) == 1, [link["first"].split(b"\r\n")[0] for link in self.balancer.links]
-        return next(server for server in self.servers if server.port == ports[0])
+        assert ports, [link["first"].split(b"\r\n")[0] for link in self.balancer.links]
+        return next(server for server in self.servers if server.port == ports[-1])
 
     def built(self) -> list[str]:
         return self.builds.read_text().split() if self.builds.exists() else []

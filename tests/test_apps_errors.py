@@ -144,7 +144,7 @@ def test_when_the_app_host_dies_its_pages_say_the_session_ended_and_a_new_one_st
     hosts = app_host_pids(apps)
     assert len(hosts) == 1
     os.kill(hosts[0], signal.SIGKILL)
-    page.locator("#session-ended").wait_for(state="visible", timeout=20_000)
+    page.locator("#session-ended").wait_for(state="visible", timeout=40_000)
     assert "the app process running this session stopped" in page.locator("#session-ended").inner_text()
     frame = open_app(page, apps.url + "apps/raising/")  # the server starts another host
     press_slider(page, 2)
