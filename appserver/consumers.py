@@ -43,6 +43,7 @@ def db_now(func):
     shared one: a host's lease must not lapse because the server is busy."""
     return database_sync_to_async(func, thread_sensitive=False)
 
+
 TICK = 1.0  # seconds between looks for unused sessions
 
 
@@ -81,7 +82,7 @@ class AppHostConsumer(AsyncWebsocketConsumer):
         message = json.loads(text_data)
         if message["type"] == "hello":
             host = await db_now(hosts.register)(message["host"], self.channel_name, pid=int(message["pid"]),
-                                            machine=str(message["machine"]), apps=list(message["apps"]))
+                                                machine=str(message["machine"]), apps=list(message["apps"]))
             self.host, self.host_id = host, host.id
             # The host has no settings of its own: it hears its limits here, before any session.
             await self.send_json({"type": "limits", "memory": settings.BOKEHSITE_APP_MEMORY_LIMIT * 2**20,
