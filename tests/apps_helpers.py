@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import PASSWORD
 from tests.helpers import wait_until
-from tests.servers import ROOT, DaphneServer
+from tests.servers import ROOT, DaphneServer, children_of
 
 # --- apps ------------------------------------------------------------------------------------------
 
@@ -301,15 +301,7 @@ def start_app_server(database: Path, folder: Path, apps: list[Path], **env: str)
 
 def app_host_pids(served: AppServer) -> list[int]:
     """The ids of the app host processes the server started (its children)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == served.server.process.pid:
-            found.append(int(stat.parent.name))
-    return found
+    return children_of(served.server.process.pid)
 
 
 # --- plain HTTP ------------------------------------------------------------------------------------

@@ -247,6 +247,19 @@ class ThrowawayRedis:
             self.process.wait(10)
 
 
+def children_of(pid: int) -> list[int]:
+    """The ids of the processes whose parent is ``pid``."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes], output) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

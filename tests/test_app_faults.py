@@ -21,7 +21,7 @@ from bokehsite import protocol
 from tests import faults
 from tests.apps_helpers import app_frame, model_value, open_app, press_slider, wait_for_model, write_script
 from tests.helpers import wait_until
-from tests.servers import ROOT, Balancer, DaphneServer
+from tests.servers import ROOT, Balancer, DaphneServer, children_of
 
 pytestmark = [pytest.mark.faults, pytest.mark.daphne, pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -73,8 +73,7 @@ class AppCluster:
         return f"{self.balancer.url}apps/stateful/"
 
     def host_pids(self) -> list[int]:
-        found = subprocess.run(["pgrep", "-P", str(self.hosts.pid)], capture_output=True, text=True).stdout.split()
-        return [int(pid) for pid in found]
+        return children_of(self.hosts.pid)
 
     def page_socket_server(self) -> DaphneServer:
         """The Daphne that serves the browser's document websocket, the newest one open (the

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_until
-from tests.servers import ROOT, free_port, wait_for_port
+from tests.servers import ROOT, children_of, free_port, wait_for_port
 
 FIRST_EXAMPLE = (ROOT / "examples" / "line.py").read_text()
 # The environment of a user's shell: nothing of the test run's Django or database settings.
@@ -184,18 +184,6 @@ def test_multi_user_mode_from_the_command_line_asks_for_credentials(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(pid):
-            found.append(int(status.parent.name))
-    return found
 
 
 @pytest.mark.faults  # a PostgreSQL and a Redis of its own, as the fault tests have

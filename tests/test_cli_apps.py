@@ -15,9 +15,9 @@ import pytest
 from bokehsite import cli
 from tests.apps_helpers import get
 from tests.helpers import wait_until
-from tests.servers import ROOT, free_port, wait_for_port
+from tests.servers import ROOT, children_of, free_port, wait_for_port
 from tests.test_app_loading import write_directory_app, write_notebook_app, write_script_app
-from tests.test_bokeh_server_command import CLEAN_ENV, children_of
+from tests.test_bokeh_server_command import CLEAN_ENV
 
 BOKEH_SERVER = str(Path(sys.executable).parent / "bokeh-server")
 # This checkout's code, before the installed (editable) package's.
