@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from bokehsite.errors import Unavailable
 from bokehsite.openapi import BINARY, BUNDLE, INVALID, raises
-from datasets import access, services
+from datasets import access, images, services
 from datasets.exceptions import (
     BadChunk, ChecksumMismatch, InvalidColumns, InvalidDtype, NameTaken, QuotaExceeded, TooLarge, UnequalLengths,
     UploadIncomplete, XNotSorted,
@@ -67,7 +67,8 @@ class DatasetDetail(APIView):
 @extend_schema(tags=["datasets"])
 class DatasetRows(APIView):
     """POST a bundle: rows appended to every column. Its header is ``{"columns": [{"name",
-    "dtype"}, ...]}`` and buffer i holds column i's new values (little-endian; datetimes as int64)."""
+    "dtype"}, ...]}`` and buffer i holds column i's new values (little-endian; datetimes as int64).
+    An image takes one column, ``image``, of whole rows of pixels, which go on top of it."""
 
     parser_classes = [BundleParser]
 
@@ -77,6 +78,8 @@ class DatasetRows(APIView):
         dataset = access.resolve(request.user, pk)
         spec = _valid(RowsSerializer, request.data)["columns"]
         columns = services.rows_from_buffers(spec, getattr(request.data, "buffers", []))
+        if dataset.is_image:
+            return _dataset(request, images.append(dataset, images.rows_of(dataset, columns)))
         return _dataset(request, services.append(dataset, columns))
 
 
@@ -111,6 +114,13 @@ class UploadList(APIView):
     @raises(InvalidColumns, InvalidDtype, UnequalLengths, TooLarge, QuotaExceeded, NameTaken, Unavailable)
     def post(self, request: Request) -> Response:
         data = _valid(UploadCreateSerializer, request.data)
+        if image := data.get("image"):
+            if len(data["columns"]) != 1:
+                raise InvalidColumns("columns: an image is one column, its rows of pixels", field="columns")
+            column = data["columns"][0]
+            upload = images.start_upload(request.user, data["name"], column["dtype"], column["length"], image["width"],
+                                         image["extent"])
+            return Response(UploadSerializer(services.upload_status(upload)).data, status=status.HTTP_201_CREATED)
         upload = services.start_upload(request.user, data["name"], data["columns"], x=data.get("x"),
                                        require_sorted_x=data["require_sorted_x"])
         return Response(UploadSerializer(services.upload_status(upload)).data, status=status.HTTP_201_CREATED)

@@ -21,6 +21,11 @@ class State(models.TextChoices):
     READY = "ready", "Ready"
 
 
+class Kind(models.TextChoices):
+    COLUMNS = "columns", "Columns"
+    IMAGE = "image", "Image"
+
+
 class DatasetQuerySet(models.QuerySet):
     def ready(self) -> DatasetQuerySet:
         return self.filter(state=State.READY)
@@ -40,7 +45,8 @@ class DatasetQuerySet(models.QuerySet):
 
 class Dataset(models.Model):
     """Columns of equal length, one ``.npy`` file each, with min/max summaries of every column
-    but x. An upload in progress is a ``Dataset`` in state ``uploading``: nothing lists or
+    but x; or an image (``kind``), one 2-D ``.npy`` file of ``length`` rows of ``width`` pixels
+    with its pyramid (``datasets.rasters``). An upload in progress is a ``Dataset`` in state ``uploading``: nothing lists or
     opens it as a dataset until it is ``ready``.
 
     ``columns`` lists, in order, ``{"name", "dtype", "unit"}``: ``dtype`` is what the file holds
@@ -60,6 +66,10 @@ class Dataset(models.Model):
     require_sorted_x = models.BooleanField(default=False, help_text="The upload asked that x be sorted.")
     bytes = models.BigIntegerField(default=0, help_text="Bytes on disk (reserved, while uploading).")
     chunk_bytes = models.PositiveIntegerField(default=0, help_text="The upload's chunk size.")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.COLUMNS,
+                            help_text="Columns, or an image: one 2-D column of ``length`` rows of ``width`` pixels.")
+    width = models.BigIntegerField(default=0, help_text="An image's pixels a row (0 for columns).")
+    extent = models.JSONField(null=True, blank=True, help_text="An image's [x0, x1, y0, y1]: the edges of its pixels.")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -76,6 +86,15 @@ class Dataset(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.state == State.READY
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == Kind.IMAGE
+
+    @property
+    def values_per_row(self) -> int:
+        """Values one row of a column holds: an image's width, else 1."""
+        return self.width if self.is_image else 1
 
     @property
     def column_names(self) -> list[str]:
@@ -99,7 +118,9 @@ class Dataset(models.Model):
 
     @property
     def summarized_columns(self) -> list[str]:
-        """The columns with min/max summaries: every one but x."""
+        """The columns with min/max summaries: every one but x (none of an image: it has a pyramid)."""
+        if self.is_image:
+            return []
         return [name for name in self.column_names if name != self.x_column]
 
 

@@ -16,6 +16,14 @@ class ColumnSpecSerializer(serializers.Serializer):
     length = serializers.IntegerField(min_value=1, max_value=MAX_ROWS, help_text="Rows.")
 
 
+class ImageSpecSerializer(serializers.Serializer):
+    """An image: its one column ``image`` holds ``length`` rows of ``width`` pixels, row 0 at the bottom."""
+
+    width = serializers.IntegerField(min_value=1, max_value=2 ** 31, help_text="Pixels a row.")
+    extent = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4,
+                                   help_text="[x0, x1, y0, y1]: the outer edges of the image's pixels.")
+
+
 class UploadCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     columns = serializers.ListField(child=ColumnSpecSerializer(), min_length=1, max_length=MAX_COLUMNS)
@@ -23,6 +31,7 @@ class UploadCreateSerializer(serializers.Serializer):
                               help_text="The x column; default: the first.")
     require_sorted_x = serializers.BooleanField(default=False, help_text="Refuse the upload at finish unless x is "
                                                                          "sorted (a line needs it).")
+    image = ImageSpecSerializer(required=False, help_text="An image: one column, 'image', of its rows of pixels.")
 
 
 class UploadColumnSerializer(serializers.Serializer):
@@ -82,8 +91,8 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "owner", "length", "columns", "x", "x_min", "x_max", "x_sorted", "bytes", "created",
-                  "updated", "url"]
+        fields = ["id", "name", "owner", "kind", "length", "width", "extent", "columns", "x", "x_min", "x_max",
+                  "x_sorted", "bytes", "created", "updated", "url"]
         read_only_fields = fields
 
     def get_url(self, dataset: Dataset) -> str:
@@ -109,7 +118,10 @@ class RowsSerializer(serializers.Serializer):
 class ViewQuerySerializer(serializers.Serializer):
     """What a first view of a dataset is asked with: how to draw it, at what size, over what range."""
 
-    kind = serializers.ChoiceField(choices=["line", "points"], help_text="A line (x sorted) or a scatter.")
+    kind = serializers.ChoiceField(choices=["line", "points", "image"], help_text="A line (x sorted), a scatter, "
+                                                                                  "or an image's pixels.")
+    reduce = serializers.ChoiceField(choices=["mean", "max"], default="mean",
+                                     help_text="An image's pixels shown at a reduced scale: their mean or their max.")
     x = serializers.CharField(max_length=MAX_COLUMN_NAME, required=False, help_text="Default: the dataset's x column.")
     y = serializers.CharField(max_length=MAX_COLUMN_NAME, required=False, help_text="Default: its first other column.")
     width = serializers.IntegerField(min_value=1, max_value=8192, help_text="Pixels across.")

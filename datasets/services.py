@@ -188,7 +188,7 @@ def start_upload(owner: Any, name: str, columns: Sequence[Mapping[str, Any]], *,
 
 
 def _column_bytes(upload: Dataset, index: int) -> int:
-    return upload.length * upload.stored_dtype(upload.columns[index]["name"]).itemsize
+    return upload.length * upload.values_per_row * upload.stored_dtype(upload.columns[index]["name"]).itemsize
 
 
 def _offsets(upload: Dataset, index: int) -> range:
@@ -269,6 +269,10 @@ def finish_upload(upload: Dataset) -> Dataset:
             raise UploadIncomplete(
                 f"columns: column {column['name']!r} misses {column['missing_chunks']} chunk(s), the first at offset "
                 f"{column['missing'][0]}; send them, then finish again", field="columns")
+    if upload.is_image:
+        from datasets import images
+
+        return images.finish_upload(upload)
     folder, final = storage.upload_directory(upload.id), storage.final_directory(upload.id)
     if not folder.exists() and final.exists():  # renamed by a finish whose commit failed
         os.rename(final, folder)

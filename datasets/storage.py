@@ -60,12 +60,14 @@ def column_path(folder: Path, index: int) -> Path:
 # --- writing -------------------------------------------------------------------------------------
 
 
-def header(dtype: np.dtype, length: int) -> bytes:
-    """The ``.npy`` header of ``length`` rows of ``dtype``: 128 bytes, whatever the length."""
+def header(dtype: np.dtype, length: int, width: int = 0) -> bytes:
+    """The ``.npy`` header of ``length`` rows of ``dtype`` (of ``width`` values each, if given: an
+    image): 128 bytes, whatever the length."""
     out = io.BytesIO()
     # NumPy pads the header so that the shape can grow to 21 digits in place: appends rewrite it.
+    shape = (int(length), int(width)) if width else (int(length),)
     np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                                               "shape": (int(length),)})
+                                               "shape": shape})
     return out.getvalue()
 
 
@@ -78,12 +80,12 @@ def data_offset(path: Path) -> int:
         return file.tell()
 
 
-def create_column(path: Path, dtype: np.dtype, length: int) -> None:
-    """A ``.npy`` file for ``length`` rows of ``dtype``, sparse until written."""
-    head = header(dtype, length)
+def create_column(path: Path, dtype: np.dtype, length: int, width: int = 0) -> None:
+    """A ``.npy`` file for ``length`` rows of ``dtype`` (of ``width`` values each, if given), sparse until written."""
+    head = header(dtype, length, width)
     with open(path, "wb") as file:
         file.write(head)
-        file.truncate(len(head) + length * dtype.itemsize)
+        file.truncate(len(head) + length * max(width, 1) * dtype.itemsize)
 
 
 def write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
@@ -100,18 +102,20 @@ def write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
         os.close(fd)
 
 
-def set_rows(path: Path, dtype: np.dtype, length: int, rows: np.ndarray | None = None, at: int = 0) -> None:
+def set_rows(path: Path, dtype: np.dtype, length: int, rows: np.ndarray | None = None, at: int = 0,
+             width: int = 0) -> None:
     """Write ``rows`` from row ``at`` (if given), cut the file after row ``length`` and say
-    ``length`` rows in its header."""
-    head = header(dtype, length)
+    ``length`` rows in its header (rows of ``width`` values, if given)."""
+    head = header(dtype, length, width)
+    row_bytes = max(width, 1) * dtype.itemsize
     offset = data_offset(path)
     if len(head) != offset:
         raise OSError(f"{path}: the header cannot grow in place")
     with open(path, "r+b") as file:
         if rows is not None:
-            file.seek(offset + at * dtype.itemsize)
+            file.seek(offset + at * row_bytes)
             file.write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
-        file.truncate(offset + length * dtype.itemsize)
+        file.truncate(offset + length * row_bytes)
         file.seek(0)
         file.write(head)
         file.flush()
@@ -193,6 +197,19 @@ def summary_levels(dataset: Any, column: str) -> list[np.ndarray]:
         stem = column_stem(dataset.column_index(column))
         levels = entry["levels"].setdefault(column, summaries.open_levels(entry["folder"], stem,
                                                                           entry["columns"][column]))
+    return list(levels)
+
+
+def image_levels(dataset: Any) -> list[Any]:
+    """The pyramid of an image (``datasets.rasters.Level``, finest first), as memory maps of its
+    levels at the image's ``dataset.length`` rows."""
+    from datasets import rasters
+
+    entry = _opened(dataset)
+    levels = entry["levels"].get(None)
+    if levels is None:
+        levels = entry["levels"].setdefault(None, rasters.open_levels(entry["folder"], column_stem(0),
+                                                                      entry["columns"][dataset.column_names[0]]))
     return list(levels)
 
 

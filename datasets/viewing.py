@@ -21,7 +21,7 @@ from bokeh.core.serialization import Buffer
 
 from bokehsite import errors, protocol, wire
 from bokehsite.errors import ApiError
-from datasets import aggregation, storage
+from datasets import aggregation, rasters, storage
 from datasets.models import Dataset
 from documents import services
 
@@ -56,6 +56,8 @@ def check(request: protocol.View, kind: str) -> None:
         raise InvalidView("'y1' must be greater than 'y0', by a finite amount", field="y1")
     if kind == "points" and request.y0 is None:
         raise InvalidView("a view of points needs the y range ('y0', 'y1')", field="y0")
+    if kind == "image" and request.y0 is None:
+        raise InvalidView("a view of an image needs the y range ('y0', 'y1')", field="y0")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Backing:
     kind: str
     x: str
     y: str
+    reduce: str | None = None  # an image's: "mean" or "max"
 
 
 def backing(document, source_id: str) -> Backing:
@@ -76,13 +79,19 @@ def backing(document, source_id: str) -> Backing:
     dataset = Dataset.objects.usable_by(document.owner).filter(pk=_uuid(mark[protocol.DATASET_MARK])).first()
     if dataset is None:
         raise UnknownSource("the dataset behind this source is gone, or not one its document may show", field="source")
-    return backing_of(dataset, mark["kind"], mark["x"], mark["y"], field="source")
+    return backing_of(dataset, mark["kind"], mark["x"], mark["y"], field="source", reduce=mark.get("reduce"))
 
 
-def backing_of(dataset: Dataset, kind: str, x: str, y: str, *, field: str) -> Backing:
+def backing_of(dataset: Dataset, kind: str, x: str, y: str, *, field: str, reduce: str | None = None) -> Backing:
     """``dataset`` drawn as ``kind`` from columns ``x`` and ``y``; refused unless it can be."""
     if kind not in protocol.VIEW_KINDS:
         raise InvalidView(f"the kind of view must be one of {', '.join(protocol.VIEW_KINDS)}", field="kind")
+    if (kind == "image") != dataset.is_image:
+        raise InvalidView("an image dataset is drawn as an image ('image'), and only an image is", field="kind")
+    if kind == "image":
+        if reduce not in protocol.IMAGE_REDUCTIONS:
+            raise InvalidView(f"'reduce' must be one of {', '.join(protocol.IMAGE_REDUCTIONS)}", field="reduce")
+        return Backing(dataset, kind, x, y, reduce)
     if x != dataset.x_column or y == x or y not in dataset.column_names:
         raise InvalidView(f"a view draws the dataset's x column ({dataset.x_column!r}) against another of its "
                           f"columns ({', '.join(c for c in dataset.column_names if c != dataset.x_column)})", field=field)
@@ -94,6 +103,8 @@ def backing_of(dataset: Dataset, kind: str, x: str, y: str, *, field: str) -> Ba
 def extent(backing: Backing) -> tuple[float, float, float, float]:
     """The dataset's extent on the plot's axes: x0, x1, y0, y1 (synchronous; reads summaries)."""
     dataset = backing.dataset
+    if dataset.is_image:
+        return tuple(dataset.extent)
     if dataset.length == 0 or dataset.x_min is None:
         return 0.0, 1.0, 0.0, 1.0
     levels = storage.summary_levels(dataset, backing.y)
@@ -124,6 +135,8 @@ def _ms_per_unit(dataset: Dataset, column: str) -> float | None:
 
 def compute(backing: Backing, request: protocol.View) -> tuple[protocol.ViewData, list[Buffer]]:
     """The view ``request`` asks for, as a message and its buffers (synchronous and CPU-bound)."""
+    if backing.kind == "image":
+        return image_view(backing, request)
     dataset = backing.dataset
     columns = storage.open_columns(dataset)
     x, y = columns[backing.x], columns[backing.y]
@@ -164,14 +177,38 @@ def first_new_x(backing: Backing, old_length: int) -> float | None:
 
 def first_view(dataset: Dataset, *, kind: str, width: int, height: int, x: str | None = None, y: str | None = None,
                x0: float | None = None, x1: float | None = None, y0: float | None = None,
-               y1: float | None = None) -> tuple[protocol.ViewData, list[Buffer]]:
+               y1: float | None = None, reduce: str = "mean") -> tuple[protocol.ViewData, list[Buffer]]:
     """A view of ``dataset`` by itself (no document): over its whole extent unless a range is given."""
-    x = x or dataset.x_column
-    y = y or next((c for c in dataset.column_names if c != dataset.x_column), "")
-    found = backing_of(dataset, kind, x, y, field="y")
+    if dataset.is_image:
+        found = backing_of(dataset, kind, "x", "y", field="kind", reduce=reduce)
+    else:
+        x = x or dataset.x_column
+        y = y or next((c for c in dataset.column_names if c != dataset.x_column), "")
+        found = backing_of(dataset, kind, x, y, field="y")
     full = extent(found)
     request = protocol.View(0, str(dataset.pk), *(given if given is not None else default for given, default in
                                                    zip((x0, x1), full[:2])), width, height,
                             *(given if given is not None else default for given, default in zip((y0, y1), full[2:])))
     check(request, kind)
     return compute(found, request)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def image_view(backing: Backing, request: protocol.View) -> tuple[protocol.ViewData, list[Buffer]]:
+    """The window of an image ``request`` asks for (``rasters.view``), as a ``raster`` view."""
+    dataset = backing.dataset
+    image = storage.open_columns(dataset)[dataset.column_names[0]]
+    view = rasters.view(image, storage.image_levels(dataset), tuple(dataset.extent), request.x0, request.x1,
+                        request.y0, request.y1, request.width, request.height, backing.reduce)
+    buffers: list[Buffer] = []
+    data = {"image": wire.ndarray(rasters.for_the_page(view.image), buffers)}
+    return protocol.ViewData(request.id, request.source, "raster", data, view.pixels, view.x0, view.x1, view.y0,
+                             view.y1), buffers
+
+
+def first_new_y(backing: Backing, old_length: int) -> float:
+    """Where rows appended to an image after ``old_length`` start on the y axis (they go on top)."""
+    x0, x1, y0, y1 = backing.dataset.extent
+    return y0 + (y1 - y0) / backing.dataset.length * old_length

@@ -28,7 +28,8 @@ from channels.db import database_sync_to_async
 from bokehsite import metrics, protocol
 from bokehsite.errors import ApiError
 from datasets.aggregation import warm_up
-from datasets.viewing import Backing, backing, check, compute, first_new_x
+from datasets.rasters import warm_up as warm_up_images
+from datasets.viewing import Backing, backing, check, compute, first_new_x, first_new_y
 
 # Views are computed here, two at once, off every event loop.
 _views = ThreadPoolExecutor(max_workers=2, thread_name_prefix="views")
@@ -45,6 +46,7 @@ class ConnectionViews:
         global _warming
         if _warming is None:
             _warming = _views.submit(warm_up)
+            _views.submit(warm_up_images)
         self.document = document
         self.send, self.fail = send, fail
         # The newest request of each source, not started, and when it was asked (time.monotonic()).
@@ -91,7 +93,8 @@ class ConnectionViews:
         return error
 
     async def rows_appended(self, dataset_id: str, old_length: int) -> None:
-        """Rows were appended to a dataset: views of it whose x range reaches them are computed again."""
+        """Rows were appended to a dataset: views of it whose x range (an image's: y, they go on top)
+        reaches them are computed again."""
         self.forget(dataset_id)  # its length and extent changed
         for source, (request, shown_dataset) in list(self.shown.items()):
             if shown_dataset != dataset_id or source in self.wanted:
@@ -100,6 +103,11 @@ class ConnectionViews:
                 found = await self._backing(source)
             except ApiError:
                 continue  # the source or its dataset went: nothing to refresh
+            if found.kind == "image":
+                if first_new_y(found, old_length) > request.y1:
+                    continue
+                self._want(source, request, found)
+                continue
             start = await asyncio.get_running_loop().run_in_executor(_views, first_new_x, found, old_length)
             if start is not None and start > request.x1:
                 continue

@@ -20,18 +20,27 @@ from bokehsite import protocol
 FIRST_VIEW_WIDTH, FIRST_VIEW_HEIGHT = 1200, 600
 
 
-def server_source(dataset: Any, kind: str = "line", *, x: str | None = None, y: str | None = None) -> ColumnDataSource:
+def server_source(dataset: Any, kind: str = "line", *, x: str | None = None, y: str | None = None,
+                  reduce: str | None = None) -> ColumnDataSource:
     """A ``ColumnDataSource`` showing ``dataset`` (a ``Dataset`` from ``Session.upload_dataset``
     or ``Session.dataset``), to draw as usual: ``p.line("x", "y", source=src)``.
 
     Args:
-        kind: ``"line"`` (x sorted; each view keeps every pixel column's exact extremes) or
+        kind: ``"line"`` (x sorted; each view keeps every pixel column's exact extremes),
             ``"points"`` (a scatter: a count of points per pixel while there are many, the
-            points themselves when few are in view).
+            points themselves when few are in view) or ``"image"`` (an ``Image`` from
+            ``Session.upload_image``: its columns are ``image``, ``x``, ``y``, ``dw`` and ``dh``, for
+            ``p.image(image="image", x="x", y="y", dw="dw", dh="dh", source=src, color_mapper=...)``).
         x, y: the columns to draw (default: the dataset's x column and the first other one).
+        reduce: for an image, how pixels smaller than a screen pixel are shown: ``"mean"``
+            (default) or ``"max"`` (a single bright pixel stays visible).
     """
     if kind not in protocol.VIEW_KINDS:
         raise ValueError(f"kind must be one of {', '.join(protocol.VIEW_KINDS)}")
+    if kind == "image":
+        return _image_source(dataset, reduce or "mean")
+    if reduce is not None:
+        raise ValueError("'reduce' is for images (kind='image')")
     x = x or dataset.x
     y = y or next((c for c in dataset.columns if c != x), None)
     if y is None or x not in dataset.columns or y not in dataset.columns:
@@ -46,19 +55,34 @@ def server_source(dataset: Any, kind: str = "line", *, x: str | None = None, y: 
     return ColumnDataSource(data=data, tags=[protocol.dataset_mark(dataset.id, kind, x, y, extent)])
 
 
+def _image_source(image: Any, reduce: str) -> ColumnDataSource:
+    if reduce not in protocol.IMAGE_REDUCTIONS:
+        raise ValueError(f"reduce must be one of {', '.join(protocol.IMAGE_REDUCTIONS)}")
+    if getattr(image, "info", {}).get("kind") != "image":
+        raise ValueError("kind='image' draws an image (Session.upload_image)")
+    header, buffers = image.session.dataset_view(image.id, kind="image", reduce=reduce, width=FIRST_VIEW_WIDTH,
+                                                 height=FIRST_VIEW_HEIGHT)
+    x0, x1, y0, y1 = header["x0"], header["x1"], header["y0"], header["y1"]
+    data = {"image": [decode_view(header, buffers)["image"]], "x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
+    return ColumnDataSource(data=data, tags=[protocol.dataset_mark(image.id, "image", "x", "y",
+                                                                   list(image.info["extent"]), reduce=reduce)])
+
+
 def pin_ranges(doc: Document) -> None:
     """Give every plot that draws a backed source fixed ranges over its dataset's extent, in place
     of ranges that fit themselves to the data: a view would otherwise move the range it was
     computed for."""
     for plot in doc.select({"type": Plot}):
-        extents = [mark["extent"] for renderer in plot.select({"type": GlyphRenderer})
-                   if isinstance(renderer.data_source, ColumnDataSource)
-                   and (mark := protocol.read_mark(renderer.data_source.tags)) and mark.get("extent")]
-        if not extents:
+        marks = [mark for renderer in plot.select({"type": GlyphRenderer})
+                 if isinstance(renderer.data_source, ColumnDataSource)
+                 and (mark := protocol.read_mark(renderer.data_source.tags)) and mark.get("extent")]
+        if not marks:
             continue
+        extents = [mark["extent"] for mark in marks]
         x0, x1 = min(e[0] for e in extents), max(e[1] for e in extents)
         y0, y1 = min(e[2] for e in extents), max(e[3] for e in extents)
-        pad = (y1 - y0) * 0.05 or 1.0
+        images = all(mark["kind"] == "image" for mark in marks)  # an image fills its extent exactly
+        pad = 0.0 if images else (y1 - y0) * 0.05 or 1.0
         if isinstance(plot.x_range, DataRange1d):
             plot.x_range = Range1d(x0, x1 if x1 > x0 else x0 + 1)
         if isinstance(plot.y_range, DataRange1d):

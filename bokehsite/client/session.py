@@ -21,6 +21,7 @@ from bokehsite.client import config
 from bokehsite.client import backed
 from bokehsite.client import browser_login
 from bokehsite.client import datasets as dataset_api
+from bokehsite.client import images as image_api
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
 from bokehsite.client.sync import DocumentSync
 
@@ -392,13 +393,34 @@ class Session:
         """
         return dataset_api.upload(self, name, columns, x=x, require_sorted_x=require_sorted_x)
 
+    def upload_image(self, name: str, array: Any, *, x: tuple[float, float] | None = None,
+                     y: tuple[float, float] | None = None) -> image_api.Image:
+        """Upload a 2-D array as the image ``name`` (a dataset of kind ``image``), in chunks as
+        ``upload_dataset`` does; the server builds its pyramid of reduced levels.
+
+        Args:
+            array: a 2-D NumPy array of any numeric dtype, row 0 at ``y[0]`` (as Bokeh's ``image``
+                draws it), or an xarray ``DataArray`` with two dims (y, x) whose coordinates give
+                its extent (pixel centres; a decreasing y is flipped).
+            x, y: the outer edges of the image, ``(x0, x1)`` and ``(y0, y1)``; default: one unit a pixel.
+
+        Returns:
+            The ``Image``; draw it with ``server_source(image, "image", reduce="mean")``.
+        """
+        return image_api.upload(self, name, array, x=x, y=y)
+
+    def append_image(self, name_or_id: Any, rows: Any) -> image_api.Image:
+        """Append a 2-D block of rows (the image's width and dtype) on top of an image, in one request
+        (at most the server's ``BOKEHSITE_MAX_BODY_BYTES``); views that show the top refresh."""
+        return image_api.append(self, name_or_id, rows)
+
     def datasets(self) -> list[dataset_api.Dataset]:
-        """The caller's datasets."""
-        return [dataset_api.Dataset(self, info) for info in self._request("GET", "api/datasets/").json()]
+        """The caller's datasets (images as ``Image``)."""
+        return [image_api.wrap(self, info) for info in self._request("GET", "api/datasets/").json()]
 
     def dataset(self, name_or_id: str) -> dataset_api.Dataset:
-        """One of the caller's datasets, by name or id."""
-        return dataset_api.Dataset(self, dataset_api.find(self, name_or_id))
+        """One of the caller's datasets (an ``Image`` if it is one), by name or id."""
+        return image_api.wrap(self, dataset_api.find(self, name_or_id))
 
     def append_dataset(self, name_or_id: str, columns: Any) -> dataset_api.Dataset:
         """Append rows to every column of a dataset, in one request (at most the server's

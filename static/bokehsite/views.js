@@ -95,7 +95,9 @@
     receive(header, buffers) {
       const entry = this.backed?.get(header.source);
       if (!entry || header.id !== entry.latest) return;
-      if (header.kind === "image") {
+      if (header.kind === "raster") {
+        this.showRaster(entry, header, buffers);
+      } else if (header.kind === "image") {
         this.showImage(entry, header, buffers);
       } else {
         this.patch([this.columnsEvent(entry.source.id, header.data)], buffers);
@@ -113,6 +115,16 @@
 
     patch(events, buffers) {
       this.doc.apply_json_patch({events}, buffers);
+    }
+
+    // A window of an image dataset: the source's own columns (image, x, y, dw, dh) take it.
+    showRaster(entry, header, buffers) {
+      const {x0, x1, y0, y1} = header;
+      const empty = !(x1 > x0 && y1 > y0);
+      this.patch([this.columnsEvent(entry.source.id, empty ? {image: [], x: [], y: [], dw: [], dh: []}
+        : {image: [header.data.image], x: [x0], y: [y0], dw: [x1 - x0], dh: [y1 - y0]})], buffers);
+      Object.assign(this.element.dataset, {lastRasterShape: empty ? "0,0" : String(header.data.image.shape),
+                                           lastRasterExtent: [x0, x1, y0, y1].join(",")});
     }
 
     // A scatter too dense to draw: an image of how many points fall in each pixel, drawn under
