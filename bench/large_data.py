@@ -12,6 +12,8 @@ It prints:
   ``view_data`` round trips for one viewer and for 10 viewers panning at once (p50, p99), and the
   server's memory per viewer;
 - **zoom to pixels**: in headless Chromium, from a mouse-wheel event to the new view painted;
+- **images** (``--images``, alone): a 20,000 x 20,000 uint8 image's pyramid (build time, bytes
+  against the image's) and views of a window at full view, 10%, 1%, 0.1% and 1:1 (``bench/images.py``);
 - **baselines**: the same line sent whole to the browser (time to first render, and to redraw
   after a zoom), and plotly-resampler in a Dash app: the HTTP round trip of its
   ``/_dash-update-component`` callback after a relayout, and its memory.
@@ -19,6 +21,8 @@ It prints:
     .venv/bin/python -m pip install -r requirements-bench.txt
     .venv/bin/python bench/large_data.py                       # 1e6, 1e7, 1e8; the server parts on 1e7
     .venv/bin/python bench/large_data.py --server-size 1e8     # the server parts on 1e8 too (1.6 GB)
+    .venv/bin/python bench/large_data.py --images              # a 20,000² uint8 image (bench/images.py)
+    .venv/bin/python bench/large_data.py --images --image-size 100000   # 10 GB (12.5 GB of disk)
 """
 
 from __future__ import annotations
@@ -384,10 +388,18 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-compute", action="store_true", help="only the server parts")
     parser.add_argument("--no-plotly", action="store_true")
+    parser.add_argument("--images", action="store_true", help="only the images part (bench/images.py)")
+    parser.add_argument("--image-size", type=float, default=20_000, help="pixels a side of the image (default %(default)g)")
+    parser.add_argument("--image-dir", default=None, help="where the image is written for a while (default: the temp dir)")
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     print(f"bokehsite large-data benchmark; {machine()}")
     print(f"bokehsite at {revision()}")
+    if args.images:
+        import images
+
+        images.run(int(args.image_size), args.repeat, args.image_dir)
+        return
 
     if not args.no_compute:
         compute(sizes, args.repeat)

@@ -121,61 +121,116 @@ def level_paths(folder: Path, stem: str, level: int) -> dict[str, Path]:
 
 
 @numba.njit(nogil=True, cache=True)
-def _reduce(values, weights, row_weights, col_weights, maxes, by, bx, want_mean, want_max,
-            out_mean, out_count, out_max, max_found):
-    """Reduce ``by`` x ``bx`` blocks of a strip of rows.
+def _reduce(values, weights, row_weights, col_weights, maxes, row_starts, col_starts, want_mean, want_max,
+            out_mean, out_count, out_max):
+    """Reduce blocks of a strip of rows: output pixel (i, j) takes source rows ``row_starts[i]`` to
+    ``row_starts[i + 1]`` and columns ``col_starts[j]`` to ``col_starts[j + 1]``.
 
     values: means (or pixels) of the source; weights: how many image pixels each stands for that
     are not NaN (a 2-D array), or, when it is empty, ``row_weights[i] * col_weights[j]``; maxes:
     the source's maxima (or pixels). Out: the weighted mean of the values that are not NaN (NaN if
-    none), their total weight, and the maximum of the maxes that are not NaN (``max_found`` says
-    where there was one)."""
-    rows, cols = values.shape
+    none), their total weight, and the maximum of the maxes that are not NaN (NaN if none)."""
     per_pixel = weights.shape[0] == 0
     out_rows, out_cols = out_mean.shape
     sums = np.zeros(out_cols)
     counts = np.zeros(out_cols)
     for i in range(out_rows):
-        sums[:] = 0.0
-        counts[:] = 0.0
-        for j in range(out_cols):
-            max_found[i, j] = False
-        for a in range(i * by, min((i + 1) * by, rows)):
-            for c in range(cols):
-                j = c // bx
-                if want_mean:
-                    v = values[a, c]
-                    w = row_weights[a] * col_weights[c] if per_pixel else weights[a, c]
-                    if v == v and w > 0:
-                        sums[j] += v * w
-                        counts[j] += w
-                if want_max:
-                    m = maxes[a, c]
-                    if m == m:
-                        if not max_found[i, j] or m > out_max[i, j]:
-                            out_max[i, j] = m
-                            max_found[i, j] = True
+        first, last = row_starts[i], row_starts[i + 1]
         if want_mean:
+            sums[:] = 0.0
+            counts[:] = 0.0
+            for a in range(first, last):
+                for j in range(out_cols):
+                    total, count = 0.0, 0.0
+                    if per_pixel:
+                        for c in range(col_starts[j], col_starts[j + 1]):
+                            v = values[a, c]
+                            if v == v:
+                                total += v * col_weights[c]
+                                count += col_weights[c]
+                        total, count = total * row_weights[a], count * row_weights[a]
+                    else:
+                        for c in range(col_starts[j], col_starts[j + 1]):
+                            v = values[a, c]
+                            w = weights[a, c]
+                            if v == v and w > 0:
+                                total += v * w
+                                count += w
+                    sums[j] += total
+                    counts[j] += count
             for j in range(out_cols):
                 out_count[i, j] = counts[j]
                 out_mean[i, j] = sums[j] / counts[j] if counts[j] > 0 else np.nan
+        if want_max:
+            for j in range(out_cols):
+                out_max[i, j] = maxes[first, col_starts[j]]
+            for a in range(first, last):
+                for j in range(out_cols):
+                    highest = out_max[i, j]
+                    for c in range(col_starts[j], col_starts[j + 1]):
+                        m = maxes[a, c]
+                        if m > highest or highest != highest:  # NaN is never the highest unless all are
+                            highest = m
+                    out_max[i, j] = highest
+
+
+@numba.njit(nogil=True, cache=True)
+def _integer_means(values, row_starts, col_starts, out):
+    """Means of blocks of integers (as ``_reduce``, every pixel counting once): integer sums,
+    several times quicker than floating-point ones."""
+    out_rows, out_cols = out.shape
+    sums = np.zeros(out_cols, dtype=np.int64)
+    for i in range(out_rows):
+        sums[:] = 0
+        for a in range(row_starts[i], row_starts[i + 1]):
+            for j in range(out_cols):
+                total = 0
+                for c in range(col_starts[j], col_starts[j + 1]):
+                    total += values[a, c]
+                sums[j] += total
+        rows = row_starts[i + 1] - row_starts[i]
+        for j in range(out_cols):
+            out[i, j] = sums[j] / (rows * (col_starts[j + 1] - col_starts[j]))
+
+
+def integer_means(values: np.ndarray, by: float, bx: float) -> np.ndarray:
+    """Means of the blocks of ``values`` (integers or bools, each pixel counting once; 64-bit ones
+    are summed in float64, which cannot overflow), as ``reduce_blocks`` groups them."""
+    if values.dtype.itemsize == 8:
+        return reduce_blocks(values, values, None, np.ones(values.shape[0]), np.ones(values.shape[1]), by, bx,
+                             maximum=False)[0]
+    rows_out, col_out = assign(values.shape[0], by), assign(values.shape[1], bx)
+    shape = (int(rows_out[-1]) + 1, int(col_out[-1]) + 1)
+    out = np.empty(shape)
+    _integer_means(values.view(np.uint8) if values.dtype == np.bool_ else values,
+                   np.searchsorted(rows_out, np.arange(shape[0] + 1)), np.searchsorted(col_out, np.arange(shape[1] + 1)),
+                   out)
+    return out
+
+
+def assign(count: int, step: float) -> np.ndarray:
+    """Which output pixel each of ``count`` source pixels goes to, ``step`` source pixels an output
+    pixel (a whole number for the pyramid; any, at least 1, for views): the one its start falls in."""
+    return np.floor(np.arange(count) / step + 1e-9).astype(np.int64)
 
 
 def reduce_blocks(values: np.ndarray, maxes: np.ndarray, weights: np.ndarray | None, row_weights: np.ndarray,
-                  col_weights: np.ndarray, by: int, bx: int, *, mean: bool = True,
+                  col_weights: np.ndarray, by: float, bx: float, *, mean: bool = True,
                   maximum: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``by`` x ``bx`` blocks of ``values`` (see ``_reduce``): mean (float64), weight (float64) and
-    max (of ``maxes``' dtype, NaN where a float block has none); the ones not asked for are empty."""
-    shape = (-(-values.shape[0] // by), -(-values.shape[1] // bx))
+    """Blocks of ``by`` x ``bx`` source pixels of ``values`` (see ``_reduce`` and ``assign``): mean
+    (float64), weight (float64) and max (of ``maxes``' dtype, NaN where a float block has none);
+    the ones not asked for are empty."""
+    rows_out, col_out = assign(values.shape[0], by), assign(values.shape[1], bx)
+    shape = (int(rows_out[-1]) + 1, int(col_out[-1]) + 1)
+    row_starts = np.searchsorted(rows_out, np.arange(shape[0] + 1))
+    col_starts = np.searchsorted(col_out, np.arange(shape[1] + 1))
     boolean = maxes.dtype == np.bool_
     values = values.view(np.uint8) if values.dtype == np.bool_ else values
     maxes = maxes.view(np.uint8) if boolean else maxes
-    out_mean, out_count = np.empty(shape), np.empty(shape)
-    out_max, found = np.zeros(shape, dtype=maxes.dtype), np.zeros(shape, dtype=np.bool_)
-    _reduce(values, np.empty((0, 0)) if weights is None else weights, row_weights, col_weights, maxes, by, bx,
-            mean, maximum, out_mean, out_count, out_max, found)
-    if maximum and out_max.dtype.kind == "f":
-        out_max[~found] = np.nan
+    out_mean, out_count = np.empty(shape), np.empty(shape)  # the kernel takes its output's shape from out_mean
+    out_max = np.zeros(shape if maximum else (0, 0), dtype=maxes.dtype)
+    _reduce(values, np.empty((0, 0)) if weights is None else weights, row_weights, col_weights, maxes, row_starts,
+            col_starts, mean, maximum, out_mean, out_count, out_max)
     empty = np.empty((0, 0))
     return (out_mean if mean else empty, out_count if mean else empty,
             (out_max.view(np.bool_) if boolean else out_max) if maximum else empty)
@@ -278,7 +333,7 @@ class ImageView:
     y0: float
     y1: float
     level: int
-    step: tuple[int, int]
+    step: tuple[float, float]
     pixels: int
 
 
@@ -293,8 +348,8 @@ def view(image: np.ndarray, levels: list[Level], extent: tuple[float, float, flo
          y0: float, y1: float, width: int, height: int, reduce: str) -> ImageView:
     """The window ``x0`` .. ``x1`` by ``y0`` .. ``y1`` of ``image`` at ``width`` x ``height`` screen
     pixels: from the coarsest level whose pixel is no larger than a screen pixel, cut at whole
-    level pixels, and reduced by whole blocks to at most the screen's pixels. At 1:1 or closer, the
-    image's own pixels, unchanged."""
+    level pixels, and reduced to at most the screen's pixels (a view pixel takes the level pixels
+    whose start falls in it). At 1:1 or closer, the image's own pixels, unchanged."""
     rows, cols = image.shape
     ex0, ex1, ey0, ey1 = extent
     dx, dy = (ex1 - ex0) / cols, (ey1 - ey0) / rows
@@ -314,27 +369,30 @@ def view(image: np.ndarray, levels: list[Level], extent: tuple[float, float, flo
     if r1 <= r0 or c1 <= c0:
         empty = np.zeros((0, 0), dtype=image.dtype)
         return ImageView(empty, x0, x0, y0, y0, choice, (1, 1), 0)
-    # Level pixels a screen pixel, per side: whole blocks of them make a view pixel, so that a view
-    # has no more pixels than the screen shows (but for partial ones at its edges).
-    bx = max(1, math.ceil((x1 - x0) / (dx * factor) / width - 1e-9))
-    by = max(1, math.ceil((y1 - y0) / (dy * factor) / height - 1e-9))
-    # Whole blocks where the image goes on, so that every block but those at its edges is whole.
-    c1, r1 = min(level_cols, c0 + -(-(c1 - c0) // bx) * bx), min(level_rows, r0 + -(-(r1 - r0) // by) * by)
+    # Level pixels a screen pixel, per side: a view pixel takes those whose start falls in it (a
+    # whole block at a whole number of them), so that a view has no more pixels than the screen
+    # shows but for partial ones at its edges; at 1:1 or closer, one each.
+    bx = max(1.0, (x1 - x0) / (dx * factor) / width)
+    by = max(1.0, (y1 - y0) / (dy * factor) / height)
+    bx, by = (1.0 if step < 1 + 1e-6 else step for step in (bx, by))
     pixels = (min(r1 * factor, rows) - r0 * factor) * (min(c1 * factor, cols) - c0 * factor)
     covered = (ex0 + c0 * factor * dx, ex0 + min(c1 * factor, cols) * dx,
                ey0 + r0 * factor * dy, ey0 + min(r1 * factor, rows) * dy)
     if choice == 0:
-        values = np.asarray(image[r0:r1, c0:c1])
+        values = np.array(image[r0:r1, c0:c1])  # read now, and contiguous
         if bx == by == 1:
             return ImageView(values, *covered, 0, (1, 1), pixels)
         ones_r, ones_c = np.ones(r1 - r0), np.ones(c1 - c0)
-        mean, _, maximum = reduce_blocks(values, values, None, ones_r, ones_c, by, bx, mean=reduce == "mean",
-                                         maximum=reduce == "max")
-        out = mean.astype(np.float32) if reduce == "mean" else maximum
+        if reduce == "mean" and values.dtype.kind in "biu":
+            out = integer_means(values, by, bx).astype(np.float32)
+        else:
+            mean, _, maximum = reduce_blocks(values, values, None, ones_r, ones_c, by, bx, mean=reduce == "mean",
+                                             maximum=reduce == "max")
+            out = mean.astype(np.float32) if reduce == "mean" else maximum
         return ImageView(out, *covered, 0, (by, bx), pixels)
     level = levels[choice - 1]
     if reduce == "max":
-        maxes = np.asarray(level.max[r0:r1, c0:c1])
+        maxes = np.array(level.max[r0:r1, c0:c1])
         if bx == by == 1:
             return ImageView(maxes, *covered, choice, (1, 1), pixels)
         _, _, out = reduce_blocks(maxes, maxes, None, np.ones(r1 - r0), np.ones(c1 - c0), by, bx, mean=False)
@@ -361,6 +419,7 @@ def warm_up() -> None:
     """Compile the kernels (numba caches them on disk, so this is quick after the first time)."""
     small = np.zeros((4, 4), dtype=np.uint8)
     reduce_blocks(small, small, None, np.ones(4), np.ones(4), 2, 2)
+    integer_means(small, 2, 2)
     floats = np.zeros((4, 4))
     reduce_blocks(floats, floats, floats, np.ones(4), np.ones(4), 2, 2)
 

@@ -120,7 +120,7 @@ def test_a_single_bright_pixel_shows_at_full_view_with_max_and_not_with_mean(ser
     assert len(bright) >= 1
     row, col = bright[0]
     assert abs(col - 234.5) <= 2 and abs((199 - row) - 123.4) <= 2  # where the pixel is, at a tenth of the scale
-    assert shown["mean"].max() <= 3
+    assert shown["mean"].max() <= 5  # 255 over at least 64 pixels
 
 
 def test_a_wheel_zoom_into_a_huge_image_brings_a_finer_level(server, page):
