@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numba
 import numpy as np
@@ -145,7 +144,7 @@ def _reduce(values, weights, row_weights, col_weights, maxes, row_starts, col_st
                     if per_pixel:
                         for c in range(col_starts[j], col_starts[j + 1]):
                             v = values[a, c]
-                            if v == v:
+                            if v == v:  # noqa: PLR0124 (not NaN, in numba)
                                 total += v * col_weights[c]
                                 count += col_weights[c]
                         total, count = total * row_weights[a], count * row_weights[a]
@@ -153,7 +152,7 @@ def _reduce(values, weights, row_weights, col_weights, maxes, row_starts, col_st
                         for c in range(col_starts[j], col_starts[j + 1]):
                             v = values[a, c]
                             w = weights[a, c]
-                            if v == v and w > 0:
+                            if v == v and w > 0:  # noqa: PLR0124
                                 total += v * w
                                 count += w
                     sums[j] += total
@@ -169,7 +168,7 @@ def _reduce(values, weights, row_weights, col_weights, maxes, row_starts, col_st
                     highest = out_max[i, j]
                     for c in range(col_starts[j], col_starts[j + 1]):
                         m = maxes[a, c]
-                        if m > highest or highest != highest:  # NaN is never the highest unless all are
+                        if m > highest or highest != highest:  # noqa: PLR0124 (NaN: only if all are)
                             highest = m
                     out_max[i, j] = highest
 
@@ -301,6 +300,11 @@ def build(image: np.ndarray, folder: Path, stem: str, old_rows: int = 0) -> None
             path.unlink(missing_ok=True)
 
 
+def _mapped(path: Path, dtype: np.dtype, shape: tuple[int, int]) -> np.ndarray:
+    """The first ``shape`` of a level's file, read-only (an append may have made it longer)."""
+    return np.memmap(path, dtype=dtype, mode="r", offset=storage.data_offset(path), shape=shape)
+
+
 def open_levels(folder: Path, stem: str, image: np.ndarray) -> list[Level]:
     """The levels of ``image`` (as many rows as it has now), finest first, as read-only maps."""
     height, width = image.shape
@@ -308,12 +312,8 @@ def open_levels(folder: Path, stem: str, image: np.ndarray) -> list[Level]:
     levels = []
     for level, factor in enumerate(factors(height, width), start=1):
         paths, shape = level_paths(folder, stem, level), (-(-height // factor), -(-width // factor))
-
-        def mapped(path: Path, part_dtype: np.dtype) -> np.ndarray:
-            return np.memmap(path, dtype=part_dtype, mode="r", offset=storage.data_offset(path), shape=shape)
-
-        levels.append(Level(factor, mapped(paths["mean"], mean_dtype(dtype)), mapped(paths["max"], dtype),
-                            mapped(paths["count"], np.dtype("<f4")) if has_counts(dtype) else None))
+        levels.append(Level(factor, _mapped(paths["mean"], mean_dtype(dtype), shape), _mapped(paths["max"], dtype, shape),
+                            _mapped(paths["count"], np.dtype("<f4"), shape) if has_counts(dtype) else None))
     return levels
 
 

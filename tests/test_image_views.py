@@ -17,9 +17,8 @@ from bokehsite import protocol
 from datasets import images, rasters, storage
 from datasets.models import Dataset
 from documents import bokeh_json, services
-from tests.helpers import column_bytes, run, send_chunk
+from tests.helpers import column_bytes, receive, run, send_chunk
 from tests.test_dataset_views import columns_of, connect, next_frame, view
-from tests.helpers import receive
 
 # --- brute force ---------------------------------------------------------------------------------
 
@@ -73,7 +72,7 @@ def mean_tolerance(dtype: np.dtype, levels: int) -> float:
     """Stored means are float32, or 16-bit fixed point for 1-byte images (and each level is made
     from the one below)."""
     if np.dtype(dtype).itemsize == 1:
-        low, span = rasters._fixed_range(np.dtype(dtype))
+        _, span = rasters._fixed_range(np.dtype(dtype))
         return span / 65535 * (levels + 1)
     return 1e-4
 
@@ -316,8 +315,9 @@ def test_an_image_upload_that_cannot_be_is_refused_naming_the_field(api, dataset
 
 @pytest.mark.django_db(transaction=True)
 def test_rows_appended_to_an_image_go_on_top(api, dataset_dir):
-    from bokehsite import wire
     from bokeh.core.serialization import Buffer
+
+    from bokehsite import wire
 
     image = sample_image((30, 20), "uint8")
     dataset = upload_image(api, "spectrogram", image, (0, 20, 0, 30))
