@@ -20,7 +20,9 @@ uint16: 4 + 2; float32: 4 + 4 + 4), so mean and max together take at most 1/4 of
 bytes (1/6 or less for 4- and 8-byte images), plus the edges' partial blocks. Between 1:1 and
 a 4x reduction, views reduce the image itself (at most 16 of its pixels to a screen pixel).
 
-Levels are built in strips of rows, so memory stays bounded whatever the image's size.
+Levels are built in strips of rows, so memory stays bounded whatever the image's size. An append
+rewrites the last (partial) row of blocks of each level before it is committed: a view computed
+meanwhile may show the new rows in those edge blocks a moment early.
 """
 
 from __future__ import annotations

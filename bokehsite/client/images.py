@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from bokehsite.client.session import Session
 
 COLUMN = "image"
+# The slowest pyramid build an image's finish allows for (bytes of the image a second).
+FINISH_BYTES_PER_SECOND = 20e6
 
 
 class Image(dataset_api.Dataset):
@@ -125,7 +127,13 @@ def upload(session: Session, name: str, array: Any, *, x: Sequence[float] | None
     path = f"api/datasets/uploads/{started['id']}/"
     try:
         dataset_api._send_all(session, path, started, {COLUMN: values})
-        info = dataset_api._finish(session, path, name)
+        # Finishing builds the pyramid in the request: about a second per 100 MB here, so wait
+        # longer than for other answers rather than ask again while it is being built.
+        timeout, session.timeout = session.timeout, max(session.timeout, 60.0 + values.nbytes / FINISH_BYTES_PER_SECOND)
+        try:
+            info = dataset_api._finish(session, path, name)
+        finally:
+            session.timeout = timeout
     except BaseException:
         try:  # a failed upload leaves nothing on the server
             session._request("DELETE", path)
