@@ -66,6 +66,7 @@ class Served:
 
     def stop(self) -> None:
         stop_process(self.process)
+        self.log.unlink(missing_ok=True)
 
     def __enter__(self) -> Served:
         return self
