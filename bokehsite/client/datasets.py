@@ -2,12 +2,14 @@
 
 ``Session.upload_dataset``, ``datasets``, ``dataset``, ``append_dataset`` and ``delete_dataset``
 call these. An upload survives dropped connections and server restarts: after a failure the
-client asks the server which chunks it has and sends the rest.
+client asks the server which chunks it has and sends the rest. Columns come from NumPy arrays,
+a pandas DataFrame, or (``bokehsite.client.arrow``) a Parquet file or an Arrow table.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -151,23 +153,49 @@ def raw(values: np.ndarray) -> memoryview:
 # --- uploads -----------------------------------------------------------------------------------
 
 
+class ArrayColumns:
+    """Columns held as NumPy arrays, as the raw bytes an upload sends."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.spec = [{"name": key, "dtype": dtype_name(values), "length": len(values)} for key, values in arrays.items()]
+        self._data = {key: raw(values) for key, values in arrays.items()}
+
+    def read(self, name: str, start: int, stop: int) -> bytes:
+        return bytes(self._data[name][start:stop])
+
+    def close(self) -> None:
+        self._data.clear()
+
+
+def column_source(columns: Any) -> Any:
+    """What an upload reads its chunks from: NumPy arrays, or the row groups of a Parquet file (a
+    path) or the chunks of an Arrow table, a piece at a time (``bokehsite.client.arrow``)."""
+    if isinstance(columns, (str, os.PathLike)) or type(columns).__module__.split(".")[0] == "pyarrow":
+        from bokehsite.client.arrow import ArrowColumns  # pyarrow is an optional extra
+
+        return ArrowColumns(columns)
+    return ArrayColumns(as_columns(columns))
+
+
 def upload(session: Session, name: str, columns: Any, *, x: str | None = None,
            require_sorted_x: bool = False) -> Dataset:
     """Upload ``columns`` as the dataset ``name``; see ``Session.upload_dataset``."""
-    arrays = as_columns(columns)
-    spec = [{"name": key, "dtype": dtype_name(values), "length": len(values)} for key, values in arrays.items()]
-    started = session._request("POST", "api/datasets/uploads/", json={
-        "name": name, "columns": spec, "x": x, "require_sorted_x": require_sorted_x}).json()
-    path = f"api/datasets/uploads/{started['id']}/"
+    source = column_source(columns)
     try:
-        _send_all(session, path, started, arrays)
-        info = _finish(session, path, name)
-    except BaseException:
-        try:  # a failed upload leaves nothing on the server
-            session._request("DELETE", path)
-        except (ServerError, ServerUnreachable):
-            pass
-        raise
+        started = session._request("POST", "api/datasets/uploads/", json={
+            "name": name, "columns": source.spec, "x": x, "require_sorted_x": require_sorted_x}).json()
+        path = f"api/datasets/uploads/{started['id']}/"
+        try:
+            _send_all(session, path, started, source)
+            info = _finish(session, path, name)
+        except BaseException:
+            try:  # a failed upload leaves nothing on the server
+                session._request("DELETE", path)
+            except (ServerError, ServerUnreachable):
+                pass
+            raise
+    finally:
+        source.close()
     return Dataset(session, info)
 
 
@@ -176,10 +204,9 @@ def _transient(error: Exception) -> bool:
         isinstance(error, ServerError) and (error.status in TRANSIENT_STATUSES or error.code == "checksum_mismatch"))
 
 
-def _send_all(session: Session, path: str, upload: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def _send_all(session: Session, path: str, upload: dict[str, Any], source: Any) -> None:
     """Send every chunk the server does not have, asking it again after every failure."""
     chunk = upload["chunk_bytes"]
-    data = {name: raw(values) for name, values in arrays.items()}
     total = sum(column["bytes"] for column in upload["columns"])
     status, deadline, pause = upload, None, 0.1
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=upload["name"],
@@ -194,7 +221,7 @@ def _send_all(session: Session, path: str, upload: dict[str, Any], arrays: dict[
                 if not todo:
                     return
                 for column, offset in todo:
-                    piece = bytes(data[column][offset:offset + chunk])
+                    piece = source.read(column, offset, offset + chunk)
                     session._request("PUT", f"{path}chunks/", data=piece, content_type="application/octet-stream",
                                      params={"column": column, "offset": offset,
                                              "sha256": hashlib.sha256(piece).hexdigest()})

@@ -384,7 +384,9 @@ class Session:
 
         Args:
             columns: a dict of one-dimensional numpy arrays (bool, integers, floats,
-                datetime64) of equal length, or a pandas DataFrame.
+                datetime64) of equal length, a pandas DataFrame, a path to a Parquet file,
+                or a pyarrow Table (these two need ``bokehsite[parquet]``; a file is read a
+                row group at a time).
             x: the x column; default: the first.
             require_sorted_x: refuse the upload unless x never decreases (a line needs it).
 
