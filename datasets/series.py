@@ -1,0 +1,262 @@
+"""Views of many series that share one x (``server_source(dataset, "lines", y=[...])``): what one
+viewer's plot shows of a range at its size in pixels.
+
+Each series is reduced to its M4 line first: for each pixel column, its first, last, lowest and
+highest row (``datasets.aggregation``), the extremes found in its min/max summaries
+(``datasets.summaries``), so the cost grows with the series and the pixels, not the rows. The
+pixel columns are Datashader's: row r is in column ``int(x[r] * sx + tx)`` with
+``sx = width / (x1 - x0)``, ``tx = -x0 * sx``, x1 itself in the last column.
+
+While the lines hold at most ``LINE_POINTS`` points in all they are the view (``kind`` "lines"),
+one line a series. Past that the view is a density image (``kind`` "image"): for each pixel,
+the number of series whose line touches it, each line drawn as Datashader draws lines (its
+clipping and Bresenham rasterization, no antialiasing) from its M4 points. Within one pixel column
+the M4 points are joined by vertical runs that cover exactly the rows between the column's lowest
+and highest point, and between columns by the same segment as the raw rows, so for a series
+without NaNs this is exactly ``Canvas.line(raw rows, agg=any())``, summed over the series. A NaN
+breaks a line; one inside a pixel column that is neither its first nor its last row is bridged,
+as in line views.
+
+Plain functions of arrays: no Django, no network.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from datasets import summaries
+from datasets.aggregation import RAW_ROWS_PER_PIXEL
+
+# Up to this many points in all (every series' M4 line together) the lines are sent; past it the
+# density image. BokehJS draws 100k points of lines in about 0.1 s in a software canvas.
+LINE_POINTS = 100_000
+
+
+@dataclass
+class SeriesView:
+    """The lines (``xs``, ``ys``: one array of each series, in order), or the density image
+    (``image``: height by width, row 0 at y0, how many series touch each pixel)."""
+
+    xs: list[np.ndarray] | None
+    ys: list[np.ndarray] | None
+    image: np.ndarray | None
+    rows: int  # rows of each series inside the x range
+    points: int  # points of the M4 lines, in all
+
+
+def scale(start: float, end: float, n: int) -> tuple[float, float]:
+    """Datashader's mapping of ``[start, end]`` onto ``n`` pixels: ``pixel = int(value * s + t)``."""
+    s = n / (end - start)
+    return s, -start * s
+
+
+@numba.njit(nogil=True, cache=True)
+def _pixel(value, s, t, last):  # pragma: no cover
+    p = int(value * s + t)
+    return last if p > last else p
+
+
+@numba.njit(nogil=True, cache=True)
+def _column_bounds(x, first, end, s, t, width):  # pragma: no cover
+    """For each pixel column p, the first row of ``[first, end)`` whose pixel is p or more (x
+    sorted, so pixels never decrease); entry ``width`` is ``end``."""
+    bounds = np.empty(width + 1, np.int64)
+    lo = first
+    for p in range(width):
+        hi = end
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _pixel(float(x[mid]), s, t, width - 1) < p:
+                lo = mid + 1
+            else:
+                hi = mid
+        bounds[p] = lo
+    bounds[width] = end
+    return bounds
+
+
+@dataclass
+class Columns:
+    """The rows of the x range and how they fall into pixel columns, shared by every series."""
+
+    first: int  # the first row with x >= x0
+    end: int  # one past the last with x <= x1
+    before: bool  # a row before the range exists (``first - 1``), kept so the line reaches the edge
+    after: bool  # a row after it (``end``)
+    raw: bool  # few rows: the rows themselves, not M4
+    starts: np.ndarray  # each non-empty pixel column's rows: [starts, ends)
+    ends: np.ndarray
+
+
+def columns(x: np.ndarray, x0: float, x1: float, width: int) -> Columns:
+    """How the rows with x in ``[x0, x1]`` (``x`` sorted ascending) fall into ``width`` pixel columns."""
+    n = len(x)
+    first = int(np.searchsorted(x, x0, "left"))
+    end = int(np.searchsorted(x, x1, "right"))
+    raw = end - first <= RAW_ROWS_PER_PIXEL * width
+    if raw:
+        starts = ends = np.empty(0, np.int64)
+    else:
+        s, t = scale(x0, x1, width)
+        bounds = _column_bounds(x, first, end, s, t, width)
+        filled = bounds[1:] > bounds[:-1]
+        starts, ends = bounds[:-1][filled], bounds[1:][filled]
+    return Columns(first, end, first > 0, end < n, raw, starts, ends)
+
+
+def m4_rows(y: np.ndarray, levels: list[np.ndarray], cols: Columns) -> np.ndarray:
+    """The rows of one series' M4 line, in row order: each pixel column's first, last, lowest and
+    highest (once each), and the rows just outside the range; all rows of it when ``cols.raw``."""
+    lo, hi = cols.first - cols.before, cols.end + cols.after
+    if cols.raw:
+        return np.arange(lo, hi, dtype=np.int64)
+    _, at_low, _, at_high = summaries.extremes(y, levels, cols.starts, cols.ends)
+    return _picked(cols.starts, cols.ends, at_low, at_high, lo, hi, cols.first, cols.end)
+
+
+@numba.njit(nogil=True, cache=True)
+def _picked(starts, ends, at_low, at_high, lo, hi, first, end):  # pragma: no cover
+    out = np.empty(4 * len(starts) + 2, np.int64)
+    k = 0
+    if lo < first:
+        out[k] = lo
+        k += 1
+    four = np.empty(4, np.int64)
+    for i in range(len(starts)):
+        four[0], four[1], four[2], four[3] = starts[i], ends[i] - 1, at_low[i], at_high[i]
+        four.sort()
+        for j in range(4):
+            if j == 0 or four[j] != four[j - 1]:
+                out[k] = four[j]
+                k += 1
+    if hi > end:
+        out[k] = end
+        k += 1
+    return out[:k]
+
+
+def lines(x: np.ndarray, ys: list[np.ndarray], levels: list[list[np.ndarray]], x0: float, x1: float,
+          width: int, *, threads=None) -> tuple[Columns, list[np.ndarray]]:
+    """Every series' M4 rows over ``[x0, x1]`` at ``width`` pixel columns; ``threads``: an
+    executor that takes halves of the series at once."""
+    cols = columns(x, x0, x1, width)
+    if cols.raw:
+        rows = m4_rows(ys[0], levels[0], cols) if ys else np.empty(0, np.int64)
+        return cols, [rows] * len(ys)
+
+    def part(indices: range) -> list[np.ndarray]:
+        return [m4_rows(ys[i], levels[i], cols) for i in indices]
+
+    return cols, _spread(part, len(ys), threads)
+
+
+def _spread(function, n: int, threads) -> list:
+    """``function(range(n))``, in two halves on ``threads`` when given."""
+    if threads is None or n < 2:
+        return function(range(n))
+    halves = [range(0, n // 2), range(n // 2, n)]
+    return [item for half in threads.map(function, halves) for item in half]
+
+
+def view(x: np.ndarray, ys: list[np.ndarray], levels: list[list[np.ndarray]], x0: float, x1: float,
+         y0: float, y1: float, width: int, height: int, *, threads=None, line_points: int = LINE_POINTS) -> SeriesView:
+    """The view of the series ``ys`` against ``x`` (sorted) over ``[x0, x1]`` by ``[y0, y1]``:
+    their M4 lines while they hold at most ``line_points`` points in all, else the density image."""
+    cols, rows = lines(x, ys, levels, x0, x1, width, threads=threads)
+    points = sum(len(r) for r in rows)
+    inside = cols.end - cols.first
+    # The rows themselves: the same x for every series, made once.
+    xs = [_floats(x, rows[0])] * len(rows) if cols.raw and rows else None
+    if points <= line_points:
+        if xs is None:
+            xs = [_floats(x, r) for r in rows]
+        return SeriesView(xs, [_floats(y, r) for y, r in zip(ys, rows)], None, inside, points)
+    sx, tx = scale(x0, x1, width)
+    sy, ty = scale(y0, y1, height)
+    kernel = _rasterizer()
+
+    def part(indices: range) -> list[np.ndarray]:
+        image = np.zeros((height, width), np.uint32)
+        stamp = np.full((height, width), -1, np.int64)
+        for i in indices:
+            r = rows[i]
+            kernel(_floats(x, r) if xs is None else xs[i], _floats(ys[i], r), i,
+                   sx, tx, sy, ty, x0, x1, y0, y1, image, stamp)
+        return [image]
+
+    images = _spread(part, len(ys), threads)
+    image = images[0] if len(images) == 1 else np.add(images[0], images[1])
+    return SeriesView(None, None, image, inside, points)
+
+
+def _floats(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.asarray(values[rows], dtype=np.float64)
+
+
+@functools.cache
+def _rasterizer():
+    """The kernel that adds one line to the density image: Datashader's line drawing (its clipping,
+    its mapping onto pixels, its Bresenham), each pixel counted once a series (``stamp`` holds
+    the last series that counted it). Built on first use: Datashader takes a second to import."""
+    from datashader.glyphs.line import _liang_barsky
+
+    @numba.njit(nogil=True)
+    def touch(image, stamp, series, px, py):  # pragma: no cover
+        if stamp[py, px] != series:
+            stamp[py, px] = series
+            image[py, px] += 1
+
+    @numba.njit(nogil=True)
+    def to_pixel(v, s, t, vmax):  # pragma: no cover
+        p = int(v * s + t)
+        return p - 1 if p == round(vmax * s + t) else p
+
+    @numba.njit(nogil=True)
+    def draw(xs, ys, series, sx, tx, sy, ty, xmin, xmax, ymin, ymax, image, stamp):  # pragma: no cover
+        for i in range(len(xs) - 1):
+            x0, y0, x1, y1 = xs[i], ys[i], xs[i + 1], ys[i + 1]
+            skip = np.isnan(x0) or np.isnan(y0) or np.isnan(x1) or np.isnan(y1)
+            cx0, cx1, cy0, cy1, skip, clipped_start, clipped_end = _liang_barsky(
+                xmin, xmax, ymin, ymax, x0, x1, y0, y1, skip)
+            if skip:
+                continue
+            start = i == 0 or np.isnan(xs[i - 1]) or np.isnan(ys[i - 1]) or clipped_start
+            clipped = clipped_start or clipped_end
+            px0, py0 = to_pixel(cx0, sx, tx, xmax), to_pixel(cy0, sy, ty, ymax)
+            px1, py1 = to_pixel(cx1, sx, tx, xmax), to_pixel(cy1, sy, ty, ymax)
+            # Bresenham, as Datashader's ``_bresenham``
+            dx = px1 - px0
+            ix = (dx > 0) - (dx < 0)
+            dx = abs(dx) * 2
+            dy = py1 - py0
+            iy = (dy > 0) - (dy < 0)
+            dy = abs(dy) * 2
+            if not clipped and not (dx | dy):
+                touch(image, stamp, series, px0, py0)
+                continue
+            if start:
+                touch(image, stamp, series, px0, py0)
+            if dx >= dy:
+                error = 2 * dy - dx
+                while px0 != px1:
+                    if error >= 0 and (error or ix > 0):
+                        error -= 2 * dx
+                        py0 += iy
+                    error += 2 * dy
+                    px0 += ix
+                    touch(image, stamp, series, px0, py0)
+            else:
+                error = 2 * dx - dy
+                while py0 != py1:
+                    if error >= 0 and (error or iy > 0):
+                        error -= 2 * dy
+                        px0 += ix
+                    error += 2 * dx
+                    py0 += iy
+                    touch(image, stamp, series, px0, py0)
+
+    return draw
