@@ -170,9 +170,11 @@ def _spread(function, n: int, threads) -> list:
 
 
 def view(x: np.ndarray, ys: list[np.ndarray], levels: list[list[np.ndarray]], x0: float, x1: float,
-         y0: float, y1: float, width: int, height: int, *, threads=None, line_points: int = LINE_POINTS) -> SeriesView:
+         y0: float, y1: float, width: int, height: int, *, threads=None, line_points: int | None = None) -> SeriesView:
     """The view of the series ``ys`` against ``x`` (sorted) over ``[x0, x1]`` by ``[y0, y1]``:
-    their M4 lines while they hold at most ``line_points`` points in all, else the density image."""
+    their M4 lines while they hold at most ``line_points`` (``LINE_POINTS``) points in all, else
+    the density image."""
+    line_points = LINE_POINTS if line_points is None else line_points
     cols, rows = lines(x, ys, levels, x0, x1, width, threads=threads)
     points = sum(len(r) for r in rows)
     inside = cols.end - cols.first
