@@ -19,6 +19,7 @@ It prints:
     .venv/bin/python -m pip install -r requirements-bench.txt
     .venv/bin/python bench/large_data.py                       # 1e6, 1e7, 1e8; the server parts on 1e7
     .venv/bin/python bench/large_data.py --server-size 1e8     # the server parts on 1e8 too (1.6 GB)
+    .venv/bin/python bench/large_data.py --series              # only many series (bench/series.py)
 """
 
 from __future__ import annotations
@@ -384,7 +385,14 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-compute", action="store_true", help="only the server parts")
     parser.add_argument("--no-plotly", action="store_true")
+    parser.add_argument("--series", action="store_true",
+                        help="only many series: 1,000 x 1e5 rows, in the process and over the websocket (bench/series.py)")
     args = parser.parse_args()
+    if args.series:
+        import series
+
+        series.main(["--repeat", str(min(args.repeat, 10))])
+        return
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     print(f"bokehsite large-data benchmark; {machine()}")
     print(f"bokehsite at {revision()}")
