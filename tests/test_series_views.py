@@ -392,3 +392,17 @@ def test_an_upload_of_thousands_of_columns_lists_a_bounded_number_of_missing_chu
     assert "misses 1 chunk" in finish.json()["detail"]
     one_more = start_upload(api, "wider", {**columns, "extra": np.zeros(10)})
     assert (one_more.status_code, one_more.json()["field"]) == (400, "columns")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_maps_kept_are_bounded_by_the_open_files_limit(api, settled, monkeypatch):
+    first = stored_dataset(api, "first", series_columns(100), require_sorted_x=True)
+    second = stored_dataset(api, "second", series_columns(100), require_sorted_x=True)
+    storage.forget(first.pk), storage.forget(second.pk)
+    assert storage.raise_open_files_limit() >= 1024
+    monkeypatch.setattr(storage, "_open_files_limit", lambda: 16)  # 8 maps kept: one dataset's 5 columns and a few levels
+    storage.open_columns(first)
+    storage.summary_levels(first, "a")
+    storage.open_columns(second)
+    kept = {key[0] for key in storage._maps}
+    assert str(second.pk) in kept and str(first.pk) not in kept
