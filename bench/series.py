@@ -128,6 +128,7 @@ def over_websocket(n: int, count: int, repeat: int) -> None:
             p.multi_line(xs="xs", ys="ys", source=source)
             doc = Document()
             doc.add_root(p)
+            session.use_doc("many series")
             info = session.push(doc)
 
         async def run() -> dict[str, tuple[float, str]]:
