@@ -22,11 +22,11 @@ Plain functions of arrays: no Django, no network.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numba
 import numpy as np
+from datashader.glyphs.line import _liang_barsky  # the clipping its line aggregation uses
 
 from datasets import summaries
 from datasets.aggregation import RAW_ROWS_PER_PIXEL
@@ -186,14 +186,13 @@ def view(x: np.ndarray, ys: list[np.ndarray], levels: list[list[np.ndarray]], x0
         return SeriesView(xs, [_floats(y, r) for y, r in zip(ys, rows)], None, inside, points)
     sx, tx = scale(x0, x1, width)
     sy, ty = scale(y0, y1, height)
-    kernel = _rasterizer()
 
     def part(indices: range) -> list[np.ndarray]:
         image = np.zeros((height, width), np.uint32)
         stamp = np.full((height, width), -1, np.int64)
         for i in indices:
             r = rows[i]
-            kernel(_floats(x, r) if xs is None else xs[i], _floats(ys[i], r), i,
+            _draw(_floats(x, r) if xs is None else xs[i], _floats(ys[i], r), i,
                    sx, tx, sy, ty, x0, x1, y0, y1, image, stamp)
         return [image]
 
@@ -206,71 +205,67 @@ def _floats(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.asarray(np.asarray(values)[rows], dtype=np.float64)  # a plain view: no memmap indexing
 
 
-@functools.cache
-def _rasterizer():
-    """The kernel that adds one line to the density image: Datashader's line drawing (its clipping,
-    its mapping onto pixels, its Bresenham), each pixel counted once a series (``stamp`` holds
-    the last series that counted it). Built on first use: Datashader takes a second to import."""
-    from datashader.glyphs.line import _liang_barsky
+@numba.njit(nogil=True, cache=True)
+def _touch(image, stamp, series, px, py):  # pragma: no cover
+    if stamp[py, px] != series:  # each pixel counts a series once
+        stamp[py, px] = series
+        image[py, px] += 1
 
-    @numba.njit(nogil=True)
-    def touch(image, stamp, series, px, py):  # pragma: no cover
-        if stamp[py, px] != series:
-            stamp[py, px] = series
-            image[py, px] += 1
 
-    @numba.njit(nogil=True)
-    def to_pixel(v, s, t, last_plus_one):  # pragma: no cover
-        p = int(v * s + t)
-        return p - 1 if p == last_plus_one else p
+@numba.njit(nogil=True, cache=True)
+def _to_pixel(v, s, t, last_plus_one):  # pragma: no cover
+    p = int(v * s + t)
+    return p - 1 if p == last_plus_one else p  # Datashader's "snap": the upper bound in the last pixel
 
-    @numba.njit(nogil=True)
-    def draw(xs, ys, series, sx, tx, sy, ty, xmin, xmax, ymin, ymax, image, stamp):  # pragma: no cover
-        xxmax, yymax = round(xmax * sx + tx), round(ymax * sy + ty)
-        for i in range(len(xs) - 1):
-            x0, y0, x1, y1 = xs[i], ys[i], xs[i + 1], ys[i + 1]
-            if (xmin <= x0 <= xmax and xmin <= x1 <= xmax and ymin <= y0 <= ymax and ymin <= y1 <= ymax):
-                # inside (so no NaN): what Liang-Barsky would leave as it is
-                clipped_start = clipped = False
-            else:
-                skip = np.isnan(x0) or np.isnan(y0) or np.isnan(x1) or np.isnan(y1)
-                x0, x1, y0, y1, skip, clipped_start, clipped_end = _liang_barsky(
-                    xmin, xmax, ymin, ymax, x0, x1, y0, y1, skip)
-                if skip:
-                    continue
-                clipped = clipped_start or clipped_end
-            start = i == 0 or np.isnan(xs[i - 1]) or np.isnan(ys[i - 1]) or clipped_start
-            px0, py0 = to_pixel(x0, sx, tx, xxmax), to_pixel(y0, sy, ty, yymax)
-            px1, py1 = to_pixel(x1, sx, tx, xxmax), to_pixel(y1, sy, ty, yymax)
-            # Bresenham, as Datashader's ``_bresenham``
-            dx = px1 - px0
-            ix = (dx > 0) - (dx < 0)
-            dx = abs(dx) * 2
-            dy = py1 - py0
-            iy = (dy > 0) - (dy < 0)
-            dy = abs(dy) * 2
-            if not clipped and not (dx | dy):
-                touch(image, stamp, series, px0, py0)
+
+@numba.njit(nogil=True, cache=True)
+def _draw(xs, ys, series, sx, tx, sy, ty, xmin, xmax, ymin, ymax, image, stamp):  # pragma: no cover
+    """Add line ``series`` to ``image`` as Datashader draws a line (``glyphs.line``: Liang-Barsky
+    clipping, its mapping onto pixels, Bresenham, no antialiasing); ``stamp`` holds the last
+    series that counted each pixel."""
+    xxmax, yymax = round(xmax * sx + tx), round(ymax * sy + ty)
+    for i in range(len(xs) - 1):
+        x0, y0, x1, y1 = xs[i], ys[i], xs[i + 1], ys[i + 1]
+        if (xmin <= x0 <= xmax and xmin <= x1 <= xmax and ymin <= y0 <= ymax and ymin <= y1 <= ymax):
+            # inside (so no NaN): what Liang-Barsky would leave as it is
+            clipped_start = clipped = False
+        else:
+            skip = np.isnan(x0) or np.isnan(y0) or np.isnan(x1) or np.isnan(y1)
+            x0, x1, y0, y1, skip, clipped_start, clipped_end = _liang_barsky(
+                xmin, xmax, ymin, ymax, x0, x1, y0, y1, skip)
+            if skip:
                 continue
-            if start:
-                touch(image, stamp, series, px0, py0)
-            if dx >= dy:
-                error = 2 * dy - dx
-                while px0 != px1:
-                    if error >= 0 and (error or ix > 0):
-                        error -= 2 * dx
-                        py0 += iy
-                    error += 2 * dy
-                    px0 += ix
-                    touch(image, stamp, series, px0, py0)
-            else:
-                error = 2 * dx - dy
-                while py0 != py1:
-                    if error >= 0 and (error or iy > 0):
-                        error -= 2 * dy
-                        px0 += ix
-                    error += 2 * dx
+            clipped = clipped_start or clipped_end
+        start = i == 0 or np.isnan(xs[i - 1]) or np.isnan(ys[i - 1]) or clipped_start
+        px0, py0 = _to_pixel(x0, sx, tx, xxmax), _to_pixel(y0, sy, ty, yymax)
+        px1, py1 = _to_pixel(x1, sx, tx, xxmax), _to_pixel(y1, sy, ty, yymax)
+        # Bresenham, as Datashader's ``_bresenham``
+        dx = px1 - px0
+        ix = (dx > 0) - (dx < 0)
+        dx = abs(dx) * 2
+        dy = py1 - py0
+        iy = (dy > 0) - (dy < 0)
+        dy = abs(dy) * 2
+        if not clipped and not (dx | dy):
+            _touch(image, stamp, series, px0, py0)
+            continue
+        if start:
+            _touch(image, stamp, series, px0, py0)
+        if dx >= dy:
+            error = 2 * dy - dx
+            while px0 != px1:
+                if error >= 0 and (error or ix > 0):
+                    error -= 2 * dx
                     py0 += iy
-                    touch(image, stamp, series, px0, py0)
-
-    return draw
+                error += 2 * dy
+                px0 += ix
+                _touch(image, stamp, series, px0, py0)
+        else:
+            error = 2 * dx - dy
+            while py0 != py1:
+                if error >= 0 and (error or iy > 0):
+                    error -= 2 * dy
+                    px0 += ix
+                error += 2 * dx
+                py0 += iy
+                _touch(image, stamp, series, px0, py0)
