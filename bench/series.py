@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import websockets
-
-from common import machine, revision, server_env  # noqa: I001
+from common import machine, revision, server_env
 
 from bokehsite import protocol
-from datasets import series as series_views, summaries
+from datasets import series as series_views
+from datasets import summaries
 from tests.servers import DaphneServer
 
 WIDTH, HEIGHT = 1000, 400
@@ -84,8 +84,8 @@ def compute(n: int, count: int, repeat: int, reference: bool = True) -> None:
         for zoom in ZOOMS:
             x0, x1 = window(n, zoom)
             view = series_views.view(x, ys, levels, x0, x1, y0, y1, WIDTH, HEIGHT, threads=threads)
-            both = timed(lambda: series_views.view(x, ys, levels, x0, x1, y0, y1, WIDTH, HEIGHT, threads=threads), repeat)
-            one = timed(lambda: series_views.view(x, ys, levels, x0, x1, y0, y1, WIDTH, HEIGHT), repeat)
+            both = timed(lambda x0=x0, x1=x1: series_views.view(x, ys, levels, x0, x1, y0, y1, WIDTH, HEIGHT, threads=threads), repeat)
+            one = timed(lambda x0=x0, x1=x1: series_views.view(x, ys, levels, x0, x1, y0, y1, WIDTH, HEIGHT), repeat)
             kind = "image" if view.image is not None else "lines"
             print(f"  {zoom * 100:>5g}% {view.rows * count:>13,} {both[0]:>8.1f} {both[1]:>7.1f} {one[0]:>9.1f} {one[1]:>7.1f} "
                   f"{kind:>6} {view.points:>10,}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from datashader.glyphs.line import _liang_barsky  # the clipping its line aggregation uses
+from datashader.glyphs.line import _liang_barsky
 
 from datasets import summaries
 from datasets.aggregation import RAW_ROWS_PER_PIXEL
@@ -58,7 +58,7 @@ def scale(start: float, end: float, n: int) -> tuple[float, float]:
 @numba.njit(nogil=True, cache=True)
 def _pixel(value, s, t, last):  # pragma: no cover
     p = int(value * s + t)
-    return last if p > last else p
+    return min(p, last)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -165,7 +165,7 @@ def _spread(function, n: int, threads) -> list:
     """``function(range(n))``, in two halves on ``threads`` when given."""
     if threads is None or n < 2:
         return function(range(n))
-    halves = [range(0, n // 2), range(n // 2, n)]
+    halves = [range(n // 2), range(n // 2, n)]
     return [item for half in threads.map(function, halves) for item in half]
 
 

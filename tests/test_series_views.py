@@ -16,7 +16,8 @@ from bokeh.plotting import figure
 
 from accounts.users import default_user
 from bokehsite import protocol, wire
-from datasets import series, services as dataset_services, storage, summaries
+from datasets import series, storage, summaries
+from datasets import services as dataset_services
 from datasets.models import Dataset
 from documents import bokeh_json, services
 from tests.helpers import open_socket, receive, run, start_upload, upload_dataset
@@ -128,7 +129,7 @@ def nan_walks():
 @pytest.mark.parametrize("window", WINDOWS)
 def test_with_nans_the_density_is_datashaders_over_each_series_m4_points(tmp_path, sorted_x, window):
     ys = nan_walks()
-    x0, x1, y0, y1, width, height = window
+    x0, x1, _, _, width, _ = window
     view = series.view(sorted_x, ys, built(ys, tmp_path), *window, line_points=0)
     first, end = np.searchsorted(sorted_x, x0, "left"), np.searchsorted(sorted_x, x1, "right")
     picked = []
@@ -158,7 +159,7 @@ def test_a_gap_across_pixel_columns_leaves_them_empty(tmp_path):
 @pytest.mark.parametrize("window", WINDOWS)
 def test_the_lines_are_each_series_m4_rows(tmp_path, sorted_x, window):
     ys = nan_walks() + walks(N, 3, seed=9, dtypes=(np.int16, np.float32, np.uint8))
-    x0, x1, y0, y1, width, height = window
+    x0, x1, _, _, width, _ = window
     view = series.view(sorted_x, ys, built(ys, tmp_path), *window, line_points=10 ** 9)
     assert view.image is None and len(view.xs) == len(view.ys) == len(ys)
     first, end = np.searchsorted(sorted_x, x0, "left"), np.searchsorted(sorted_x, x1, "right")
