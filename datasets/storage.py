@@ -217,9 +217,9 @@ def summary_levels(dataset: Any, column: str) -> list[np.ndarray]:
     Raises:
         KeyError: no such column, or it is x (which has none).
     """
-    if column not in dataset.summarized_columns:
-        raise KeyError(column)
     entry = _opened(dataset)
+    if column == dataset.x_column or column not in entry["columns"]:  # a lookup: many series ask often
+        raise KeyError(column)
     levels = entry["levels"].get(column)
     if levels is None:
         stem = column_stem(dataset.column_index(column))
