@@ -175,6 +175,7 @@ def view(x: np.ndarray, ys: list[np.ndarray], levels: list[list[np.ndarray]], x0
     their M4 lines while they hold at most ``line_points`` (``LINE_POINTS``) points in all, else
     the density image."""
     line_points = LINE_POINTS if line_points is None else line_points
+    x0, x1, y0, y1 = float(x0), float(x1), float(y0), float(y1)  # JSON's integers too: one compiled kernel
     cols, rows = lines(x, ys, levels, x0, x1, width, threads=threads)
     points = sum(len(r) for r in rows)
     inside = cols.end - cols.first
@@ -199,6 +200,18 @@ def view(x: np.ndarray, ys: list[np.ndarray], levels: list[list[np.ndarray]], x0
     images = _spread(part, len(ys), threads)
     image = images[0] if len(images) == 1 else np.add(images[0], images[1])
     return SeriesView(None, None, image, inside, points)
+
+
+def warm_up() -> None:
+    """Compile the kernels, or load them from numba's cache (Datashader's clipping is compiled
+    in every process: about a second), so that the first viewer of many series does not wait."""
+    x = np.arange(64, dtype=np.float64)
+    y = np.sin(x)
+    levels = [summaries.summarize(y)[0]]
+    for array in (x, y, *levels):  # held read-only, as the maps of a dataset are (numba types them so)
+        array.setflags(write=False)
+    view(x, [y, y], [levels, levels], 0.0, 63.0, -1.0, 1.0, 4, 4, line_points=0)
+    view(x, [y, y], [levels, levels], 0.0, 63.0, -1.0, 1.0, 4, 4)
 
 
 def _floats(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
