@@ -407,3 +407,27 @@ def test_the_maps_kept_are_bounded_by_the_open_files_limit(api, settled, monkeyp
     storage.open_columns(second)
     kept = {key[0] for key in storage._maps}
     assert str(second.pk) in kept and str(first.pk) not in kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_appended_reach_a_lines_view_that_covers_them(api, settled):
+    from asgiref.sync import sync_to_async
+
+    columns = series_columns(1000)
+    dataset = stored_dataset(api, "growing", {k: columns[k] for k in ("x", "a", "c")}, require_sorted_x=True)
+    document, source_id = lines_document(default_user(), dataset, ["a", "c"])
+
+    async def scenario():
+        socket = await connect(document.id)
+        await socket.send_json_to(view(1, source_id, 900, 1200, width=100))
+        first, _ = await next_frame(socket)
+        assert (first["kind"], first["rows"]) == ("lines", 100)
+        more = {"x": np.arange(1000, 1100, dtype=np.float64), "a": np.full(100, 7.0), "c": np.full(100, -3, np.int32)}
+        await sync_to_async(dataset_services.append)(dataset, more)
+        again, buffers = await next_frame(socket)
+        assert (again["id"], again["rows"]) == (1, 200)
+        got = columns_of(again, buffers)
+        assert got["xs"][0].max() == 1099 and got["ys"][0][-1] == 7.0 and got["ys"][1][-1] == -3.0
+        await socket.disconnect()
+
+    run(scenario)
