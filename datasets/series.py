@@ -176,30 +176,37 @@ def view(x: np.ndarray, ys: list[np.ndarray], levels: list[list[np.ndarray]], x0
     the density image."""
     line_points = LINE_POINTS if line_points is None else line_points
     x0, x1, y0, y1 = float(x0), float(x1), float(y0), float(y1)  # JSON's integers too: one compiled kernel
-    cols, rows = lines(x, ys, levels, x0, x1, width, threads=threads)
-    points = sum(len(r) for r in rows)
+    cols = columns(x, x0, x1, width)
     inside = cols.end - cols.first
-    # The rows themselves: the same x for every series, made once.
-    xs = [_floats(x, rows[0])] * len(rows) if cols.raw and rows else None
-    if points <= line_points:
-        if xs is None:
-            xs = [_floats(x, r) for r in rows]
-        return SeriesView(xs, [_floats(y, r) for y, r in zip(ys, rows)], None, inside, points)
+    # Each series has at least a point a pixel column that holds rows (all its rows, when raw).
+    fewest = (inside + cols.before + cols.after) if cols.raw else len(cols.starts)
+    rows: list[np.ndarray] | None = None
+    if fewest * len(ys) <= line_points:
+        cols, rows = lines(x, ys, levels, x0, x1, width, threads=threads)
+        points = sum(len(r) for r in rows)
+        if points <= line_points:
+            # The rows themselves: the same x for every series, made once.
+            xs = [_floats(x, rows[0])] * len(rows) if cols.raw and rows else [_floats(x, r) for r in rows]
+            return SeriesView(xs, [_floats(y, r) for y, r in zip(ys, rows)], None, inside, points)
     sx, tx = scale(x0, x1, width)
     sy, ty = scale(y0, y1, height)
+    shared_x = _floats(x, m4_rows(ys[0], levels[0], cols)) if cols.raw and ys else None
 
-    def part(indices: range) -> list[np.ndarray]:
+    def part(indices: range) -> list[tuple[np.ndarray, int]]:
+        # Surely an image: each series' M4 rows are drawn as soon as they are found.
         image = np.zeros((height, width), np.uint32)
         stamp = np.full((height, width), -1, np.int64)
+        points = 0
         for i in indices:
-            r = rows[i]
-            _draw(_floats(x, r) if xs is None else xs[i], _floats(ys[i], r), i,
-                   sx, tx, sy, ty, x0, x1, y0, y1, image, stamp)
-        return [image]
+            r = rows[i] if rows is not None else m4_rows(ys[i], levels[i], cols)
+            _draw(shared_x if shared_x is not None else _floats(x, r), _floats(ys[i], r), i,
+                  sx, tx, sy, ty, x0, x1, y0, y1, image, stamp)
+            points += len(r)
+        return [(image, points)]
 
-    images = _spread(part, len(ys), threads)
-    image = images[0] if len(images) == 1 else np.add(images[0], images[1])
-    return SeriesView(None, None, image, inside, points)
+    drawn = _spread(part, len(ys), threads)
+    image = drawn[0][0] if len(drawn) == 1 else np.add(drawn[0][0], drawn[1][0])
+    return SeriesView(None, None, image, inside, sum(points for _, points in drawn))
 
 
 def warm_up() -> None:
