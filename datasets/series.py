@@ -15,9 +15,11 @@ the M4 points are joined by vertical runs that cover exactly the rows between th
 and highest point, and between columns by the same segment as the raw rows, so for a series
 without NaNs this is exactly ``Canvas.line(raw rows, agg=any())``, summed over the series. A NaN
 breaks a line; one inside a pixel column that is neither its first nor its last row is bridged,
-as in line views.
+as in line views. The clipping is Datashader's own function (``_liang_barsky``); the rest of its
+line drawing is repeated here, for a kernel that counts each series once a pixel.
 
-Plain functions of arrays: no Django, no network.
+Given an executor, the series are split in two halves, each found and drawn on its own thread
+into its own image; the two are summed. Plain functions of arrays: no Django, no network.
 """
 
 from __future__ import annotations
