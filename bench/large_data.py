@@ -23,6 +23,7 @@ It prints:
     .venv/bin/python bench/large_data.py --server-size 1e8     # the server parts on 1e8 too (1.6 GB)
     .venv/bin/python bench/large_data.py --images              # a 20,000² uint8 image (bench/images.py)
     .venv/bin/python bench/large_data.py --images --image-size 100000   # 10 GB (12.5 GB of disk)
+    .venv/bin/python bench/large_data.py --series              # only many series (bench/series.py)
 """
 
 from __future__ import annotations
@@ -391,7 +392,14 @@ def main() -> None:
     parser.add_argument("--images", action="store_true", help="only the images part (bench/images.py)")
     parser.add_argument("--image-size", type=float, default=20_000, help="pixels a side of the image (default %(default)g)")
     parser.add_argument("--image-dir", default=None, help="where the image is written for a while (default: the temp dir)")
+    parser.add_argument("--series", action="store_true",
+                        help="only many series: 1,000 x 1e5 rows, in the process and over the websocket (bench/series.py)")
     args = parser.parse_args()
+    if args.series:
+        import series
+
+        series.main(["--repeat", str(min(args.repeat, 10))])
+        return
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     print(f"bokehsite large-data benchmark; {machine()}")
     print(f"bokehsite at {revision()}")

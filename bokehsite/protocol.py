@@ -358,13 +358,13 @@ class View(Message, type="view", sender=CLIENT):
 
 @dataclass(frozen=True)
 class ViewData(Message, type="view_data", sender=SERVER):
-    """The view asked for by `view` `id` (sent again, with the same `id`, when rows appended to the dataset reach it): `data` holds columns whose arrays are buffers. `kind` is `raw` (the rows themselves), `line` (each pixel column's first, last, lowest and highest point), `image` (counts of points per pixel, `data.image`, over `x0`..`x1` by `y0`..`y1`) or `raster` (a window of an image dataset, `data.image`, a 2-D array whose row 0 is at the bottom, covering exactly `x0`..`x1` by `y0`..`y1`: the visible range snapped out to whole pixels of the pyramid level it was cut from, at most one array pixel per screen pixel; the stored pixels themselves at 1:1 or closer; empty, with `x0` = `x1`, when the range misses the image); `rows` is how many rows (for `raster`, image pixels) the range holds. It is this viewer's alone: never stored, never sent to anyone else."""
+    """The view asked for by `view` `id` (sent again, with the same `id`, when rows appended to the dataset reach it): `data` holds columns whose arrays are buffers. `kind` is `raw` (the rows themselves), `line` (each pixel column's first, last, lowest and highest point), `lines` (that for each of many series: `data.xs` and `data.ys` hold one array a series, `data.series` their names), `image` (counts of points per pixel, `data.image`, over `x0`..`x1` by `y0`..`y1`; for many series, how many series pass through each pixel) or `raster` (a window of an image dataset, `data.image`, a 2-D array whose row 0 is at the bottom, covering exactly `x0`..`x1` by `y0`..`y1`: the visible range snapped out to whole pixels of the pyramid level it was cut from, at most one array pixel per screen pixel; the stored pixels themselves at 1:1 or closer; empty, with `x0` = `x1`, when the range misses the image); `rows` is how many rows the range holds (of each series; for `raster`, image pixels). It is this viewer's alone: never stored, never sent to anyone else."""
 
     BINARY = True
 
     id: int | str | None = member("id", "N")
     source: str = member("name", "ID")
-    kind: str = member("name", '"raw", "line", "image" or "raster"')
+    kind: str = member("name", '"raw", "line", "lines", "image" or "raster"')
     data: dict[str, Any] = member("object", "{...}")
     rows: int = member("version", "R")
     x0: float | None = member("number", "X0", optional=True)
@@ -380,27 +380,40 @@ class ViewData(Message, type="view_data", sender=SERVER):
 # "extent": [X0, X1, Y0, Y1]}`` (the extent of the whole dataset, on the plot's axes). It holds a
 # first view only; each viewer asks for its own (``view``). An image (kind ``"image"``) has
 # ``"reduce": "mean" or "max"`` too (how its pixels are reduced), and its source's columns are
-# ``image``, ``x``, ``y``, ``dw``, ``dh`` (x and y name those).
+# ``image``, ``x``, ``y``, ``dw``, ``dh`` (x and y name those). A source of kind "lines" (many
+# series against one x) names its columns as a list: ``"y": [COLUMN, ...]``, at most ``MAX_SERIES``.
 DATASET_MARK = "bokehsite_dataset"
-VIEW_KINDS = ("line", "points", "image")
+VIEW_KINDS = ("line", "points", "image", "lines")
 IMAGE_REDUCTIONS = ("mean", "max")
+MAX_SERIES = 4096
 
 
-def dataset_mark(dataset_id: object, kind: str, x: str, y: str, extent: list[float] | None = None, *,
+def dataset_mark(dataset_id: object, kind: str, x: str, y: str | list[str], extent: list[float] | None = None, *,
                  reduce: str | None = None) -> dict[str, Any]:
     """The tag that marks a source as backed by dataset ``dataset_id``, drawn as ``kind``."""
     assert kind in VIEW_KINDS, kind
     assert (reduce in IMAGE_REDUCTIONS) if kind == "image" else reduce is None, reduce
-    return {DATASET_MARK: str(dataset_id), "kind": kind, "x": x, "y": y,
+    return {DATASET_MARK: str(dataset_id), "kind": kind, "x": x, "y": list(y) if kind == "lines" else y,
             **({"reduce": reduce} if reduce is not None else {}),
             **({"extent": [float(e) for e in extent]} if extent is not None else {})}
+
+
+def _column(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
+
+
+def _columns_of(kind: Any, y: Any) -> bool:
+    if kind == "lines":
+        return isinstance(y, list) and 0 < len(y) <= MAX_SERIES and all(_column(name) for name in y)
+    return isinstance(y, str) and bool(y)
 
 
 def read_mark(tags: Iterable[Any]) -> dict[str, Any] | None:
     """The dataset mark among a source's tags, if it has a well-formed one."""
     for tag in tags or ():
         if (isinstance(tag, dict) and DATASET_MARK in tag and tag.get("kind") in VIEW_KINDS
-                and all(isinstance(tag.get(k), str) and tag.get(k) for k in (DATASET_MARK, "x", "y"))
+                and all(isinstance(tag.get(k), str) and tag.get(k) for k in (DATASET_MARK, "x"))
+                and _columns_of(tag.get("kind"), tag.get("y"))
                 and (tag.get("reduce") in IMAGE_REDUCTIONS if tag.get("kind") == "image" else "reduce" not in tag)):
             mark = {k: tag[k] for k in (DATASET_MARK, "kind", "x", "y", "reduce") if k in tag}
             extent = tag.get("extent")

@@ -130,6 +130,10 @@ def warm_up() -> None:
         x, y = np.load(path / "x.npy", mmap_mode="r"), np.load(path / "y.npy", mmap_mode="r")
         summaries.build(y, path, "y")
         line_view(x, y, summaries.open_levels(path, "y", y), 0.0, float(rows - 1), 2)
+    # Views of many series too (imported here: that module imports this one).
+    from datasets import series
+
+    series.warm_up()
 
 
 # Up to this many points in the visible range a scatter gets the points themselves; past it, an

@@ -19,7 +19,7 @@ from datasets.exceptions import (
 from datasets.parsers import OCTET_STREAM, ChunkParser
 from datasets.serializers import (
     ChunkQuerySerializer, ChunkSerializer, DatasetSerializer, NameQuerySerializer, RowsSerializer,
-    UploadCreateSerializer, UploadSerializer, ViewQuerySerializer,
+    UploadCreateSerializer, UploadSerializer, ViewBodySerializer, ViewQuerySerializer,
 )
 from datasets.viewing import InvalidView, first_view
 from documents.parsers import BundleParser
@@ -86,7 +86,8 @@ class DatasetRows(APIView):
 @extend_schema(tags=["datasets"])
 class DatasetView(APIView):
     """GET: a view of the dataset at a plot's size, as a bundle whose header is a ``view_data``
-    message (see the websocket protocol): what ``server_source`` puts in a source first."""
+    message (see the websocket protocol): what ``server_source`` puts in a source first. POST:
+    the same, asked with a JSON body (lines of many series name more columns than a URL holds)."""
 
     renderer_classes = [BundleRenderer, JSONRenderer]
 
@@ -96,7 +97,19 @@ class DatasetView(APIView):
     def get(self, request: Request, pk) -> Response:
         require_bundle(request)
         dataset = access.resolve(request.user, pk)
-        message, buffers = first_view(dataset, **_valid(ViewQuerySerializer, request.query_params))
+        query = _valid(ViewQuerySerializer, request.query_params)
+        if query["kind"] == "lines" and "y" in query:
+            query["y"] = request.query_params.getlist("y")
+        message, buffers = first_view(dataset, **query)
+        return Response(message.encode(buffers))
+
+    @extend_schema(summary="A view of a dataset, asked with a JSON body", request=ViewBodySerializer,
+                   responses={(200, BUNDLE): OpenApiResponse(BINARY, description="A view_data message as a bundle.")})
+    @raises(INVALID, InvalidView)
+    def post(self, request: Request, pk) -> Response:
+        require_bundle(request)
+        dataset = access.resolve(request.user, pk)
+        message, buffers = first_view(dataset, **_valid(ViewBodySerializer, request.data))
         return Response(message.encode(buffers))
 
 

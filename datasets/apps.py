@@ -7,7 +7,8 @@ class DatasetsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from datasets import services
+        from datasets import services, storage
         from datasets.models import Dataset
 
+        storage.raise_open_files_limit()  # views of thousands of series map thousands of files
         post_delete.connect(services.remove_files, sender=Dataset, dispatch_uid="datasets.remove_files")

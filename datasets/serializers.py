@@ -1,6 +1,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from bokehsite.protocol import MAX_SERIES
 from datasets.models import Dataset
 from datasets.services import MAX_COLUMN_NAME, MAX_COLUMNS
 
@@ -41,7 +42,8 @@ class UploadColumnSerializer(serializers.Serializer):
     received_bytes = serializers.IntegerField()
     missing_chunks = serializers.IntegerField(help_text="How many chunks have not been received.")
     missing = serializers.ListField(child=serializers.IntegerField(),
-                                    help_text="Offsets of the chunks not received (the first 1000).")
+                                    help_text="Offsets of the chunks not received (the first 1000 of the "
+                                                      "upload, column by column).")
 
 
 class UploadSerializer(serializers.Serializer):
@@ -118,15 +120,37 @@ class RowsSerializer(serializers.Serializer):
 class ViewQuerySerializer(serializers.Serializer):
     """What a first view of a dataset is asked with: how to draw it, at what size, over what range."""
 
-    kind = serializers.ChoiceField(choices=["line", "points", "image"], help_text="A line (x sorted), a scatter, "
-                                                                                  "or an image's pixels.")
+    kind = serializers.ChoiceField(choices=["line", "points", "lines", "image"],
+                                   help_text="A line (x sorted), a scatter, many series against one x (sorted), "
+                                             "or an image's pixels.")
     reduce = serializers.ChoiceField(choices=["mean", "max"], default="mean",
                                      help_text="An image's pixels shown at a reduced scale: their mean or their max.")
     x = serializers.CharField(max_length=MAX_COLUMN_NAME, required=False, help_text="Default: the dataset's x column.")
-    y = serializers.CharField(max_length=MAX_COLUMN_NAME, required=False, help_text="Default: its first other column.")
+    y = serializers.CharField(max_length=MAX_COLUMN_NAME, required=False,
+                              help_text="Default: its first other column (for lines, repeat it: every other column).")
     width = serializers.IntegerField(min_value=1, max_value=8192, help_text="Pixels across.")
     height = serializers.IntegerField(min_value=1, max_value=8192, help_text="Pixels down.")
     x0 = serializers.FloatField(required=False, help_text="Default: the dataset's extent (and so for the others).")
     x1 = serializers.FloatField(required=False)
     y0 = serializers.FloatField(required=False)
     y1 = serializers.FloatField(required=False)
+
+
+class ColumnNamesField(serializers.Field):
+    """A column's name, or a list of at most ``MAX_SERIES`` of them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, list):
+            return serializers.ListField(child=serializers.CharField(max_length=MAX_COLUMN_NAME, trim_whitespace=False),
+                                         min_length=1, max_length=MAX_SERIES).run_validation(data)
+        return serializers.CharField(max_length=MAX_COLUMN_NAME, trim_whitespace=False).run_validation(data)
+
+    def to_representation(self, value):
+        return value
+
+
+class ViewBodySerializer(ViewQuerySerializer):
+    """The same as a JSON body, for views whose columns are too many for a URL (lines)."""
+
+    y = ColumnNamesField(required=False, help_text=f"A column, or for lines a list of at most {MAX_SERIES}; "
+                                                   "default: its first other column (for lines, every other one).")

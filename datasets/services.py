@@ -30,8 +30,11 @@ from datasets.exceptions import (
 from datasets.models import DATETIME_UNITS, NUMERIC_DTYPES, Dataset, State, UploadChunk
 from datasets.signals import dataset_removed, rows_appended
 
-MAX_COLUMNS = 64
-# Missing chunks an upload's status lists, per column (the first ones): bounded, however small the chunks.
+# Columns a dataset may have: 1,000s of series against one x, with the upload status (a few
+# hundred bytes a column) and the dataset's description still well under a megabyte or two.
+MAX_COLUMNS = 4096
+# Missing chunks an upload's status lists, in all (the first ones, column by column): bounded,
+# however small the chunks and however many the columns.
 LISTED_MISSING = 1000
 MAX_COLUMN_NAME = 100
 # Rows compared at once when checking that x is sorted or finding its range.
@@ -238,16 +241,16 @@ def upload_status(upload: Dataset) -> dict[str, Any]:
     received: dict[int, set[int]] = {}
     for index, offset in UploadChunk.objects.filter(dataset=upload).values_list("column", "offset"):
         received.setdefault(index, set()).add(offset)
-    columns = []
+    columns, listed = [], 0
     for index, column in enumerate(upload.columns):
         have = received.get(index, set())
         size = _column_bytes(upload, index)
         offsets = _offsets(upload, index)
-        missing = (o for o in offsets if o not in have)
+        missing = list(itertools.islice((o for o in offsets if o not in have), LISTED_MISSING - listed))
+        listed += len(missing)
         columns.append({"name": column["name"], "dtype": upload.declared_dtype(column["name"]), "bytes": size,
                         "received_bytes": sum(min(upload.chunk_bytes, size - o) for o in have),
-                        "missing_chunks": len(offsets) - len(have),
-                        "missing": list(itertools.islice(missing, LISTED_MISSING))})
+                        "missing_chunks": len(offsets) - len(have), "missing": missing})
     return {"id": upload.id, "name": upload.name, "length": upload.length, "x": upload.x_column,
             "require_sorted_x": upload.require_sorted_x, "chunk_bytes": upload.chunk_bytes, "columns": columns,
             "created": upload.created, "updated": upload.updated}
@@ -265,10 +268,11 @@ def finish_upload(upload: Dataset) -> Dataset:
     """
     status = upload_status(upload)
     for column in status["columns"]:
-        if column["missing"]:
+        if column["missing_chunks"]:  # its offsets may be past those listed
+            first = f", the first at offset {column['missing'][0]}" if column["missing"] else ""
             raise UploadIncomplete(
-                f"columns: column {column['name']!r} misses {column['missing_chunks']} chunk(s), the first at offset "
-                f"{column['missing'][0]}; send them, then finish again", field="columns")
+                f"columns: column {column['name']!r} misses {column['missing_chunks']} chunk(s){first}; "
+                "send them, then finish again", field="columns")
     if upload.is_image:
         from datasets import images
 

@@ -30,6 +30,10 @@ from datasets import summaries
 # Datasets whose maps each process keeps (a map costs address space, not memory: the pages are
 # the page cache's, shared by every process).
 OPEN_DATASETS = 64
+# Each map holds a file descriptor (Python's mmap keeps its own): a dataset of thousands of
+# series maps thousands of columns and their summaries. The maps kept are bounded by this share
+# of the process's limit on open files (``raise_open_files_limit``).
+MAPS_SHARE_OF_OPEN_FILES = 0.5
 
 
 def root() -> Path:
@@ -169,9 +173,37 @@ def _opened(dataset: Any) -> dict[str, Any]:
     entry = {"columns": columns, "levels": {}, "folder": folder}
     with _lock:
         entry = _maps.setdefault(key, entry)
-        while len(_maps) > OPEN_DATASETS:
-            _maps.popitem(last=False)
+        budget = _open_files_limit() * MAPS_SHARE_OF_OPEN_FILES
+        while len(_maps) > OPEN_DATASETS or (len(_maps) > 1 and sum(map(_map_count, _maps.values())) > budget):
+            _maps.popitem(last=False)  # the least recently used; its maps close once no view holds them
     return entry
+
+
+def _map_count(entry: dict[str, Any]) -> int:
+    return len(entry["columns"]) + sum(len(levels) for levels in entry["levels"].values())
+
+
+def _open_files_limit() -> int:
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (maps of thousands of
+    columns need thousands of descriptors; a service manager's soft limit is often 1024); the
+    limit now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            pass
+    return _open_files_limit()
 
 
 def open_columns(dataset: Any) -> dict[str, np.ndarray]:
@@ -189,9 +221,9 @@ def summary_levels(dataset: Any, column: str) -> list[np.ndarray]:
     Raises:
         KeyError: no such column, or it is x (which has none).
     """
-    if column not in dataset.summarized_columns:
-        raise KeyError(column)
     entry = _opened(dataset)
+    if column == dataset.x_column or column not in entry["columns"]:  # a lookup: many series ask often
+        raise KeyError(column)
     levels = entry["levels"].get(column)
     if levels is None:
         stem = column_stem(dataset.column_index(column))

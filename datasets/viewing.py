@@ -54,10 +54,9 @@ def check(request: protocol.View, kind: str) -> None:
         raise InvalidView("'y0' and 'y1' go together", field="y1" if request.y1 is None else "y0")
     if request.y0 is not None and (not request.y1 > request.y0 or not math.isfinite(request.y1 - request.y0)):
         raise InvalidView("'y1' must be greater than 'y0', by a finite amount", field="y1")
-    if kind == "points" and request.y0 is None:
-        raise InvalidView("a view of points needs the y range ('y0', 'y1')", field="y0")
-    if kind == "image" and request.y0 is None:
-        raise InvalidView("a view of an image needs the y range ('y0', 'y1')", field="y0")
+    if kind in ("points", "lines", "image") and request.y0 is None:
+        what = {"points": "points", "lines": "lines", "image": "an image"}[kind]
+        raise InvalidView(f"a view of {what} needs the y range ('y0', 'y1')", field="y0")
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,7 @@ class Backing:
     x: str
     y: str
     reduce: str | None = None  # an image's: "mean" or "max"
+    ys: tuple[str, ...] = ()  # every column drawn, for kind "lines" (``datasets.series_views``)
 
 
 def backing(document, source_id: str) -> Backing:
@@ -82,8 +82,9 @@ def backing(document, source_id: str) -> Backing:
     return backing_of(dataset, mark["kind"], mark["x"], mark["y"], field="source", reduce=mark.get("reduce"))
 
 
-def backing_of(dataset: Dataset, kind: str, x: str, y: str, *, field: str, reduce: str | None = None) -> Backing:
-    """``dataset`` drawn as ``kind`` from columns ``x`` and ``y``; refused unless it can be."""
+def backing_of(dataset: Dataset, kind: str, x: str, y: Any, *, field: str, reduce: str | None = None) -> Backing:
+    """``dataset`` drawn as ``kind`` from columns ``x`` and ``y`` (a list of them for "lines");
+    refused unless it can be."""
     if kind not in protocol.VIEW_KINDS:
         raise InvalidView(f"the kind of view must be one of {', '.join(protocol.VIEW_KINDS)}", field="kind")
     if (kind == "image") != dataset.is_image:
@@ -92,6 +93,12 @@ def backing_of(dataset: Dataset, kind: str, x: str, y: str, *, field: str, reduc
         if reduce not in protocol.IMAGE_REDUCTIONS:
             raise InvalidView(f"'reduce' must be one of {', '.join(protocol.IMAGE_REDUCTIONS)}", field="reduce")
         return Backing(dataset, kind, x, y, reduce)
+    if kind == "lines":
+        from datasets import series_views
+
+        return series_views.backing_of(dataset, x, y, field=field)
+    if not isinstance(y, str):
+        raise InvalidView("a line or points view draws one column, named by a string", field=field)
     if x != dataset.x_column or y == x or y not in dataset.column_names:
         raise InvalidView(f"a view draws the dataset's x column ({dataset.x_column!r}) against another of its "
                           f"columns ({', '.join(c for c in dataset.column_names if c != dataset.x_column)})", field=field)
@@ -105,6 +112,10 @@ def extent(backing: Backing) -> tuple[float, float, float, float]:
     dataset = backing.dataset
     if dataset.is_image:
         return tuple(dataset.extent)
+    if backing.kind == "lines":
+        from datasets import series_views
+
+        return series_views.extent(backing)
     if dataset.length == 0 or dataset.x_min is None:
         return 0.0, 1.0, 0.0, 1.0
     levels = storage.summary_levels(dataset, backing.y)
@@ -137,6 +148,10 @@ def compute(backing: Backing, request: protocol.View) -> tuple[protocol.ViewData
     """The view ``request`` asks for, as a message and its buffers (synchronous and CPU-bound)."""
     if backing.kind == "image":
         return image_view(backing, request)
+    if backing.kind == "lines":
+        from datasets import series_views
+
+        return series_views.compute(backing, request)
     dataset = backing.dataset
     columns = storage.open_columns(dataset)
     x, y = columns[backing.x], columns[backing.y]
@@ -175,7 +190,7 @@ def first_new_x(backing: Backing, old_length: int) -> float | None:
     return value if scale is None else value * scale
 
 
-def first_view(dataset: Dataset, *, kind: str, width: int, height: int, x: str | None = None, y: str | None = None,
+def first_view(dataset: Dataset, *, kind: str, width: int, height: int, x: str | None = None, y: Any = None,
                x0: float | None = None, x1: float | None = None, y0: float | None = None,
                y1: float | None = None, reduce: str = "mean") -> tuple[protocol.ViewData, list[Buffer]]:
     """A view of ``dataset`` by itself (no document): over its whole extent unless a range is given."""
@@ -183,6 +198,10 @@ def first_view(dataset: Dataset, *, kind: str, width: int, height: int, x: str |
         found = backing_of(dataset, kind, "x", "y", field="kind", reduce=reduce)
     else:
         x = x or dataset.x_column
+        if kind == "lines" and y is None:
+            from datasets import series_views
+
+            y = series_views.default_columns(dataset)
         y = y or next((c for c in dataset.column_names if c != dataset.x_column), "")
         found = backing_of(dataset, kind, x, y, field="y")
     full = extent(found)

@@ -20,7 +20,7 @@ from bokehsite import protocol
 FIRST_VIEW_WIDTH, FIRST_VIEW_HEIGHT = 1200, 600
 
 
-def server_source(dataset: Any, kind: str = "line", *, x: str | None = None, y: str | None = None,
+def server_source(dataset: Any, kind: str = "line", *, x: str | None = None, y: str | list[str] | None = None,
                   reduce: str | None = None) -> ColumnDataSource:
     """A ``ColumnDataSource`` showing ``dataset`` (a ``Dataset`` from ``Session.upload_dataset``
     or ``Session.dataset``), to draw as usual: ``p.line("x", "y", source=src)``.
@@ -28,10 +28,15 @@ def server_source(dataset: Any, kind: str = "line", *, x: str | None = None, y: 
     Args:
         kind: ``"line"`` (x sorted; each view keeps every pixel column's exact extremes),
             ``"points"`` (a scatter: a count of points per pixel while there are many, the
-            points themselves when few are in view) or ``"image"`` (an ``Image`` from
-            ``Session.upload_image``: its columns are ``image``, ``x``, ``y``, ``dw`` and ``dh``, for
-            ``p.image(image="image", x="x", y="y", dw="dw", dh="dh", source=src, color_mapper=...)``).
-        x, y: the columns to draw (default: the dataset's x column and the first other one).
+            points themselves when few are in view), ``"lines"`` (many columns against one x,
+            sorted: draw with ``p.multi_line(xs="xs", ys="ys", source=src)``; each series' exact
+            extremes while few points are in view, else an image of how many series pass
+            through each pixel; ``"series"`` holds each line's column name) or ``"image"`` (an
+            ``Image`` from ``Session.upload_image``: its columns are ``image``, ``x``, ``y``,
+            ``dw`` and ``dh``, for ``p.image(image="image", x="x", y="y", dw="dw", dh="dh",
+            source=src, color_mapper=...)``).
+        x, y: the columns to draw (default: the dataset's x column and the first other one;
+            for ``"lines"``, ``y`` is a list, by default every other column of numbers).
         reduce: for an image, how pixels smaller than a screen pixel are shown: ``"mean"``
             (default) or ``"max"`` (a single bright pixel stays visible).
     """
@@ -42,6 +47,8 @@ def server_source(dataset: Any, kind: str = "line", *, x: str | None = None, y: 
     if reduce is not None:
         raise ValueError("'reduce' is for images (kind='image')")
     x = x or dataset.x
+    if kind == "lines":
+        return _lines_source(dataset, x, y)
     y = y or next((c for c in dataset.columns if c != x), None)
     if y is None or x not in dataset.columns or y not in dataset.columns:
         raise ValueError(f"the dataset has no columns {x!r} and {y!r} to draw (it has {', '.join(dataset.columns)})")
@@ -66,6 +73,27 @@ def _image_source(image: Any, reduce: str) -> ColumnDataSource:
     data = {"image": [decode_view(header, buffers)["image"]], "x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
     return ColumnDataSource(data=data, tags=[protocol.dataset_mark(image.id, "image", "x", "y",
                                                                    list(image.info["extent"]), reduce=reduce)])
+
+
+def _lines_source(dataset: Any, x: str, y: Any) -> ColumnDataSource:
+    if y is None:
+        y = [name for name, dtype in dataset.columns.items() if name != x and not dtype.startswith("datetime")]
+    if isinstance(y, str) or not y:
+        raise ValueError("y must be a list of columns for kind 'lines'")
+    y = list(y)
+    if len(y) > protocol.MAX_SERIES:
+        raise ValueError(f"a lines source draws at most {protocol.MAX_SERIES} columns, not {len(y)}")
+    unknown = [name for name in [x, *y] if name not in dataset.columns]
+    if unknown:
+        raise ValueError(f"the dataset has no columns {', '.join(map(repr, unknown[:5]))} to draw")
+    header, buffers = dataset.session.dataset_view(dataset.id, kind="lines", x=x, y=y,
+                                                   width=FIRST_VIEW_WIDTH, height=FIRST_VIEW_HEIGHT)
+    extent = [header["x0"], header["x1"], header["y0"], header["y1"]]
+    if header["kind"] == "image":  # too many points to send: the page asks for its own view
+        data: dict[str, Any] = {"xs": [], "ys": [], "series": []}
+    else:
+        data = decode_view(header, buffers)
+    return ColumnDataSource(data=data, tags=[protocol.dataset_mark(dataset.id, "lines", x, y, extent)])
 
 
 def pin_ranges(doc: Document) -> None:

@@ -128,7 +128,8 @@
     }
 
     // A scatter too dense to draw: an image of how many points fall in each pixel, drawn under
-    // the scatter's own renderers (which are hidden meanwhile), with a colour bar.
+    // the scatter's own renderers (which are hidden meanwhile), with a colour bar. Many series
+    // ("lines") too long to draw: the same, of how many series pass through each pixel.
     showImage(entry, header, buffers) {
       const {plot} = entry;
       if (!entry.image) {
@@ -144,7 +145,8 @@
           glyph: {type: "object", name: "Image", id: ids.glyph, attributes: {
             image: field("image"), x: field("x"), y: field("y"), dw: field("dw"), dh: field("dh"), color_mapper: mapper}},
         }};
-        const bar = {type: "object", name: "ColorBar", id: ids.bar, attributes: {color_mapper: {id: ids.mapper}, title: "points"}};
+        const bar = {type: "object", name: "ColorBar", id: ids.bar, attributes: {color_mapper: {id: ids.mapper},
+                     title: entry.mark.kind === "lines" ? "series" : "points"}};
         this.patch([
           {kind: "ModelChanged", model: {id: plot.id}, attr: "renderers", new: [renderer, ...plot.renderers.map((r) => ({id: r.id}))]},
           {kind: "ModelChanged", model: {id: plot.id}, attr: "right", new: [...plot.right.map((r) => ({id: r.id})), bar]},
