@@ -33,7 +33,7 @@ def backing_of(dataset: Dataset, x: str, y: Any, *, field: str) -> Backing:
         raise InvalidView(f"the dataset has no column of numbers other than x called {shown}", field=field)
     if not dataset.x_sorted:
         raise InvalidView("a lines view needs a dataset whose x is sorted", field=field)
-    return Backing(dataset, "lines", x, y[0], tuple(y))
+    return Backing(dataset, "lines", x, y[0], ys=tuple(y))
 
 
 def extent(backing: Backing) -> tuple[float, float, float, float]:

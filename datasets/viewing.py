@@ -92,7 +92,7 @@ def backing_of(dataset: Dataset, kind: str, x: str, y: Any, *, field: str, reduc
     if kind == "image":
         if reduce not in protocol.IMAGE_REDUCTIONS:
             raise InvalidView(f"'reduce' must be one of {', '.join(protocol.IMAGE_REDUCTIONS)}", field="reduce")
-        return Backing(dataset, kind, x, y, reduce)
+        return Backing(dataset, kind, x, y, reduce=reduce)
     if kind == "lines":
         from datasets import series_views
 

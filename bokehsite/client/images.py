@@ -126,7 +126,7 @@ def upload(session: Session, name: str, array: Any, *, x: Sequence[float] | None
         "image": {"width": width, "extent": list(extent)}}).json()
     path = f"api/datasets/uploads/{started['id']}/"
     try:
-        dataset_api._send_all(session, path, started, {COLUMN: values})
+        dataset_api._send_all(session, path, started, dataset_api.ArrayColumns({COLUMN: values}))
         # Finishing builds the pyramid in the request: about a second per 100 MB here, so wait
         # longer than for other answers rather than ask again while it is being built.
         timeout, session.timeout = session.timeout, max(session.timeout, 60.0 + values.nbytes / FINISH_BYTES_PER_SECOND)
