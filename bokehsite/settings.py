@@ -418,8 +418,11 @@ BOKEHSITE_DATASET_CHUNK_BYTES = envint("BOKEHSITE_DATASET_CHUNK_BYTES", str(8 * 
 # An upload that receives nothing for this many seconds is cancelled (manage.py prune_uploads, and
 # when its owner starts another), so that an abandoned one does not hold the quota.
 BOKEHSITE_DATASET_UPLOAD_EXPIRY = envcount("BOKEHSITE_DATASET_UPLOAD_EXPIRY", str(24 * 3600))
-if not 1024 <= BOKEHSITE_DATASET_CHUNK_BYTES <= BOKEHSITE_MAX_BODY_BYTES:
-    raise ImproperlyConfigured("BOKEHSITE_DATASET_CHUNK_BYTES must be at least 1024 and at most BOKEHSITE_MAX_BODY_BYTES")
+if not 1024 <= BOKEHSITE_DATASET_CHUNK_BYTES <= BOKEHSITE_MAX_BODY_BYTES or BOKEHSITE_DATASET_CHUNK_BYTES % 64:
+    # A multiple of 64 (8-byte values times the summaries' 8 rows a block): a chunk then holds
+    # whole summary blocks, which it writes as it arrives; a power of two holds the most levels.
+    raise ImproperlyConfigured("BOKEHSITE_DATASET_CHUNK_BYTES must be a multiple of 64, at least 1024 and at most "
+                               "BOKEHSITE_MAX_BODY_BYTES")
 
 # --- apps -------------------------------------------------------------------------------------
 # Bokeh apps served at /apps/<name>/, as `bokeh serve` takes them (scripts, notebooks, directories),

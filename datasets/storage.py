@@ -86,8 +86,9 @@ def create_column(path: Path, dtype: np.dtype, length: int) -> None:
         file.truncate(len(head) + length * dtype.itemsize)
 
 
-def write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
-    """Write ``data`` at byte ``offset`` of the rows, durably."""
+def write_at(path: Path, offset: int, data: bytes | memoryview, durable: bool = True) -> None:
+    """Write ``data`` at byte ``offset`` of the rows, durably unless told not to (the caller then
+    syncs the file with others, ``sync_files``)."""
     fd = os.open(path, os.O_WRONLY)
     try:
         view = memoryview(data).cast("B")
@@ -95,7 +96,8 @@ def write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
         while view:
             written = os.pwrite(fd, view, position)
             view, position = view[written:], position + written
-        os.fdatasync(fd)
+        if durable:
+            os.fdatasync(fd)
     finally:
         os.close(fd)
 
@@ -116,6 +118,16 @@ def set_rows(path: Path, dtype: np.dtype, length: int, rows: np.ndarray | None =
         file.write(head)
         file.flush()
         os.fdatasync(file.fileno())
+
+
+def sync_files(paths: list[Path]) -> None:
+    """Flush the data of ``paths`` (files that exist, whose size did not change) to disk."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
 
 def sync(folder: Path, pattern: str | None = "*") -> None:
