@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from datasets import summaries
@@ -63,11 +64,34 @@ def create(folder: Path, stem: str, dtype: np.dtype, rows: int, chunk_rows: int,
 def _record(values: np.ndarray) -> np.ndarray:
     record = np.zeros(1, record_dtype(values.dtype))
     record["done"] = 1
-    record["sorted"] = bool(np.all(values[1:] >= values[:-1]))
     record["first"], record["last"] = values[0], values[-1]
-    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-    record["low"], record["high"] = (finite.min(), finite.max()) if len(finite) else (np.nan, np.nan)
+    raw = values.view(np.uint8) if values.dtype == np.bool_ else values
+    ordered, low, high = _order_and_range(raw)
+    record["sorted"], record["low"], record["high"] = ordered, low, high
     return record
+
+
+@numba.njit(nogil=True, cache=True)
+def _order_and_range(values):  # pragma: no cover
+    """Whether ``values`` never decrease (NaN breaks it), and the smallest and largest finite one
+    (NaN if none), in one pass."""
+    ordered = True
+    low, high = np.inf, -np.inf
+    found = False
+    for i in range(len(values)):
+        v = values[i]
+        if i and not v >= values[i - 1]:
+            ordered = False
+        f = float(v)
+        if np.isfinite(f):
+            found = True
+            if f < low:
+                low = f
+            if f > high:
+                high = f
+    if not found:
+        return ordered, np.nan, np.nan
+    return ordered, low, high
 
 
 def _pwrite(fd: int, data: bytes | memoryview, position: int) -> None:
@@ -108,15 +132,7 @@ def receive(folder: Path, stem: str, values: np.ndarray, index: int, chunk_rows:
 
 def _levels(values: np.ndarray, count: int) -> list[np.ndarray]:
     """The records of levels 1 to ``count`` over ``values``, which start a block of each."""
-    if not count:
-        return []
-    dtype = values.dtype
-    mins, maxs = summaries._raw_extremes(values)
-    levels = [summaries._reduce(mins, maxs, None, None, 1, dtype)]
-    for level in range(2, count + 1):
-        below = levels[-1]
-        levels.append(summaries._reduce(below["min"], below["max"], below["at_min"], below["at_max"], level, dtype))
-    return levels
+    return summaries.summarize_levels(values, count) if count else []
 
 
 def _records(folder: Path, stem: str, dtype: np.dtype, rows: int, chunk_rows: int) -> np.ndarray | None:
@@ -140,7 +156,7 @@ def finish_summaries(column: np.ndarray, folder: Path, stem: str, chunk_rows: in
         return
     below = np.fromfile(summaries.level_path(folder, stem, have), summaries.record_dtype(have, dtype))
     for level in range(have + 1, top_level(rows) + 1):
-        below = summaries._reduce(below["min"], below["max"], below["at_min"], below["at_max"], level, dtype)
+        below = summaries.level_up(below, level)
         below.tofile(summaries.level_path(folder, stem, level))
 
 
