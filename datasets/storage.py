@@ -13,8 +13,11 @@ rewrites are never read for ranges within the old length (only whole blocks are)
 
 from __future__ import annotations
 
+import ctypes
 import io
+import mmap
 import os
+import queue
 import shutil
 import threading
 import uuid
@@ -176,10 +179,12 @@ def _opened(dataset: Any) -> dict[str, Any]:
         columns[name] = rows[:dataset.length]
     entry = {"columns": columns, "levels": {}, "folder": folder}
     with _lock:
-        entry = _maps.setdefault(key, entry)
+        opened = _maps.setdefault(key, entry)
         while len(_maps) > OPEN_DATASETS:
             _maps.popitem(last=False)
-    return entry
+    if opened is entry and _fits_in_memory(dataset):
+        prefetch(key, list(columns.values()))
+    return opened
 
 
 def open_columns(dataset: Any) -> dict[str, np.ndarray]:
@@ -203,8 +208,10 @@ def summary_levels(dataset: Any, column: str) -> list[np.ndarray]:
     levels = entry["levels"].get(column)
     if levels is None:
         stem = column_stem(dataset.column_index(column))
-        levels = entry["levels"].setdefault(column, summaries.open_levels(entry["folder"], stem,
-                                                                          entry["columns"][column]))
+        opened = summaries.open_levels(entry["folder"], stem, entry["columns"][column])
+        levels = entry["levels"].setdefault(column, opened)
+        if levels is opened:  # read by every view of the column: first in line, top level first
+            prefetch((str(dataset.id), int(dataset.length)), opened[::-1], first=True)
     return list(levels)
 
 
@@ -213,3 +220,70 @@ def forget(dataset_id: uuid.UUID | str) -> None:
     with _lock:
         for key in [key for key in _maps if key[0] == str(dataset_id)]:
             del _maps[key]
+
+
+
+# --- prefetching ---------------------------------------------------------------------------------
+# A view reads a few rows of each pixel column, scattered over the maps: each first touch of a
+# page costs a fault (a minor one if the page is in the page cache, a read from disk if not),
+# and a view of a billion rows touches thousands of pages it has not touched before. So once a
+# process opens a dataset, a thread of its own maps every page ahead (MADV_POPULATE_READ, which
+# reads a page from disk first if need be, sequentially): the summaries first, then the columns
+# (only when the dataset fits in half the machine's memory, so that a huge one does not evict
+# everything else). It works in steps of PREFETCH_STEP bytes, outside the GIL, and skips what
+# the process no longer has open.
+
+MADV_POPULATE_READ = 22  # Linux 5.14
+PREFETCH_STEP = 64 * 1024 * 1024
+_prefetch_queue: queue.SimpleQueue = queue.SimpleQueue()
+_prefetcher: threading.Thread | None = None
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def _fits_in_memory(dataset: Any) -> bool:
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return False
+    return int(dataset.bytes) <= memory // 2
+
+
+def prefetch(key: tuple[str, int], arrays: list[np.ndarray], first: bool = False) -> None:
+    """Map the pages of ``arrays`` (memory maps of the dataset ``key``) into this process, in the
+    background (``first``: before what is already waiting)."""
+    global _prefetcher
+    with _lock:
+        if _prefetcher is None or not _prefetcher.is_alive():
+            _prefetcher = threading.Thread(target=_prefetch_forever, name="bokehsite-prefetch", daemon=True)
+            _prefetcher.start()
+    _prefetch_queue.put((key, arrays, first))
+
+
+def _prefetch_forever() -> None:
+    waiting: list[tuple[tuple[str, int], list[np.ndarray]]] = []
+    while True:
+        while not waiting or not _prefetch_queue.empty():
+            key, arrays, first = _prefetch_queue.get()
+            if first:
+                waiting.insert(0, (key, arrays))
+            else:
+                waiting.append((key, arrays))
+        key, arrays = waiting[0]
+        if key not in _maps or not arrays:  # dropped, or done
+            waiting.pop(0)
+            continue
+        array = arrays.pop(0)
+        populate(array)
+
+
+def populate(array: np.ndarray) -> None:
+    """Map every page of ``array`` (a memory map) into this process, reading it if need be."""
+    page = mmap.PAGESIZE
+    start = array.__array_interface__["data"][0]
+    end = start + array.nbytes
+    start -= start % page
+    for at in range(start, end, PREFETCH_STEP):
+        length = min(PREFETCH_STEP, end - at)
+        if _libc.madvise(at, length, MADV_POPULATE_READ) != 0:  # an old kernel, or the file shrank
+            return

@@ -432,3 +432,43 @@ def test_an_upload_without_chunk_records_is_finished_by_reading_its_columns(api,
     assert finished.status_code == 201, finished.content
     assert finished.json()["x_sorted"] is True and finished.json()["x_max"] == 2999.0
     summaries_as_built_whole(Dataset.objects.get(), data)
+
+
+def mapped_bytes(path) -> int:
+    """How much of ``path`` this process has mapped in (smaps' Rss), in bytes."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's first line
+                inside = len(fields) >= 6 and fields[5] == str(path)
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1]) * 1024
+    return total
+
+
+def test_populating_a_map_maps_every_page_of_it(tmp_path):
+    path = tmp_path / "column.npy"
+    np.save(path, np.arange(4 * 1024 * 1024, dtype=np.float64))  # 32 MiB
+    values = np.load(path, mmap_mode="r")
+    assert mapped_bytes(path) < 1024 * 1024
+    storage.populate(values)
+    assert mapped_bytes(path) >= values.nbytes
+
+
+def test_opening_a_dataset_prefetches_its_summaries_and_columns_in_the_background(api, dataset_dir, settings):
+    import time
+
+    settings.BOKEHSITE_DATASET_CHUNK_BYTES = 4 * 1024 * 1024
+    rng = np.random.default_rng(2)
+    data = {"x": np.arange(2_000_000, dtype=np.float64), "y": rng.normal(size=2_000_000)}
+    assert upload_dataset(api, "prefetched", data).status_code == 201
+    dataset = Dataset.objects.get()
+    storage.open_columns(dataset)
+    storage.summary_levels(dataset, "y")
+    folder = storage.directory(dataset)
+    files = [folder / "c0.npy", folder / "c1.npy", *sorted(folder.glob("c1.summary*"))]
+    deadline = time.monotonic() + 60
+    while any(mapped_bytes(path) < path.stat().st_size - 4096 for path in files):
+        assert time.monotonic() < deadline, [(path.name, mapped_bytes(path), path.stat().st_size) for path in files]
+        time.sleep(0.05)
