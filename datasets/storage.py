@@ -182,8 +182,8 @@ def _opened(dataset: Any) -> dict[str, Any]:
         opened = _maps.setdefault(key, entry)
         while len(_maps) > OPEN_DATASETS:
             _maps.popitem(last=False)
-    if opened is entry and _fits_in_memory(dataset):
-        prefetch(key, list(columns.values()))
+    if opened is entry:
+        prefetch(key, list(columns.values()), cached_only=True)
     return opened
 
 
@@ -227,11 +227,11 @@ def forget(dataset_id: uuid.UUID | str) -> None:
 # A view reads a few rows of each pixel column, scattered over the maps: each first touch of a
 # page costs a fault (a minor one if the page is in the page cache, a read from disk if not),
 # and a view of a billion rows touches thousands of pages it has not touched before. So once a
-# process opens a dataset, a thread of its own maps every page ahead (MADV_POPULATE_READ, which
-# reads a page from disk first if need be, sequentially): the summaries first, then the columns
-# (only when the dataset fits in half the machine's memory, so that a huge one does not evict
-# everything else). It works in steps of PREFETCH_STEP bytes, outside the GIL, and skips what
-# the process no longer has open.
+# process opens a dataset, a thread of its own maps its pages ahead (MADV_POPULATE_READ): the
+# summaries first, read from disk if need be (sequentially, far faster than a view's scattered
+# faults), then the parts of the columns already in the page cache (so that a dataset larger
+# than memory evicts nothing). It works in steps of PREFETCH_STEP bytes, outside the GIL, and
+# skips what the process no longer has open.
 
 MADV_POPULATE_READ = 22  # Linux 5.14
 PREFETCH_STEP = 64 * 1024 * 1024
@@ -239,51 +239,47 @@ _prefetch_queue: queue.SimpleQueue = queue.SimpleQueue()
 _prefetcher: threading.Thread | None = None
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 
 
-def _fits_in_memory(dataset: Any) -> bool:
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return False
-    return int(dataset.bytes) <= memory // 2
-
-
-def prefetch(key: tuple[str, int], arrays: list[np.ndarray], first: bool = False) -> None:
-    """Map the pages of ``arrays`` (memory maps of the dataset ``key``) into this process, in the
-    background (``first``: before what is already waiting)."""
+def prefetch(key: tuple[str, int], arrays: list[np.ndarray], first: bool = False, cached_only: bool = False) -> None:
+    """Map the pages of ``arrays`` (memory maps of the dataset ``key``) into this process in the
+    background (``first``: before what is already waiting; ``cached_only``: only the steps
+    wholly in the page cache)."""
     global _prefetcher
     with _lock:
         if _prefetcher is None or not _prefetcher.is_alive():
             _prefetcher = threading.Thread(target=_prefetch_forever, name="bokehsite-prefetch", daemon=True)
             _prefetcher.start()
-    _prefetch_queue.put((key, arrays, first))
+    _prefetch_queue.put((key, arrays, first, cached_only))
 
 
 def _prefetch_forever() -> None:
-    waiting: list[tuple[tuple[str, int], list[np.ndarray]]] = []
+    waiting: list[tuple[tuple[str, int], list[np.ndarray], bool]] = []
     while True:
         while not waiting or not _prefetch_queue.empty():
-            key, arrays, first = _prefetch_queue.get()
-            if first:
-                waiting.insert(0, (key, arrays))
-            else:
-                waiting.append((key, arrays))
-        key, arrays = waiting[0]
+            key, arrays, first, cached_only = _prefetch_queue.get()
+            waiting.insert(0 if first else len(waiting), (key, arrays, cached_only))
+        key, arrays, cached_only = waiting[0]
         if key not in _maps or not arrays:  # dropped, or done
             waiting.pop(0)
             continue
-        array = arrays.pop(0)
-        populate(array)
+        populate(arrays.pop(0), cached_only)
 
 
-def populate(array: np.ndarray) -> None:
-    """Map every page of ``array`` (a memory map) into this process, reading it if need be."""
+def populate(array: np.ndarray, cached_only: bool = False) -> None:
+    """Map every page of ``array`` (a memory map) into this process, reading it in if need be
+    (``cached_only``: only the steps of PREFETCH_STEP bytes that are wholly in the page cache)."""
     page = mmap.PAGESIZE
     start = array.__array_interface__["data"][0]
     end = start + array.nbytes
     start -= start % page
+    resident = np.empty(PREFETCH_STEP // page, np.uint8) if cached_only else None
     for at in range(start, end, PREFETCH_STEP):
         length = min(PREFETCH_STEP, end - at)
+        if resident is not None:
+            pages = -(-length // page)
+            if _libc.mincore(at, length, resident.ctypes.data) != 0 or not (resident[:pages] & 1).all():
+                continue
         if _libc.madvise(at, length, MADV_POPULATE_READ) != 0:  # an old kernel, or the file shrank
             return

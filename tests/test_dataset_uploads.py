@@ -472,3 +472,19 @@ def test_opening_a_dataset_prefetches_its_summaries_and_columns_in_the_backgroun
     while any(mapped_bytes(path) < path.stat().st_size - 4096 for path in files):
         assert time.monotonic() < deadline, [(path.name, mapped_bytes(path), path.stat().st_size) for path in files]
         time.sleep(0.05)
+
+
+def test_populating_only_what_is_cached_leaves_the_rest_unread(tmp_path):
+    import os
+
+    path = tmp_path / "column.npy"
+    np.save(path, np.arange(4 * 1024 * 1024, dtype=np.float64))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # out of the page cache
+    finally:
+        os.close(fd)
+    values = np.load(path, mmap_mode="r")
+    storage.populate(values, cached_only=True)
+    assert mapped_bytes(path) < 1024 * 1024
