@@ -20,6 +20,7 @@ import os
 import queue
 import shutil
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -237,6 +238,7 @@ MADV_POPULATE_READ = 22  # Linux 5.14
 PREFETCH_STEP = 64 * 1024 * 1024
 _prefetch_queue: queue.SimpleQueue = queue.SimpleQueue()
 _prefetcher: threading.Thread | None = None
+_prefetch_pending = 0  # lists of arrays queued or being mapped
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
@@ -246,15 +248,17 @@ def prefetch(key: tuple[str, int], arrays: list[np.ndarray], first: bool = False
     """Map the pages of ``arrays`` (memory maps of the dataset ``key``) into this process in the
     background (``first``: before what is already waiting; ``cached_only``: only the steps
     wholly in the page cache)."""
-    global _prefetcher
+    global _prefetcher, _prefetch_pending
     with _lock:
         if _prefetcher is None or not _prefetcher.is_alive():
             _prefetcher = threading.Thread(target=_prefetch_forever, name="bokehsite-prefetch", daemon=True)
             _prefetcher.start()
+        _prefetch_pending += 1
     _prefetch_queue.put((key, arrays, first, cached_only))
 
 
 def _prefetch_forever() -> None:
+    global _prefetch_pending
     waiting: list[tuple[tuple[str, int], list[np.ndarray], bool]] = []
     while True:
         while not waiting or not _prefetch_queue.empty():
@@ -263,8 +267,20 @@ def _prefetch_forever() -> None:
         key, arrays, cached_only = waiting[0]
         if key not in _maps or not arrays:  # dropped, or done
             waiting.pop(0)
+            with _lock:
+                _prefetch_pending -= 1
             continue
         populate(arrays.pop(0), cached_only)
+
+
+def prefetch_done(timeout: float) -> bool:
+    """Wait until nothing is being prefetched (for measurements); whether it came to that."""
+    deadline = time.monotonic() + timeout
+    while _prefetch_pending:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def populate(array: np.ndarray, cached_only: bool = False) -> None:

@@ -457,8 +457,6 @@ def test_populating_a_map_maps_every_page_of_it(tmp_path):
 
 
 def test_opening_a_dataset_prefetches_its_summaries_and_columns_in_the_background(api, dataset_dir, settings):
-    import time
-
     settings.BOKEHSITE_DATASET_CHUNK_BYTES = 4 * 1024 * 1024
     rng = np.random.default_rng(2)
     data = {"x": np.arange(2_000_000, dtype=np.float64), "y": rng.normal(size=2_000_000)}
@@ -468,10 +466,9 @@ def test_opening_a_dataset_prefetches_its_summaries_and_columns_in_the_backgroun
     storage.summary_levels(dataset, "y")
     folder = storage.directory(dataset)
     files = [folder / "c0.npy", folder / "c1.npy", *sorted(folder.glob("c1.summary*"))]
-    deadline = time.monotonic() + 60
-    while any(mapped_bytes(path) < path.stat().st_size - 4096 for path in files):
-        assert time.monotonic() < deadline, [(path.name, mapped_bytes(path), path.stat().st_size) for path in files]
-        time.sleep(0.05)
+    assert storage.prefetch_done(timeout=60)
+    assert all(mapped_bytes(path) >= path.stat().st_size - 4096 for path in files), [
+        (path.name, mapped_bytes(path), path.stat().st_size) for path in files]
 
 
 def test_populating_only_what_is_cached_leaves_the_rest_unread(tmp_path):
