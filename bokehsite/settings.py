@@ -413,8 +413,10 @@ BOKEHSITE_DATASET_DIR = Path(os.environ.get("BOKEHSITE_DATASET_DIR", DATA_DIR / 
 BOKEHSITE_DATASET_QUOTA_BYTES = envcount("BOKEHSITE_DATASET_QUOTA_BYTES", str(50 * 1024 ** 3))
 # Largest upload or append: the bytes of its columns.
 BOKEHSITE_DATASET_MAX_BYTES = envcount("BOKEHSITE_DATASET_MAX_BYTES", str(16 * 1024 ** 3))
-# Bytes of one upload chunk; the server tells clients, and refuses bigger bodies.
-BOKEHSITE_DATASET_CHUNK_BYTES = envint("BOKEHSITE_DATASET_CHUNK_BYTES", str(64 * 1024 * 1024))
+# Bytes of one upload chunk; the server tells clients, and refuses bigger bodies. By default
+# 64 MiB, or the largest body if that is less.
+BOKEHSITE_DATASET_CHUNK_BYTES = envint("BOKEHSITE_DATASET_CHUNK_BYTES",
+                                       str(min(64 * 1024 * 1024, BOKEHSITE_MAX_BODY_BYTES // 64 * 64)))
 # An upload that receives nothing for this many seconds is cancelled (manage.py prune_uploads, and
 # when its owner starts another), so that an abandoned one does not hold the quota.
 BOKEHSITE_DATASET_UPLOAD_EXPIRY = envcount("BOKEHSITE_DATASET_UPLOAD_EXPIRY", str(24 * 3600))
