@@ -54,7 +54,7 @@ def measure(url: str, n: int, appends: int, tail_rows: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1e6,1e7", help="comma-separated numbers of rows")
-    parser.add_argument("--chunk-mib", type=int, default=8, help="the server's chunk size (BOKEHSITE_DATASET_CHUNK_BYTES)")
+    parser.add_argument("--chunk-mib", type=int, default=64, help="the server's chunk size (BOKEHSITE_DATASET_CHUNK_BYTES)")
     parser.add_argument("--appends", type=int, default=20, help="appends timed at each size")
     parser.add_argument("--tail-rows", type=int, default=1000, help="rows per append")
     args = parser.parse_args()

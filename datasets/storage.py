@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import logging
 import mmap
 import os
 import queue
@@ -30,6 +31,8 @@ import numpy as np
 from django.conf import settings
 
 from datasets import summaries
+
+logger = logging.getLogger(__name__)
 
 # Datasets whose maps each process keeps (a map costs address space, not memory: the pages are
 # the page cache's, shared by every process).
@@ -246,8 +249,8 @@ _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 
 def prefetch(key: tuple[str, int], arrays: list[np.ndarray], first: bool = False, cached_only: bool = False) -> None:
     """Map the pages of ``arrays`` (memory maps of the dataset ``key``) into this process in the
-    background (``first``: before what is already waiting; ``cached_only``: only the steps
-    wholly in the page cache)."""
+    background (``first``: before what is already waiting; ``cached_only``: only the pages
+    already in the page cache)."""
     global _prefetcher, _prefetch_pending
     with _lock:
         if _prefetcher is None or not _prefetcher.is_alive():
@@ -270,7 +273,10 @@ def _prefetch_forever() -> None:
             with _lock:
                 _prefetch_pending -= 1
             continue
-        populate(arrays.pop(0), cached_only)
+        try:
+            populate(arrays.pop(0), cached_only)
+        except Exception:  # a prefetch is only ever a head start: views read the pages anyway
+            logger.exception("prefetching a dataset's pages failed")
 
 
 def prefetch_done(timeout: float) -> bool:
@@ -285,7 +291,7 @@ def prefetch_done(timeout: float) -> bool:
 
 def populate(array: np.ndarray, cached_only: bool = False) -> None:
     """Map every page of ``array`` (a memory map) into this process, reading it in if need be
-    (``cached_only``: only the steps of PREFETCH_STEP bytes that are wholly in the page cache)."""
+    (``cached_only``: only the pages already in the page cache)."""
     page = mmap.PAGESIZE
     start = array.__array_interface__["data"][0]
     end = start + array.nbytes
@@ -293,9 +299,15 @@ def populate(array: np.ndarray, cached_only: bool = False) -> None:
     resident = np.empty(PREFETCH_STEP // page, np.uint8) if cached_only else None
     for at in range(start, end, PREFETCH_STEP):
         length = min(PREFETCH_STEP, end - at)
-        if resident is not None:
+        if resident is None:
+            runs = [(at, length)]
+        else:
             pages = -(-length // page)
-            if _libc.mincore(at, length, resident.ctypes.data) != 0 or not (resident[:pages] & 1).all():
-                continue
-        if _libc.madvise(at, length, MADV_POPULATE_READ) != 0:  # an old kernel, or the file shrank
-            return
+            if _libc.mincore(at, length, resident.ctypes.data) != 0:
+                return
+            cached = np.concatenate([[False], (resident[:pages] & 1).astype(bool), [False]])
+            edges = np.flatnonzero(cached[1:] != cached[:-1])  # where runs of cached pages start and end
+            runs = [(at + int(first) * page, int(last - first) * page) for first, last in zip(edges[::2], edges[1::2])]
+        for where, size in runs:
+            if _libc.madvise(where, size, MADV_POPULATE_READ) != 0:  # an old kernel, or the file shrank
+                return

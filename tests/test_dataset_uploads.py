@@ -485,3 +485,20 @@ def test_populating_only_what_is_cached_leaves_the_rest_unread(tmp_path):
     values = np.load(path, mmap_mode="r")
     storage.populate(values, cached_only=True)
     assert mapped_bytes(path) < 1024 * 1024
+
+
+def test_populating_what_is_cached_maps_the_cached_pages_only(tmp_path):
+    import os
+
+    path = tmp_path / "column.npy"
+    np.save(path, np.arange(4 * 1024 * 1024, dtype=np.float64))  # 32 MiB
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.pread(fd, 8 * 1024 * 1024, 16 * 1024 * 1024)  # 8 MiB of it back in the page cache
+    finally:
+        os.close(fd)
+    values = np.load(path, mmap_mode="r")
+    storage.populate(values, cached_only=True)
+    assert 7 * 1024 * 1024 <= mapped_bytes(path) <= 10 * 1024 * 1024
