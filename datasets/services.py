@@ -221,9 +221,12 @@ def receive_chunk(upload: Dataset, column: str, offset: int, data: bytes | memor
     if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), sha256.lower()):
         raise ChecksumMismatch("sha256: the chunk's bytes do not have this SHA-256; it was corrupted on the way "
                                "and not stored: send it again", field="sha256")
-    # The chunk's rows, its blocks of the summaries and its record are written and made durable
-    # before its row says it arrived: a crash (of the server or the machine) then loses at worst
-    # a chunk that is sent again. The writes are outside the transaction, so that chunks of one
+    # The chunk's rows, its blocks of the summaries and its record are written and synced before
+    # its row says it arrived: a crash (of the server or the machine) then loses at worst a chunk
+    # that is sent again. Syncing once at finish instead would leave rows claiming bytes that a
+    # machine crash lost, and with hosts sharing the files, a finish on another host would not
+    # flush this host's writes; with 64 MiB chunks and two in flight, the sync of one overlaps
+    # the transfer of the next. The writes are outside the transaction, so that chunks of one
     # upload are written at once (the row is what a transaction serialises); a chunk sent twice
     # at once writes the same bytes twice.
     if not Dataset.objects.filter(pk=upload.pk, state=State.UPLOADING).exists():
