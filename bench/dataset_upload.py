@@ -67,7 +67,7 @@ def main() -> None:
             print(f"chunks of {args.chunk_mib} MiB; two float64 columns (x sorted, y a random walk); "
                   f"appends of {args.tail_rows} rows")
             print("| rows | data | upload (finish included) | throughput | summaries: build | summaries: size | "
-                  f"append p50 | append max |")
+                  "append p50 | append max |")
             print("|---:|---:|---:|---:|---:|---:|---:|---:|")
             for n in sizes:
                 r = measure(server.url, n, args.appends, args.tail_rows)

@@ -280,8 +280,9 @@ def upload_status(upload: Dataset) -> dict[str, Any]:
 
 
 def finish_upload(upload: Dataset) -> Dataset:
-    """Check the upload, build the summaries of every column but x, and make it a dataset: the
-    files are renamed into place and only then is it marked ready, in one step for readers.
+    """Check the upload, build the top levels of the summaries of every column but x (the chunks
+    built the rest as they arrived), and make it a dataset: the files are renamed into place
+    and only then is it marked ready, in one step for readers.
 
     Raises:
         UploadIncomplete: chunks are missing (send them, then finish again).
