@@ -54,7 +54,7 @@ def measure(url: str, n: int, appends: int, tail_rows: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1e6,1e7", help="comma-separated numbers of rows")
-    parser.add_argument("--chunk-mib", type=int, default=8, help="the server's chunk size (BOKEHSITE_DATASET_CHUNK_BYTES)")
+    parser.add_argument("--chunk-mib", type=int, default=64, help="the server's chunk size (BOKEHSITE_DATASET_CHUNK_BYTES)")
     parser.add_argument("--appends", type=int, default=20, help="appends timed at each size")
     parser.add_argument("--tail-rows", type=int, default=1000, help="rows per append")
     args = parser.parse_args()
@@ -67,7 +67,7 @@ def main() -> None:
             print(f"chunks of {args.chunk_mib} MiB; two float64 columns (x sorted, y a random walk); "
                   f"appends of {args.tail_rows} rows")
             print("| rows | data | upload (finish included) | throughput | summaries: build | summaries: size | "
-                  f"append p50 | append max |")
+                  "append p50 | append max |")
             print("|---:|---:|---:|---:|---:|---:|---:|---:|")
             for n in sizes:
                 r = measure(server.url, n, args.appends, args.tail_rows)

@@ -8,9 +8,13 @@ It prints:
   and tsdownsample's MinMaxLTTB (to 2,000 points) over the same slice: the raw-scan floor. The
   summaries' build time and size are printed too;
 - **scatter**: a full view of the largest size's scatter (Datashader counts, on both cores);
-- **websocket**: a Daphne server with the dataset uploaded through the client, ``view`` to
-  ``view_data`` round trips for one viewer and for 10 viewers panning at once (p50, p99), and the
-  server's memory per viewer;
+- **server**: the line (generated in pieces: memory stays small at 1e9 rows) uploaded through the
+  client to a Daphne server over loopback (MB/s, start to finish); then, on the stored dataset,
+  line views at every zoom against a 1e6-row one, and one viewer's random 1% windows in a fresh
+  process (p50, p99, page faults a view), with the files in the page cache and (as root) with the
+  page cache emptied, from the first view on and once the process's prefetch is done;
+- **websocket**: ``view`` to ``view_data`` round trips for one viewer (random 1% windows), and for
+  1 and 10 viewers panning at once (p50, p99), and the server's memory per viewer;
 - **zoom to pixels**: in headless Chromium, from a mouse-wheel event to the new view painted;
 - **images** (``--images``, alone): a 20,000 x 20,000 uint8 image's pyramid (build time, bytes
   against the image's) and views of a window at full view, 10%, 1%, 0.1% and 1:1 (``bench/images.py``);
@@ -24,6 +28,7 @@ It prints:
     .venv/bin/python bench/large_data.py --images              # a 20,000² uint8 image (bench/images.py)
     .venv/bin/python bench/large_data.py --images --image-size 100000   # 10 GB (12.5 GB of disk)
     .venv/bin/python bench/large_data.py --series              # only many series (bench/series.py)
+    .venv/bin/python bench/large_data.py --sizes 1e6 --server-size 1e9 --no-plotly   # 16 GB; 35 GB of disk at most
 """
 
 from __future__ import annotations
@@ -69,15 +74,20 @@ def timed(function, repeat: int) -> float:
 
 
 def walk(n: int, folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """x = 0..n-1 and a random walk, written as .npy files and memory-mapped back."""
+    """x = 0..n-1 and a random walk, written as .npy files in pieces (memory stays small,
+    whatever n) and memory-mapped back."""
     rng = np.random.default_rng(n)
-    y = np.empty(n)
-    for start in range(0, n, 10_000_000):  # in pieces, to keep memory small
-        piece = rng.normal(size=min(10_000_000, n - start))
-        y[start:start + len(piece)] = np.cumsum(piece) + (y[start - 1] if start else 0.0)
-    np.save(folder / "x.npy", np.arange(n, dtype=np.float64))
-    np.save(folder / "y.npy", y)
-    del y
+    x = np.lib.format.open_memmap(folder / "x.npy", mode="w+", dtype=np.float64, shape=(n,))
+    y = np.lib.format.open_memmap(folder / "y.npy", mode="w+", dtype=np.float64, shape=(n,))
+    last = 0.0
+    for start in range(0, n, 10_000_000):
+        piece = np.cumsum(rng.normal(size=min(10_000_000, n - start))) + last
+        x[start:start + len(piece)] = np.arange(start, start + len(piece), dtype=np.float64)
+        y[start:start + len(piece)] = piece
+        last = float(piece[-1])
+    x.flush()
+    y.flush()
+    del x, y
     return np.load(folder / "x.npy", mmap_mode="r"), np.load(folder / "y.npy", mmap_mode="r")
 
 
@@ -85,6 +95,117 @@ def window(n: int, zoom: float) -> tuple[int, int]:
     span = max(int(n * zoom), 10)
     start = (n - span) // 2
     return start, start + span
+
+
+def zoom_views(x, y, levels, repeat: int) -> dict[float, float]:
+    """The median time of a line view (ms) at each zoom, centred."""
+    n, times = len(x), {}
+    for zoom in ZOOMS:
+        lo, hi = window(n, zoom)
+        x0, x1 = float(x[lo]), float(x[hi - 1])
+        line_view(x, y, levels, x0, x1, WIDTH)  # its pages mapped in
+        times[zoom] = timed(lambda: line_view(x, y, levels, x0, x1, WIDTH), repeat)
+    return times
+
+
+def flat_views(small: int, large: tuple, repeat: int) -> None:
+    """A line view of ``small`` rows against one of the ``large`` (x, y, levels) at every zoom."""
+    with tempfile.TemporaryDirectory(prefix="bench-large-") as folder:
+        x, y = walk(small, Path(folder))
+        summaries.build(y, Path(folder), "y")
+        ours = zoom_views(x, y, summaries.open_levels(Path(folder), "y", y), repeat)
+    theirs = zoom_views(*large, repeat)
+    n = len(large[0])
+    print(f"\nline views of the uploaded dataset against {small:,} rows, median of {repeat} (ms), {WIDTH} px")
+    print(f"{'zoom':>6} {f'{small:,} rows':>14} {f'{n:,} rows':>16} {'ratio':>6}")
+    for zoom in ZOOMS:
+        print(f"{zoom * 100:>5g}% {ours[zoom]:>14.3f} {theirs[zoom]:>16.3f} {theirs[zoom] / ours[zoom]:>5.2f}x")
+
+
+# One viewer's random 1% windows in a fresh process, through datasets.storage as a server
+# reads them (its prefetch included): from the first view on, and once the prefetch is done.
+ONE_VIEWER = textwrap.dedent("""
+    import resource, sys, time
+    import django
+    django.setup()
+    import numpy as np
+    from datasets import storage
+    from datasets.aggregation import line_view
+    from datasets.models import Dataset
+    dataset = Dataset.objects.get(pk=sys.argv[1])
+    views, width = int(sys.argv[2]), int(sys.argv[3])
+    start = opened = time.perf_counter()
+    columns = storage.open_columns(dataset)
+    x, y, levels = columns[dataset.x_column], columns["y"], storage.summary_levels(dataset, "y")
+    n = len(x)
+    line_view(x, y, levels, 0.0, n * 0.01, width)
+    print(f"first {(time.perf_counter() - start) * 1000:.1f}")
+    rng = np.random.default_rng(7)
+
+    def run(label):
+        times, faults = [], resource.getrusage(resource.RUSAGE_SELF)
+        for _ in range(views):
+            x0 = float(rng.uniform(0, n * 0.99))
+            t = time.perf_counter()
+            line_view(x, y, levels, x0, x0 + n * 0.01, width)
+            times.append((time.perf_counter() - t) * 1000)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        print(label, np.percentile(times, 50), np.percentile(times, 99), max(times),
+              (after.ru_minflt - faults.ru_minflt) / views, (after.ru_majflt - faults.ru_majflt) / views)
+
+    run("at_once")
+    storage.prefetch_done(600)
+    print(f"prefetch_s {time.perf_counter() - opened:.1f}")
+    run("prefetched")
+""")
+
+
+def wait_for_prefetch(pid: int, timeout: float = 300) -> float:
+    """Wait until the server's mapped file pages (its prefetch) stop growing for 3 s; seconds waited."""
+    start = last_change = time.monotonic()
+    last = rss_mib(pid, "RssFile")
+    while time.monotonic() - last_change < 3 and time.monotonic() - start < timeout:
+        time.sleep(0.5)
+        now = rss_mib(pid, "RssFile")
+        if now > last + 1:
+            last, last_change = now, time.monotonic()
+    return last_change - start
+
+
+def read_files(folder: Path) -> None:
+    """Read a dataset's files once, into the page cache."""
+    subprocess.run(["cat", *map(str, folder.iterdir())], stdout=subprocess.DEVNULL, check=True)
+
+
+def drop_caches() -> bool:
+    """Empty the page cache (root only): what a cold start reads comes from disk."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1")
+        return True
+    except OSError:
+        return False
+
+
+def one_viewer(env: dict[str, str], dataset_id: str, views: int) -> None:
+    print(f"\none viewer, {views} random 1% windows in a fresh process (compute only, ms; faults a view)")
+    for cold in (False, True):
+        if cold and not drop_caches():
+            print("  cold: not measured (emptying the page cache needs root)")
+            continue
+        if not cold:
+            read_files(Path(env["BOKEHSITE_DATA_DIR"], "datasets", dataset_id))
+        out = subprocess.run([sys.executable, "-c", ONE_VIEWER, dataset_id, str(views), str(WIDTH)],
+                             env={**os.environ, "DJANGO_SETTINGS_MODULE": "bokehsite.settings", **env},
+                             cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=True)
+        lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+        label = "cold (page cache emptied)" if cold else "warm (files in the page cache)"
+        print(f"  {label}: opening and a first view {float(lines['first']):.0f} ms; "
+              f"prefetch done {float(lines['prefetch_s']):.1f} s after opening")
+        for key, what in (("at_once", "from the first view on"), ("prefetched", "once the prefetch is done")):
+            p50, p99, top, minor, major = map(float, lines[key].split())
+            print(f"    {what:>26}: p50 {p50:.2f}, p99 {p99:.2f}, max {top:.1f}; {minor:.0f} minor, {major:.1f} major faults")
 
 
 def compute(sizes: list[int], repeat: int) -> dict[int, float]:
@@ -394,6 +515,8 @@ def main() -> None:
     parser.add_argument("--image-dir", default=None, help="where the image is written for a while (default: the temp dir)")
     parser.add_argument("--series", action="store_true",
                         help="only many series: 1,000 x 1e5 rows, in the process and over the websocket (bench/series.py)")
+    parser.add_argument("--viewer-views", type=int, default=300,
+                        help="random 1%% windows one viewer asks for (default %(default)s)")
     args = parser.parse_args()
     if args.series:
         import series
@@ -416,13 +539,35 @@ def main() -> None:
     n = int(args.server_size)
     from bokehsite.client import Session
 
-    with tempfile.TemporaryDirectory(prefix="bench-server-") as data, DaphneServer(env=server_env(data, BOKEHSITE_MAX_BODY_BYTES=str(1 << 30))) as server:
-        with Session(server.url) as session:
-            x, y = walk(n, Path(data))
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as data:
+        env = server_env(data, BOKEHSITE_MAX_BODY_BYTES=str(1 << 30))
+        with DaphneServer(env=env) as server, Session(server.url, timeout=600) as session:
+            source = Path(data) / "source"
+            source.mkdir()
             start = time.perf_counter()
-            dataset = session.upload_dataset("walk", {"x": np.asarray(x), "y": np.asarray(y)}, require_sorted_x=True)
-            print(f"\nserver: {n:,} rows uploaded in {time.perf_counter() - start:.1f} s")
+            x, y = walk(n, source)
+            print(f"\nserver: {n:,} rows ({2 * 8 * n / 1e9:.1f} GB) generated in {time.perf_counter() - start:.0f} s")
+            start = time.perf_counter()
+            dataset = session.upload_dataset("walk", {"x": x, "y": y}, require_sorted_x=True)
+            took = time.perf_counter() - start
+            print(f"  uploaded through the client in {took:.1f} s: {2 * 8 * n / 1e6 / took:.0f} MB/s over loopback "
+                  "(start to finish, the summaries included)")
+            del x, y
+            for path in source.iterdir():  # the server has its copy: disk is not doubled from here on
+                path.unlink()
+            stored = Path(data) / "datasets" / dataset.id
+            sx, sy = np.load(stored / "c0.npy", mmap_mode="r"), np.load(stored / "c1.npy", mmap_mode="r")
+            flat_views(10 ** 6, (sx, sy, summaries.open_levels(stored, "c1", sy)), args.repeat)
+            del sx, sy
+            one_viewer(env, dataset.id, args.viewer_views)  # before any process keeps the files mapped
+            read_files(stored)  # the page cache warm again
             info, source_id = backed_plot(session, dataset, "big line")
+            asyncio.run(viewers_panning(server.url, info["id"], source_id, n, 1, 1))  # the server opens the dataset
+            waited = wait_for_prefetch(server.process.pid)
+            times = asyncio.run(viewers_panning(server.url, info["id"], source_id, n, 1, args.viewer_views))
+            print(f"\none viewer over the websocket, {len(times)} random 1% windows once the server's prefetch is "
+                  f"done ({waited:.0f} s after its first view): p50 {p(times, 50):.1f} ms, p99 {p(times, 99):.1f} ms, "
+                  f"max {max(times):.1f} ms")
             websocket_views(server, n, info["id"], source_id)
             ours = ours_over_websocket(server.url, info["id"], source_id, n, args.repeat)
             if not args.no_browser:

@@ -413,13 +413,21 @@ BOKEHSITE_DATASET_DIR = Path(os.environ.get("BOKEHSITE_DATASET_DIR", DATA_DIR / 
 BOKEHSITE_DATASET_QUOTA_BYTES = envcount("BOKEHSITE_DATASET_QUOTA_BYTES", str(50 * 1024 ** 3))
 # Largest upload or append: the bytes of its columns.
 BOKEHSITE_DATASET_MAX_BYTES = envcount("BOKEHSITE_DATASET_MAX_BYTES", str(16 * 1024 ** 3))
-# Bytes of one upload chunk; the server tells clients, and refuses bigger bodies.
-BOKEHSITE_DATASET_CHUNK_BYTES = envint("BOKEHSITE_DATASET_CHUNK_BYTES", str(8 * 1024 * 1024))
+# Bytes of one upload chunk; the server tells clients, and refuses bigger bodies. By default
+# 64 MiB, or the largest body if that is less.
+BOKEHSITE_DATASET_CHUNK_BYTES = envint("BOKEHSITE_DATASET_CHUNK_BYTES",
+                                       str(min(64 * 1024 * 1024, BOKEHSITE_MAX_BODY_BYTES // 64 * 64)))
 # An upload that receives nothing for this many seconds is cancelled (manage.py prune_uploads, and
 # when its owner starts another), so that an abandoned one does not hold the quota.
 BOKEHSITE_DATASET_UPLOAD_EXPIRY = envcount("BOKEHSITE_DATASET_UPLOAD_EXPIRY", str(24 * 3600))
-if not 1024 <= BOKEHSITE_DATASET_CHUNK_BYTES <= BOKEHSITE_MAX_BODY_BYTES:
-    raise ImproperlyConfigured("BOKEHSITE_DATASET_CHUNK_BYTES must be at least 1024 and at most BOKEHSITE_MAX_BODY_BYTES")
+if not 1024 <= BOKEHSITE_DATASET_CHUNK_BYTES <= BOKEHSITE_MAX_BODY_BYTES or BOKEHSITE_DATASET_CHUNK_BYTES % 64:
+    # A multiple of 64 (8-byte values times the summaries' 8 rows a block): a chunk then holds
+    # whole summary blocks, which it writes as it arrives; a power of two holds the most levels.
+    raise ImproperlyConfigured("BOKEHSITE_DATASET_CHUNK_BYTES must be a multiple of 64, at least 1024 and at most "
+                               "BOKEHSITE_MAX_BODY_BYTES")
+# A request body up to a chunk stays in memory (Django's ASGI handler spools larger ones to a
+# temporary file, then reads it back): a chunk is read into memory whole anyway.
+FILE_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, BOKEHSITE_DATASET_CHUNK_BYTES)
 
 # --- apps -------------------------------------------------------------------------------------
 # Bokeh apps served at /apps/<name>/, as `bokeh serve` takes them (scripts, notebooks, directories),

@@ -22,7 +22,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from bokehsite.errors import Unavailable
-from datasets import storage, summaries
+from datasets import chunked, storage, summaries
 from datasets.exceptions import (
     BadChunk, ChecksumMismatch, DatasetNotFound, InvalidColumns, InvalidDtype, NameTaken, QuotaExceeded, TooLarge, UnequalLengths,
     UploadIncomplete, UploadNotFound, XNotSorted,
@@ -184,6 +184,8 @@ def start_upload(owner: Any, name: str, columns: Sequence[Mapping[str, Any]], *,
             folder.mkdir(mode=0o700, parents=True)
             for index, dtype in enumerate(dtypes):
                 storage.create_column(storage.column_path(folder, index), dtype, length)
+                chunked.create(folder, storage.column_stem(index), dtype, length, upload.chunk_bytes // dtype.itemsize,
+                               summarized=described[index]["name"] != x)
     except BaseException:
         _discard(upload)
         raise
@@ -222,9 +224,33 @@ def receive_chunk(upload: Dataset, column: str, offset: int, data: bytes | memor
     if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), sha256.lower()):
         raise ChecksumMismatch("sha256: the chunk's bytes do not have this SHA-256; it was corrupted on the way "
                                "and not stored: send it again", field="sha256")
-    with _writing("the chunk"), transaction.atomic():
+    # The chunk's rows, its blocks of the summaries and its record are written and synced before
+    # its row says it arrived: a crash (of the server or the machine) then loses at worst a chunk
+    # that is sent again. Syncing once at finish instead would leave rows claiming bytes that a
+    # machine crash lost, and with hosts sharing the files, a finish on another host would not
+    # flush this host's writes; with 64 MiB chunks and two in flight, the sync of one overlaps
+    # the transfer of the next. The writes are outside the transaction, so that chunks of one
+    # upload are written at once (the row is what a transaction serialises); a chunk sent twice
+    # at once writes the same bytes twice.
+    if not Dataset.objects.filter(pk=upload.pk, state=State.UPLOADING).exists():
+        raise UploadNotFound("the upload was finished or cancelled")
+    folder = storage.upload_directory(upload.id)
+    dtype = upload.stored_dtype(column)
+    chunk_rows = upload.chunk_bytes // dtype.itemsize
+    try:
+        with _writing("the chunk"):
+            path = storage.column_path(folder, index)
+            storage.write_at(path, offset, data, durable=False)
+            written = chunked.receive(folder, storage.column_stem(index), np.frombuffer(data, dtype),
+                                      offset // upload.chunk_bytes, chunk_rows, upload.length,
+                                      summarized=column != upload.x_column, x=column == upload.x_column)
+            storage.sync_files([path, *written])
+    except Unavailable:
+        if not Dataset.objects.filter(pk=upload.pk, state=State.UPLOADING).exists():  # its folder went
+            raise UploadNotFound("the upload was finished or cancelled") from None
+        raise
+    with transaction.atomic():
         locked = _locked_upload(upload)
-        storage.write_at(storage.column_path(storage.upload_directory(locked.id), index), offset, data)
         UploadChunk.objects.get_or_create(dataset=locked, column=index, offset=offset)
         locked.save(update_fields=["updated"])
 
@@ -257,8 +283,9 @@ def upload_status(upload: Dataset) -> dict[str, Any]:
 
 
 def finish_upload(upload: Dataset) -> Dataset:
-    """Check the upload, build the summaries of every column but x, and make it a dataset: the
-    files are renamed into place and only then is it marked ready, in one step for readers.
+    """Check the upload, build the top levels of the summaries of every column but x (the chunks
+    built the rest as they arrived), and make it a dataset: the files are renamed into place
+    and only then is it marked ready, in one step for readers.
 
     Raises:
         UploadIncomplete: chunks are missing (send them, then finish again).
@@ -281,14 +308,20 @@ def finish_upload(upload: Dataset) -> Dataset:
     if not folder.exists() and final.exists():  # renamed by a finish whose commit failed
         os.rename(final, folder)
     rows = {name: np.load(storage.column_path(folder, i), mmap_mode="r") for i, name in enumerate(upload.column_names)}
-    x_sorted, x_min, x_max = _x_summary(rows[upload.x_column])
+    x_index = upload.column_index(upload.x_column)
+    x_dtype = upload.stored_dtype(upload.x_column)
+    x_sorted, x_min, x_max = (chunked.x_summary(folder, storage.column_stem(x_index), x_dtype, upload.length,
+                                                upload.chunk_bytes // x_dtype.itemsize)
+                              or _x_summary(rows[upload.x_column]))
     if upload.require_sorted_x and not x_sorted:
         _discard(upload)
         raise XNotSorted(f"x: column {upload.x_column!r} is not sorted, and the upload asked for a sorted x "
                          "(require_sorted_x, as a line needs); the upload was discarded", field="x")
     with _writing("the summaries"):
-        for name in upload.summarized_columns:
-            summaries.build(rows[name], folder, storage.column_stem(upload.column_index(name)))
+        for name in upload.summarized_columns:  # the chunks wrote the lower levels
+            chunked.finish_summaries(rows[name], folder, storage.column_stem(upload.column_index(name)),
+                                     upload.chunk_bytes // upload.stored_dtype(name).itemsize)
+        chunked.forget(folder)
         storage.sync(folder, "*.summary*")
     del rows
     try:

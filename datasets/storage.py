@@ -13,10 +13,15 @@ rewrites are never read for ranges within the old length (only whole blocks are)
 
 from __future__ import annotations
 
+import ctypes
 import io
+import logging
+import mmap
 import os
+import queue
 import shutil
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -26,6 +31,8 @@ import numpy as np
 from django.conf import settings
 
 from datasets import summaries
+
+logger = logging.getLogger(__name__)
 
 # Datasets whose maps each process keeps (a map costs address space, not memory: the pages are
 # the page cache's, shared by every process).
@@ -92,8 +99,9 @@ def create_column(path: Path, dtype: np.dtype, length: int, width: int = 0) -> N
         file.truncate(len(head) + length * max(width, 1) * dtype.itemsize)
 
 
-def write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
-    """Write ``data`` at byte ``offset`` of the rows, durably."""
+def write_at(path: Path, offset: int, data: bytes | memoryview, durable: bool = True) -> None:
+    """Write ``data`` at byte ``offset`` of the rows, durably unless told not to (the caller then
+    syncs the file with others, ``sync_files``)."""
     fd = os.open(path, os.O_WRONLY)
     try:
         view = memoryview(data).cast("B")
@@ -101,7 +109,8 @@ def write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
         while view:
             written = os.pwrite(fd, view, position)
             view, position = view[written:], position + written
-        os.fdatasync(fd)
+        if durable:
+            os.fdatasync(fd)
     finally:
         os.close(fd)
 
@@ -124,6 +133,16 @@ def set_rows(path: Path, dtype: np.dtype, length: int, rows: np.ndarray | None =
         file.write(head)
         file.flush()
         os.fdatasync(file.fileno())
+
+
+def sync_files(paths: list[Path]) -> None:
+    """Flush the data of ``paths`` (files that exist, whose size did not change) to disk."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
 
 def sync(folder: Path, pattern: str | None = "*") -> None:
@@ -172,11 +191,13 @@ def _opened(dataset: Any) -> dict[str, Any]:
         columns[name] = rows[:dataset.length]
     entry = {"columns": columns, "levels": {}, "folder": folder}
     with _lock:
-        entry = _maps.setdefault(key, entry)
+        opened = _maps.setdefault(key, entry)
         budget = _open_files_limit() * MAPS_SHARE_OF_OPEN_FILES
         while len(_maps) > OPEN_DATASETS or (len(_maps) > 1 and sum(map(_map_count, _maps.values())) > budget):
             _maps.popitem(last=False)  # the least recently used; its maps close once no view holds them
-    return entry
+    if opened is entry:
+        prefetch(key, list(columns.values()), cached_only=True)
+    return opened
 
 
 def _map_count(entry: dict[str, Any]) -> int:
@@ -227,8 +248,10 @@ def summary_levels(dataset: Any, column: str) -> list[np.ndarray]:
     levels = entry["levels"].get(column)
     if levels is None:
         stem = column_stem(dataset.column_index(column))
-        levels = entry["levels"].setdefault(column, summaries.open_levels(entry["folder"], stem,
-                                                                          entry["columns"][column]))
+        opened = summaries.open_levels(entry["folder"], stem, entry["columns"][column])
+        levels = entry["levels"].setdefault(column, opened)
+        if levels is opened:  # read by every view of the column: first in line, top level first
+            prefetch((str(dataset.id), int(dataset.length)), opened[::-1], first=True)
     return list(levels)
 
 
@@ -250,3 +273,90 @@ def forget(dataset_id: uuid.UUID | str) -> None:
     with _lock:
         for key in [key for key in _maps if key[0] == str(dataset_id)]:
             del _maps[key]
+
+
+
+# --- prefetching ---------------------------------------------------------------------------------
+# A view reads a few rows of each pixel column, scattered over the maps: each first touch of a
+# page costs a fault (a minor one if the page is in the page cache, a read from disk if not),
+# and a view of a billion rows touches thousands of pages it has not touched before. So once a
+# process opens a dataset, a thread of its own maps its pages ahead (MADV_POPULATE_READ): the
+# summaries first, read from disk if need be (sequentially, far faster than a view's scattered
+# faults), then the parts of the columns already in the page cache (so that a dataset larger
+# than memory evicts nothing). It works in steps of PREFETCH_STEP bytes, outside the GIL, and
+# skips what the process no longer has open.
+
+MADV_POPULATE_READ = 22  # Linux 5.14
+PREFETCH_STEP = 64 * 1024 * 1024
+_prefetch_queue: queue.SimpleQueue = queue.SimpleQueue()
+_prefetcher: threading.Thread | None = None
+_prefetch_pending = 0  # lists of arrays queued or being mapped
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+
+
+def prefetch(key: tuple[str, int], arrays: list[np.ndarray], first: bool = False, cached_only: bool = False) -> None:
+    """Map the pages of ``arrays`` (memory maps of the dataset ``key``) into this process in the
+    background (``first``: before what is already waiting; ``cached_only``: only the pages
+    already in the page cache)."""
+    global _prefetcher, _prefetch_pending
+    with _lock:
+        if _prefetcher is None or not _prefetcher.is_alive():
+            _prefetcher = threading.Thread(target=_prefetch_forever, name="bokehsite-prefetch", daemon=True)
+            _prefetcher.start()
+        _prefetch_pending += 1
+    _prefetch_queue.put((key, arrays, first, cached_only))
+
+
+def _prefetch_forever() -> None:
+    global _prefetch_pending
+    waiting: list[tuple[tuple[str, int], list[np.ndarray], bool]] = []
+    while True:
+        while not waiting or not _prefetch_queue.empty():
+            key, arrays, first, cached_only = _prefetch_queue.get()
+            waiting.insert(0 if first else len(waiting), (key, arrays, cached_only))
+        key, arrays, cached_only = waiting[0]
+        if key not in _maps or not arrays:  # dropped, or done
+            waiting.pop(0)
+            with _lock:
+                _prefetch_pending -= 1
+            continue
+        try:
+            populate(arrays.pop(0), cached_only)
+        except Exception:  # a prefetch is only ever a head start: views read the pages anyway
+            logger.exception("prefetching a dataset's pages failed")
+
+
+def prefetch_done(timeout: float) -> bool:
+    """Wait until nothing is being prefetched (for measurements); whether it came to that."""
+    deadline = time.monotonic() + timeout
+    while _prefetch_pending:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def populate(array: np.ndarray, cached_only: bool = False) -> None:
+    """Map every page of ``array`` (a memory map) into this process, reading it in if need be
+    (``cached_only``: only the pages already in the page cache)."""
+    page = mmap.PAGESIZE
+    start = array.__array_interface__["data"][0]
+    end = start + array.nbytes
+    start -= start % page
+    resident = np.empty(PREFETCH_STEP // page, np.uint8) if cached_only else None
+    for at in range(start, end, PREFETCH_STEP):
+        length = min(PREFETCH_STEP, end - at)
+        if resident is None:
+            runs = [(at, length)]
+        else:
+            pages = -(-length // page)
+            if _libc.mincore(at, length, resident.ctypes.data) != 0:
+                return
+            cached = np.concatenate([[False], (resident[:pages] & 1).astype(bool), [False]])
+            edges = np.flatnonzero(cached[1:] != cached[:-1])  # where runs of cached pages start and end
+            runs = [(at + int(first) * page, int(last - first) * page) for first, last in zip(edges[::2], edges[1::2])]
+        for where, size in runs:
+            if _libc.madvise(where, size, MADV_POPULATE_READ) != 0:  # an old kernel, or the file shrank
+                return

@@ -93,19 +93,88 @@ def _reduce(mins: np.ndarray, maxs: np.ndarray, at_min: np.ndarray | None, at_ma
     return record
 
 
+def level_one(values: np.ndarray) -> np.ndarray:
+    """Level 1's records over ``values`` (which start a block): ``_reduce`` of the raw rows, in
+    one compiled pass instead of NumPy's several (a tenth of the time: uploads build it for
+    every chunk as it arrives)."""
+    record = np.empty(-(-len(values) // BRANCH), record_dtype(1, values.dtype))
+    if len(values):
+        mins, maxs = np.empty(len(record), record["min"].dtype), np.empty(len(record), record["max"].dtype)
+        at_min, at_max = np.empty(len(record), np.uint16), np.empty(len(record), np.uint16)
+        raw = np.asarray(values)
+        _level_one(raw.view(np.uint8) if raw.dtype == np.bool_ else raw, mins, maxs, at_min, at_max)
+        record["min"], record["max"], record["at_min"], record["at_max"] = mins, maxs, at_min, at_max
+    return record
+
+
+@numba.njit(nogil=True, cache=True)
+def _level_one(values, mins, maxs, at_min, at_max):  # pragma: no cover
+    """Per block of BRANCH rows, the first smallest and the first largest, NaN being +inf for the
+    one and -inf for the other (so a block of NaNs has +inf and -inf, at its first row)."""
+    n = len(values)
+    for b in range(len(mins)):
+        low, high = np.inf, -np.inf
+        at_low = at_high = 0
+        for j in range(BRANCH):
+            i = b * BRANCH + j
+            if i >= n:
+                break
+            v = float(values[i])  # as _raw_extremes compares them: integers as float64
+            if v < low:
+                low, at_low = v, j
+            if v > high:
+                high, at_high = v, j
+        mins[b], maxs[b], at_min[b], at_max[b] = low, high, at_low, at_high
+
+
 def summarize(column: np.ndarray, first_row: int = 0) -> list[np.ndarray]:
     """The records of each level over the rows of ``column`` from ``first_row`` (which must start
     a block of every level it reaches: 0 for a whole build; see ``extend``)."""
-    dtype = column.dtype
-    level1 = []
-    for start in range(first_row, len(column), CHUNK_ROWS):  # CHUNK_ROWS is a multiple of BRANCH
-        mins, maxs = _raw_extremes(column[start:start + CHUNK_ROWS])
-        level1.append(_reduce(mins, maxs, None, None, 1, dtype))
+    return summarize_levels(column[first_row:], len(level_lengths(len(column))))
+
+
+def summarize_levels(values: np.ndarray, count: int) -> list[np.ndarray]:
+    """The records of levels 1 to ``count`` (level 1 at least) over ``values``, which start a block
+    of each: a whole column, or a chunk of an upload."""
+    dtype = values.dtype
+    level1 = [level_one(values[start:start + CHUNK_ROWS])  # CHUNK_ROWS is a multiple of BRANCH
+              for start in range(0, len(values), CHUNK_ROWS)]
     levels = [np.concatenate(level1) if level1 else np.empty(0, record_dtype(1, dtype))]
-    for level in range(2, len(level_lengths(len(column))) + 1):
-        below = levels[-1]
-        levels.append(_reduce(below["min"], below["max"], below["at_min"], below["at_max"], level, dtype))
+    for level in range(2, count + 1):
+        levels.append(level_up(levels[-1], level))
     return levels
+
+
+def level_up(below: np.ndarray, level: int) -> np.ndarray:
+    """Level ``level``'s records over the records ``below`` of the level under it (which start a
+    block): ``_reduce``, compiled."""
+    record = np.empty(-(-len(below) // BRANCH), record_dtype(level, below["min"].dtype))
+    mins, maxs = np.empty(len(record), record["min"].dtype), np.empty(len(record), record["max"].dtype)
+    at_min, at_max = np.empty(len(record), record["at_min"].dtype), np.empty(len(record), record["at_max"].dtype)
+    _level_up(np.ascontiguousarray(below["min"]), np.ascontiguousarray(below["max"]),
+              np.ascontiguousarray(below["at_min"]), np.ascontiguousarray(below["at_max"]), BRANCH ** (level - 1),
+              mins, maxs, at_min, at_max)
+    record["min"], record["max"], record["at_min"], record["at_max"] = mins, maxs, at_min, at_max
+    return record
+
+
+@numba.njit(nogil=True, cache=True)
+def _level_up(below_min, below_max, below_at_min, below_at_max, span, mins, maxs, at_min, at_max):  # pragma: no cover
+    n = len(below_min)
+    for b in range(len(mins)):
+        low, high = below_min[b * BRANCH], below_max[b * BRANCH]
+        at_low = at_high = 0
+        for j in range(1, BRANCH):
+            i = b * BRANCH + j
+            if i >= n:
+                break
+            if below_min[i] < low:
+                low, at_low = below_min[i], j
+            if below_max[i] > high:
+                high, at_high = below_max[i], j
+        mins[b], maxs[b] = low, high
+        at_min[b] = at_low * span + below_at_min[b * BRANCH + at_low]
+        at_max[b] = at_high * span + below_at_max[b * BRANCH + at_high]
 
 
 def build(column: np.ndarray, directory: Path, name: str) -> float:

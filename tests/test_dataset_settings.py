@@ -28,7 +28,7 @@ def test_datasets_live_under_the_data_directory_by_default(tmp_path):
     result = load(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(tmp_path / "datasets"), str(50 * 1024 ** 3), str(16 * 1024 ** 3),
-                                     str(8 * 1024 ** 2), str(24 * 3600)]
+                                     str(64 * 1024 ** 2), str(24 * 3600)]
 
 
 def test_the_datasets_settings_are_read_and_checked(tmp_path):

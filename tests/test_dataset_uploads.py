@@ -353,3 +353,152 @@ def test_the_status_of_an_upload_of_many_chunks_stays_bounded(api, dataset_dir):
     upload = start_upload(api, "many", {"x": np.zeros(1500 * 128)}).json()  # 1500 chunks of 1 KiB
     column = upload["columns"][0]
     assert column["missing_chunks"] == 1500 and column["missing"] == list(range(0, 1000 * 1024, 1024))
+
+
+def summaries_as_built_whole(dataset, data) -> None:
+    """Every summarized column's levels are those of ``summaries.summarize`` over the whole column."""
+    for name, values in data.items():
+        if name == dataset.x_column:
+            continue
+        stored = values.view("<i8") if values.dtype.kind == "M" else values
+        expected = summaries.summarize(np.ascontiguousarray(stored))
+        levels = storage.summary_levels(dataset, name)
+        assert len(levels) == len(expected) == max(1, len(summaries.level_lengths(len(values))))
+        for level, want in zip(levels, expected):
+            assert level.dtype == want.dtype
+            np.testing.assert_array_equal(np.asarray(level), want)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1024, 1088, 4096])
+def test_chunks_in_any_order_and_twice_give_the_summaries_of_a_whole_build(api, dataset_dir, settings, chunk_bytes):
+    settings.BOKEHSITE_DATASET_CHUNK_BYTES = chunk_bytes  # 1088: chunks of 136 float64 rows, whole level-1 blocks only
+    rng = np.random.default_rng(chunk_bytes)
+    n = 20_003
+    y = np.cumsum(rng.normal(size=n))
+    y[rng.integers(0, n, 300)] = np.nan
+    y[1000:1200] = np.nan  # blocks of NaN only
+    y[5000:5100] = 3.0  # ties: the first is kept
+    data = {"t": np.arange(n, dtype=np.float64), "y": y, "small": y.astype(np.float32),
+            "count": rng.integers(-3, 3, n).astype(np.int16), "flag": rng.random(n) > 0.5,
+            "when": np.arange(n).astype("datetime64[ms]")[::-1].copy()}
+    upload = start_upload(api, "shuffled", data).json()
+    sends = [(name, offset) for name, values in data.items()
+             for offset in range(0, len(column_bytes(values)), chunk_bytes)]
+    sends += [sends[i] for i in rng.integers(0, len(sends), len(sends) // 3)]  # some again, as a retry sends them
+    rng.shuffle(sends)
+    raw = {name: column_bytes(values) for name, values in data.items()}
+    for name, offset in sends:
+        assert send_chunk(api, upload, name, raw[name], offset).status_code == 200
+    written = np.fromfile(storage.upload_directory(upload["id"]) / "c1.summary1.bin", summaries.record_dtype(1, y.dtype))
+    np.testing.assert_array_equal(written, summaries.summarize(y)[0])  # as the chunks came, before finishing
+    finished = api.post(f"/api/datasets/uploads/{upload['id']}/finish/")
+    assert finished.status_code == 201, finished.content
+    body = finished.json()
+    assert body["x_sorted"] is True and (body["x_min"], body["x_max"]) == (0.0, n - 1.0)
+    dataset = Dataset.objects.get(pk=body["id"])
+    summaries_as_built_whole(dataset, data)
+    assert not list(storage.directory(dataset).glob("*.chunks.bin"))
+    assert body["bytes"] == storage.disk_bytes(storage.directory(dataset))
+
+
+@pytest.mark.parametrize("x, expected", [
+    (np.r_[np.arange(200.0), np.arange(150.0, 400.0)], (False, 0.0, 399.0)),  # each chunk sorted, not across one
+    (np.r_[np.arange(128.0), [np.nan], np.arange(129.0, 400.0)], (False, 0.0, 399.0)),  # NaN starts a chunk
+    (np.r_[[-np.inf], np.arange(1.0, 399.0), [np.inf]], (True, 1.0, 398.0)),
+    (np.full(300, np.nan), (False, None, None)),
+    (np.arange(300, dtype=np.int64)[::-1].copy(), (False, 0.0, 299.0)),
+])
+def test_x_order_and_range_from_the_chunks_are_those_of_the_whole_column(api, dataset_dir, x, expected):
+    data = {"x": x, "y": np.arange(len(x), dtype=np.float64)}
+    answer = upload_dataset(api, "ordered", data)
+    assert answer.status_code == 201, answer.content
+    body = answer.json()
+    assert (body["x_sorted"], body["x_min"], body["x_max"]) == expected
+    from datasets.services import _x_summary
+
+    assert _x_summary(x) == expected
+
+
+def test_an_upload_without_chunk_records_is_finished_by_reading_its_columns(api, dataset_dir):
+    """As an upload started before chunks wrote their summaries would be."""
+    rng = np.random.default_rng(5)
+    data = {"x": np.arange(3000, dtype=np.float64), "y": rng.normal(size=3000)}
+    upload = upload_dataset(api, "older", data, finish=False).json()
+    for path in storage.upload_directory(upload["id"]).glob("*.chunks.bin"):
+        path.unlink()
+    for path in storage.upload_directory(upload["id"]).glob("*.summary*"):
+        path.unlink()
+    finished = api.post(f"/api/datasets/uploads/{upload['id']}/finish/")
+    assert finished.status_code == 201, finished.content
+    assert finished.json()["x_sorted"] is True and finished.json()["x_max"] == 2999.0
+    summaries_as_built_whole(Dataset.objects.get(), data)
+
+
+def mapped_bytes(path) -> int:
+    """How much of ``path`` this process has mapped in (smaps' Rss), in bytes."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's first line
+                inside = len(fields) >= 6 and fields[5] == str(path)
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1]) * 1024
+    return total
+
+
+def test_populating_a_map_maps_every_page_of_it(tmp_path):
+    path = tmp_path / "column.npy"
+    np.save(path, np.arange(4 * 1024 * 1024, dtype=np.float64))  # 32 MiB
+    values = np.load(path, mmap_mode="r")
+    assert mapped_bytes(path) < 1024 * 1024
+    storage.populate(values)
+    assert mapped_bytes(path) >= values.nbytes
+
+
+def test_opening_a_dataset_prefetches_its_summaries_and_columns_in_the_background(api, dataset_dir, settings):
+    settings.BOKEHSITE_DATASET_CHUNK_BYTES = 4 * 1024 * 1024
+    rng = np.random.default_rng(2)
+    data = {"x": np.arange(2_000_000, dtype=np.float64), "y": rng.normal(size=2_000_000)}
+    assert upload_dataset(api, "prefetched", data).status_code == 201
+    dataset = Dataset.objects.get()
+    storage.open_columns(dataset)
+    storage.summary_levels(dataset, "y")
+    folder = storage.directory(dataset)
+    files = [folder / "c0.npy", folder / "c1.npy", *sorted(folder.glob("c1.summary*"))]
+    assert storage.prefetch_done(timeout=60)
+    assert all(mapped_bytes(path) >= path.stat().st_size - 4096 for path in files), [
+        (path.name, mapped_bytes(path), path.stat().st_size) for path in files]
+
+
+def test_populating_only_what_is_cached_leaves_the_rest_unread(tmp_path):
+    import os
+
+    path = tmp_path / "column.npy"
+    np.save(path, np.arange(4 * 1024 * 1024, dtype=np.float64))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # out of the page cache
+    finally:
+        os.close(fd)
+    values = np.load(path, mmap_mode="r")
+    storage.populate(values, cached_only=True)
+    assert mapped_bytes(path) < 1024 * 1024
+
+
+def test_populating_what_is_cached_maps_the_cached_pages_only(tmp_path):
+    import os
+
+    path = tmp_path / "column.npy"
+    np.save(path, np.arange(4 * 1024 * 1024, dtype=np.float64))  # 32 MiB
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.pread(fd, 8 * 1024 * 1024, 16 * 1024 * 1024)  # 8 MiB of it back in the page cache
+    finally:
+        os.close(fd)
+    values = np.load(path, mmap_mode="r")
+    storage.populate(values, cached_only=True)
+    assert 7 * 1024 * 1024 <= mapped_bytes(path) <= 10 * 1024 * 1024

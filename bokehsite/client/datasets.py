@@ -9,10 +9,12 @@ a pandas DataFrame, or (``bokehsite.client.arrow``) a Parquet file or an Arrow t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 RETRY_SECONDS = 60.0
 # Answers that say "try again": a restarting server or proxy, a database that is down.
 TRANSIENT_STATUSES = (502, 503, 504)
+# Chunks in flight at once, each on a connection of its own: while the server hashes, writes and
+# syncs one, the next is on the wire. Each holds a copy of a chunk in memory.
+PARALLEL_CHUNKS = 2
 
 
 class Dataset:
@@ -220,12 +225,8 @@ def _send_all(session: Session, path: str, upload: dict[str, Any], source: Any) 
                 todo = [(column["name"], offset) for column in status["columns"] for offset in column["missing"]]
                 if not todo:
                     return
-                for column, offset in todo:
-                    piece = source.read(column, offset, offset + chunk)
-                    session._request("PUT", f"{path}chunks/", data=piece, content_type="application/octet-stream",
-                                     params={"column": column, "offset": offset,
-                                             "sha256": hashlib.sha256(piece).hexdigest()})
-                    bar.update(len(piece))
+                for sent in _send_chunks(session, path, source, chunk, todo):
+                    bar.update(sent)
                     deadline, pause = None, 0.1
                 status = None  # ask once more: the server's word on what it has is the one that counts
             except (ServerError, ServerUnreachable) as e:
@@ -237,6 +238,32 @@ def _send_all(session: Session, path: str, upload: dict[str, Any], source: Any) 
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 status = None
+
+
+def _send_chunks(session: Session, path: str, source: Any, chunk: int, todo: list[tuple[str, int]]) -> Iterator[int]:
+    """Send the chunks ``todo``, ``PARALLEL_CHUNKS`` at once; yields each one's size as it is
+    stored. The first failure is raised once the chunks in flight are done. Chunks are read from
+    ``source`` here, one at a time (an Arrow source keeps the row groups it read last)."""
+
+    def send(column: str, offset: int, piece: bytes) -> int:
+        session._request("PUT", f"{path}chunks/", data=piece, content_type="application/octet-stream",
+                         params={"column": column, "offset": offset, "sha256": hashlib.sha256(piece).hexdigest()})
+        return len(piece)
+
+    pending = iter(todo)
+    with ThreadPoolExecutor(PARALLEL_CHUNKS, thread_name_prefix="bokehsite-upload") as pool:
+        running = {pool.submit(send, *item, source.read(item[0], item[1], item[1] + chunk))
+                   for item in itertools.islice(pending, PARALLEL_CHUNKS)}
+        try:
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+                    for item in itertools.islice(pending, 1):
+                        running.add(pool.submit(send, *item, source.read(item[0], item[1], item[1] + chunk)))
+        finally:  # a failure (or the caller giving up): send no more, let those in flight end
+            for future in running:
+                future.cancel()
 
 
 def _finish(session: Session, path: str, name: str) -> dict[str, Any]:
