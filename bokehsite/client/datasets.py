@@ -187,21 +187,33 @@ def upload(session: Session, name: str, columns: Any, *, x: str | None = None,
     """Upload ``columns`` as the dataset ``name``; see ``Session.upload_dataset``."""
     source = column_source(columns)
     try:
-        started = session._request("POST", "api/datasets/uploads/", json={
-            "name": name, "columns": source.spec, "x": x, "require_sorted_x": require_sorted_x}).json()
-        path = f"api/datasets/uploads/{started['id']}/"
-        try:
-            _send_all(session, path, started, source)
-            info = _finish(session, path, name)
-        except BaseException:
-            try:  # a failed upload leaves nothing on the server
-                session._request("DELETE", path)
-            except (ServerError, ServerUnreachable):
-                pass
-            raise
+        info = send_upload(session, {"name": name, "columns": source.spec, "x": x,
+                                     "require_sorted_x": require_sorted_x}, source)
     finally:
         source.close()
     return Dataset(session, info)
+
+
+def send_upload(session: Session, start: dict[str, Any], source: Any, finish_timeout: float | None = None) -> dict[str, Any]:
+    """Start the upload ``start`` describes, send every chunk from ``source`` and finish it (waiting
+    up to ``finish_timeout`` seconds for that answer, if given); the dataset's description. An
+    upload that fails is cancelled, so that nothing of it remains on the server."""
+    started = session._request("POST", "api/datasets/uploads/", json=start).json()
+    path = f"api/datasets/uploads/{started['id']}/"
+    try:
+        _send_all(session, path, started, source)
+        timeout = session.timeout
+        session.timeout = max(timeout, finish_timeout or 0.0)
+        try:
+            return _finish(session, path, start["name"])
+        finally:
+            session.timeout = timeout
+    except BaseException:
+        try:
+            session._request("DELETE", path)
+        except (ServerError, ServerUnreachable):
+            pass
+        raise
 
 
 def _transient(error: Exception) -> bool:

@@ -15,7 +15,6 @@ from bokeh.core.serialization import Buffer
 
 from bokehsite import wire
 from bokehsite.client import datasets as dataset_api
-from bokehsite.client.exceptions import ServerError, ServerUnreachable
 
 if TYPE_CHECKING:
     from bokehsite.client.session import Session
@@ -121,25 +120,12 @@ def upload(session: Session, name: str, array: Any, *, x: Sequence[float] | None
     """Upload ``array`` as the image ``name``; see ``Session.upload_image``."""
     values, extent = as_image(array, x, y)
     rows, width = values.shape
-    started = session._request("POST", "api/datasets/uploads/", json={
-        "name": name, "columns": [{"name": COLUMN, "dtype": values.dtype.name, "length": rows}],
-        "image": {"width": width, "extent": list(extent)}}).json()
-    path = f"api/datasets/uploads/{started['id']}/"
-    try:
-        dataset_api._send_all(session, path, started, dataset_api.ArrayColumns({COLUMN: values}))
-        # Finishing builds the pyramid in the request: about a second per 100 MB here, so wait
-        # longer than for other answers rather than ask again while it is being built.
-        timeout, session.timeout = session.timeout, max(session.timeout, 60.0 + values.nbytes / FINISH_BYTES_PER_SECOND)
-        try:
-            info = dataset_api._finish(session, path, name)
-        finally:
-            session.timeout = timeout
-    except BaseException:
-        try:  # a failed upload leaves nothing on the server
-            session._request("DELETE", path)
-        except (ServerError, ServerUnreachable):
-            pass
-        raise
+    start = {"name": name, "columns": [{"name": COLUMN, "dtype": values.dtype.name, "length": rows}],
+             "image": {"width": width, "extent": list(extent)}}
+    # Finishing builds the pyramid in the request: about a second per 100 MB here, so wait
+    # longer than for other answers rather than ask again while it is being built.
+    info = dataset_api.send_upload(session, start, dataset_api.ArrayColumns({COLUMN: values}),
+                                   finish_timeout=60.0 + values.nbytes / FINISH_BYTES_PER_SECOND)
     return Image(session, info)
 
 
