@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,31 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
 
 
 _opened: contextvars.ContextVar[list | None] = contextvars.ContextVar("opened sockets", default=None)
+
+
+@contextlib.contextmanager
+def killed_midway(daphne, when: Callable[[], bool], down: float = 1.0):
+    """Kill ``daphne`` once ``when()`` holds (checked from a thread), and start it again ``down``
+    seconds later; yields a function that says whether both happened."""
+    killed, restarted = threading.Event(), threading.Event()
+
+    def kill_midway():
+        while not killed.is_set():
+            if when():
+                daphne.kill()
+                killed.set()
+                time.sleep(down)  # down for a while: the client retries meanwhile
+                daphne.launch().wait_listening()
+                restarted.set()
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_midway, daemon=True)
+    killer.start()
+    try:
+        yield lambda: killed.is_set() and restarted.is_set()
+    finally:
+        killed.set()
+        killer.join(30)
 
 
 def run(scenario: Callable[[], Any]) -> Any:

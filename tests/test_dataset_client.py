@@ -3,8 +3,6 @@
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ from bokehsite.client import Dataset as ClientDataset
 from bokehsite.client import ServerError, Session
 from datasets import storage, summaries
 from datasets.models import Dataset, UploadChunk
+from tests.helpers import killed_midway
 from tests.servers import ROOT, DaphneServer, database_url
 
 pytestmark = [pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
@@ -131,29 +130,13 @@ def test_refused_uploads_raise_typed_errors_and_leave_nothing(server, shared_dir
 def test_an_upload_resumes_after_the_server_is_killed_in_the_middle(django_db_setup, shared_dir):
     columns = {"x": np.arange(1_000_000, dtype=np.float64), "y": np.random.default_rng(5).normal(size=1_000_000)}
     daphne = DaphneServer(env=server_env(shared_dir)).start()
-    killed, restarted = threading.Event(), threading.Event()
-
-    def kill_midway():
-        while not killed.is_set():
-            if UploadChunk.objects.count() >= 20:
-                daphne.kill()
-                killed.set()
-                time.sleep(1.0)  # down for a second: the client retries meanwhile
-                daphne.launch().wait_listening()
-                restarted.set()
-            time.sleep(0.01)
-
-    killer = threading.Thread(target=kill_midway, daemon=True)
-    killer.start()
     try:
-        with Session(daphne.url) as session:
+        with killed_midway(daphne, lambda: UploadChunk.objects.count() >= 20) as happened, Session(daphne.url) as session:
             dataset = session.upload_dataset("survivor", columns, require_sorted_x=True)
-        assert killed.is_set() and restarted.is_set()  # the upload went on through a server killed mid-way
+            assert happened()  # the upload went on through a server killed mid-way
         assert dataset.length == 1_000_000
         assert_stored(dataset.id, columns)
     finally:
-        killed.set()
-        killer.join(30)
         daphne.stop()
 
 

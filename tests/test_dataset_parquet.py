@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from bokehsite.client import Session  # noqa: E402
 from bokehsite.client.arrow import ArrowColumns  # noqa: E402
 from bokehsite.client.datasets import raw  # noqa: E402
 from datasets.models import Dataset, UploadChunk  # noqa: E402
+from tests.helpers import killed_midway  # noqa: E402
 from tests.servers import ROOT, DaphneServer  # noqa: E402
 from tests.test_dataset_client import CHUNK, assert_stored, server_env  # noqa: E402
 
@@ -171,29 +170,13 @@ def test_a_parquet_upload_resumes_after_the_server_is_killed_in_the_middle(djang
     path = tmp_path / "survivor.parquet"
     pq.write_table(pa.table(columns), path, row_group_size=70_001)
     daphne = DaphneServer(env=server_env(shared_dir)).start()
-    killed, restarted = threading.Event(), threading.Event()
-
-    def kill_midway():
-        while not killed.is_set():
-            if UploadChunk.objects.count() >= 20:
-                daphne.kill()
-                killed.set()
-                time.sleep(1.0)
-                daphne.launch().wait_listening()
-                restarted.set()
-            time.sleep(0.01)
-
-    killer = threading.Thread(target=kill_midway, daemon=True)
-    killer.start()
     try:
-        with Session(daphne.url) as session:
+        with killed_midway(daphne, lambda: UploadChunk.objects.count() >= 20) as happened, Session(daphne.url) as session:
             dataset = session.upload_dataset("survivor", path, require_sorted_x=True)
-        assert killed.is_set() and restarted.is_set()
+            assert happened()
         assert dataset.length == 1_000_000
         assert_stored(dataset.id, columns)
     finally:
-        killed.set()
-        killer.join(30)
         daphne.stop()
 
 

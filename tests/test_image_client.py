@@ -5,8 +5,6 @@ appended on top, ``server_source(image, "image")``, and a view of it served by a
 
 import asyncio
 import os
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ from bokehsite.client import ServerError, Session, figure, server_source
 from bokehsite.client.images import Image
 from datasets import storage
 from datasets.models import Dataset, UploadChunk
+from tests.helpers import killed_midway
 from tests.servers import DaphneServer
 from tests.test_dataset_client import server_env
 from tests.test_dataset_views_processes import ask
@@ -86,29 +85,13 @@ def test_an_xarray_dataarray_gives_its_extent_and_a_decreasing_y_is_flipped(serv
 def test_an_image_upload_resumes_after_the_server_is_killed_in_the_middle(django_db_setup, shared_dir):
     pixels = np.random.default_rng(5).normal(size=(1000, 1000))  # 8 MB: 122 chunks
     daphne = DaphneServer(env=server_env(shared_dir)).start()
-    killed, restarted = threading.Event(), threading.Event()
-
-    def kill_midway():
-        while not killed.is_set():
-            if UploadChunk.objects.count() >= 20:
-                daphne.kill()
-                killed.set()
-                time.sleep(1.0)
-                daphne.launch().wait_listening()
-                restarted.set()
-            time.sleep(0.01)
-
-    killer = threading.Thread(target=kill_midway, daemon=True)
-    killer.start()
     try:
-        with Session(daphne.url) as session:
+        with killed_midway(daphne, lambda: UploadChunk.objects.count() >= 20) as happened, Session(daphne.url) as session:
             image = session.upload_image("survivor", pixels)
-            assert killed.is_set() and restarted.is_set()
+            assert happened()
             np.testing.assert_array_equal(stored(image.id), pixels)
             session.delete_dataset("survivor")
     finally:
-        killed.set()
-        killer.join(30)
         daphne.stop()
 
 
