@@ -21,7 +21,7 @@ from bokehsite.client.datasets import raw  # noqa: E402
 from datasets.models import Dataset, UploadChunk  # noqa: E402
 from tests.helpers import killed_midway  # noqa: E402
 from tests.servers import ROOT, DaphneServer  # noqa: E402
-from tests.test_dataset_client import CHUNK, assert_stored, server_env  # noqa: E402
+from tests.test_dataset_client import CHUNK, _same_directory, assert_stored, server, server_env  # noqa: E402, F401 (fixtures)
 
 pytestmark = [pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
 
@@ -31,17 +31,6 @@ ROW_GROUP = 3001  # rows: 24,008 bytes of an int64 column, not a divisor of a ch
 @pytest.fixture(scope="module")
 def shared_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("parquet-datasets")
-
-
-@pytest.fixture(scope="module")
-def server(django_db_setup, shared_dir):
-    with DaphneServer(env=server_env(shared_dir)) as daphne:
-        yield daphne
-
-
-@pytest.fixture(autouse=True)
-def _same_directory(settings, shared_dir):
-    settings.BOKEHSITE_DATASET_DIR = shared_dir
 
 
 def expected_columns(n: int) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from datasets import storage
 from datasets.models import Dataset, UploadChunk
 from tests.helpers import killed_midway
 from tests.servers import DaphneServer
-from tests.test_dataset_client import server_env
+from tests.test_dataset_client import _same_directory, server, server_env  # noqa: F401 (fixtures)
 from tests.test_dataset_views_processes import ask
 
 pytestmark = [pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
@@ -26,17 +26,6 @@ pytestmark = [pytest.mark.daphne, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(scope="module")
 def shared_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("shared-images")
-
-
-@pytest.fixture(scope="module")
-def server(django_db_setup, shared_dir):
-    with DaphneServer(env=server_env(shared_dir)) as daphne:
-        yield daphne
-
-
-@pytest.fixture(autouse=True)
-def _same_directory(settings, shared_dir):
-    settings.BOKEHSITE_DATASET_DIR = shared_dir
 
 
 def stored(image_id: str) -> np.ndarray:
