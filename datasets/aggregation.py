@@ -48,22 +48,78 @@ def line_view(x: np.ndarray, y: np.ndarray, levels: list[np.ndarray], x0: float,
         return LineView(np.asarray(x[lo:hi]), np.asarray(y[lo:hi]), inside, True)
     # Pixel column p holds the rows with x in [edge p, edge p+1); the last one includes x1.
     edges = x0 + (x1 - x0) * (np.arange(width + 1) / width)
+    _load_guesses(np.asarray(x), edges, first, end)
     bounds = _search_sorted(np.asarray(x), edges, first, end)
     bounds[-1] = end
     starts, ends = bounds[:-1], bounds[1:]
     filled = ends > starts
     starts, ends = starts[filled], ends[filled]
     low, at_low, high, at_high = summaries.extremes(y, levels, starts, ends)
-    rows = np.stack([starts, ends - 1, at_low, at_high], axis=1)
-    rows.sort(axis=1)
-    keep = np.ones(rows.shape, bool)
-    keep[:, 1:] = rows[:, 1:] != rows[:, :-1]  # a row that is both first and lowest, say, once
-    picked = rows[keep]
-    if first > 0:
-        picked = np.concatenate([[first - 1], picked])
-    if end < n:
-        picked = np.concatenate([picked, [end]])
-    return LineView(np.asarray(x[picked]), np.asarray(y[picked]), inside, False)
+    if y.dtype.kind == "f" and levels and levels[0].dtype["min"] == y.dtype:
+        # The summaries hold y's own values (the same bits): reading y at the extremes' rows,
+        # anywhere in each pixel column, would cost two more cache and TLB misses a column.
+        low_y, high_y = low.astype(y.dtype, copy=False), high.astype(y.dtype, copy=False)
+    else:
+        low_y, high_y = np.asarray(y[at_low]), np.asarray(y[at_high])
+    picked, picked_y = _m4_rows(np.asarray(y), starts, ends, at_low, at_high, low_y, high_y,
+                                first - 1 if first > 0 else -1, end if end < n else -1)
+    return LineView(np.asarray(x[picked]), picked_y, inside, False)
+
+
+@numba.njit(nogil=True, cache=True)
+def _m4_rows(y, starts, ends, at_low, at_high, low_y, high_y, before, after):  # pragma: no cover
+    """The rows of the view, in row order, and their y: each pixel column's first, last, lowest
+    and highest row (a row that is two of them once), with ``before`` and ``after`` (unless -1).
+    An infinite extreme may stand for a column of NaNs (which has none), so y says there."""
+    rows = np.empty(4 * len(starts) + 2, np.int64)
+    values = np.empty(4 * len(starts) + 2, y.dtype)
+    count = 0
+    if before >= 0:
+        rows[0], values[0] = before, y[before]
+        count = 1
+    for i in range(len(starts)):
+        r0, r1, r2, r3 = starts[i], ends[i] - 1, at_low[i], at_high[i]
+        v0, v1, v2, v3 = y[r0], y[r1], low_y[i], high_y[i]
+        if not abs(float(v2)) < np.inf:
+            v2 = y[r2]
+        if not abs(float(v3)) < np.inf:
+            v3 = y[r3]
+        # Sorting network on four rows, each carrying its value.
+        if r1 < r0:
+            r0, r1, v0, v1 = r1, r0, v1, v0
+        if r3 < r2:
+            r2, r3, v2, v3 = r3, r2, v3, v2
+        if r2 < r0:
+            r0, r2, v0, v2 = r2, r0, v2, v0
+        if r3 < r1:
+            r1, r3, v1, v3 = r3, r1, v3, v1
+        if r2 < r1:
+            r1, r2, v1, v2 = r2, r1, v2, v1
+        rows[count], values[count] = r0, v0
+        count += 1
+        for r, v in ((r1, v1), (r2, v2), (r3, v3)):
+            if r != rows[count - 1]:
+                rows[count], values[count] = r, v
+                count += 1
+    if after >= 0:
+        rows[count], values[count] = after, y[after]
+        count += 1
+    return rows[:count], values[:count]
+
+
+@numba.njit(nogil=True, cache=True)
+def _load_guesses(x, edges, first, end):  # pragma: no cover
+    """Load the row ``_search_sorted`` guesses first for each edge, summed (so that the loads are
+    kept): over a column larger than the caches each is a cache and TLB miss, and here they
+    overlap, where the search takes them one after another."""
+    total = 0.0
+    if first < end:
+        a, b = float(x[first]), float(x[end - 1])
+        if a < b:
+            for k in range(len(edges)):
+                m = first + int((min(max(edges[k], a), b) - a) / (b - a) * (end - 1 - first))
+                total += float(x[m])
+    return total
 
 
 @numba.njit(nogil=True, cache=True)
@@ -75,17 +131,21 @@ def _search_sorted(x, edges, first, end):  # pragma: no cover
     any other sorted x costs at most about twice a binary search."""
     found = np.empty(len(edges), np.int64)
     lo = first
+    a = b = 0.0
+    if first < end:
+        a, b = float(x[first]), float(x[end - 1])
     for k in range(len(edges)):
         e = edges[k]
         hi = end
         if lo < hi:
-            a, b = float(x[lo]), float(x[hi - 1])
+            # The guess interpolates between the range's ends, not from the previous edge's row:
+            # then no guess waits for a row loaded for the one before, and the loads overlap.
             if e <= a or b <= a:
                 m = lo
             elif e > b:
                 m = hi - 1
             else:
-                m = lo + int((e - a) / (b - a) * (hi - 1 - lo))
+                m = min(max(first + int((e - a) / (b - a) * (end - 1 - first)), lo), hi - 1)
             step = 1
             if x[m] < e:  # the row is past m: gallop right
                 lo = m + 1

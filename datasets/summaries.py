@@ -236,12 +236,12 @@ def extremes(column: np.ndarray, levels: list[np.ndarray], starts: np.ndarray, e
     at_max = at_min.copy()
     lo, hi = at_min.copy(), ends.astype(np.int64)  # what is left of each range, on the level scanned next
     top = len(levels)
-    if not _scan_rows(np.asarray(column), lo, hi, top > 0, best_min, at_min, best_max, at_max):
+    if not _scan_rows(np.asarray(column), lo, hi, top > 0, best_min, at_min, best_max, at_max)[0]:
         return best_min, at_min, best_max, at_max
     for level in range(1, top + 1):
         records = np.asarray(levels[level - 1])  # a plain view of the map: no memmap wrapping per access
         if not _scan_blocks(records["min"], records["max"], records["at_min"], records["at_max"], BRANCH ** level,
-                            lo, hi, level < top, best_min, at_min, best_max, at_max):
+                            lo, hi, level < top, best_min, at_min, best_max, at_max)[0]:
             break
     return best_min, at_min, best_max, at_max
 
@@ -250,7 +250,13 @@ def extremes(column: np.ndarray, levels: list[np.ndarray], starts: np.ndarray, e
 # of it, a few comparisons an entry, which NumPy's temporaries would cost many times over. Each
 # takes the ends of what is left of every range that the level above does not cover wholly (or
 # all of it, at the top or when nothing is covered), leaves in ``lo``/``hi`` what the level above
-# is to take, and says whether anything is left. Ties keep the first entry met.
+# is to take, and says whether anything is left (and what the first loop loaded, summed: returned
+# so that the compiler keeps the loads). Ties keep the first entry met.
+#
+# Over a column larger than the caches each range's pieces are cache and TLB misses, one page a
+# level. A first loop only loads the ends of every range's pieces, which the CPU overlaps (no
+# loaded value decides an address or a branch), so that the scan then finds them cached; the
+# scan keeps the best as selects rather than branches, which a random walk mispredicts.
 @numba.njit(nogil=True, cache=True)
 def _pieces(lo, hi, may_go_up):  # pragma: no cover
     """This level's two pieces of a range ``[lo, hi)``: ``[lo, left_end)`` and ``[right_start, hi)``,
@@ -263,43 +269,53 @@ def _pieces(lo, hi, may_go_up):  # pragma: no cover
 
 
 @numba.njit(nogil=True, cache=True)
+def _touch(values, lo, hi, may_go_up):  # pragma: no cover
+    """Load the first, middle and last entry of each range's pieces (a piece of records spans up to
+    three cache lines), for the scan to find them cached; the sum only keeps the loads."""
+    total = 0.0
+    for i in range(len(lo)):
+        left_end, right_start, _, _ = _pieces(lo[i], hi[i], may_go_up)
+        if lo[i] < left_end:
+            total += float(values[lo[i]]) + float(values[(lo[i] + left_end) // 2]) + float(values[left_end - 1])
+        if right_start < hi[i]:
+            total += float(values[right_start]) + float(values[(right_start + hi[i]) // 2]) + float(values[hi[i] - 1])
+    return total
+
+
+@numba.njit(nogil=True, cache=True)
 def _scan_rows(values, lo, hi, may_go_up, best_min, at_min, best_max, at_max):  # pragma: no cover
+    touched = _touch(values, lo, hi, may_go_up)
     left = False
     for i in range(len(lo)):
         left_end, right_start, up_lo, up_hi = _pieces(lo[i], hi[i], may_go_up)
-        for j in range(lo[i], left_end):
-            v = float(values[j])
-            if v < best_min[i]:  # NaN is neither smaller nor larger
-                best_min[i], at_min[i] = v, j
-            if v > best_max[i]:
-                best_max[i], at_max[i] = v, j
-        for j in range(right_start, hi[i]):
-            v = float(values[j])
-            if v < best_min[i]:
-                best_min[i], at_min[i] = v, j
-            if v > best_max[i]:
-                best_max[i], at_max[i] = v, j
+        low, at_low, high, at_high = best_min[i], at_min[i], best_max[i], at_max[i]
+        for start, end in ((lo[i], left_end), (right_start, hi[i])):
+            for j in range(start, end):
+                v = float(values[j])
+                smaller, larger = v < low, v > high  # NaN is neither
+                low, at_low = (v, j) if smaller else (low, at_low)
+                high, at_high = (v, j) if larger else (high, at_high)
+        best_min[i], at_min[i], best_max[i], at_max[i] = low, at_low, high, at_high
         lo[i], hi[i] = up_lo, up_hi
         left = left or up_lo < up_hi
-    return left
+    return left, touched
 
 
 @numba.njit(nogil=True, cache=True)
 def _scan_blocks(mins, maxs, offsets_min, offsets_max, span, lo, hi, may_go_up,
                  best_min, at_min, best_max, at_max):  # pragma: no cover
+    touched = _touch(mins, lo, hi, may_go_up)
     left = False
     for i in range(len(lo)):
         left_end, right_start, up_lo, up_hi = _pieces(lo[i], hi[i], may_go_up)
-        for j in range(lo[i], left_end):
-            if mins[j] < best_min[i]:
-                best_min[i], at_min[i] = mins[j], j * span + np.int64(offsets_min[j])
-            if maxs[j] > best_max[i]:
-                best_max[i], at_max[i] = maxs[j], j * span + np.int64(offsets_max[j])
-        for j in range(right_start, hi[i]):
-            if mins[j] < best_min[i]:
-                best_min[i], at_min[i] = mins[j], j * span + np.int64(offsets_min[j])
-            if maxs[j] > best_max[i]:
-                best_max[i], at_max[i] = maxs[j], j * span + np.int64(offsets_max[j])
+        low, at_low, high, at_high = best_min[i], at_min[i], best_max[i], at_max[i]
+        for start, end in ((lo[i], left_end), (right_start, hi[i])):
+            for j in range(start, end):
+                v, w = mins[j], maxs[j]
+                smaller, larger = v < low, w > high
+                low, at_low = (v, j * span + np.int64(offsets_min[j])) if smaller else (low, at_low)
+                high, at_high = (w, j * span + np.int64(offsets_max[j])) if larger else (high, at_high)
+        best_min[i], at_min[i], best_max[i], at_max[i] = low, at_low, high, at_high
         lo[i], hi[i] = up_lo, up_hi
         left = left or up_lo < up_hi
-    return left
+    return left, touched

@@ -143,3 +143,49 @@ def test_summaries_are_small(walk, tmp_path):
     x, y = walk
     size = summaries.build(y, tmp_path, "y")
     assert size < y.nbytes * 0.4
+
+
+@pytest.mark.parametrize("rows", [1, 8, 9, 65, 70_001, 300_000])
+def test_extremes_of_ranges_are_those_of_their_rows(tmp_path, rows):
+    """summaries.extremes against the rows for ranges of every length and place, the whole column
+    and its first and last rows included, over NaN runs, infinities and ties."""
+    rng = np.random.default_rng(rows)
+    y = np.cumsum(rng.standard_normal(rows))
+    if rows > 100:
+        y = np.round(y)  # ties
+        y[37:90] = np.nan
+        y[rng.integers(0, rows, rows // 50)] = np.nan
+        y[rows // 2:rows // 2 + 5_000] = np.nan  # NaN-only blocks on several levels
+        y[rows // 3] = np.inf
+        y[rows // 4] = -np.inf
+    levels = built(y, tmp_path)
+    starts = rng.integers(0, rows, 2_000)
+    lengths = rng.integers(1, rows + 1, 2_000) // rng.integers(1, 1_000, 2_000) + 1
+    starts = np.concatenate([starts, [0, 0, rows - 1]])
+    ends = np.concatenate([np.minimum(starts[:-3] + lengths, rows), [rows, 1, rows]])
+    low, at_low, high, at_high = summaries.extremes(y, levels, starts, ends)
+    for i in range(len(starts)):
+        rows_of = y[starts[i]:ends[i]]
+        if np.isnan(rows_of).all():
+            assert low[i] == np.inf and high[i] == -np.inf
+            continue
+        assert low[i] == np.nanmin(rows_of) and high[i] == np.nanmax(rows_of), i
+        assert starts[i] <= at_low[i] < ends[i] and starts[i] <= at_high[i] < ends[i], i
+        assert y[at_low[i]] == low[i] and y[at_high[i]] == high[i], i
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_views_of_windows_at_the_edges_with_nan_columns_and_infinities(tmp_path, dtype):
+    """The y of each pixel column's lowest and highest point comes from the summaries: exact for
+    both float types, and read from y where a column has only NaNs (or an infinity)."""
+    rng = np.random.default_rng(13)
+    x = np.arange(100_000, dtype=np.float64)
+    y = np.cumsum(rng.standard_normal(len(x))).astype(dtype)
+    y[20_000:23_000] = np.nan  # whole pixel columns of NaNs
+    y[50_001], y[70_003] = np.inf, -np.inf
+    levels = built(y, tmp_path)
+    for x0, x1 in ((0.0, 99_999.0), (0.0, 30_000.5), (60_000.25, 99_999.0), (-500.0, 1e6), (19_000.0, 24_000.0)):
+        view = check_view(x, y, levels, x0, x1, 300)
+        assert view.y.dtype == dtype
+        inside = view.x[(view.x >= x0) & (view.x <= x1)]
+        assert np.array_equal(view.y[(view.x >= x0) & (view.x <= x1)], y[inside.astype(np.int64)], equal_nan=True)
