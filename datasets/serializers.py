@@ -1,4 +1,5 @@
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from bokehsite.protocol import MAX_SERIES
@@ -136,6 +137,8 @@ class ViewQuerySerializer(serializers.Serializer):
     y1 = serializers.FloatField(required=False)
 
 
+@extend_schema_field({"oneOf": [{"type": "string"},
+                                 {"type": "array", "items": {"type": "string"}, "maxItems": MAX_SERIES}]})
 class ColumnNamesField(serializers.Field):
     """A column's name, or a list of at most ``MAX_SERIES`` of them."""
 
