@@ -18,6 +18,9 @@ It prints:
 - **zoom to pixels**: in headless Chromium, from a mouse-wheel event to the new view painted;
 - **images** (``--images``, alone): a 20,000 x 20,000 uint8 image's pyramid (build time, bytes
   against the image's) and views of a window at full view, 10%, 1%, 0.1% and 1:1 (``bench/images.py``);
+  then the same zooms in Chromium against HoloViews + Datashader in Panel (``bench/against_panel.py``);
+- **many series** (``--series``, alone): 1,000 series x 1e5 rows in the process and over the
+  websocket (``bench/series.py``), then against HoloViews + Datashader in Panel;
 - **baselines**: the same line sent whole to the browser (time to first render, and to redraw
   after a zoom), and plotly-resampler in a Dash app: the HTTP round trip of its
   ``/_dash-update-component`` callback after a relayout, and its memory.
@@ -542,6 +545,10 @@ def main() -> None:
     parser.add_argument("--image-dir", default=None, help="where the image is written for a while (default: the temp dir)")
     parser.add_argument("--series", action="store_true",
                         help="only many series: 1,000 x 1e5 rows, in the process and over the websocket (bench/series.py)")
+    parser.add_argument("--no-panel", action="store_true",
+                        help="with --images or --series: not against HoloViews + Datashader in Panel")
+    parser.add_argument("--panel-repeat", type=int, default=3,
+                        help="timed rounds of zooms against Panel (default %(default)s)")
     parser.add_argument("--viewer-views", type=int, default=300,
                         help="random 1%% windows one viewer asks for (default %(default)s)")
     args = parser.parse_args()
@@ -549,6 +556,10 @@ def main() -> None:
         import series
 
         series.main(["--repeat", str(min(args.repeat, 10))])
+        if not args.no_panel:
+            import against_panel
+
+            against_panel.series(1000, 100_000, args.panel_repeat)
         return
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     print(f"bokehsite large-data benchmark; {machine()}")
@@ -557,6 +568,10 @@ def main() -> None:
         import images
 
         images.run(int(args.image_size), args.repeat, args.image_dir)
+        if not args.no_panel:
+            import against_panel
+
+            against_panel.images(int(args.image_size), args.panel_repeat, args.image_dir)
         return
 
     if not args.no_compute:
