@@ -104,6 +104,37 @@ def test_at_one_to_one_the_canvas_shows_the_exact_pixel_values(server, page):
     assert same.mean() > 0.99
 
 
+# In the frame: the view requests sent once the ranges are set as a zoom sets them (both in one
+# task), by the time a task queued right after that one runs.
+ZOOM_AND_LISTEN = """async ([x0, x1, y0, y1]) => {
+    const sent = [];
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+        if (typeof data === "string") sent.push(JSON.parse(data));
+        return send.call(this, data);
+    };
+    const plot = [...Bokeh.documents[0].all_models].find((m) => m.x_range && m.inner_width);
+    plot.x_range.setv({start: x0, end: x1});
+    plot.y_range.setv({start: y0, end: y1});
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    WebSocket.prototype.send = send;
+    return sent.filter((message) => message.type === "view");
+}"""
+
+
+def test_a_zoom_after_a_quiet_spell_asks_for_its_view_at_once_with_both_ranges(server, page):
+    pixels = np.arange(200 * 200, dtype=np.uint32).reshape(200, 200) % 251
+    with Session(server.url) as session:
+        image = session.upload_image("asked at once", pixels.astype(np.uint8), x=(0, 200), y=(0, 200))
+        push_image(session, "asked at once", image, "mean", 200, 200)
+        frame = open_plot(page, session.url)
+    wait_for_raster(frame)
+    asked = frame.evaluate(ZOOM_AND_LISTEN, [20, 120, 50, 150])
+    assert [(m["x0"], m["x1"], m["y0"], m["y1"]) for m in asked] == [(20, 120, 50, 150)]
+    state = wait_for_raster(frame, after=view_state(frame)["applied"] - 1)
+    assert state["dw"] == 100 and state["x0"] == 20
+
+
 def test_a_single_bright_pixel_shows_at_full_view_with_max_and_not_with_mean(server, page):
     pixels = np.zeros((2000, 3000), dtype=np.uint8)
     pixels[1234, 2345] = 255

@@ -1,13 +1,14 @@
 // Views of sources backed by a dataset (bokehsite.client.server_source): each plot that draws one
 // asks the server for the view of its visible ranges at its size in pixels ("view"), whenever the
-// user pans or zooms or the plot is resized, debounced; the answer ("view_data") is this viewer's
+// user pans or zooms or the plot is resized: at once after a quiet spell, else once the gesture
+// pauses; the answer ("view_data") is this viewer's
 // alone. It is applied as a Bokeh patch, so BokehJS reports it as a change it did not make itself
 // (not sync), and it never goes back to the server as the user's change.
 (function () {
   "use strict";
 
   const MARK = "bokehsite_dataset";
-  const DEBOUNCE_MS = 40;
+  const PAUSE_MS = 40;  // changes closer together than this are one gesture (a wheel's, a pan's)
   // Counts of points per pixel, dark to light, transparent where there are none.
   const PALETTE = ["#000004", "#140e36", "#3b0f70", "#641a80", "#8c2981", "#b73779", "#de4968", "#f7705c",
                    "#fe9f6d", "#fecf92", "#fcfdbf"];
@@ -47,7 +48,8 @@
         for (const plot of plots) {
           const renderers = plot.renderers.filter((r) => r instanceof GlyphRenderer && r.data_source === model);
           if (renderers.length) {
-            this.backed.set(model.id, {source: model, mark, plot, renderers, latest: null, timer: null, image: null});
+            this.backed.set(model.id, {source: model, mark, plot, renderers, latest: null, timer: null, soon: false,
+                                       changed: -Infinity, image: null});
             break;  // one plot asks for the views of a source
           }
         }
@@ -76,9 +78,20 @@
       for (const entry of this.backed?.values() ?? []) this.schedule(entry);
     }
 
+    // The first change after a quiet spell is asked for at once (once the task that made it has
+    // made its others too: a zoom sets both ranges); the changes of a gesture that follow it, when
+    // the gesture pauses, so that a wheel spun costs the server two views, not one per step.
     schedule(entry) {
+      const now = performance.now();
+      const quiet = now - entry.changed >= PAUSE_MS;
+      entry.changed = now;
+      if (entry.soon) return;  // due at once: it reads the ranges as they are by then
       clearTimeout(entry.timer);
-      entry.timer = setTimeout(() => this.request(entry), DEBOUNCE_MS);
+      entry.soon = quiet;
+      entry.timer = setTimeout(() => {
+        entry.soon = false;
+        this.request(entry);
+      }, quiet ? 0 : PAUSE_MS);
     }
 
     request(entry) {
