@@ -10,9 +10,9 @@ rounds), and times how long until the new window is in the plot's data:
 - Panel: from the range change (and the ``RangesUpdate`` event HoloViews listens to) to the
   image of the new window in the image's source (``holoviews_panel.time_zooms``);
 - bokehsite: from the range change to the view of the new window applied to the document
-  (``#plot[data-views-applied]``); this includes the 40 ms the page waits for a wheel or pan
-  gesture to settle before it asks. Beside it, from the ``view`` request sent to the view
-  applied: the websocket both ways, the server's view, decoding and patching.
+  (``#plot[data-views-applied]``; the page asks at once, as for any change after a quiet spell).
+  Beside it, from the ``view`` request sent to the view applied: the websocket both ways, the
+  server's view, decoding and patching.
 
 The first round warms up (Numba compiles, caches fill) and is dropped; medians of the others.
 Memory: the Panel process's resident memory (the data, its own copy in each process), and the
