@@ -28,7 +28,7 @@ def write_image(path: Path, side: int) -> np.ndarray:
     columns = (np.arange(side) * 255 // max(side - 1, 1)).astype(np.uint16)
     strip = max(1, (64 << 20) // side)
     for first in range(0, side, strip):
-        rows = np.arange(first, min(first + strip, side), dtype=np.uint16)[:, None]
+        rows = (np.arange(first, min(first + strip, side)) % 240).astype(np.uint16)[:, None]
         noise = rng.integers(0, 16, (len(rows), side), dtype=np.uint8)
         image[first:first + len(rows)] = ((columns + rows) % 240).astype(np.uint8) + noise
     image.flush()
