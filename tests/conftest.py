@@ -34,6 +34,8 @@ _layer_modules: dict[str, bool] = {}
 
 
 def _uses_storage_or_layer(item: pytest.Item) -> bool:
+    if item.get_closest_marker("embedded"):
+        return False
     if any(item.get_closest_marker(name) for name in ("django_db", "daphne", "faults")):
         return True
     if _STORAGE_FIXTURES & set(getattr(item, "fixturenames", ())):
@@ -61,6 +63,28 @@ os.environ.setdefault("BOKEHSITE_THUMBNAILS", "0")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def static_files_indexed_once():
+    """WhiteNoise indexes every static file (17,000, BokehJS's among them: 0.2 s) each time a
+    middleware chain is built, which Django's test client does for each client: done once here,
+    for each static prefix and cache age, and the same index handed to every later chain."""
+    from whitenoise.middleware import WhiteNoiseMiddleware
+
+    indexes: dict[tuple, dict] = {}
+    index_files = WhiteNoiseMiddleware.add_files_from_finders
+
+    def add_files_from_finders(self) -> None:
+        key = (self.static_prefix, self.max_age, self.allow_all_origins, self.charset)
+        if key not in indexes:
+            index_files(self)
+            indexes[key] = dict(self.files)
+        self.files.update(indexes[key])
+
+    WhiteNoiseMiddleware.add_files_from_finders = add_files_from_finders
+    yield
+    WhiteNoiseMiddleware.add_files_from_finders = index_files
 
 
 @pytest.fixture(scope="session")
