@@ -57,6 +57,7 @@ def repository_packages() -> set[str]:
     return found
 
 
+@pytest.mark.embedded
 @pytest.mark.timeout(600)
 def test_the_wheel_holds_every_app_its_migrations_templates_and_static_files(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -71,6 +72,7 @@ def test_the_wheel_holds_every_app_its_migrations_templates_and_static_files(whe
     assert "bokeh-server = bokehsite.cli:bokeh_server" in text and "bokehsite = bokehsite.cli:main" in text
 
 
+@pytest.mark.embedded
 @pytest.mark.daphne
 @pytest.mark.timeout(900)
 def test_bokeh_server_from_a_wheel_serves_from_an_empty_directory_and_stores_the_first_example(installed, tmp_path):
@@ -121,6 +123,7 @@ def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Compl
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.embedded
 def test_help_names_every_option(tmp_path):
     done = subprocess.run([str(Path(sys.executable).parent / "bokeh-server"), "-h"], cwd=tmp_path, env=CLEAN_ENV,
                           capture_output=True, text=True, timeout=60)
@@ -131,6 +134,7 @@ def test_help_names_every_option(tmp_path):
     assert not (tmp_path / "bokehsite-data").exists()  # asking for help creates nothing
 
 
+@pytest.mark.embedded
 def test_several_workers_without_postgresql_and_redis_are_refused_with_the_reason(tmp_path):
     done = run_cli("serve", "--workers", "2", cwd=tmp_path)
     assert done.returncode == 2
@@ -139,6 +143,7 @@ def test_several_workers_without_postgresql_and_redis_are_refused_with_the_reaso
     assert done.returncode == 2 and "--redis-url" in done.stderr and "--database-url" not in done.stderr
 
 
+@pytest.mark.embedded
 def test_a_port_in_use_is_said_plainly(tmp_path):
     import socket
 
@@ -150,6 +155,7 @@ def test_a_port_in_use_is_said_plainly(tmp_path):
     assert "cannot listen on 127.0.0.1:" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.embedded
 def test_createuser_makes_an_account_in_the_servers_data_and_secret_prints_a_key(tmp_path):
     done = run_cli("createuser", "erin", "--staff", cwd=tmp_path, stdin="a long passphrase here\n")
     assert done.returncode == 0, done.stderr
@@ -163,6 +169,7 @@ def test_createuser_makes_an_account_in_the_servers_data_and_secret_prints_a_key
     assert secret.returncode == 0 and len(secret.stdout.strip()) >= 50
 
 
+@pytest.mark.embedded
 @pytest.mark.daphne
 def test_multi_user_mode_from_the_command_line_asks_for_credentials(tmp_path):
     port = free_port()

@@ -137,6 +137,7 @@ def test_the_settings_read_the_apps_and_their_defaults(tmp_path):
     assert given.stdout.strip() == "(['/a/x.py', '/b/y'], ['x', 'y'], 0.5, 0, True, 2, 'http://127.0.0.1:5006/')", given.stderr
 
 
+@pytest.mark.embedded
 @pytest.mark.daphne
 def test_a_server_with_apps_lists_their_urls_and_never_runs_their_code_itself(tmp_path):
     # The app records which process ran it.
