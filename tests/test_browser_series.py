@@ -84,3 +84,24 @@ def test_many_series_are_a_density_image_zoomed_out_and_lines_zoomed_in(server, 
     # The rows in view, and one beyond each edge.
     assert state["x0"] - 1 <= state["first"][0] <= state["x0"] + 1 and state["x1"] - 1 <= state["first"][-1] <= state["x1"] + 1
     assert state["points"] <= SERIES * (4 * WIDTH + 2) and span < ROWS / 10
+
+
+def test_a_first_view_that_is_a_density_image_adds_its_colour_bar_without_an_error(server, page):
+    # Small enough that the first view comes back while BokehJS is still building the plot's views.
+    rng = np.random.default_rng(8)
+    columns = {"t": np.arange(10_000, dtype=np.float64)}
+    columns.update({f"s{i}": np.cumsum(rng.normal(size=10_000)) for i in range(200)})
+    with Session(server.url) as session:
+        dataset = session.upload_dataset("quick bundle", columns, x="t", require_sorted_x=True)
+        source = server_source(dataset, "lines", x="t", y=[f"s{i}" for i in range(200)])
+        p = figure(width=WIDTH, height=HEIGHT)
+        p.multi_line(xs="xs", ys="ys", source=source)
+        doc = BokehDocument()
+        doc.add_root(p)
+        session.use_doc("quick bundle")
+        session.push(doc)
+        frame = open_plot(page, session.url)
+    frame.wait_for_function("Number(document.getElementById('plot').dataset.viewsApplied || 0) > 0", timeout=30_000)
+    page.wait_for_timeout(500)  # the plot lays out and paints with its new renderer and bar
+    assert frame.evaluate(STATE, source.id)["imageShown"]
+    assert page.problems == []

@@ -156,15 +156,20 @@
           data_source: {type: "object", name: "ColumnDataSource", id: ids.source,
                         attributes: {data: {type: "map", entries: []}}},
           glyph: {type: "object", name: "Image", id: ids.glyph, attributes: {
-            image: field("image"), x: field("x"), y: field("y"), dw: field("dw"), dh: field("dh"), color_mapper: mapper}},
+            image: field("image"), x: field("x"), y: field("y"), dw: field("dw"), dh: field("dh"), color_mapper: {id: ids.mapper}}},
         }};
-        const bar = {type: "object", name: "ColorBar", id: ids.bar, attributes: {color_mapper: {id: ids.mapper},
+        const bar = {type: "object", name: "ColorBar", id: ids.bar, attributes: {color_mapper: mapper,
                      title: entry.mark.kind === "lines" ? "series" : "points"}};
+        // BokehJS builds the views of a plot's new models after each change, then lays the plot
+        // out: the bar goes in first, so that no layout finds it without its view; and it is made
+        // visible, only the scatter's or the lines' renderers being hidden.
         this.patch([
-          {kind: "ModelChanged", model: {id: plot.id}, attr: "renderers", new: [renderer, ...plot.renderers.map((r) => ({id: r.id}))]},
           {kind: "ModelChanged", model: {id: plot.id}, attr: "right", new: [...plot.right.map((r) => ({id: r.id})), bar]},
+          {kind: "ModelChanged", model: {id: plot.id}, attr: "renderers", new: [renderer, ...plot.renderers.map((r) => ({id: r.id}))]},
+          ...entry.renderers.map((r) => ({kind: "ModelChanged", model: {id: r.id}, attr: "visible", new: false})),
         ], new Map());
         entry.image = ids;
+        entry.imageShown = true;
       }
       const {x0, x1, y0, y1} = header;
       this.patch([this.columnsEvent(entry.image.source, {
@@ -172,7 +177,10 @@
       this.setVisible(entry, true);
     }
 
+    // The image and its bar, or the source's own renderers: a change only when it is one.
     setVisible(entry, image) {
+      if (entry.imageShown === image) return;
+      entry.imageShown = image;
       const events = [{kind: "ModelChanged", model: {id: entry.image.renderer}, attr: "visible", new: image},
                       {kind: "ModelChanged", model: {id: entry.image.bar}, attr: "visible", new: image},
                       ...entry.renderers.map((r) => ({kind: "ModelChanged", model: {id: r.id}, attr: "visible", new: !image}))];
