@@ -1,9 +1,9 @@
 // Views of sources backed by a dataset (bokehsite.client.server_source): each plot that draws one
 // asks the server for the view of its visible ranges at its size in pixels ("view"), whenever the
 // user pans or zooms or the plot is resized: at once after a quiet spell, else once the gesture
-// pauses; the answer ("view_data") is this viewer's
-// alone. It is applied as a Bokeh patch, so BokehJS reports it as a change it did not make itself
-// (not sync), and it never goes back to the server as the user's change.
+// pauses. The answer ("view_data") is this viewer's alone. It is applied as a Bokeh patch, so
+// BokehJS reports it as a change it did not make itself (not sync), and it never goes back to the
+// server as the user's change.
 (function () {
   "use strict";
 
