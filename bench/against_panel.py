@@ -25,7 +25,6 @@ through the page cache with every other server process on the host).
 
 from __future__ import annotations
 
-import math
 import statistics
 import tempfile
 import time
@@ -79,8 +78,6 @@ def time_ours(url: str, extent, zoom_y: bool, *, repeat: int, timeout_ms: float 
     """For each zoom, the median ms from the range change to the view applied, and from its request."""
     from playwright.sync_api import sync_playwright
 
-    windows = SimpleNamespace(extent=extent, zoom_y=zoom_y)
-    times: dict[float, list[tuple[float, float]]] = {zoom: [] for zoom in ZOOMS}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -89,16 +86,9 @@ def time_ours(url: str, extent, zoom_y: bool, *, repeat: int, timeout_ms: float 
             page.frame_locator("#plot-frame").locator("#plot[data-views-applied]").wait_for(timeout=120_000)
             frame = next(f for f in page.frames if "/frame/" in f.url)
             frame.wait_for_function(FIND_PLOT, timeout=60_000, polling=100)
-            for round_ in range(repeat + 1):
-                for zoom in ZOOMS:  # the same windows as Panel's
-                    shift = 0.5 + 0.4 * math.sin(round_ * 2.1 + zoom)
-                    x0, x1, y0, y1 = holoviews_panel.window(windows, zoom, shift)
-                    elapsed = frame.evaluate(ZOOM_TO, [x0, x1, y0, y1, timeout_ms])
-                    if elapsed is None:
-                        raise RuntimeError(f"no view of x {x0:g}..{x1:g} within {timeout_ms / 1000:.0f} s")
-                    if round_:
-                        times[zoom].append(tuple(elapsed))
-                    page.wait_for_timeout(200)
+            # The same windows as Panel's.
+            times = holoviews_panel.zoom_rounds(frame, SimpleNamespace(extent=extent, zoom_y=zoom_y), ZOOM_TO,
+                                                repeat=repeat, timeout_ms=timeout_ms)
         finally:
             browser.close()
     return {zoom: (statistics.median(t for t, _ in values), statistics.median(r for _, r in values))

@@ -241,31 +241,35 @@ def window(served: Served, zoom: float, shift: float) -> tuple[float, float, flo
     return xs[0], xs[1], ys[0], ys[1]
 
 
-def time_zooms(served: Served, zooms=ZOOMS, *, repeat: int = 5, timeout_ms: float = 600_000) -> dict[float, float]:
-    """The median ms from a range change in Chromium to the new image's arrival, for each zoom.
+def zoom_rounds(target, windows, zoom_to: str, zooms=ZOOMS, *, repeat: int, timeout_ms: float) -> dict[float, list]:
+    """Evaluate ``zoom_to`` in ``target`` (a page or a frame) for the window of each zoom in turn,
+    ``repeat`` rounds after a warm-up round that is dropped (Numba compiles, caches fill), around a
+    point that moves between rounds so that every change is a real one; what it resolved with, by zoom."""
+    results: dict[float, list] = {zoom: [] for zoom in zooms}
+    for round_ in range(repeat + 1):
+        for zoom in zooms:
+            shift = 0.5 + 0.4 * math.sin(round_ * 2.1 + zoom)
+            x0, x1, y0, y1 = window(windows, zoom, shift)
+            result = target.evaluate(zoom_to, [x0, x1, y0, y1, timeout_ms])
+            if result is None:
+                raise RuntimeError(f"nothing of x {x0:g}..{x1:g} within {timeout_ms / 1000:.0f} s after a {zoom:.1%} zoom")
+            if round_:
+                results[zoom].append(result)
+            target.wait_for_timeout(200)  # let the rest of the answer (ranges, ticks) settle
+    return results
 
-    Each round visits every zoom in turn, around a point that moves between rounds, so every
-    change is a real one; the first round warms up (Numba compiles, caches fill) and is dropped."""
+
+def time_zooms(served: Served, zooms=ZOOMS, *, repeat: int = 5, timeout_ms: float = 600_000) -> dict[float, float]:
+    """The median ms from a range change in Chromium to the new image's arrival, for each zoom."""
     from playwright.sync_api import sync_playwright
 
-    times: dict[float, list[float]] = {zoom: [] for zoom in zooms}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(served.url, timeout=START_SECONDS * 1000)
             page.wait_for_function(FIND_IMAGE, timeout=START_SECONDS * 1000, polling=200)
-            for round_ in range(repeat + 1):
-                for zoom in zooms:
-                    shift = 0.5 + 0.4 * math.sin(round_ * 2.1 + zoom)
-                    x0, x1, y0, y1 = window(served, zoom, shift)
-                    elapsed = page.evaluate(ZOOM_TO, [x0, x1, y0, y1, timeout_ms])
-                    if elapsed is None:
-                        raise RuntimeError(f"no image of x {x0:g}..{x1:g} within {timeout_ms / 1000:.0f} s "
-                                           f"after a {zoom:.1%} zoom")
-                    if round_:
-                        times[zoom].append(elapsed)
-                    page.wait_for_timeout(200)  # let the rest of the answer (ranges, ticks) settle
+            times = zoom_rounds(page, served, ZOOM_TO, zooms, repeat=repeat, timeout_ms=timeout_ms)
         finally:
             browser.close()
     return {zoom: statistics.median(values) for zoom, values in times.items()}
