@@ -47,20 +47,26 @@ STATE = """(id) => {
 }"""
 
 
+def push_bundle(session, title, columns, **figure_options):
+    """Upload ``columns`` (x "t" and the series) and push a plot drawing every series from it."""
+    dataset = session.upload_dataset(title, columns, x="t", require_sorted_x=True)
+    source = server_source(dataset, "lines", x="t", y=[name for name in columns if name != "t"])
+    p = figure(width=WIDTH, height=HEIGHT, **figure_options)
+    p.multi_line(xs="xs", ys="ys", source=source, line_alpha=0.3)
+    doc = BokehDocument()
+    doc.add_root(p)
+    session.use_doc(title)
+    session.push(doc)
+    return source
+
+
 def test_many_series_are_a_density_image_zoomed_out_and_lines_zoomed_in(server, page):
     rng = np.random.default_rng(6)
     columns = {"t": np.arange(ROWS, dtype=np.float64)}
     walks = np.cumsum(rng.normal(size=(SERIES, ROWS)), axis=1)
     columns.update({f"s{i}": walks[i] for i in range(SERIES)})
     with Session(server.url) as session:
-        dataset = session.upload_dataset("bundle", columns, x="t", require_sorted_x=True)
-        source = server_source(dataset, "lines", x="t", y=[f"s{i}" for i in range(SERIES)])
-        p = figure(width=WIDTH, height=HEIGHT, active_scroll="wheel_zoom", toolbar_location=None)
-        p.multi_line(xs="xs", ys="ys", source=source, line_alpha=0.3)
-        doc = BokehDocument()
-        doc.add_root(p)
-        session.use_doc("many series")
-        session.push(doc)
+        source = push_bundle(session, "many series", columns, active_scroll="wheel_zoom", toolbar_location=None)
         frame = open_plot(page, session.url)
 
     frame.wait_for_function("Number(document.getElementById('plot').dataset.viewsApplied || 0) > 0", timeout=30_000)
@@ -92,14 +98,7 @@ def test_a_first_view_that_is_a_density_image_adds_its_colour_bar_without_an_err
     columns = {"t": np.arange(10_000, dtype=np.float64)}
     columns.update({f"s{i}": np.cumsum(rng.normal(size=10_000)) for i in range(200)})
     with Session(server.url) as session:
-        dataset = session.upload_dataset("quick bundle", columns, x="t", require_sorted_x=True)
-        source = server_source(dataset, "lines", x="t", y=[f"s{i}" for i in range(200)])
-        p = figure(width=WIDTH, height=HEIGHT)
-        p.multi_line(xs="xs", ys="ys", source=source)
-        doc = BokehDocument()
-        doc.add_root(p)
-        session.use_doc("quick bundle")
-        session.push(doc)
+        source = push_bundle(session, "quick bundle", columns)
         frame = open_plot(page, session.url)
     frame.wait_for_function("Number(document.getElementById('plot').dataset.viewsApplied || 0) > 0", timeout=30_000)
     page.wait_for_timeout(500)  # the plot lays out and paints with its new renderer and bar
