@@ -105,7 +105,7 @@ def test_at_one_to_one_the_canvas_shows_the_exact_pixel_values(server, page):
 
 
 # In the frame: the view requests sent once the ranges are set as a zoom sets them (both in one
-# task), by the time a task queued right after that one runs.
+# task), by the time that task's microtasks have run: before the plot is drawn again.
 ZOOM_AND_LISTEN = """async ([x0, x1, y0, y1]) => {
     const sent = [];
     const send = WebSocket.prototype.send;
@@ -116,7 +116,7 @@ ZOOM_AND_LISTEN = """async ([x0, x1, y0, y1]) => {
     const plot = [...Bokeh.documents[0].all_models].find((m) => m.x_range && m.inner_width);
     plot.x_range.setv({start: x0, end: x1});
     plot.y_range.setv({start: y0, end: y1});
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await Promise.resolve();
     WebSocket.prototype.send = send;
     return sent.filter((message) => message.type === "view");
 }"""

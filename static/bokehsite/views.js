@@ -78,20 +78,26 @@
       for (const entry of this.backed?.values() ?? []) this.schedule(entry);
     }
 
-    // The first change after a quiet spell is asked for at once (once the task that made it has
-    // made its others too: a zoom sets both ranges); the changes of a gesture that follow it, when
-    // the gesture pauses, so that a wheel spun costs the server two views, not one per step.
+    // The first change after a quiet spell is asked for at once: in a microtask, so that the task
+    // that made it has made its others too (a zoom sets both ranges) and the request leaves before
+    // the plot is drawn again. The changes of a gesture that follow it are asked for when the
+    // gesture pauses, so that a wheel spun costs the server two views, not one per step.
     schedule(entry) {
       const now = performance.now();
       const quiet = now - entry.changed >= PAUSE_MS;
       entry.changed = now;
       if (entry.soon) return;  // due at once: it reads the ranges as they are by then
       clearTimeout(entry.timer);
-      entry.soon = quiet;
-      entry.timer = setTimeout(() => {
+      const ask = () => {
         entry.soon = false;
         this.request(entry);
-      }, quiet ? 0 : PAUSE_MS);
+      };
+      if (quiet) {
+        entry.soon = true;
+        queueMicrotask(ask);
+      } else {
+        entry.timer = setTimeout(ask, PAUSE_MS);
+      }
     }
 
     request(entry) {
