@@ -113,6 +113,7 @@ def error_answered(code: str) -> None:
 
 
 def _app_sessions() -> int:
+    # Here, not at the top: bokehsite.errors imports this module, and must not load an app's models.
     from appserver.models import AppSession
 
     return AppSession.objects.count()
