@@ -6,7 +6,8 @@
   session's among them; ``?embed_token=``: another site's embed token (``documents.embeds``).
 
 Only strings are read here; what each one is worth is decided by the module named. DRF
-authentication, logout, ``documents.access`` and ``streaming.auth`` all read them from here.
+authentication, logout, ``documents.access``, ``streaming.auth`` and the ``/metrics`` gate
+(``bokehsite.metrics``, which compares a bearer secret with its own token) all read them from here.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ class Credentials:
         """The Authorization header names the Token or Bearer scheme, whether its secret is well
         formed or not (one that is not then fails, instead of being ignored)."""
         return bool(self.authorization) and self.authorization.split(" ", 1)[0].lower() in SCHEMES
+
+    @property
+    def bearer(self) -> str | None:
+        """The secret after ``Bearer``, as sent (spaces around it stripped), whether it would pass for
+        an API token or not; None if the header names another scheme or none."""
+        if not self.authorization:
+            return None
+        scheme, _, secret = self.authorization.partition(" ")
+        return secret.strip() if scheme.lower() == "bearer" else None
 
     @property
     def names_key(self) -> bool:

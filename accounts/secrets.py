@@ -18,6 +18,11 @@ So a model of a kind has at least these fields::
     digest = models.CharField(max_length=64, editable=False)
     expires = models.DateTimeField(null=True, blank=True)
     revoked = models.DateTimeField(null=True, blank=True)
+
+Not a kind, on purpose: a document's secret-link key (``Document.secret_key``), an app session's
+key among them (``appserver.sessions.open_session``). It is random too, but kept in clear,
+because the sharing page shows the link again whenever its owner asks, which a digest could not;
+``documents.access`` compares it in constant time, and a new link replaces it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Account pages: log in, register, log out (Django's view), API tokens, and a token for a script
 on this machine (``accounts.loopback``)."""
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView as DjangoLoginView
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -48,9 +49,6 @@ class LoginView(DjangoLoginView):
 
 def admin_login(request: HttpRequest) -> HttpResponse:
     """The admin's login form; without local passwords, the login page (single sign-on) instead."""
-    from django.contrib import admin
-    from django.contrib.auth.views import redirect_to_login
-
     if local_login():
         return admin.site.login(request)
     return redirect_to_login(request.GET.get("next") or "/admin/")

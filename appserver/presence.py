@@ -19,13 +19,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from appserver.models import AppSession, Viewer
+from bokehsite.process_task import ProcessTask
 from documents.models import Document, Kind
 
 logger = logging.getLogger("appserver")
 db = database_sync_to_async
 PROCESS = uuid.uuid4()  # this server process, in Viewer.process
 _here: set[str] = set()  # channel names of this process's viewers
-_renewing: asyncio.Task[None] | None = None
 
 
 def viewer_lease() -> timedelta:
@@ -41,7 +41,7 @@ def counts(document: Document, *, from_app_host: bool) -> bool:
 async def joined(document: Document, channel_name: str) -> None:
     await db(_join)(document.pk, channel_name)
     _here.add(channel_name)
-    _keep_renewing()
+    _renewing.ensure()
 
 
 async def left(document: Document, channel_name: str) -> None:
@@ -66,13 +66,6 @@ def _renew() -> None:
     Viewer.objects.filter(process=PROCESS).update(renewed=timezone.now())
 
 
-def _keep_renewing() -> None:
-    global _renewing
-    loop = asyncio.get_running_loop()
-    if _renewing is None or _renewing.done() or _renewing.get_loop() is not loop:
-        _renewing = loop.create_task(_renew_while_watched())
-
-
 async def _renew_while_watched() -> None:
     while _here:
         await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW)
@@ -82,6 +75,9 @@ async def _renew_while_watched() -> None:
             await database_sync_to_async(_renew, thread_sensitive=False)()
         except Exception:  # the database is away, say: rows count for the lease meanwhile
             logger.warning("renewing this process's app viewers failed; it tries again", exc_info=True)
+
+
+_renewing = ProcessTask(_renew_while_watched)
 
 
 def viewers(session: AppSession) -> int:

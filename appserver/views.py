@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.models import AnonymousUser
-from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
@@ -26,7 +25,7 @@ from bokehsite.errors import ApiError
 from documents import access
 from documents.frames import SESSION_EMBED
 from documents.models import Document
-from documents.pages import frame_token_url, frame_url
+from documents.pages import frame_token_url, frame_url, send_to_login
 from documents.views import EMBED_LOAD_TIMEOUT
 
 
@@ -50,7 +49,7 @@ async def app_page(request: HttpRequest, name: str) -> HttpResponse:
     except NoSuchApp:
         raise Http404(f"no app called {name!r} here") from None
     except LoginNeeded:
-        return redirect_to_login(request.get_full_path())
+        return send_to_login(request)
     except ApiError as e:
         return await sync_to_async(render)(request, "appserver/failed.html", {"app": name, "error": e},
                                            status=e.status_code)
@@ -116,7 +115,8 @@ def save_session(request: HttpRequest, name: str) -> HttpResponse:
     """"Save as plot": the session's state now, as a document of the viewer's own."""
     viewer = acting_user(request)
     if not viewer.is_authenticated:
-        return redirect_to_login(request.META.get("HTTP_REFERER") or f"/apps/{name}/")
+        # Back to the app's page, not to this POST's address.
+        return send_to_login(request, request.META.get("HTTP_REFERER") or f"/apps/{name}/")
     caller = access.Caller(viewer, key=request.POST.get("key") or None)
     title = (request.POST.get("title") or "").strip()
     try:

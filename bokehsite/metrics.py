@@ -31,6 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 
+from accounts.credentials import Credentials
+
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -113,6 +115,7 @@ def error_answered(code: str) -> None:
 
 
 def _app_sessions() -> int:
+    # Here, not at the top: bokehsite.errors imports this module, and must not load an app's models.
     from appserver.models import AppSession
 
     return AppSession.objects.count()
@@ -149,11 +152,10 @@ def exposition() -> bytes:
 # --- who may read them ------------------------------------------------------------------------
 
 
-def token_matches(authorization: str) -> bool:
-    scheme, _, presented = authorization.partition(" ")
+def token_matches(presented: str | None) -> bool:
+    """``presented``: the bearer secret (``Credentials.bearer``)."""
     expected = settings.BOKEHSITE_METRICS_TOKEN
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(),
-                                                                                 expected.encode())
+    return bool(expected) and presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def address_allowed(address: str | None) -> bool:
@@ -175,12 +177,12 @@ def check(request: Any) -> None:
 
     if not enabled():
         raise errors.NotFound(f"no endpoint at {request.path}")
-    authorization = request.headers.get("Authorization", "")
-    if token_matches(authorization):
+    credentials = Credentials.from_request(request)
+    if token_matches(credentials.bearer):
         return
     if settings.BOKEHSITE_METRICS_ALLOW and address_allowed(BaseThrottle().get_ident(request)):
         return
-    if authorization:
+    if credentials.authorization:
         raise errors.Forbidden("the metrics token is not valid", field="Authorization")
     if settings.BOKEHSITE_METRICS_TOKEN:
         raise errors.Unauthorized("the metrics need Authorization: Bearer <BOKEHSITE_METRICS_TOKEN>",

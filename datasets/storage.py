@@ -19,6 +19,7 @@ import logging
 import mmap
 import os
 import queue
+import resource
 import shutil
 import threading
 import time
@@ -205,8 +206,6 @@ def _map_count(entry: dict[str, Any]) -> int:
 
 
 def _open_files_limit() -> int:
-    import resource
-
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
@@ -215,8 +214,6 @@ def raise_open_files_limit() -> int:
     """Raise this process's soft limit on open files to its hard limit (maps of thousands of
     columns need thousands of descriptors; a service manager's soft limit is often 1024); the
     limit now."""
-    import resource
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
     if soft != resource.RLIM_INFINITY and soft < wanted:

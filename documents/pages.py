@@ -1,6 +1,6 @@
-"""What a document's pages share: who views it and the document, or off to log in first; the URLs
-of its sandboxed frame, of the frame's fresh tokens and of its ``autoload.js``; the query that
-says how a viewer sees it."""
+"""What a document's pages share: who views it and the document, or off to log in first
+(``send_to_login``, which the apps' pages use too); the URLs of its sandboxed frame, of the
+frame's fresh tokens and of its ``autoload.js``; the query that says how a viewer sees it."""
 
 from collections.abc import Callable, Mapping
 from functools import wraps
@@ -47,6 +47,11 @@ def viewed(request: HttpRequest, pk: UUID | str, need: access.RoleName = "read")
         raise PermissionDenied(e.detail) from None
 
 
+def send_to_login(request: HttpRequest, back: str | None = None) -> HttpResponse:
+    """Off to the login page, and back to ``back`` afterwards (``?next=``; by default, this page)."""
+    return redirect_to_login(back or request.get_full_path())
+
+
 def document_view(need: access.RoleName = "read", *, to_post: access.RoleName | None = None,
                   login: bool = True) -> Callable[[DocumentView], DocumentPage]:
     """A page of one document (URL argument ``pk``), called with who views it and the document
@@ -65,7 +70,7 @@ def document_view(need: access.RoleName = "read", *, to_post: access.RoleName | 
             except LoginFirst:
                 if not login:
                     raise Http404("no such document") from None
-                return redirect_to_login(request.get_full_path())
+                return send_to_login(request)
             return view(request, caller, document)
         return page
     return decorate
@@ -77,7 +82,7 @@ def signed_in(view: View) -> View:
     @wraps(view)
     def page(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         if not acting_user(request).is_authenticated:
-            return redirect_to_login(request.get_full_path())
+            return send_to_login(request)
         return view(request, *args, **kwargs)
     return page
 

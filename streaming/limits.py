@@ -40,6 +40,7 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.users import multi_user
 from bokehsite import errors, protocol
+from bokehsite.process_task import ProcessTask
 from documents import access
 from documents.models import Kind
 from streaming.models import ConnectionPlace, ServerProcess
@@ -67,7 +68,6 @@ PROCESS = uuid.uuid4()  # this process, in ServerProcess
 _held: dict[str, Held] = {}  # by channel name
 _unreleased: list[Held] = []  # places a database that did not answer kept: given back at the next renewal
 _renewed = -math.inf  # time.monotonic() of the last renewal of this process's lease
-_renewing: asyncio.Task | None = None
 
 
 async def acquire(scope: dict[str, Any], channel_name: str) -> None:
@@ -93,7 +93,7 @@ async def acquire(scope: dict[str, Any], channel_name: str) -> None:
             f"{per_holder} connections are already open from this address, the most "
             "BOKEHSITE_MAX_CONNECTIONS_PER_USER allows without an account; close some first",
             limit="per_address", maximum=per_holder)
-    _keep_renewing()
+    _renewing.ensure()
 
 
 async def release(channel_name: str) -> None:
@@ -106,10 +106,8 @@ async def release(channel_name: str) -> None:
         except DatabaseError as error:
             logger.warning("a connection's place could not be given back (%s); it is tried again", error)
             _unreleased.append(held)
-    global _renewing
-    if _renewing is not None and not _unreleased and not _held:
+    if not _unreleased and not _held:
         _renewing.cancel()  # no places to keep: the lease may lapse, the next connection renews it
-        _renewing = None
 
 
 def open_connections() -> int:
@@ -214,13 +212,6 @@ def _renew() -> None:
         ServerProcess.objects.filter(id__in=dead, expires__lte=now).delete()
 
 
-def _keep_renewing() -> None:
-    global _renewing
-    loop = asyncio.get_running_loop()
-    if _renewing is None or _renewing.done() or _renewing.get_loop() is not loop:
-        _renewing = loop.create_task(_renew_periodically())
-
-
 async def _renew_periodically() -> None:
     while True:
         await asyncio.sleep(settings.BOKEHSITE_GROUP_RENEW)
@@ -228,3 +219,6 @@ async def _renew_periodically() -> None:
             await db(_renew)()
         except Exception:  # the database is away, say: the lease lasts BOKEHSITE_GROUP_EXPIRY meanwhile
             logger.warning("renewing this process's connection places failed; it tries again", exc_info=True)
+
+
+_renewing = ProcessTask(_renew_periodically)

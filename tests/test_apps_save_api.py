@@ -3,6 +3,8 @@ whoever holds the session's key and is signed in; errors are the one envelope.""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -70,6 +72,19 @@ def test_a_wrong_key_or_a_document_that_is_no_session_is_not_found(alice):
 def test_anonymous_callers_cannot_save(alice):
     response = APIClient().post(url(app_session(), key=KEY), {"title": "t"}, format="json")
     assert response.status_code in (401, 403) and response.json()["error"] == "not_authenticated"
+    assert Document.objects.filter(kind=Kind.PLOT).count() == 0
+
+
+def test_the_pages_save_form_sends_an_anonymous_visitor_to_log_in_and_back_to_the_app(client):
+    def back(response) -> list[str]:
+        assert response.status_code == 302
+        location = urlsplit(response["Location"])
+        assert location.path == "/accounts/login/"
+        return parse_qs(location.query)["next"]
+
+    page = "http://testserver/apps/sliders/?N=5"
+    assert back(client.post("/apps/sliders/save/", {"title": "t"}, HTTP_REFERER=page)) == [page]
+    assert back(client.post("/apps/sliders/save/", {"title": "t"})) == ["/apps/sliders/"]
     assert Document.objects.filter(kind=Kind.PLOT).count() == 0
 
 

@@ -36,6 +36,12 @@ def test_another_scheme_carries_no_api_token(header):
         assert not credentials.names_api_token and credentials.api_token is None
 
 
+@pytest.mark.parametrize(("header", "bearer"), [("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("Bearer a b", "a b"),
+                                               ("Bearer", ""), ("Token abc", None), ("Basic abc", None)])
+def test_the_bearer_secret_as_sent(header, bearer):
+    assert Credentials.from_request(factory.get("/", HTTP_AUTHORIZATION=header)).bearer == bearer
+
+
 def test_no_header_and_an_empty_one_present_nothing():
     for credentials in (Credentials.from_request(factory.get("/")), Credentials.from_request(factory.get("/", HTTP_AUTHORIZATION="")),
                         Credentials.from_scope(scope()), Credentials.from_scope(scope([(b"authorization", b"")]))):

@@ -1,6 +1,8 @@
 """Sharing a document with a group of users (``django.contrib.auth``'s groups): every member has
 the group's role, the strongest of their roles counts, and only the owner shares."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
@@ -97,6 +99,15 @@ def test_the_sharing_page_adds_and_removes_group_shares(alice, bob, team, client
     assert "no group called &#x27;nobody&#x27;" in response.content.decode()
     client.post(url, {"action": "unshare_group", "group": "team"})
     assert not GroupShare.objects.exists()
+
+
+def test_the_sharing_page_shows_its_groups_once_and_a_plain_title(alice, team, client, multi_user):
+    document = store(alice, title="team plot")
+    services.share_with_group(document, "team", "read")
+    client.force_login(alice)
+    page = client.get(f"/documents/{document.id}/share/").content.decode()
+    assert re.search(r"<title>(.*?)</title>", page, re.S).group(1) == "Share team plot · bokehsite"
+    assert page.count('id="group-share-form"') == 1 and page.count('class="documents group-shares"') == 1
 
 
 def test_the_admin_edits_group_shares_inline(alice, team, client):

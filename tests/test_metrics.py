@@ -52,6 +52,7 @@ def test_the_token_is_needed_and_checked(client, with_token):
     assert missing.json()["field"] == "Authorization"
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"Token {TOKEN}").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"bearer  {TOKEN} ").status_code == 200
     text = scrape(client)
     assert 'bokehsite_healthy{check="database"' in text
     names = {family.name for family in text_string_to_metric_families(text)}

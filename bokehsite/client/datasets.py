@@ -13,6 +13,7 @@ import itertools
 import os
 import sys
 import time
+from html import escape
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
@@ -99,8 +100,6 @@ class Dataset:
 
     def _repr_html_(self) -> str:
         """In a notebook: what the dataset holds, as a small table."""
-        from html import escape
-
         rows = "".join(f"<tr><td><code>{escape(name)}</code>{' (x)' if name == self.x else ''}</td>"
                        f"<td>{escape(dtype)}</td></tr>" for name, dtype in self.columns.items())
         low, high = self.x_range

@@ -8,6 +8,7 @@ reduce="mean")`` draws one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,8 +50,6 @@ class Image(dataset_api.Dataset):
         return f"Image(name={self.name!r}, shape={self.shape}, dtype={self.dtype!r}, extent={self.extent})"
 
     def _repr_html_(self) -> str:
-        from html import escape
-
         rows, width = self.shape
         x0, x1, y0, y1 = self.extent
         return (f"<div class='bokehsite-dataset'><strong>{escape(self.name)}</strong>: an image of {rows:,} x "

@@ -22,6 +22,7 @@ from bokehsite.client import backed
 from bokehsite.client import browser_login
 from bokehsite.client import datasets as dataset_api
 from bokehsite.client import images as image_api
+from bokehsite.client.embed import notebook_snippet
 from bokehsite.client.exceptions import ServerError, ServerUnreachable
 from bokehsite.client.sync import DocumentSync
 
@@ -288,8 +289,6 @@ class Session:
         """In a notebook, the session's current document, live (once pushed)."""
         if self.info is None:
             return None
-        from bokehsite.client.embed import notebook_snippet
-
         return str(notebook_snippet(self))
 
     def _share_target(self, title_or_id: str | None) -> str:
