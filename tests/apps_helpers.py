@@ -95,6 +95,26 @@ curdoc().add_periodic_callback(tick, 200)
 curdoc().add_root(plot)
 """
 
+# A periodic callback replaces one column in place (source.data.update), as fourier_animated.py
+# rolls its waves: the source's other columns, one of them drawn as colours, stay.
+ROLLING = """
+import numpy as np
+from bokeh.io import curdoc
+from bokeh.models import ColumnDataSource
+from bokeh.plotting import figure
+
+x = np.linspace(0, 2 * np.pi, 40)
+rolling = ColumnDataSource(data={"x": x, "y": np.sin(x), "colour": ["navy", "firebrick"] * 20}, name="rolling")
+plot = figure(width=300, height=200, toolbar_location=None)
+plot.scatter("x", "y", color="colour", source=rolling)
+
+def roll():
+    rolling.data.update({"y": np.roll(rolling.data["y"], -1)})
+
+curdoc().add_periodic_callback(roll, 100)
+curdoc().add_root(plot)
+"""
+
 # ?N=7 builds seven points (session_context.request.arguments); the viewer's name is shown, and
 # the names of the cookies and headers the app was given.
 ARGUMENTS = """
