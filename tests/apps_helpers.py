@@ -174,6 +174,34 @@ slider.on_change("value", follow)
 curdoc().add_root(column(slider, echo))
 """
 
+# A periodic callback that takes a while and then changes the page, so that a change is still on
+# its way when the session ends; its destroy callback leaves a marker file beside the script,
+# named after the page's ?tag=.
+BUSY = """
+import time
+from pathlib import Path
+from bokeh.io import curdoc
+from bokeh.models import Div
+
+doc = curdoc()
+tag = doc.session_context.request.arguments.get("tag", [b"untagged"])[0].decode()
+beats = Div(text="0", name="beats")
+counted = [0]
+
+def beat():
+    time.sleep(0.3)
+    counted[0] += 1
+    beats.text = str(counted[0])
+
+# It runs after Bokeh has cleared the script's module and its models: what it uses, it brings along.
+def destroyed(session_context, folder=Path(__file__).parent, tag=tag, counted=counted):
+    (folder / f"destroyed-{tag}").write_text(str(counted[0]))
+
+doc.add_periodic_callback(beat, 50)
+doc.on_session_destroyed(destroyed)
+doc.add_root(beats)
+"""
+
 # main.py that raises while it builds the document.
 BROKEN = """
 from bokeh.io import curdoc
