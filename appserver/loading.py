@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bokeh.application import Application
+from bokeh.application.handlers.document_lifecycle import DocumentLifecycleHandler
 from bokeh.command.util import build_single_handler_application
 from bokeh.document import Document
 from bokeh.io.doc import patch_curdoc
@@ -124,6 +125,8 @@ def build_application(spec: AppSpec) -> Application:
     except Exception as e:  # a notebook that is not JSON, a theme.yaml that is not YAML, ...
         raise AppLoadError(f"{spec.path}: {type(e).__name__}: {e}", traceback.format_exc()) from None
     _raise_if_failed(spec, application)
+    # As bokeh serve does (BokehTornado): what runs a document's own on_session_destroyed callbacks.
+    application.add(DocumentLifecycleHandler())
     return application
 
 

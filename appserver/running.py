@@ -33,6 +33,7 @@ from tornado.ioloop import IOLoop
 from appserver.limits import CallbackClock
 from appserver.templates import template_page
 from bokehsite import bokeh_speed, protocol, wire
+from bokehsite.client.exceptions import BokehsiteError, ServerError
 from bokehsite.client.sync import DocumentSync
 
 logger = logging.getLogger("appserver")
@@ -244,7 +245,15 @@ class RunningSession:
 
     async def _end(self) -> None:
         if self.sync is not None:
-            self.sync.close(timeout=1)  # what it has not sent by now goes to a document that is ending
+            try:
+                self.sync.close(timeout=1)  # what it has not sent by now goes to a document that is ending
+            except BokehsiteError as e:
+                if isinstance(e, ServerError) and e.code == "not_found":
+                    # The server ended the session and deleted its document first: the changes
+                    # still on their way had nowhere to go. That is how such a session ends.
+                    logger.debug("app %s: session %s's document was already gone: %s", self.app_name, self.id, e)
+                else:  # the hooks still run
+                    logger.exception("app %s: session %s's last changes were not sent", self.app_name, self.id)
         if self.session is not None:
             await self.session.with_document_locked(self.session.destroy)
         if self.context is not None:

@@ -95,6 +95,26 @@ curdoc().add_periodic_callback(tick, 200)
 curdoc().add_root(plot)
 """
 
+# A periodic callback replaces one column in place (source.data.update), as fourier_animated.py
+# rolls its waves: the source's other columns, one of them drawn as colours, stay.
+ROLLING = """
+import numpy as np
+from bokeh.io import curdoc
+from bokeh.models import ColumnDataSource
+from bokeh.plotting import figure
+
+x = np.linspace(0, 2 * np.pi, 40)
+rolling = ColumnDataSource(data={"x": x, "y": np.sin(x), "colour": ["navy", "firebrick"] * 20}, name="rolling")
+plot = figure(width=300, height=200, toolbar_location=None)
+plot.scatter("x", "y", color="colour", source=rolling)
+
+def roll():
+    rolling.data.update({"y": np.roll(rolling.data["y"], -1)})
+
+curdoc().add_periodic_callback(roll, 100)
+curdoc().add_root(plot)
+"""
+
 # ?N=7 builds seven points (session_context.request.arguments); the viewer's name is shown, and
 # the names of the cookies and headers the app was given.
 ARGUMENTS = """
@@ -152,6 +172,125 @@ def follow(attr, old, new):
 
 slider.on_change("value", follow)
 curdoc().add_root(column(slider, echo))
+"""
+
+# A periodic callback that takes a while and then changes the page, so that a change is still on
+# its way when the session ends; its destroy callback leaves a marker file beside the script,
+# named after the page's ?tag=.
+BUSY = """
+import time
+from pathlib import Path
+from bokeh.io import curdoc
+from bokeh.models import Div
+
+doc = curdoc()
+tag = doc.session_context.request.arguments.get("tag", [b"untagged"])[0].decode()
+beats = Div(text="0", name="beats")
+counted = [0]
+
+def beat():
+    time.sleep(0.3)
+    counted[0] += 1
+    beats.text = str(counted[0])
+
+# It runs after Bokeh has cleared the script's module and its models: what it uses, it brings along.
+def destroyed(session_context, folder=Path(__file__).parent, tag=tag, counted=counted):
+    (folder / f"destroyed-{tag}").write_text(str(counted[0]))
+
+doc.add_periodic_callback(beat, 50)
+doc.on_session_destroyed(destroyed)
+doc.add_root(beats)
+"""
+
+# What selection_histogram.py and events_app.py use: a selection driving a Python callback,
+# plot and button events reaching on_event (written down as events_app.py prints them), and a
+# js_on_change callback whose change Python then sees. The plot has no axes or borders: its
+# canvas is all data space, 0 to 6 both ways.
+INTERACTIONS = """
+from bokeh.events import ButtonClick, Tap
+from bokeh.io import curdoc
+from bokeh.layouts import column
+from bokeh.models import Button, ColumnDataSource, CustomJS, Div, Slider
+from bokeh.plotting import figure
+
+points = ColumnDataSource(data={"x": [1, 2, 3, 4, 5], "y": [1, 5, 2, 4, 3]}, name="points")
+plot = figure(width=300, height=300, x_range=(0, 6), y_range=(0, 6), tools="box_select",
+              active_drag="box_select", toolbar_location=None, min_border=0, name="plot")
+plot.axis.visible = False
+plot.grid.visible = False
+plot.scatter("x", "y", source=points, size=12)
+
+chosen = Div(text="none selected", name="chosen")
+
+def selected(attr, old, new):
+    total = sum(points.data["y"][i] for i in new)
+    chosen.text = f"selected {sorted(new)} y sum {total}"
+
+points.selected.on_change("indices", selected)
+
+seen = Div(text="no event", name="seen")
+
+def record(attributes=()):
+    def handler(event):
+        values = " ".join(f"{name}={getattr(event, name):.1f}" for name in attributes)
+        seen.text = f"{event.event_name} {values}".strip()
+    return handler
+
+plot.on_event(Tap, record(["x", "y"]))
+button = Button(label="Press", name="press")
+button.on_event(ButtonClick, record())
+
+level = Slider(title="level", value=1, start=0, end=10, step=1, name="level", width=300)
+mirrored = Div(text="", name="mirrored")
+level.js_on_change("value", CustomJS(args={"div": mirrored}, code="div.text = `js saw ${cb_obj.value}`"))
+echoed = Div(text="", name="echoed")
+mirrored.on_change("text", lambda attr, old, new: setattr(echoed, "text", f"python saw {new}"))
+
+curdoc().add_root(column(plot, chosen, button, seen, level, mirrored, echoed))
+"""
+
+# What patch_app.py and threaded apps use: a patch of a 2-D slice of an image column (every
+# other row, some columns), and a thread that hands the document work through
+# add_next_tick_callback and add_timeout_callback (the document may be changed only there).
+UPDATES = """
+import threading
+import time
+import numpy as np
+from bokeh.events import ButtonClick
+from bokeh.io import curdoc
+from bokeh.layouts import column
+from bokeh.models import Button, ColumnDataSource, Div
+from bokeh.plotting import figure
+
+doc = curdoc()
+image = ColumnDataSource(data={"image": [np.zeros((4, 5))]}, name="image")
+plot = figure(width=250, height=200, x_range=(0, 5), y_range=(0, 4), toolbar_location=None, name="plot")
+plot.image("image", x=0, y=0, dw=5, dh=4, palette=["black", "white"], source=image)
+
+def patch_rows(event):
+    rows, columns = slice(0, 4, 2), slice(1, 4)
+    image.patch({"image": [((0, rows, columns), np.full(2 * 3, 7.0))]})
+
+patch = Button(label="Patch", name="patch")
+patch.on_event(ButtonClick, patch_rows)
+
+ticked = Div(text="waiting", name="ticked")
+timed = Div(text="waiting", name="timed")
+
+def show_ticked():
+    ticked.text = f"next tick in {threading.current_thread().name.split('-')[0]}"
+
+def show_timed():
+    timed.text = f"timeout in {threading.current_thread().name.split('-')[0]}"
+
+def work():
+    time.sleep(0.2)
+    doc.add_next_tick_callback(show_ticked)
+    doc.add_timeout_callback(show_timed, 300)
+
+start = Button(label="Work", name="work")
+start.on_event(ButtonClick, lambda event: threading.Thread(target=work, name="worker", daemon=True).start())
+doc.add_root(column(plot, patch, start, ticked, timed))
 """
 
 # main.py that raises while it builds the document.

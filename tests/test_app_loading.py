@@ -218,3 +218,20 @@ def test_in_dev_mode_the_registry_rebuilds_an_app_whose_files_changed(tmp_path):
     doc = Document()
     registry.application("weather").initialize_document(doc)
     assert doc.title == "climate"
+
+
+def test_the_documents_own_session_destroyed_callbacks_run_as_under_bokeh_serve(tmp_path):
+    # bokeh serve adds Bokeh's DocumentLifecycleHandler to every app: curdoc().on_session_destroyed.
+    path = write_script_app(tmp_path, "farewell", textwrap.dedent("""
+        from bokeh.io import curdoc
+        from bokeh.models import Div
+
+        def farewell(session_context):
+            open(__file__ + ".destroyed", "w").write(session_context.id)
+
+        curdoc().on_session_destroyed(farewell)
+        curdoc().add_root(Div(text="hello"))
+    """))
+    (spec,) = app_specs([path])
+    check(spec)
+    assert (tmp_path / "farewell.py.destroyed").read_text()

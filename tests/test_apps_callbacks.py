@@ -3,8 +3,10 @@ change is painted there: widgets' on_change and on_event, patch and stream, peri
 
 import pytest
 
-from tests.apps_helpers import (ANIMATED, WIDGETS, apps_database, click_button, model_value, open_app,  # noqa: F401
-                                press_slider, start_app_server, wait_for_model, write_script)
+from bokehsite import wire
+from tests.apps_helpers import (ANIMATED, ROLLING, WIDGETS, apps_database, click_button, model_value,  # noqa: F401
+                                open_app, press_slider, session_document, start_app_server, wait_for_model,
+                                write_script)
 from tests.helpers import COUNT_PIXELS
 
 pytestmark = [pytest.mark.browser, pytest.mark.daphne]
@@ -16,7 +18,8 @@ BLUE = [0, 0, 255]
 @pytest.fixture(scope="module")
 def apps(apps_database, tmp_path_factory):
     folder = tmp_path_factory.mktemp("callback-apps")
-    scripts = [write_script(folder, "widgets", WIDGETS), write_script(folder, "animated", ANIMATED)]
+    scripts = [write_script(folder, "widgets", WIDGETS), write_script(folder, "animated", ANIMATED),
+               write_script(folder, "rolling", ROLLING)]
     served = start_app_server(apps_database, folder, scripts)
     yield served
     served.server.stop()
@@ -73,6 +76,18 @@ def test_a_periodic_callback_updates_the_page_without_any_input(apps, page):
     frame = open_app(page, apps.url + "apps/animated/")
     first = model_value(frame, "ticks", "m.data.x.length")
     wait_for_model(frame, "ticks", f"m.data.x.length >= {first + 5}", timeout=10_000)
+    assert page.problems == []
+
+
+def test_a_callback_that_updates_some_columns_keeps_the_others_in_the_stored_session(apps, page):
+    frame = open_app(page, apps.url + "apps/rolling/")
+    first = model_value(frame, "rolling", "m.data.y[0]")
+    wait_for_model(frame, "rolling", f"m.data.y[0] !== {first}", timeout=10_000)
+    page.wait_for_timeout(500)  # a few more rolls stored
+    (source,) = [m for m in wire.model_objects(session_document(apps.url, page.content()))
+                 if m.get("attributes", {}).get("name") == "rolling"]
+    assert sorted(name for name, _ in source["attributes"]["data"]["entries"]) == ["colour", "x", "y"]
+    assert model_value(frame, "rolling", "Object.keys(m.data).sort()") == ["colour", "x", "y"]
     assert page.problems == []
 
 

@@ -163,3 +163,26 @@ def test_past_the_session_limit_a_page_is_refused_with_503_and_says_why(apps_dat
         assert "BOKEHSITE_MAX_SESSIONS" in html and "2 app sessions" in html
     finally:
         served.server.stop()
+
+
+def test_past_the_per_process_session_limit_another_viewer_is_refused_with_503(apps_database, tmp_path, browser):
+    served = start_app_server(apps_database, tmp_path, [write_script(tmp_path, "fine", FINE)],
+                              BOKEHSITE_MULTI_USER="1", BOKEHSITE_PUBLIC_APPS="fine", BOKEHSITE_MAX_SESSIONS="1")
+    contexts = [browser.new_context() for _ in range(2)]
+    try:
+        alice, bob = (c.new_page() for c in contexts)
+        log_in(alice, served.url + "accounts/login/")
+        open_app(alice, served.url + "apps/fine/")
+        # Bob has no session at all: what refuses him is the app process's limit, not his own.
+        log_in(bob, served.url + "accounts/login/", "bob")
+        assert bob.goto(served.url + "apps/fine/").status == 503
+        error = bob.locator("#app-error")
+        assert error.get_attribute("data-code") == "too_many_sessions"
+        assert "every app process runs 1 " in error.inner_text()
+        assert "the most BOKEHSITE_MAX_SESSIONS allows" in error.inner_text()
+        status, html = get(served.url + "apps/fine/")  # an anonymous visitor too
+        assert status == 503 and 'data-code="too_many_sessions"' in html
+    finally:
+        for c in contexts:
+            c.close()
+        served.server.stop()

@@ -111,3 +111,16 @@ def test_every_version_reads_as_bokeh_reached_it_change_by_change(alice, setting
         header, buffers = wire.unpack(replay.at(document.id).bundle())
         assert state(wire.load_document(header["doc"], buffers)) == ref.states[document.version]
         replay.live_documents.discard(document.id)
+
+
+def test_a_change_of_some_columns_keeps_the_others(alice):
+    """``source.data.update(...)`` sends only the columns it names (with ``cols``): every version
+    read back keeps the source's other columns, as the browser does."""
+    ref = Reference(alice, line_document(10))
+    ref.change(lambda: ref.source.data.update({"y": np.zeros(10)}))
+    ref.change(lambda: ref.source.data.update({"y": np.ones(10), "z": np.arange(10.0)}))
+    assert sorted(ref.source.data) == ["x", "y", "z"]
+    for version, expected in ref.states.items():
+        assert state(replay.at(ref.document.id, version).document()) == expected, version
+    replay.live_documents.discard(ref.document.id)  # rebuilt from the snapshot and the stored changes
+    assert state(replay.at(ref.document.id).document()) == ref.states[ref.document.version]

@@ -18,8 +18,10 @@ from typing import Any
 from bokeh.core.serialization import Buffer, Serialized
 from bokeh.document import Document
 
-from bokehsite import protocol, wire
+from bokehsite import bokeh_fixes, protocol, wire
 from bokehsite.client.outbox import Outbox
+
+bokeh_fixes.install()  # others' changes applied here as the browser applies them
 
 Frame = tuple[protocol.Patches | protocol.Snapshot, list[Buffer]]
 
