@@ -102,8 +102,9 @@ def place(app: str, session_id: uuid.UUID) -> AppHost | None:
                               "shortly", limit="memory", maximum=memory)
     limit = settings.BOKEHSITE_MAX_SESSIONS
     if limit and taking[0].running >= limit:
-        raise TooManySessions(f"every app process runs {limit} sessions, the most BOKEHSITE_MAX_SESSIONS allows; "
-                              "try again when some have ended", limit="per_process", maximum=limit)
+        raise TooManySessions(f"every app process runs {limit} session{'s' if limit != 1 else ''}, the most "
+                              "BOKEHSITE_MAX_SESSIONS allows; try again when some have ended",
+                              limit="per_process", maximum=limit)
     # Pages that open at once all see the same counts: a random one of the least busy spreads them.
     host = random.choice([h for h in taking if h.running == taking[0].running])
     AppSession.objects.filter(id=session_id).update(host=host)

@@ -178,7 +178,7 @@ def test_past_the_per_process_session_limit_another_viewer_is_refused_with_503(a
         assert bob.goto(served.url + "apps/fine/").status == 503
         error = bob.locator("#app-error")
         assert error.get_attribute("data-code") == "too_many_sessions"
-        assert "every app process runs 1 " in error.inner_text()
+        assert "every app process runs 1 session, " in error.inner_text()
         assert "the most BOKEHSITE_MAX_SESSIONS allows" in error.inner_text()
         status, html = get(served.url + "apps/fine/")  # an anonymous visitor too
         assert status == 503 and 'data-code="too_many_sessions"' in html
