@@ -42,6 +42,7 @@ class ReadOnly(errors.Forbidden):
 
 class DocumentConsumer(AsyncWebsocketConsumer):
     app_viewer = False  # a browser's connection to an app session (``appserver.presence``)
+    refused = False  # told why it may not follow the document, and closing: nothing more is sent
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -85,7 +86,12 @@ class DocumentConsumer(AsyncWebsocketConsumer):
                                                settings.BOKEHSITE_MAX_BODY_BYTES))
 
     async def refuse(self, error: ApiError) -> None:
-        """Tell the client why it may not (or no longer) follow the document, and close."""
+        """Tell the client why it may not (or no longer) follow the document, and close. Once:
+        what was queued behind the first reason (a deletion's announcement after the reason an
+        app session ended) must not replace it."""
+        if self.refused:
+            return
+        self.refused = True
         await self.send_error(error)
         await self.close(code=4000 + error.status_code)  # protocol.Close: 4401, 4404, 4429, 4503
 
@@ -110,6 +116,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         # database work shares, so each message would wait behind every connection's queued
         # transactions. This consumer's parts do their database work through
         # database_sync_to_async, which closes them itself; relaying a change needs no database.
+        if self.refused and message["type"] != "websocket.disconnect":
+            return  # closing: the client was told why
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"no handler for message type {message['type']}")

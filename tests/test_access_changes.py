@@ -327,3 +327,26 @@ def test_a_member_removed_from_a_group_in_the_admin_loses_the_groups_document(do
         await assert_refused(socket, "not_found", 4404)
 
     run(scenario)
+
+
+def test_a_document_ended_on_purpose_says_only_why_though_its_deletion_is_heard_after(document, alice):
+    # An app session that ends: its viewers are told why, then the document is deleted, whose own
+    # announcement comes next. The connection closes on the first; the second must not tell the
+    # page, after the reason, that there is "no such document".
+    from asgiref.sync import sync_to_async
+
+    from streaming import broadcast
+
+    stored, _, _ = document
+    _, by_cookie = with_session(alice)
+
+    async def scenario():
+        socket, _ = await open_socket(protocol.path(stored.id), by_cookie)
+        await sync_to_async(broadcast.document_ended)(stored.id, "its Python stopped")
+        await db(services.delete_document)(stored)
+        error = await receive(socket, timeout=PROMPTLY)
+        assert (error["type"], error["code"], error["detail"]) == ("error", "not_found", "its Python stopped")
+        assert await closed_with(socket) == 4404
+        assert await socket.receive_nothing(PROMPTLY)  # no second refusal after the close
+
+    run(scenario)
