@@ -35,24 +35,26 @@ class Credentials:
     embed_token: str | None = None
 
     @property
+    def scheme(self) -> str:
+        """The Authorization header's scheme, in lower case ("" without the header)."""
+        return (self.authorization or "").partition(" ")[0].lower()
+
+    @property
     def names_api_token(self) -> bool:
         """The Authorization header names the Token or Bearer scheme, whether its secret is well
         formed or not (one that is not then fails, instead of being ignored)."""
-        return bool(self.authorization) and self.authorization.split(" ", 1)[0].lower() in SCHEMES
+        return self.scheme in SCHEMES
 
     @property
     def bearer(self) -> str | None:
         """The secret after ``Bearer``, as sent (spaces around it stripped), whether it would pass for
         an API token or not; None if the header names another scheme or none."""
-        if not self.authorization:
-            return None
-        scheme, _, secret = self.authorization.partition(" ")
-        return secret.strip() if scheme.lower() == "bearer" else None
+        return (self.authorization or "").partition(" ")[2].strip() if self.scheme == "bearer" else None
 
     @property
     def names_key(self) -> bool:
         """The Authorization header carries a secret link's key (``Key <key>``), not an account."""
-        return bool(self.authorization) and self.authorization.split(" ", 1)[0].lower() == "key"
+        return self.scheme == "key"
 
     @classmethod
     def parse(cls, authorization: str | None, query: QueryDict | dict[str, list[str]]) -> Credentials:
