@@ -358,7 +358,7 @@ class View(Message, type="view", sender=CLIENT):
 
 @dataclass(frozen=True)
 class ViewData(Message, type="view_data", sender=SERVER):
-    """The view asked for by `view` `id` (sent again, with the same `id`, when rows appended to the dataset reach it): `data` holds columns whose arrays are buffers. `kind` is `raw` (the rows themselves), `line` (each pixel column's first, last, lowest and highest point), `lines` (that for each of many series: `data.xs` and `data.ys` hold one array a series, `data.series` their names), `image` (counts of points per pixel, `data.image`, over `x0`..`x1` by `y0`..`y1`; for many series, how many series pass through each pixel) or `raster` (a window of an image dataset, `data.image`, a 2-D array whose row 0 is at the bottom, covering exactly `x0`..`x1` by `y0`..`y1`: the visible range snapped out to whole pixels of the pyramid level it was cut from, at most one array pixel per screen pixel; the stored pixels themselves at 1:1 or closer; empty, with `x0` = `x1`, when the range misses the image); `rows` is how many rows the range holds (of each series; for `raster`, image pixels). It is this viewer's alone: never stored, never sent to anyone else."""
+    """The view asked for by `view` `id` (sent again, with the same `id`, when rows appended to the dataset reach it): `data` holds columns whose arrays are buffers. `kind` is `raw` (the rows themselves), `line` (each pixel column's first, last, lowest and highest point), `lines` (that for each of many series: `data.xs` and `data.ys` hold one array a series, `data.series` their names), `image` (counts of points per pixel, `data.image`, over `x0`..`x1` by `y0`..`y1`; for many series, how many series pass through each pixel) or `raster` (a window of an image dataset, `data.image`, a 2-D array whose row 0 is at the bottom, covering exactly `x0`..`x1` by `y0`..`y1`: the visible range snapped out to whole pixels of the pyramid level it was cut from, at most one array pixel per screen pixel; the stored pixels themselves at 1:1 or closer; empty, with `x0` = `x1`, when the range misses the image); `rows` is how many rows the range holds (of each series; for `raster`, image pixels). With `fixed`, `data.image` holds the means of a 1-byte image as 16-bit steps: each pixel is `low + step * value`. It is this viewer's alone: never stored, never sent to anyone else."""
 
     BINARY = True
 
@@ -371,6 +371,7 @@ class ViewData(Message, type="view_data", sender=SERVER):
     x1: float | None = member("number", "X1", optional=True)
     y0: float | None = member("number", "Y0", optional=True)
     y1: float | None = member("number", "Y1", optional=True)
+    fixed: dict[str, float] | None = member("object", '{"low": L, "step": S}', optional=True)
 
 
 # --- sources backed by a dataset ---------------------------------------------------------------

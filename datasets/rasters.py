@@ -408,13 +408,19 @@ def view(image: np.ndarray, levels: list[Level], extent: tuple[float, float, flo
     return ImageView(mean.astype(np.float32), *covered, choice, (by, bx), pixels)
 
 
-def for_the_page(values: np.ndarray) -> np.ndarray:
-    """Pixels in a dtype BokehJS draws: 64-bit integers as float64, bools as uint8."""
+def for_the_page(values: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, dict[str, float] | None]:
+    """A view's pixels (of an image of ``dtype``) in a dtype BokehJS draws: 64-bit integers as
+    float64, bools as uint8. The means of a 1-byte image go as the 16-bit fixed point its pyramid
+    keeps them in, half the bytes of float32, with how to read them: ``{"low", "step"}``, each
+    pixel being ``low + step * value`` (a level's means so come back exactly as stored)."""
+    if values.dtype.kind == "f" and dtype.itemsize == 1:
+        low, span = _fixed_range(dtype)
+        return encode_mean(values, dtype), {"low": low, "step": span / _FIXED}
     if values.dtype.kind == "b":
-        return values.view(np.uint8)
+        return values.view(np.uint8), None
     if values.dtype.kind in "iu" and values.dtype.itemsize == 8:
-        return values.astype(np.float64)
-    return values
+        return values.astype(np.float64), None
+    return values, None
 
 
 def warm_up() -> None:

@@ -222,9 +222,10 @@ def image_view(backing: Backing, request: protocol.View) -> tuple[protocol.ViewD
     view = rasters.view(image, storage.image_levels(dataset), tuple(dataset.extent), request.x0, request.x1,
                         request.y0, request.y1, request.width, request.height, backing.reduce)
     buffers: list[Buffer] = []
-    data = {"image": wire.ndarray(rasters.for_the_page(view.image), buffers)}
+    pixels, fixed = rasters.for_the_page(view.image, image.dtype)
+    data = {"image": wire.ndarray(pixels, buffers)}
     return protocol.ViewData(request.id, request.source, "raster", data, view.pixels, view.x0, view.x1, view.y0,
-                             view.y1), buffers
+                             view.y1, fixed), buffers
 
 
 def first_new_y(backing: Backing, old_length: int) -> float:

@@ -9,6 +9,7 @@ from bokeh.document import Document as BokehDocument
 from bokeh.models import LinearColorMapper, Range1d
 
 from bokehsite.client import Session, figure, server_source
+from bokehsite.client.backed import decode_view
 from tests.helpers import open_plot
 from tests.servers import DaphneServer, database_url
 
@@ -102,6 +103,31 @@ def test_at_one_to_one_the_canvas_shows_the_exact_pixel_values(server, page):
     (top, left), same = max(matches.items(), key=lambda item: item[1].mean())
     assert same[1:-1, 1:-1].all(), (top, left, same.mean())
     assert same.mean() > 0.99
+
+
+def test_the_page_reads_a_reduced_views_16_bit_means_as_python_does(server, page):
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (600, 400)).astype(np.uint8)
+    with Session(server.url) as session:
+        image = session.upload_image("means", pixels, x=(0, 400), y=(0, 600))
+        push_image(session, "means", image, "mean", 200, 120)
+        frame = open_plot(page, session.url)
+        state = wait_for_raster(frame)
+        assert (state["kind"], state["width"], state["height"]) == ("raster", 200, 120)
+        header, buffers = session.dataset_view(image.id, kind="image", reduce="mean", width=200, height=120,
+                                               x0=0, x1=400, y0=0, y1=600)
+    assert header["fixed"] == {"low": 0, "step": 255 / 65535}
+    expected = decode_view(header, buffers)["image"]
+    assert expected.shape == (120, 200)  # 5 x 2 image pixels a screen pixel: means of ten
+    dtype, shown = frame.evaluate("""() => {
+        const source = [...Bokeh.documents[0].all_models].find((m) => m.data && m.data.dw);
+        const image = source.data.image[0];
+        return [image instanceof Float32Array ? image.dtype : "not a Float32Array", Array.from(image)];
+    }""")
+    assert dtype == "float32"
+    np.testing.assert_array_equal(np.asarray(shown, dtype=np.float32).reshape(120, 200), expected)
+    means = pixels.reshape(120, 5, 200, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(expected, means, rtol=0, atol=255 / 65535 / 2 + 1e-5)
 
 
 # In the frame: the view requests sent once the ranges are set as a zoom sets them (both in one

@@ -14,6 +14,7 @@ from bokeh.plotting import figure
 
 from accounts.users import default_user
 from bokehsite import protocol
+from bokehsite.client.backed import decode_view
 from datasets import images, rasters, storage
 from datasets.models import Dataset
 from documents import bokeh_json, services
@@ -386,6 +387,43 @@ def test_image_views_over_the_websocket_are_the_askers_and_follow_appends(api, d
         assert await below.receive_nothing(0.5)  # its range does not reach them
         for socket in (asker, other, below):
             await socket.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "bool"])
+def test_a_one_byte_images_means_travel_as_16_bit_steps_that_read_back_as_the_view(api, dataset_dir, dtype):
+    image = sample_image((400, 300), dtype)
+    dataset = upload_image(api, "scan", image, (0, 300, 0, 400))
+    document, source_id = image_document(default_user(), dataset, "mean")
+    stored, levels = storage.open_columns(dataset)["image"], storage.image_levels(dataset)
+    low, span = rasters._fixed_range(np.dtype(dtype))
+
+    async def scenario():
+        socket = await connect(document.id)
+        # 2.5 image pixels a screen pixel (means of the image itself), then level 1 as stored
+        for request_id, (width, height) in enumerate([(120, 160), (75, 100)], start=1):
+            await socket.send_json_to(view(request_id, source_id, 0, 300, width=width, height=height, y0=0, y1=400))
+            message, buffers = await next_frame(socket)
+            expected = rasters.view(stored, levels, (0, 300, 0, 400), 0, 300, 0, 400, width, height, "mean")
+            assert message["fixed"] == {"low": low, "step": span / 65535}
+            assert columns_of(message, buffers)["image"].dtype == np.uint16  # half the bytes of float32
+            got = decode_view(message, buffers)["image"]
+            assert got.dtype == np.float32 and got.shape == expected.image.shape
+            if request_id == 1:
+                assert expected.level == 0 and expected.step == (2.5, 2.5)
+                np.testing.assert_allclose(got, expected.image, rtol=0, atol=span / 65535 / 2 + 1e-5)
+            else:
+                assert expected.level == 1 and expected.step == (1, 1)
+                np.testing.assert_array_equal(got, expected.image)
+        # at 1:1, the stored pixels themselves, with nothing to read back
+        await socket.send_json_to(view(3, source_id, 0, 100, width=100, height=50, y0=0, y1=50))
+        message, buffers = await next_frame(socket)
+        assert "fixed" not in message
+        np.testing.assert_array_equal(decode_view(message, buffers)["image"], image[:50, :100].view(
+            np.uint8) if dtype == "bool" else image[:50, :100])
+        await socket.disconnect()
 
     run(scenario)
 

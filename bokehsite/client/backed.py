@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from bokeh.core.serialization import Deserializer, Serialized
 from bokeh.document import Document
 from bokeh.models import ColumnDataSource, DataRange1d, GlyphRenderer, Plot, Range1d
@@ -118,5 +119,9 @@ def pin_ranges(doc: Document) -> None:
 
 
 def decode_view(header: dict[str, Any], buffers: list) -> dict[str, Any]:
-    """The columns of a ``view_data`` message (or a first view) as NumPy arrays."""
-    return Deserializer().deserialize(Serialized(header["data"], buffers))
+    """The columns of a ``view_data`` message (or a first view) as NumPy arrays; an image's
+    fixed-point means (``fixed``) as float32, as the page reads them."""
+    data = Deserializer().deserialize(Serialized(header["data"], buffers))
+    if fixed := header.get("fixed"):
+        data["image"] = (data["image"] * fixed["step"] + fixed["low"]).astype(np.float32)
+    return data

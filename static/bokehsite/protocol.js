@@ -51,7 +51,8 @@
                                       y0: f("number", true), y1: f("number", true), width: f("count"), height: f("count")}},
     view_data: {sender: "server", binary: true, fields: {id: f("id"), source: f("name"), kind: f("name"), data: f("object"),
                                                          rows: f("version"), x0: f("number", true), x1: f("number", true),
-                                                         y0: f("number", true), y1: f("number", true)}},
+                                                         y0: f("number", true), y1: f("number", true),
+                                                         fixed: f("object", true)}},
   };
 
   class ProtocolError extends Error {

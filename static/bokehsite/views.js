@@ -21,6 +21,17 @@
     return null;
   }
 
+  // An image's means sent as 16-bit steps ({low, step}, see the protocol's view_data): as float32,
+  // in place in the encoded ndarray and its buffer, before BokehJS reads them.
+  function fromFixedPoint(ndarray, {low, step}, buffers) {
+    const id = ndarray.array.data.id;
+    const steps = new Uint16Array(buffers.get(id));
+    const values = new Float32Array(steps.length);
+    for (let i = 0; i < steps.length; i++) values[i] = low + step * steps[i];
+    buffers.set(id, values.buffer);
+    ndarray.dtype = "float32";
+  }
+
   let unique = 0;
   const newId = (what) => `bks-view-${what}-${Date.now().toString(36)}-${++unique}`;
 
@@ -139,6 +150,7 @@
     // A window of an image dataset: the source's own columns (image, x, y, dw, dh) take it.
     showRaster(entry, header, buffers) {
       const {x0, x1, y0, y1} = header;
+      if (header.fixed) fromFixedPoint(header.data.image, header.fixed, buffers);
       const empty = !(x1 > x0 && y1 > y0);
       this.patch([this.columnsEvent(entry.source.id, empty ? {image: [], x: [], y: [], dw: [], dh: []}
         : {image: [header.data.image], x: [x0], y: [y0], dw: [x1 - x0], dh: [y1 - y0]})], buffers);
