@@ -430,7 +430,8 @@ class Session:
 
     def dataset_view(self, dataset_id: str, *, kind: str, width: int, height: int, **query: Any) -> tuple[dict[str, Any], list]:
         """A view of a dataset at a plot's size (``x``, ``y``, ``x0``... as the server takes them):
-        the ``view_data`` header and its buffers. ``server_source`` starts from one."""
+        the ``view_data`` header and its buffers (``backed.decode_view`` reads its columns, a
+        1-byte image's 16-bit means among them). ``server_source`` starts from one."""
         params = {"kind": kind, "width": width, "height": height, **{k: v for k, v in query.items() if v is not None}}
         if isinstance(params.get("y"), list):  # many columns (lines): more than a URL holds
             response = self._request("POST", f"api/datasets/{dataset_id}/view/", accept=wire.CONTENT_TYPE, json=params)
