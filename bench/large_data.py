@@ -111,10 +111,27 @@ def zoom_views(x, y, levels, repeat: int) -> dict[float, float]:
     return times
 
 
-def random_zoom_views(x, y, levels, count: int) -> dict[float, float]:
+def cache_sweeper():
+    """A function that pushes everything out of the CPU's caches, by writing a buffer twice the
+    size of the last level cache (as sysfs reports it; 64 MiB if it does not)."""
+    try:
+        size = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
+        last_level = int(size.rstrip("K")) * 1024 if size.endswith("K") else int(size)
+    except (OSError, ValueError):
+        last_level = 32 << 20
+    buffer = np.zeros(2 * last_level // 8)
+
+    def sweep() -> None:
+        np.add(buffer, 1.0, out=buffer)
+
+    return sweep
+
+
+def random_zoom_views(x, y, levels, count: int, sweep=None) -> dict[float, float]:
     """The median time of a line view (ms) at each zoom over ``count`` windows at random places,
     each drawn once after a pass over all of them that maps their pages in: unlike the centred
-    window drawn again and again, each view finds little of what it reads in the CPU's caches."""
+    window drawn again and again, each view finds little of what it reads in the CPU's caches.
+    With ``sweep`` (``cache_sweeper``), the caches are emptied before each view: it finds nothing."""
     n, times = len(x), {}
     for zoom in ZOOMS:
         span = max(int(n * zoom), 10)
@@ -124,6 +141,8 @@ def random_zoom_views(x, y, levels, count: int) -> dict[float, float]:
             line_view(x, y, levels, x0, x1, WIDTH)
         took = []
         for x0, x1 in windows:
+            if sweep is not None:
+                sweep()
             start = time.perf_counter()
             line_view(x, y, levels, x0, x1, WIDTH)
             took.append((time.perf_counter() - start) * 1000)
@@ -138,18 +157,23 @@ def flat_views(small: int, large: tuple, repeat: int) -> None:
         x, y = walk(small, Path(folder))
         summaries.build(y, Path(folder), "y")
         levels = summaries.open_levels(Path(folder), "y", y)
+        sweep = cache_sweeper()
         ours = zoom_views(x, y, levels, repeat)
         ours_random = random_zoom_views(x, y, levels, repeat)
+        ours_cold = random_zoom_views(x, y, levels, repeat, sweep)
     theirs = zoom_views(*large, repeat)
     theirs_random = random_zoom_views(*large, repeat)
+    theirs_cold = random_zoom_views(*large, repeat, sweep)
     n = len(large[0])
     print(f"\nline views of the uploaded dataset against {small:,} rows, median of {repeat} (ms), {WIDTH} px")
     print(f"{'zoom':>6} {f'{small:,} rows':>14} {f'{n:,} rows':>16} {'ratio':>6}   random windows: "
+          f"{f'{small:,} rows':>14} {f'{n:,} rows':>16} {'ratio':>6}   the same, CPU caches emptied before each: "
           f"{f'{small:,} rows':>14} {f'{n:,} rows':>16} {'ratio':>6}")
     for zoom in ZOOMS:
         print(f"{zoom * 100:>5g}% {ours[zoom]:>14.3f} {theirs[zoom]:>16.3f} {theirs[zoom] / ours[zoom]:>5.2f}x   "
               f"{'':>16}{ours_random[zoom]:>14.3f} {theirs_random[zoom]:>16.3f} "
-              f"{theirs_random[zoom] / ours_random[zoom]:>5.2f}x")
+              f"{theirs_random[zoom] / ours_random[zoom]:>5.2f}x   {'':>43}{ours_cold[zoom]:>14.3f} "
+              f"{theirs_cold[zoom]:>16.3f} {theirs_cold[zoom] / ours_cold[zoom]:>5.2f}x")
 
 
 # One viewer's random 1% windows in a fresh process, through datasets.storage as a server
