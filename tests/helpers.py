@@ -190,8 +190,9 @@ def create(api, title="line", doc=None):
 # --- websockets through the ASGI application -------------------------------------------------------
 
 
-async def open_socket(path: str, headers=()):
-    """A websocket to the ASGI application, and the first message it got (``hello`` or ``error``)."""
+def communicator(path: str, headers=()):
+    """A websocket to the ASGI application, not yet connected, which ``run`` disconnects after
+    the scenario."""
     from channels.testing import WebsocketCommunicator
 
     from bokehsite.asgi import application
@@ -199,6 +200,12 @@ async def open_socket(path: str, headers=()):
     socket = WebsocketCommunicator(application, path, headers=list(headers))
     if (opened := _opened.get()) is not None:
         opened.append(socket)
+    return socket
+
+
+async def open_socket(path: str, headers=()):
+    """A websocket to the ASGI application, and the first message it got (``hello`` or ``error``)."""
+    socket = communicator(path, headers)
     connected, _ = await socket.connect()
     assert connected
     return socket, await receive(socket)

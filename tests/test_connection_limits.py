@@ -12,7 +12,6 @@ import time
 
 import pytest
 import websockets
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from accounts.tokens import create_token
@@ -23,7 +22,7 @@ from bokehsite.client.follower import Follower
 from documents import services
 from streaming.models import ConnectionPlace
 from tests.apps_helpers import apps_database  # noqa: F401  (a fixture)
-from tests.helpers import closed_with, receive, run, stored_line, wait_until
+from tests.helpers import closed_with, communicator, receive, run, stored_line, wait_until
 from tests.servers import ROOT, DaphneServer, database_url
 
 LIMITS = ("BOKEHSITE_MAX_CONNECTIONS_PER_USER", "BOKEHSITE_MAX_CONNECTIONS_PER_PROCESS")
@@ -51,9 +50,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def open_from(path: str, address: str, headers=()):
     """A websocket to the ASGI application from the client ``address``, and its first message."""
-    from bokehsite.asgi import application
-
-    socket = WebsocketCommunicator(application, path, headers=list(headers))
+    socket = communicator(path, headers)
     socket.scope["client"] = (address, 40000)
     connected, _ = await socket.connect()
     assert connected

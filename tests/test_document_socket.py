@@ -1,16 +1,14 @@
 """The document websocket, driven through the real ASGI application."""
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
 from accounts.users import default_user
 from bokehsite import protocol, wire
-from bokehsite.asgi import application
 from documents import services
 from documents.models import Event, Snapshot, Visibility
 from streaming import broadcast
-from tests.helpers import append_frame, open_socket, plain, receive, run, stored_line, stream_patch
+from tests.helpers import append_frame, communicator, open_socket, plain, receive, run, stored_line, stream_patch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -220,7 +218,7 @@ def test_a_document_the_user_may_not_see_is_not_found(stored):
     private = services.create_document(owner, "private", *services.bokeh_json.dump(doc))
 
     async def scenario():
-        socket = WebsocketCommunicator(application, protocol.path(private.id))
+        socket = communicator(protocol.path(private.id))
         assert (await socket.connect())[0]
         error = await receive(socket)
         assert error["code"] == "not_found"
@@ -233,7 +231,7 @@ def test_another_sites_page_does_not_get_the_local_identity(stored):
     document, _, _ = stored
 
     async def scenario():
-        socket = WebsocketCommunicator(application, protocol.path(document.id), headers=[(b"origin", b"http://evil.example")])
+        socket = communicator(protocol.path(document.id), headers=[(b"origin", b"http://evil.example")])
         assert (await socket.connect())[0]
         assert (await receive(socket))["code"] == "not_found"  # anonymous: the private document is not there
         await socket.disconnect()
