@@ -412,10 +412,11 @@ def for_the_page(values: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, dict[
     """A view's pixels (of an image of ``dtype``) in a dtype BokehJS draws: 64-bit integers as
     float64, bools as uint8. The means of a 1-byte image go as the 16-bit fixed point its pyramid
     keeps them in, half the bytes of float32, with how to read them: ``{"low", "step"}``, each
-    pixel being ``low + step * value`` (a level's means so come back exactly as stored)."""
+    pixel being ``low + step * value`` (a level's pixels shown as they are come back exactly as
+    stored; other means within half a step)."""
     if values.dtype.kind == "f" and dtype.itemsize == 1:
         low, span = _fixed_range(dtype)
-        return encode_mean(values, dtype), {"low": low, "step": span / _FIXED}
+        return encode_mean(values.astype(np.float64), dtype), {"low": low, "step": span / _FIXED}
     if values.dtype.kind == "b":
         return values.view(np.uint8), None
     if values.dtype.kind in "iu" and values.dtype.itemsize == 8:

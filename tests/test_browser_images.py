@@ -127,7 +127,7 @@ def test_the_page_reads_a_reduced_views_16_bit_means_as_python_does(server, page
     assert dtype == "float32"
     np.testing.assert_array_equal(np.asarray(shown, dtype=np.float32).reshape(120, 200), expected)
     means = pixels.reshape(120, 5, 200, 2).mean(axis=(1, 3))
-    np.testing.assert_allclose(expected, means, rtol=0, atol=255 / 65535 / 2 + 1e-5)
+    np.testing.assert_allclose(expected, means, rtol=0, atol=255 / 65535 / 2 + 1e-4)  # and float32's rounding
 
 
 # In the frame: the view requests sent once the ranges are set as a zoom sets them (both in one

@@ -413,7 +413,8 @@ def test_a_one_byte_images_means_travel_as_16_bit_steps_that_read_back_as_the_vi
             assert got.dtype == np.float32 and got.shape == expected.image.shape
             if request_id == 1:
                 assert expected.level == 0 and expected.step == (2.5, 2.5)
-                np.testing.assert_allclose(got, expected.image, rtol=0, atol=span / 65535 / 2 + 1e-5)
+                # within half a step, and float32's rounding of the view and of what is read back
+                np.testing.assert_allclose(got, expected.image, rtol=0, atol=span / 65535 / 2 + 1e-4)
             else:
                 assert expected.level == 1 and expected.step == (1, 1)
                 np.testing.assert_array_equal(got, expected.image)

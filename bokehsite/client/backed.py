@@ -123,5 +123,6 @@ def decode_view(header: dict[str, Any], buffers: list) -> dict[str, Any]:
     fixed-point means (``fixed``) as float32, as the page reads them."""
     data = Deserializer().deserialize(Serialized(header["data"], buffers))
     if fixed := header.get("fixed"):
-        data["image"] = (data["image"] * fixed["step"] + fixed["low"]).astype(np.float32)
+        # in float64 whatever NumPy's promotion rules, as the page computes it, then float32
+        data["image"] = (data["image"].astype(np.float64) * fixed["step"] + fixed["low"]).astype(np.float32)
     return data
