@@ -84,11 +84,23 @@ def _fixed_range(dtype: np.dtype) -> tuple[float, float]:
     return float(info.min), float(info.max) - float(info.min)
 
 
+@numba.njit(nogil=True, cache=True)
+def _to_steps(values, low, scale, out):
+    """Values as fixed-point steps above ``low``, ``scale`` steps a unit, in one pass (a NumPy
+    expression makes five over the pixels)."""
+    rows, cols = values.shape
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = np.uint16(np.rint((np.float64(values[i, j]) - low) * scale))
+
+
 def encode_mean(mean: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Means (float64) as stored for an image of ``dtype``."""
+    """Means (2-D, any float dtype, computed in float64) as stored for an image of ``dtype``."""
     if dtype.itemsize == 1:
         low, span = _fixed_range(dtype)
-        return np.rint((mean - low) * (_FIXED / span)).astype("<u2")
+        steps = np.empty(mean.shape, dtype="<u2")
+        _to_steps(mean, low, _FIXED / span, steps)
+        return steps
     return mean.astype("<f4")
 
 
@@ -408,15 +420,6 @@ def view(image: np.ndarray, levels: list[Level], extent: tuple[float, float, flo
     return ImageView(mean.astype(np.float32), *covered, choice, (by, bx), pixels)
 
 
-@numba.njit(nogil=True, cache=True)
-def _to_steps(values, low, scale, out):
-    """``encode_mean`` of a view in one pass (the NumPy expression makes five over the pixels)."""
-    rows, cols = values.shape
-    for i in range(rows):
-        for j in range(cols):
-            out[i, j] = np.uint16(np.rint((np.float64(values[i, j]) - low) * scale))
-
-
 def for_the_page(values: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, dict[str, float] | None]:
     """A view's pixels (of an image of ``dtype``) in a dtype BokehJS draws: 64-bit integers as
     float64, bools as uint8. The means of a 1-byte image go as the 16-bit fixed point its pyramid
@@ -425,9 +428,7 @@ def for_the_page(values: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, dict[
     stored; other means within half a step)."""
     if values.dtype.kind == "f" and dtype.itemsize == 1:
         low, span = _fixed_range(dtype)
-        steps = np.empty(values.shape, dtype="<u2")
-        _to_steps(values, low, _FIXED / span, steps)
-        return steps, {"low": low, "step": span / _FIXED}
+        return encode_mean(values, dtype), {"low": low, "step": span / _FIXED}
     if values.dtype.kind == "b":
         return values.view(np.uint8), None
     if values.dtype.kind in "iu" and values.dtype.itemsize == 8:
@@ -442,5 +443,6 @@ def warm_up() -> None:
     integer_means(small, 2, 2)
     floats = np.zeros((4, 4))
     reduce_blocks(floats, floats, floats, np.ones(4), np.ones(4), 2, 2)
+    encode_mean(floats, np.dtype(np.uint8))
     for_the_page(floats.astype(np.float32), np.dtype(np.uint8))
 
