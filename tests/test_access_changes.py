@@ -23,6 +23,7 @@ from bokehsite.client.exceptions import ServerError
 from bokehsite.client.follower import Follower
 from documents import access, services
 from documents.models import Event, Role
+from streaming import broadcast
 from tests.helpers import append_frame, closed_with, open_socket, receive, run, stored_line
 from tests.servers import DaphneServer, database_url
 
@@ -333,16 +334,12 @@ def test_a_document_ended_on_purpose_says_only_why_though_its_deletion_is_heard_
     # An app session that ends: its viewers are told why, then the document is deleted, whose own
     # announcement comes next. The connection closes on the first; the second must not tell the
     # page, after the reason, that there is "no such document".
-    from asgiref.sync import sync_to_async
-
-    from streaming import broadcast
-
     stored, _, _ = document
     _, by_cookie = with_session(alice)
 
     async def scenario():
         socket, _ = await open_socket(protocol.path(stored.id), by_cookie)
-        await sync_to_async(broadcast.document_ended)(stored.id, "its Python stopped")
+        await db(broadcast.document_ended)(stored.id, "its Python stopped")
         await db(services.delete_document)(stored)
         error = await receive(socket, timeout=PROMPTLY)
         assert (error["type"], error["code"], error["detail"]) == ("error", "not_found", "its Python stopped")
